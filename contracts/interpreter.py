@@ -1,0 +1,143 @@
+"""Run scripts through bsv-sdk's real interpreter, inside real version-1 transactions.
+
+``verify_spend`` builds a source transaction whose output carries the locking script and a
+transaction spending it with the unlocking script, then validates that input with
+``bsv.script.spend.Spend``: the same rules a node applies to a version-1 spend (push-only
+unlocking script, minimal encodings, clean stack). The interpreter's ``RuntimeError`` becomes
+``model.errors.ScriptError`` carrying the interpreter's reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from bsv.script.script import Script
+from bsv.script.spend import Spend
+from bsv.transaction import Transaction
+from bsv.transaction_input import TransactionInput
+from bsv.transaction_output import TransactionOutput
+
+from contracts.classifier import ClassifierScript, as_classifier, unlocking_claim, verify_label_script
+from contracts.script import AnnotatedScript
+from model.errors import ScriptError
+from model.reference import IntegerModel, as_pixels, classify
+
+log = logging.getLogger(__name__)
+
+TX_VERSION = 1  # version 1 keeps the strict rules (push-only unlocking, minimal pushes, clean stack)
+SOURCE_SATOSHIS = 10_000
+# Any standard output will do for the spending transaction: a bare OP_TRUE keeps it small.
+_SPEND_OUTPUT = Script(b"\x51")
+_FUNDING_SCRIPT = Script(b"\x51")
+
+
+def _as_script(script: Script | AnnotatedScript) -> Script:
+    return script.script if isinstance(script, AnnotatedScript) else script
+
+
+def spending_transaction(locking: Script, unlocking: Script, satoshis: int = SOURCE_SATOSHIS) -> Transaction:
+    """A version-1 transaction whose only input spends output 0 of a source transaction locked by ``locking``."""
+    funding = Transaction(
+        [TransactionInput(source_txid="00" * 32, source_output_index=0, unlocking_script=Script(b""))],
+        [TransactionOutput(locking, satoshis)],
+        version=TX_VERSION,
+    )
+    spend_input = TransactionInput(source_transaction=funding, source_output_index=0, unlocking_script=unlocking)
+    return Transaction([spend_input], [TransactionOutput(_SPEND_OUTPUT, satoshis - 1_000)], version=TX_VERSION)
+
+
+def verify_spend(locking: Script | AnnotatedScript, unlocking: Script) -> None:
+    """Validate ``unlocking`` against ``locking`` in a real transaction; raise ScriptError when it fails."""
+    locking = _as_script(locking)
+    tx = spending_transaction(locking, unlocking)
+    tx_input = tx.inputs[0]
+    spend = Spend({
+        "sourceTXID": tx_input.source_txid,
+        "sourceOutputIndex": tx_input.source_output_index,
+        "sourceSatoshis": tx_input.satoshis,
+        "lockingScript": locking,
+        "transactionVersion": tx.version,
+        "otherInputs": [],
+        "inputIndex": 0,
+        "unlockingScript": tx_input.unlocking_script,
+        "outputs": tx.outputs,
+        "inputSequence": tx_input.sequence,
+        "lockTime": tx.locktime,
+    })
+    try:
+        ok = spend.validate()
+    except RuntimeError as exc:
+        raise ScriptError("the interpreter rejected the spend", _reason(exc)) from None
+    if not ok:  # the SDK raises on failure; a False would be a change of contract worth knowing about
+        raise ScriptError("the interpreter rejected the spend", "validate() returned False")
+
+
+def _reason(exc: RuntimeError) -> str:
+    """The interpreter's own first line, without its "Script evaluation error:" prefix and context."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text.removeprefix("Script evaluation error:").strip()
+
+
+def script_accepts(locking: Script | AnnotatedScript, unlocking: Script) -> bool:
+    try:
+        verify_spend(locking, unlocking)
+    except ScriptError:
+        return False
+    return True
+
+
+def script_label(classifier: ClassifierScript, image: np.ndarray) -> int | None:
+    """The label the script computes, found by claiming each label in turn (None if none validates)."""
+    locking = verify_label_script(classifier, check_margin=False)
+    for label in range(10):
+        if script_accepts(locking, unlocking_claim(classifier, image, label)):
+            return label
+    return None
+
+
+def verify_images(
+    model: IntegerModel | ClassifierScript,
+    images: np.ndarray,
+    labels: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run every image through the script and compare with the numpy reference.
+
+    Each image is spent against the label-and-margin variant claiming the reference's label and
+    margin, so ``agree`` counts images where the script's label AND margin equal the reference's.
+    ``script_accuracy`` compares the script's labels with ``labels`` (the true digits) when given.
+    ``progress(done, total)`` is called after each image.
+    """
+    classifier = as_classifier(model)
+    pixels = as_pixels(images)
+    ref_labels, ref_margins = classify(classifier.model, pixels)
+    locking = verify_label_script(classifier, check_margin=True)
+    agree = correct = 0
+    elapsed = 0.0
+    for n, (image, label, margin) in enumerate(zip(pixels, ref_labels, ref_margins, strict=True), start=1):
+        unlocking = unlocking_claim(classifier, image, int(label), int(margin))
+        started = time.perf_counter()
+        accepted = script_accepts(locking, unlocking)
+        elapsed += time.perf_counter() - started
+        script_label_value = int(label) if accepted else script_label(classifier, image)
+        if accepted:
+            agree += 1
+        else:
+            log.warning("image %d: script disagrees with the reference (reference %d/%d, script label %s)",
+                        n - 1, label, margin, script_label_value)
+        if labels is not None and script_label_value == int(labels[n - 1]):
+            correct += 1
+        if progress is not None:
+            progress(n, len(pixels))
+    total = len(pixels)
+    return {
+        "images": total,
+        "agree": agree,
+        "script_accuracy": correct / total if labels is not None and total else None,
+        "ms_per_image": 1000 * elapsed / total if total else 0.0,
+        "locking_script_bytes": len(locking),
+    }

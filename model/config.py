@@ -1,0 +1,40 @@
+"""Training hyperparameters: a frozen record saved inside every artifact."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 1
+    hidden: int = 64
+    optimizer: str = "adam"  # "rmsprop" is the seed article's choice
+    learning_rate: float = 2e-3
+    batch_size: int = 128
+    epochs: int = 30  # dense training, cosine schedule with one warm-up epoch
+    shift_pixels: int = 1  # augmentation: random shifts of up to this many pixels
+    rotate_degrees: float = 10.0  # ... and rotations of up to this many degrees
+    validation_images: int = 5000  # held out of the 60k training images to choose everything
+    densities: tuple[float, ...] = (0.5, 0.3, 0.2, 0.15)  # layer-1 pruning stages (share of weights kept)
+    prune_epochs: int = 3  # fine-tuning after each pruning stage
+    tune_learning_rate: float = 5e-4  # peak rate of every fine-tuning stage (cosine down to zero)
+    weight_bits: int = 4  # layer-1 integer weights, signed
+    qat_epochs: int = 4  # quantisation-aware fine-tuning at the end
+    train_images: int | None = None  # a subset for quick runs; None means all
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "densities" in known:
+            known["densities"] = tuple(known["densities"])
+        return cls(**known)
+
+
+TINY = TrainConfig(epochs=1, densities=(0.3,), prune_epochs=1, qat_epochs=1, train_images=3000,
+                   validation_images=1000, batch_size=128)
