@@ -24,7 +24,7 @@ model_app = typer.Typer(help="Train and evaluate the classifier.", no_args_is_he
 app.add_typer(model_app, name="model")
 
 F = TypeVar("F", bound=Callable[..., Any])
-ModelOption = Annotated[Path | None, typer.Option("--model", help="Model artifact directory (default: the shipped one).")]
+ModelOption = Annotated[Path | None, typer.Option("--model", help="Model artifact directory (default: shipped).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 
 

@@ -17,11 +17,11 @@ class TrainConfig:
     shift_pixels: int = 1  # augmentation: random shifts of up to this many pixels
     rotate_degrees: float = 10.0  # ... and rotations of up to this many degrees
     validation_images: int = 5000  # held out of the 60k training images to choose everything
-    densities: tuple[float, ...] = (0.5, 0.3, 0.2, 0.15)  # layer-1 pruning stages (share of weights kept)
-    prune_epochs: int = 3  # fine-tuning after each pruning stage
-    tune_learning_rate: float = 5e-4  # peak rate of every fine-tuning stage (cosine down to zero)
+    densities: tuple[float, ...] = (0.5, 0.35, 0.25, 0.2)  # layer-1 pruning stages (share of weights kept)
+    prune_epochs: int = 6  # fine-tuning after each pruning stage
+    tune_learning_rate: float = 1e-3  # peak rate of every fine-tuning stage (cosine down to zero)
     weight_bits: int = 4  # layer-1 integer weights, signed
-    qat_epochs: int = 4  # quantisation-aware fine-tuning at the end
+    qat_epochs: int = 6  # quantisation-aware fine-tuning at the end
     train_images: int | None = None  # a subset for quick runs; None means all
     extra: dict[str, Any] = field(default_factory=dict)
 

