@@ -141,3 +141,29 @@ def verify_images(
         "ms_per_image": 1000 * elapsed / total if total else 0.0,
         "locking_script_bytes": len(locking),
     }
+
+
+def validate_input(tx: Transaction, index: int) -> None:
+    """Validate input `index` of a complete transaction as a node would (its source output must be known)."""
+    tx_input = tx.inputs[index]
+    if tx_input.locking_script is None or tx_input.satoshis is None:
+        raise ScriptError(f"input {index} does not say which output it spends (script and value unknown)")
+    spend = Spend({
+        "sourceTXID": tx_input.source_txid,
+        "sourceOutputIndex": tx_input.source_output_index,
+        "sourceSatoshis": tx_input.satoshis,
+        "lockingScript": tx_input.locking_script,
+        "transactionVersion": tx.version,
+        "otherInputs": [other for i, other in enumerate(tx.inputs) if i != index],
+        "inputIndex": index,
+        "unlockingScript": tx_input.unlocking_script,
+        "outputs": tx.outputs,
+        "inputSequence": tx_input.sequence,
+        "lockTime": tx.locktime,
+    })
+    try:
+        ok = spend.validate()
+    except RuntimeError as exc:
+        raise ScriptError(f"input {index} of {tx.txid()} is invalid", _reason(exc)) from None
+    if not ok:
+        raise ScriptError(f"input {index} of {tx.txid()} is invalid", "validate() returned False")

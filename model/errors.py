@@ -5,6 +5,7 @@ BountyError                      root: every error the project raises on purpose
 ├── ArtifactError                a model artifact is missing, malformed or tampered (model.artifact)
 └── ScriptError                  a Bitcoin Script cannot be built or fails to validate (contracts)
     └── ScriptLimitError         a script breaks a network policy limit
+└── ContractError                a bounty contract or one of its transactions cannot be built as asked
 
 Other packages add their own subclasses next to their code and list them here.
 """
@@ -37,3 +38,8 @@ class ScriptError(BountyError):
 
 class ScriptLimitError(ScriptError):
     """Raised when a script would break a network policy limit (size, number length, ops)."""
+
+
+class ContractError(BountyError):
+    """Raised when bounty terms are invalid or a contract transaction cannot be built as asked
+    (caller misuse: the balance cannot pay, the fee would exceed the bounty's maximum, a wrong key)."""

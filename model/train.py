@@ -54,7 +54,7 @@ class History:
 
 def prepare(data: Mnist, config: TrainConfig) -> Split:
     """Shuffle the 60k training images with the seed and hold out a validation split."""
-    order = np.random.default_rng(config.seed).permutation(len(data.x_train))
+    order = np.random.default_rng(config.split_seed).permutation(len(data.x_train))
     val, train = order[: config.validation_images], order[config.validation_images :]
     if config.train_images is not None:
         train = train[: config.train_images]

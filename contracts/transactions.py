@@ -1,0 +1,151 @@
+"""Build every bounty transaction offline: deploy (funded from P2PKH wallet outputs), submission,
+owner withdraw and owner migrate. No network call anywhere; fees follow bsv-sdk's
+``SatoshisPerKilobyte`` at the rate given (100 sat/kB unless told otherwise)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
+from bsv.fee_models import SatoshisPerKilobyte
+from bsv.utils import decode_address
+
+from contracts.bounty import BountyContract
+from contracts.pushtx import preimage_is_signable
+from model.errors import ContractError
+
+DEFAULT_FEE_RATE = 100  # sat/kB: the common floor in 2026
+TX_VERSION = 1
+MAX_LOCKTIME_TRIES = 256  # each try succeeds with probability ~1/4 (see contracts.pushtx)
+
+
+@dataclass(frozen=True)
+class Utxo:
+    """An unspent output: where it is, what it holds, and the script that locks it."""
+
+    txid: str
+    vout: int
+    satoshis: int
+    locking_script: Script
+
+    @classmethod
+    def of(cls, tx: Transaction, vout: int) -> Utxo:
+        out = tx.outputs[vout]
+        return cls(tx.txid(), vout, out.satoshis, out.locking_script)
+
+
+def address_pkh(address: str) -> bytes:
+    """The public key hash of a P2PKH address (mainnet or testnet); a clear error otherwise."""
+    try:
+        pkh, _network = decode_address(address)
+    except Exception as exc:  # bsv raises ValueError and others for malformed input
+        raise ContractError(f"{address!r} is not a valid P2PKH address") from exc
+    return bytes(pkh)
+
+
+def _spend(utxo: Utxo, template: object) -> TransactionInput:
+    tx_input = TransactionInput(source_txid=utxo.txid, source_output_index=utxo.vout,
+                                unlocking_script_template=template)
+    tx_input.satoshis, tx_input.locking_script = utxo.satoshis, utxo.locking_script
+    return tx_input
+
+
+def _fee(tx: Transaction, fee_rate: int) -> int:
+    return int(SatoshisPerKilobyte(fee_rate).compute_fee(tx))
+
+
+def _with_change(inputs: list[TransactionInput], outputs: list[TransactionOutput], change_to: str,
+                 fee_rate: int) -> Transaction:
+    """Sign a transaction whose P2PKH change output takes what the outputs and the fee leave."""
+    tx = Transaction(inputs, [*outputs, TransactionOutput(P2PKH().lock(change_to), 0)], version=TX_VERSION)
+    fee = _fee(tx, fee_rate)
+    change = sum(i.satoshis for i in inputs) - sum(o.satoshis for o in outputs) - fee
+    if change < 0:
+        raise ContractError(f"the inputs hold {sum(i.satoshis for i in inputs)} sats, which cannot pay "
+                            f"{sum(o.satoshis for o in outputs)} sats of outputs and a {fee}-sat fee")
+    if change == 0:
+        tx.outputs.pop()
+    else:
+        tx.outputs[-1].satoshis = change
+    return tx.sign()
+
+
+def deploy(contract: BountyContract, amount: int, wallet: Sequence[Utxo], wallet_key: PrivateKey,
+           change_to: str, fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
+    """Lock `amount` sats in the contract (output 0), funded from P2PKH wallet outputs, change last."""
+    if amount < contract.terms.payout:
+        raise ContractError(f"a bounty of {amount} sats cannot pay even one {contract.terms.payout}-sat payout")
+    inputs = [_spend(u, P2PKH().unlock(wallet_key)) for u in wallet]
+    return _with_change(inputs, [TransactionOutput(contract.lock(), amount)], change_to, fee_rate)
+
+
+def submission(contract: BountyContract, utxo: Utxo, image: np.ndarray, recipient: str,
+               fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
+    """Spend the contract output with `image`: payout to `recipient`, the rest back to the contract.
+
+    Ends the bounty (no successor) when what remains after the payout fits in the maximum fee.
+    """
+    terms = contract.terms
+    pkh = address_pkh(recipient)
+    remaining = utxo.satoshis - terms.payout
+    if remaining < 0:
+        raise ContractError(f"the bounty holds {utxo.satoshis} sats, less than its {terms.payout}-sat payout")
+    final = remaining <= terms.max_fee
+    payout_output = TransactionOutput(P2PKH().lock(pkh), terms.payout)
+
+    def build(successor: int) -> Transaction:
+        outputs = [payout_output] if final else [TransactionOutput(contract.lock(), successor), payout_output]
+        unlock = contract.submission_unlock(image, pkh, successor)
+        return Transaction([_spend(utxo, unlock)], outputs, version=TX_VERSION)
+
+    tx = build(0 if final else remaining)
+    fee = _fee(tx, fee_rate)
+    if final:
+        if remaining < fee:
+            raise ContractError(f"after the payout the bounty keeps {remaining} sats, less than the {fee}-sat "
+                                "fee of a last submission: it is exhausted and only the owner can withdraw")
+        fee = remaining
+    if fee > terms.max_fee:
+        raise ContractError(f"this submission needs a {fee}-sat fee at {fee_rate} sat/kB, above the bounty's "
+                            f"maximum fee of {terms.max_fee} sats")
+    if not final:
+        if remaining - fee < 1:
+            raise ContractError("the bounty cannot pay this payout and keep a successor")
+        tx = build(remaining - fee)  # a smaller N never needs a longer push: the fee still covers the size
+    for locktime in range(MAX_LOCKTIME_TRIES):
+        tx.locktime = locktime
+        if preimage_is_signable(tx.preimage(0)):
+            return tx.sign()
+    raise ContractError("no nLockTime in range gave a signable preimage")  # probability (3/4)**256
+
+
+def withdraw(contract: BountyContract, utxo: Utxo, owner_key: PrivateKey, to: str,
+             fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
+    """Owner path: send the whole balance, less the fee, to `to`."""
+    tx_input = _spend(utxo, contract.owner_unlock(owner_key))
+    tx = Transaction([tx_input], [TransactionOutput(P2PKH().lock(address_pkh(to)), 0)], version=TX_VERSION)
+    fee = _fee(tx, fee_rate)
+    if utxo.satoshis <= fee:
+        raise ContractError(f"the bounty holds {utxo.satoshis} sats, not enough for the {fee}-sat fee")
+    tx.outputs[0].satoshis = utxo.satoshis - fee
+    return tx.sign()
+
+
+def migrate(contract: BountyContract, utxo: Utxo, owner_key: PrivateKey, successor: BountyContract,
+            top_up: Sequence[Utxo] = (), wallet_key: PrivateKey | None = None, change_to: str | None = None,
+            fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
+    """Owner path: move the balance (plus any top-up from wallet outputs) into `successor`, in one transaction."""
+    inputs = [_spend(utxo, contract.owner_unlock(owner_key))]
+    if top_up:
+        if wallet_key is None or change_to is None:
+            raise ContractError("a top-up needs the wallet key and a change address")
+        inputs += [_spend(u, P2PKH().unlock(wallet_key)) for u in top_up]
+    total = sum(i.satoshis for i in inputs)
+    tx = Transaction(inputs, [TransactionOutput(successor.lock(), 0)], version=TX_VERSION)
+    fee = _fee(tx, fee_rate)
+    if total - fee < successor.terms.payout:
+        raise ContractError(f"{total} sats less a {fee}-sat fee cannot fund the new contract")
+    tx.outputs[0].satoshis = total - fee
+    return tx.sign()

@@ -1,0 +1,229 @@
+"""The bounty contract, judged by bsv-sdk's interpreter: what it pays for, and every way to cheat it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contracts.bounty import BountyContract, BountyTerms
+from contracts.classifier import pixel_pushes
+from contracts.interpreter import validate_input
+from contracts.pushtx import preimage_is_signable
+from contracts.script import push_only_script
+from contracts.transactions import Utxo, address_pkh, deploy, migrate, submission, withdraw
+from model.artifact import ModelArtifact
+from model.data import Mnist
+from model.errors import ContractError, ScriptError
+from model.reference import classify
+
+OWNER, WALLET, USER, THIEF = (PrivateKey(k) for k in (101, 102, 103, 104))
+PAYOUT, MAX_FEE, BUDGET = 500, 20_000, 200_000
+
+
+@pytest.fixture(scope="module")
+def images(shipped: ModelArtifact, mnist: Mnist) -> dict[str, np.ndarray]:
+    x = mnist.x_test.reshape(-1, 784)
+    labels, margins = classify(shipped.integer, x)
+    sevens = np.where((labels == 7) & (mnist.y_test == 7))[0]
+    return {"seven": x[sevens[0]], "three": x[np.where(labels == 3)[0][0]],
+            "seven_margin": margins[sevens[0]]}
+
+
+def terms(**changes: object) -> BountyTerms:
+    base = BountyTerms(digits=(7,), payout=PAYOUT, min_margin=0, max_fee=MAX_FEE,
+                       owner_pubkey=OWNER.public_key().serialize())
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def contract(shipped: ModelArtifact) -> BountyContract:
+    return BountyContract(shipped.integer, terms())
+
+
+def funded(contract: BountyContract, amount: int = BUDGET) -> Utxo:
+    """A wallet output from a made-up source, then a real deploy transaction spending it."""
+    source = Transaction([TransactionInput(source_txid="11" * 32, unlocking_script=Script(b""))],
+                         [TransactionOutput(P2PKH().lock(WALLET.address()), amount + 100_000)])
+    tx = deploy(contract, amount, [Utxo.of(source, 0)], WALLET, WALLET.address())
+    validate_input(tx, 0)
+    return Utxo.of(tx, 0)
+
+
+def resign(tx: Transaction, contract: BountyContract, image: np.ndarray, pkh: bytes, successor: int) -> Transaction:
+    """Re-push a true preimage after tampering, so only the covenant's own rules can refuse the spend."""
+    unlock = contract.submission_unlock(image, pkh, successor)
+    tx.inputs[0].unlocking_script = None
+    tx.inputs[0].unlocking_script_template = unlock
+    for locktime in range(256):
+        tx.locktime = locktime
+        if preimage_is_signable(tx.preimage(0)):
+            break
+    tx.inputs[0].unlocking_script = unlock.sign(tx, 0)
+    return tx
+
+
+def accepted(contract: BountyContract, images: dict[str, np.ndarray]) -> Transaction:
+    return submission(contract, funded(contract), images["seven"], USER.address())
+
+
+def test_an_image_of_the_target_digit_is_paid(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
+    tx = accepted(contract, images)
+    validate_input(tx, 0)
+    successor, payout = tx.outputs
+    assert payout.satoshis == PAYOUT and payout.locking_script.serialize() == P2PKH().lock(USER.address()).serialize()
+    assert successor.locking_script.serialize() == contract.lock().serialize()
+    fee = BUDGET - successor.satoshis - payout.satoshis
+    assert 0 < fee <= MAX_FEE
+    assert fee >= tx.byte_length() * 100 // 1000  # pays at least 100 sat/kB
+
+
+def test_the_successor_accepts_the_next_image(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
+    first = accepted(contract, images)
+    second = submission(contract, Utxo.of(first, 0), images["seven"], THIEF.address())
+    validate_input(second, 0)
+    assert second.outputs[0].satoshis == first.outputs[0].satoshis - PAYOUT - (
+        first.outputs[0].satoshis - PAYOUT - second.outputs[0].satoshis)
+
+
+def test_another_digit_is_refused(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
+    tx = submission(contract, funded(contract), images["three"], USER.address())
+    with pytest.raises(ScriptError, match="NUMEQUALVERIFY"):
+        validate_input(tx, 0)
+
+
+def test_a_digit_set_accepts_each_member(shipped: ModelArtifact, images: dict[str, np.ndarray]) -> None:
+    both = BountyContract(shipped.integer, terms(digits=(3, 7)))
+    for name in ("seven", "three"):
+        validate_input(submission(both, funded(both), images[name], USER.address()), 0)
+    only_one = BountyContract(shipped.integer, terms(digits=(1, 3)))
+    with pytest.raises(ScriptError):
+        validate_input(submission(only_one, funded(only_one), images["seven"], USER.address()), 0)
+
+
+def test_the_margin_must_reach_the_minimum(shipped: ModelArtifact, images: dict[str, np.ndarray]) -> None:
+    margin = int(images["seven_margin"])
+    exact = BountyContract(shipped.integer, terms(min_margin=margin))
+    validate_input(submission(exact, funded(exact), images["seven"], USER.address()), 0)
+    above = BountyContract(shipped.integer, terms(min_margin=margin + 1))
+    with pytest.raises(ScriptError):
+        validate_input(submission(above, funded(above), images["seven"], USER.address()), 0)
+
+
+def test_a_larger_payout_is_refused(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
+    tx = accepted(contract, images)
+    tx.outputs[1].satoshis += 1000
+    tx.outputs[0].satoshis -= 1000
+    with pytest.raises(ScriptError):
+        validate_input(resign(tx, contract, images["seven"], address_pkh(USER.address()), tx.outputs[0].satoshis), 0)
+
+
+def test_a_recipient_changed_after_signing_is_refused(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
+    tx = accepted(contract, images)
+    tx.outputs[1].locking_script = P2PKH().lock(THIEF.address())  # the pushed preimage no longer matches
+    with pytest.raises(ScriptError):
+        validate_input(tx, 0)
+    # re-pushing a true preimage does not help: the pushed recipient must be the one paid
+    with pytest.raises(ScriptError):
+        validate_input(resign(tx, contract, images["seven"], address_pkh(USER.address()), tx.outputs[0].satoshis), 0)
+
+
+def test_an_extra_output_is_refused(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
+    tx = accepted(contract, images)
+    tx.outputs[0].satoshis -= 1000
+    tx.add_output(TransactionOutput(P2PKH().lock(THIEF.address()), 1000))
+    with pytest.raises(ScriptError):
+        validate_input(resign(tx, contract, images["seven"], address_pkh(USER.address()), tx.outputs[0].satoshis), 0)
+
+
+def test_a_successor_with_another_script_is_refused(shipped: ModelArtifact, contract: BountyContract,
+                                                    images: dict[str, np.ndarray]) -> None:
+    tx = accepted(contract, images)
+    tx.outputs[0].locking_script = BountyContract(shipped.integer, terms(payout=PAYOUT * 10)).lock()
+    with pytest.raises(ScriptError):
+        validate_input(resign(tx, contract, images["seven"], address_pkh(USER.address()), tx.outputs[0].satoshis), 0)
+
+
+def test_a_fee_above_the_maximum_is_refused(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
+    tx = accepted(contract, images)
+    fee = BUDGET - tx.outputs[0].satoshis - PAYOUT
+    tx.outputs[0].satoshis -= MAX_FEE - fee + 1  # the fee is now MAX_FEE + 1
+    with pytest.raises(ScriptError):
+        validate_input(resign(tx, contract, images["seven"], address_pkh(USER.address()), tx.outputs[0].satoshis), 0)
+    tx.outputs[0].satoshis += 1  # exactly MAX_FEE is allowed
+    validate_input(resign(tx, contract, images["seven"], address_pkh(USER.address()), tx.outputs[0].satoshis), 0)
+
+
+def test_a_forged_or_mismatched_preimage_is_refused(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
+    tx = accepted(contract, images)
+    good = tx.preimage(0)
+    other = Transaction([tx.inputs[0]], [tx.outputs[1]], version=1)  # the preimage of a different transaction
+    forged = good[:-60] + bytes([good[-60] ^ 1]) + good[-59:]  # one bit of hashOutputs flipped
+    pixels = pixel_pushes(contract.classifier, images["seven"])
+    for preimage in (other.preimage(0), forged):
+        tx.inputs[0].unlocking_script = push_only_script(
+            [*pixels, address_pkh(USER.address()), tx.outputs[0].satoshis, preimage, 0])
+        with pytest.raises(ScriptError):
+            validate_input(tx, 0)
+
+
+def test_the_owner_withdraws_and_nobody_else(contract: BountyContract) -> None:
+    utxo = funded(contract)
+    tx = withdraw(contract, utxo, OWNER, OWNER.address())
+    validate_input(tx, 0)
+    assert tx.outputs[0].satoshis == BUDGET - (BUDGET - tx.outputs[0].satoshis) and len(tx.outputs) == 1
+    with pytest.raises(ContractError):
+        withdraw(contract, utxo, THIEF, THIEF.address())
+    stolen = withdraw(BountyContract(contract.model, terms(owner_pubkey=THIEF.public_key().serialize())),
+                      utxo, THIEF, THIEF.address())  # signed by the wrong key against the real contract
+    stolen.inputs[0].locking_script = contract.lock()
+    with pytest.raises(ScriptError):
+        validate_input(stolen, 0)
+
+
+def test_the_owner_migrates_into_a_new_contract_with_a_top_up(shipped: ModelArtifact, contract: BountyContract,
+                                                              images: dict[str, np.ndarray]) -> None:
+    utxo = funded(contract)
+    successor = BountyContract(shipped.integer, terms(payout=700))
+    wallet = Transaction([TransactionInput(source_txid="22" * 32, unlocking_script=Script(b""))],
+                         [TransactionOutput(P2PKH().lock(WALLET.address()), 50_000)])
+    tx = migrate(contract, utxo, OWNER, successor, [Utxo.of(wallet, 0)], WALLET, WALLET.address())
+    validate_input(tx, 0)
+    validate_input(tx, 1)
+    assert tx.outputs[0].locking_script.serialize() == successor.lock().serialize()
+    paid = submission(successor, Utxo.of(tx, 0), images["seven"], USER.address())
+    validate_input(paid, 0)
+    assert paid.outputs[1].satoshis == 700
+
+
+def test_exhaustion_pays_out_and_ends(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
+    last = funded(contract, PAYOUT + MAX_FEE)  # after this payout only a fee's worth remains
+    tx = submission(contract, last, images["seven"], USER.address())
+    validate_input(tx, 0)
+    assert len(tx.outputs) == 1 and tx.outputs[0].satoshis == PAYOUT
+    # ending early is refused: with more than the maximum fee left, the successor must exist
+    early = submission(contract, funded(contract, PAYOUT + MAX_FEE + 1), images["seven"], USER.address())
+    early.outputs.pop(0)
+    with pytest.raises(ScriptError):
+        validate_input(resign(early, contract, images["seven"], address_pkh(USER.address()), 0), 0)
+    # below the payout nothing can be paid: the builder says so, the owner withdraws the rest
+    for balance in (PAYOUT - 1, PAYOUT + 1000):
+        leftover = Utxo("33" * 32, 0, balance, contract.lock())
+        with pytest.raises(ContractError, match="less than"):
+            submission(contract, leftover, images["seven"], USER.address())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(st.integers(-300, 70_000), st.binary(max_size=40)), max_size=12))
+def test_random_unlocking_scripts_never_spend(contract: BountyContract, items: list[int | bytes]) -> None:
+    utxo = funded(contract)
+    tx = Transaction([TransactionInput(source_txid=utxo.txid, source_output_index=0,
+                                       unlocking_script=push_only_script(items))],
+                     [TransactionOutput(P2PKH().lock(THIEF.address()), utxo.satoshis - 5000)], version=1)
+    tx.inputs[0].satoshis, tx.inputs[0].locking_script = utxo.satoshis, utxo.locking_script
+    with pytest.raises(ScriptError):
+        validate_input(tx, 0)
