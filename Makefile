@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/bounty model eval
+	$(BIN)/bounty contract bench --images 100
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -25,6 +26,9 @@ test: lint
 
 test-all: lint
 	$(BIN)/pytest -m ''
+
+bench: $(STAMP)
+	$(BIN)/python bench/contract.py --images 1000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

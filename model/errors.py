@@ -3,9 +3,14 @@
 BountyError                      root: every error the project raises on purpose
 ├── DatasetError                 MNIST cannot be found or fails its checks (model.data)
 ├── ArtifactError                a model artifact is missing, malformed or tampered (model.artifact)
-└── ScriptError                  a Bitcoin Script cannot be built or fails to validate (contracts)
-    └── ScriptLimitError         a script breaks a network policy limit
-└── ContractError                a bounty contract or one of its transactions cannot be built as asked
+├── ScriptError                  a Bitcoin Script cannot be built or fails to validate (contracts)
+│   └── ScriptLimitError         a script breaks a network policy limit
+├── ContractError                a bounty contract or one of its transactions cannot be built as asked
+├── ChainError                   the chain cannot do what was asked (marketplace.chain): bad cursor, unusable chain file
+│   ├── TransactionRejected      the chain refused a transaction (caller error): invalid script, double spend, low fee
+│   │   └── MempoolChainTooLong  too many unconfirmed ancestors ("too-long-mempool-chain"): retry after a block
+│   └── ChainUnavailable         retry later: the network timed out, answered 5xx/429, or the chain file stayed locked
+└── WalletError                  the operator wallet cannot be loaded or cannot pay (marketplace.chain.wallet)
 
 Other packages add their own subclasses next to their code and list them here.
 """
@@ -43,3 +48,33 @@ class ScriptLimitError(ScriptError):
 class ContractError(BountyError):
     """Raised when bounty terms are invalid or a contract transaction cannot be built as asked
     (caller misuse: the balance cannot pay, the fee would exceed the bounty's maximum, a wrong key)."""
+
+
+class ChainError(BountyError):
+    """Raised when the chain layer cannot do what was asked: a cursor from another chain, an unusable
+    chain file, a rollback past genesis, a network service refusing our credentials."""
+
+
+class TransactionRejected(ChainError):
+    """Raised when the chain refuses a transaction: the caller's transaction is at fault, retrying it
+    unchanged will not help. `reason` is the chain's own words, `txid` the refused transaction's id."""
+
+    def __init__(self, reason: str, txid: str | None = None) -> None:
+        super().__init__(f"transaction {txid} rejected: {reason}" if txid else f"transaction rejected: {reason}")
+        self.reason = reason
+        self.txid = txid
+
+
+class MempoolChainTooLong(TransactionRejected):
+    """Raised when a transaction has more unconfirmed ancestors than the chain accepts
+    ("too-long-mempool-chain"): the same transaction is accepted once a block confirms its ancestors."""
+
+
+class ChainUnavailable(ChainError):
+    """Raised when the chain cannot answer now (timeouts, HTTP 5xx or 429 after retries, a chain file
+    locked past the busy timeout): retry later with the same request."""
+
+
+class WalletError(BountyError):
+    """Raised when the operator wallet cannot be loaded (missing or malformed key, a key file others can
+    read) or cannot pay (not enough funds). Never carries the key itself."""

@@ -1,0 +1,153 @@
+"""The operator's wallet: one P2PKH key that funds bounty deployments and receives change.
+
+The key comes from an environment variable holding a WIF, or from a file only its owner can read.
+It never leaves this object: not in ``repr``, logs, exceptions or return values, and the wallet
+refuses to be pickled (so it cannot ride a task queue message). Pass the variable's name or the
+file's path between processes instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from bsv import P2PKH, PrivateKey, Transaction, TransactionInput, TransactionOutput
+from bsv.constants import Network
+from bsv.fee_models import SatoshisPerKilobyte
+
+from contracts.bounty import BountyContract
+from contracts.transactions import DEFAULT_FEE_RATE, TX_VERSION, Utxo, address_pkh, deploy
+from marketplace.chain.base import Chain
+from marketplace.chain.local import LocalChain
+from model.errors import WalletError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KEY_VARIABLE = "BOUNTY_OPERATOR_WIF"
+P2PKH_OUTPUT_BYTES = 34  # value 8 + length 1 + script 25
+TX_OVERHEAD_BYTES = 10  # version 4 + input and output counts + locktime 4 (counts below 253)
+
+
+class Wallet:
+    """A P2PKH wallet around one private key; build transactions with it, broadcast them yourself."""
+
+    __slots__ = ("_key", "address", "public_key")
+
+    def __init__(self, key: PrivateKey) -> None:
+        self._key = key
+        self.address: str = key.address()
+        self.public_key: bytes = key.public_key().serialize()
+
+    @classmethod
+    def from_env(cls, variable: str = DEFAULT_KEY_VARIABLE) -> Wallet:
+        wif = os.environ.get(variable, "").strip()
+        if not wif:
+            raise WalletError(f"the environment variable {variable} holds no operator key (a WIF)")
+        return cls(_decode(wif, f"the environment variable {variable}"))
+
+    @classmethod
+    def from_file(cls, path: Path | str) -> Wallet:
+        """Load a WIF from a file that only its owner may read or write (mode 600 or 400)."""
+        path = Path(path)
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            raise WalletError(f"the operator key file {path} cannot be read: {exc.strerror}") from None
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise WalletError(f"the operator key file {path} is open to other users (mode {stat.S_IMODE(mode):o}): "
+                              f"run `chmod 600 {path}`")
+        try:
+            wif = path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise WalletError(f"the operator key file {path} cannot be read: {type(exc).__name__}") from None
+        return cls(_decode(wif, f"the operator key file {path}"))
+
+    @classmethod
+    def create_key_file(cls, path: Path | str, testnet: bool = False) -> Wallet:
+        """Write a new random key to `path` (created with mode 600, never overwritten) and load it."""
+        path = Path(path)
+        key = PrivateKey(network=Network.TESTNET if testnet else Network.MAINNET)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise WalletError(f"{path} already exists: refusing to overwrite a key") from None
+        with os.fdopen(fd, "w") as out:
+            out.write(key.wif() + "\n")
+        log.info("created operator key file %s for %s", path, key.address())
+        return cls(key)
+
+    def __repr__(self) -> str:
+        return f"Wallet(address={self.address!r})"
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        raise TypeError("the operator wallet cannot be pickled: pass its key variable or key file path instead")
+
+    # -- coins ------------------------------------------------------------------------------------
+
+    def utxos(self, chain: Chain) -> list[Utxo]:
+        return chain.utxos_for_address(self.address)
+
+    def balance(self, chain: Chain) -> int:
+        return sum(u.satoshis for u in self.utxos(chain))
+
+    def select(self, utxos: Sequence[Utxo], amount: int, output_bytes: int,
+               fee_rate: int = DEFAULT_FEE_RATE) -> list[Utxo]:
+        """Largest coins first until they pay `amount`, plus the fee of a transaction with those inputs,
+        outputs of `output_bytes` and a change output."""
+        per_input = 41 + (107 if self._key.compressed else 139)  # outpoint, sequence, length, sig + pubkey
+        chosen: list[Utxo] = []
+        for utxo in sorted(utxos, key=lambda u: u.satoshis, reverse=True):
+            chosen.append(utxo)
+            size = TX_OVERHEAD_BYTES + per_input * len(chosen) + output_bytes + P2PKH_OUTPUT_BYTES
+            if sum(u.satoshis for u in chosen) >= amount + -(-size * fee_rate // 1000):
+                return chosen
+        raise WalletError(f"the wallet {self.address} holds {sum(u.satoshis for u in utxos)} sats in {len(utxos)} "
+                          f"outputs, not enough to pay {amount} sats and the fee")
+
+    # -- building ---------------------------------------------------------------------------------
+
+    def build_deploy(self, chain: Chain, contract: BountyContract, amount: int,
+                     fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
+        """A signed transaction locking `amount` sats in `contract` (output 0), change back to this wallet."""
+        script_bytes = len(contract.lock().serialize())
+        coins = self.select(self.utxos(chain), amount, 8 + 5 + script_bytes, fee_rate)
+        return deploy(contract, amount, coins, self._key, self.address, fee_rate)
+
+    def build_payment(self, chain: Chain, to: str, amount: int, fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
+        """A signed transaction paying `amount` sats to a P2PKH address, change back to this wallet."""
+        payee = TransactionOutput(P2PKH().lock(address_pkh(to)), amount)
+        coins = self.select(self.utxos(chain), amount, P2PKH_OUTPUT_BYTES, fee_rate)
+        inputs = []
+        for coin in coins:
+            tx_input = TransactionInput(source_txid=coin.txid, source_output_index=coin.vout,
+                                        unlocking_script_template=P2PKH().unlock(self._key))
+            tx_input.satoshis, tx_input.locking_script = coin.satoshis, coin.locking_script
+            inputs.append(tx_input)
+        tx = Transaction(inputs, [payee, TransactionOutput(P2PKH().lock(self.address), 0)], version=TX_VERSION)
+        change = sum(c.satoshis for c in coins) - amount - int(SatoshisPerKilobyte(fee_rate).compute_fee(tx))
+        if change < 0:
+            raise WalletError(f"the selected coins cannot pay {amount} sats and the fee")
+        if change > 0:
+            tx.outputs[1].satoshis = change
+        else:
+            tx.outputs.pop()
+        return tx.sign()
+
+    def fund_from_faucet(self, chain: LocalChain, amount: int) -> str:
+        """Development only: pay `amount` sats to this wallet out of the local chain's faucet."""
+        if not isinstance(chain, LocalChain):
+            raise WalletError("only a LocalChain has a faucet; fund a network wallet with a real payment")
+        return chain.faucet(self.address, amount)
+
+
+def _decode(wif: str, where: str) -> PrivateKey:
+    try:
+        return PrivateKey(wif)
+    except Exception:  # bsv raises several types, and its message may quote the WIF
+        pass
+    # raised outside the except block so the SDK's exception is not even kept as __context__
+    raise WalletError(f"{where} does not hold a valid WIF private key")
