@@ -20,6 +20,9 @@ them all, and computes exactly ``classify(model, image)``. The design, scheme "g
 * Argmax: each lane gets a one-byte tag ``10 - c`` below it (``OP_CAT``), so comparing tagged numbers
   compares logits first and prefers the lowest class on a tie; a top-two pass gives the label (from the
   winner's tag) and margin = top - runner-up, 0 on a tie.
+* Range checks at the end, 4 bytes a pixel instead of 5 with ``OP_WITHIN``: each pixel layer 1 reads is
+  widened with ``OP_2 OP_NUM2BIN`` and concatenated, and one OR with (ff 00)*n shows every high byte is
+  zero. The few pixels no live neuron reads keep ``OP_WITHIN``, which also insists on minimal encodings.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ HEADER, PICKS, PICK_ADDS, GROUPS, TAIL, LAYER2, ARGMAX, RANGE = (
 OP = OpCode
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ClassifierScript:
     """A compiled classifier: the fragment, the pixel push order and what it cost."""
 
@@ -93,7 +96,8 @@ class ClassifierScript:
         if extra_items == self.extra_items:
             return self
         header = _header(extra_items)
-        breakdown = dict(self.breakdown) | {HEADER: len(header) + self.breakdown[HEADER] - len(_header(self.extra_items))}
+        header_bytes = self.breakdown[HEADER] - len(_header(self.extra_items)) + len(header)
+        breakdown = dict(self.breakdown) | {HEADER: header_bytes}
         return replace(self, code=header + self.body, extra_items=extra_items,
                        breakdown=MappingProxyType(breakdown))
 
@@ -160,10 +164,10 @@ def _plan_neurons(model: IntegerModel) -> list[_NeuronPlan]:
     return plans
 
 
-def _pixel_order(model: IntegerModel, live: list[int]) -> tuple[int, ...]:
-    """Least-used pixels first (deepest), most-used last (shallowest); ties by pixel index."""
+def _pixel_order(model: IntegerModel, live: list[int]) -> tuple[tuple[int, ...], int]:
+    """Least-used pixels first (deepest), most-used last (shallowest), ties by pixel index; and how many are used."""
     uses = np.count_nonzero(model.w1[:, live], axis=1) if live else np.zeros(PIXELS, dtype=int)
-    return tuple(int(i) for i in np.lexsort((np.arange(PIXELS), uses)))
+    return tuple(int(i) for i in np.lexsort((np.arange(PIXELS), uses))), int(np.count_nonzero(uses))
 
 
 def _lane_layout(model: IntegerModel, plans: list[_NeuronPlan]) -> tuple[int, int]:
@@ -183,8 +187,8 @@ def _lane_layout(model: IntegerModel, plans: list[_NeuronPlan]) -> tuple[int, in
 
 
 def _header(extra_items: int) -> AnnotatedScript:
-    items: list[Item] = [Note(f"expect {PIXELS} pixels and {extra_items} extra items; park the extras on the alt stack"),
-                         OP.OP_DEPTH, PIXELS + extra_items, OP.OP_EQUALVERIFY]
+    note = Note(f"expect {PIXELS} pixels and {extra_items} extra items; park the extras on the alt stack")
+    items: list[Item] = [note, OP.OP_DEPTH, PIXELS + extra_items, OP.OP_EQUALVERIFY]
     items += [OP.OP_TOALTSTACK] * extra_items
     return ScriptBuilder().extend(items).build()
 
@@ -250,29 +254,29 @@ def _groups(weights: np.ndarray) -> list[tuple[int, list[int], list[int]]]:
 
 
 def _emit_neuron(em: _Emitter, model: IntegerModel, plan: _NeuronPlan, chronicle: bool) -> None:
+    """[.. L] -> [.. L h_j]: the grouped weighted sum, then bias, ReLU, shift and clamp as needed."""
     j, stack = plan.index, em.stack
+    groups = _groups(model.w1[:, j])
+    if not groups:  # constant neurons are folded into L at compile time
+        raise ScriptError(f"neuron {j} has no weights; it should have been folded")
     em.note(f"neuron {j}")
-    started = False
-    for m, plus, minus in _groups(model.w1[:, j]):
-        # Positive-led groups are summed as (plus - minus) and then added; minus-only groups are summed and subtracted.
-        terms = [(i, OP.OP_ADD) for i in plus] + [(i, OP.OP_SUB) for i in minus]
+    for g, (m, plus, minus) in enumerate(groups):
+        # A group with positive weights sums (plus - minus) and is added; a minus-only group sums and is subtracted.
         negated = not plus
-        name = "acc" if not started else "part"
-        for k, (i, sign) in enumerate(terms):
+        terms = [(i, OP.OP_ADD) for i in plus] + [(i, OP.OP_ADD if negated else OP.OP_SUB) for i in minus]
+        name = "acc" if g == 0 else "part"
+        for k, (i, op) in enumerate(terms):
             em.emit(PICKS, *stack.pick(f"x{i}", as_name=name if k == 0 else None))
             if k:
-                em.emit(PICK_ADDS, OP.OP_ADD if negated else sign)
+                em.emit(PICK_ADDS, op)
                 stack.apply(2, [name])
         em.emit(GROUPS, *_multiply(m, chronicle))
-        if started:
+        if g:
             em.emit(GROUPS, OP.OP_SUB if negated else OP.OP_ADD)
             stack.apply(2, ["acc"])
         elif negated:
             em.emit(GROUPS, OP.OP_NEGATE)
-        started = True
     shift = int(model.shift[j])
-    if not started:  # a neuron without weights is constant and folded into L at compile time
-        raise ScriptError(f"neuron {j} has no weights; it should have been folded")
     em.emit(TAIL, *_cheapest_const_op(int(model.b1[j]), OP.OP_ADD))
     if plan.needs_relu:
         em.emit(TAIL, OP.OP_0, OP.OP_MAX)
@@ -302,20 +306,56 @@ def _emit_argmax(em: _Emitter, bits: int) -> None:
     em.stack.apply(1, ["margin", "label"])
 
 
-def _emit_range_checks(em: _Emitter, order: tuple[int, ...]) -> None:
-    """Check and consume every pixel, top first, with [0, 256) kept on the stack for OP_WITHIN."""
-    em.note(f"range-check and drop all {PIXELS} pixels: 0 <= x < {PIXEL_LIMIT}")
-    em.emit(RANGE, OP.OP_TOALTSTACK, OP.OP_TOALTSTACK, 0, PIXEL_LIMIT)
-    em.stack.apply(2, [])
-    em.stack.apply(0, ["lo", "hi"])
-    for i in reversed(order):
-        if em.stack.depth(f"x{i}") != 2:
-            raise ScriptError(f"range check expected pixel {i} just below the bounds")
-        em.emit(RANGE, OP.OP_3DUP, OP.OP_WITHIN, OP.OP_VERIFY, OP.OP_ROT, OP.OP_DROP)
-        em.stack.roll(f"x{i}")
-        em.stack.pop(f"x{i}")
-    em.emit(RANGE, OP.OP_2DROP, OP.OP_FROMALTSTACK, OP.OP_FROMALTSTACK)
-    em.stack.apply(2, ["margin", "label"])
+def _emit_repeat(em: _Emitter, unit: bytes, count: int) -> None:
+    """Leave ``unit * count`` on the stack, built by doubling (Horner over the bits of count)."""
+    em.emit(RANGE, unit, OP.OP_DUP)
+    for bit in bin(count)[3:]:
+        em.emit(RANGE, OP.OP_DUP, OP.OP_CAT)
+        if bit == "1":
+            em.emit(RANGE, OP.OP_OVER, OP.OP_CAT)
+    em.emit(RANGE, OP.OP_NIP)
+
+
+def _emit_range_checks(em: _Emitter, order: tuple[int, ...], weighted: int) -> None:
+    """Check and consume every pixel, top first; [margin, label] wait on the alt stack meanwhile.
+
+    Weighted pixels (the top ``weighted`` ones) are each widened to two bytes with ``OP_2 OP_NUM2BIN``
+    (which fails beyond +-32767) and concatenated; x is in 0..255 exactly when its high byte is 0x00, so
+    one OR with (ff 00)*n must give back the mask. Arithmetic in layer 1 already demanded minimal
+    encodings of these pixels. Unweighted pixels, which no arithmetic reads, use ``OP_WITHIN``: it
+    checks the range and the minimal encoding (so an unlocking script cannot be malleated there).
+    """
+    stack = em.stack
+    em.emit(RANGE, OP.OP_TOALTSTACK, OP.OP_TOALTSTACK)
+    stack.apply(2, [])
+    if weighted:
+        em.note(f"range-check the {weighted} weighted pixels: concatenate them as 2-byte numbers, high bytes 0")
+        em.emit(RANGE, OP.OP_0)
+        stack.push("S")
+        for i in reversed(order[len(order) - weighted:]):
+            if stack.depth(f"x{i}") != 1:
+                raise ScriptError(f"range check expected pixel {i} just below the byte string")
+            em.emit(RANGE, OP.OP_SWAP, OP.OP_2, OP.OP_NUM2BIN, OP.OP_CAT)
+            stack.roll(f"x{i}")
+            stack.apply(2, ["S"])
+        _emit_repeat(em, b"\xff\x00", weighted)
+        em.emit(RANGE, OP.OP_TUCK, OP.OP_OR, OP.OP_EQUALVERIFY)
+        stack.pop("S")
+    unweighted = order[: len(order) - weighted]
+    if unweighted:
+        em.note(f"range-check the {len(unweighted)} unweighted pixels with OP_WITHIN 0 {PIXEL_LIMIT}")
+        em.emit(RANGE, 0, PIXEL_LIMIT)
+        stack.apply(0, ["lo", "hi"])
+        for i in reversed(unweighted):
+            if stack.depth(f"x{i}") != 2:
+                raise ScriptError(f"range check expected pixel {i} just below the bounds")
+            em.emit(RANGE, OP.OP_3DUP, OP.OP_WITHIN, OP.OP_VERIFY, OP.OP_ROT, OP.OP_DROP)
+            stack.roll(f"x{i}")
+            stack.pop(f"x{i}")
+        em.emit(RANGE, OP.OP_2DROP)
+        stack.apply(2, [])
+    em.emit(RANGE, OP.OP_FROMALTSTACK, OP.OP_FROMALTSTACK)
+    stack.apply(0, ["margin", "label"])
 
 
 def compile_classifier(model: IntegerModel, *, extra_items: int = 0, chronicle: bool = False) -> ClassifierScript:
@@ -325,10 +365,12 @@ def compile_classifier(model: IntegerModel, *, extra_items: int = 0, chronicle: 
     OP_RSHIFTNUM) where they save a byte; the default uses only long-standing opcodes.
     """
     _check_model(model)
+    if extra_items < 0:
+        raise ScriptError(f"extra_items must be >= 0, not {extra_items}")
     plans = _plan_neurons(model)
     used = [p for p in plans if np.any(model.w2[p.index])]
     live = [p for p in used if not p.constant]
-    order = _pixel_order(model, [p.index for p in live])
+    order, weighted = _pixel_order(model, [p.index for p in live])
     bits, offset = _lane_layout(model, plans)
     max_number_bytes = CLASSES * bits // 8 + 1
     if max_number_bytes > MAX_SCRIPT_NUM_BYTES:
@@ -348,7 +390,7 @@ def compile_classifier(model: IntegerModel, *, extra_items: int = 0, chronicle: 
         em.stack.pop("L")
         em.stack.push("L")
     _emit_argmax(em, bits)
-    _emit_range_checks(em, order)
+    _emit_range_checks(em, order, weighted)
     if em.stack.names() != ["margin", "label"]:
         raise ScriptError(f"classifier left {em.stack.names()[-5:]} on the stack")
 

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TypeAlias
 
 from bsv.constants import OPCODE_VALUE_NAME_DICT, OpCode
 from bsv.script.script import Script
@@ -42,7 +43,7 @@ class Note:
     text: str
 
 
-Item = OpCode | int | bytes | Note
+Item: TypeAlias = "OpCode | int | bytes | Note"
 
 
 def script_number(value: int) -> bytes:

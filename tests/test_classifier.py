@@ -19,7 +19,7 @@ from contracts.classifier import (
 )
 from contracts.interpreter import script_label, verify_images, verify_spend
 from contracts.script import MAX_OPS, MAX_SCRIPT_BYTES, MAX_SCRIPT_NUM_BYTES, encode_item, push_only_script
-from model.artifact import DEFAULT_ARTIFACT, load_artifact
+from model.artifact import load_artifact
 from model.data import load_mnist
 from model.errors import ScriptError, ScriptLimitError
 from model.reference import IntegerModel, classify, logits
@@ -57,7 +57,7 @@ def compiled(model: IntegerModel) -> ClassifierScript:
     return compile_classifier(model)
 
 
-def _spend(compiled: ClassifierScript, pushes: list[int], check_margin: bool = True) -> None:
+def _spend(compiled: ClassifierScript, pushes: list[int | bytes], check_margin: bool = True) -> None:
     verify_spend(verify_label_script(compiled, check_margin=check_margin), push_only_script(pushes))
 
 
@@ -75,32 +75,34 @@ def test_agrees_with_reference_on_mnist(compiled: ClassifierScript, mnist_test: 
     closest = np.argsort(margins, kind="stable")[:40]  # the hardest cases: top two logits nearly equal
     chosen = np.concatenate([np.arange(200), closest])
     assert margins[closest].min() < margins[:200].min()
-    result = verify_images(compiled, images[chosen], labels[chosen])
+    seen: list[int] = []
+    result = verify_images(compiled, images[chosen], labels[chosen], progress=lambda done, total: seen.append(done))
+    assert seen == list(range(1, len(chosen) + 1))
     assert result["images"] == len(chosen)
     assert result["agree"] == len(chosen)  # label AND margin equal the reference on every image
     assert result["locking_script_bytes"] == len(verify_label_script(compiled, check_margin=True))
     assert result["ms_per_image"] > 0
 
 
-@pytest.mark.parametrize("tie", ["lower index wins", "upper index loses", "three-way"])
+@pytest.mark.parametrize("tie", ["top has the lower index", "top has the higher index", "three-way"])
 def test_exact_ties_go_to_the_lowest_class(model: IntegerModel, mnist_test: tuple, tie: str) -> None:
-    images, _ = mnist_test
-    image = images[7]
-    order = np.argsort(-logits(model, image)[0], kind="stable")
-    top, second, third = (int(c) for c in order[:3])
-    if tie == "lower index wins":
-        tied = _with_tie(model, image, top, second)
-    elif tie == "upper index loses":
-        tied = _with_tie(model, image, second, top)  # move the runner-up's rival: top is tied by second
-    else:
-        tied = _with_tie(_with_tie(model, image, top, second), image, top, third)
+    images = mnist_test[0][:100]
+    ranked = np.argsort(-logits(model, images), axis=1, kind="stable")
+    wanted = ranked[:, 0] > ranked[:, 1] if tie == "top has the higher index" else ranked[:, 0] < ranked[:, 1]
+    k = int(np.flatnonzero(wanted)[0])
+    image = images[k]
+    top, second, third = (int(c) for c in ranked[k, :3])
+    tied = _with_tie(model, image, top, second)  # raise the runner-up's bias until it ties the top
+    if tie == "three-way":
+        tied = _with_tie(tied, image, top, third)
     label, margin = classify(tied, image)
-    assert margin[0] == 0
     contenders = [top, second] + ([third] if tie == "three-way" else [])
-    assert label[0] == min(contenders)
+    assert margin[0] == 0 and label[0] == min(contenders)
     compiled = compile_classifier(tied)
-    assert verify_images(compiled, images[[7, 8, 9]])["agree"] == 3
+    assert verify_images(compiled, images[[k, k + 1, k + 2]])["agree"] == 3
     _spend(compiled, [*pixel_pushes(compiled, image), int(label[0]), 0])
+    with pytest.raises(ScriptError):
+        _spend(compiled, [*pixel_pushes(compiled, image), max(contenders), 0])
 
 
 def test_wrong_claims_fail(compiled: ClassifierScript, mnist_test: tuple) -> None:
@@ -134,13 +136,33 @@ def _bad_pushes(compiled: ClassifierScript, image: np.ndarray, case: str) -> lis
         pushes[shallowest] = -1
     elif case == "-1 on an unweighted pixel":
         pushes[deepest] = -1
-    elif case == "non-minimal number":
+    elif case == "32768 on a weighted pixel":
+        pushes[shallowest] = 32768  # too wide for the two-byte range check
+    elif case == "-32767 on a weighted pixel":
+        pushes[shallowest] = -32767
+    elif case == "2**40 on a weighted pixel":
+        pushes[shallowest] = 2**40
+    elif case == "non-minimal number on a weighted pixel":
         pushes[shallowest] = bytes([7, 0])  # 7 as two bytes: a minimal push of a non-minimal number
+    elif case == "non-minimal number on an unweighted pixel":
+        pushes[deepest] = bytes([7, 0])
+    elif case == "negative zero on a weighted pixel":
+        pushes[shallowest] = b"\x80"
+    elif case == "negative zero on an unweighted pixel":
+        pushes[deepest] = b"\x80"
     return pushes
 
 
-@pytest.mark.parametrize("case", ["783 pixels", "785 pixels", "256 on a weighted pixel", "256 on an unweighted pixel",
-                                  "-1 on a weighted pixel", "-1 on an unweighted pixel", "non-minimal number"])
+MALFORMED = [
+    "783 pixels", "785 pixels",
+    "256 on a weighted pixel", "256 on an unweighted pixel", "-1 on a weighted pixel", "-1 on an unweighted pixel",
+    "32768 on a weighted pixel", "-32767 on a weighted pixel", "2**40 on a weighted pixel",
+    "non-minimal number on a weighted pixel", "non-minimal number on an unweighted pixel",
+    "negative zero on a weighted pixel", "negative zero on an unweighted pixel",
+]
+
+
+@pytest.mark.parametrize("case", MALFORMED)
 def test_malformed_unlocking_fails(compiled: ClassifierScript, mnist_test: tuple, case: str) -> None:
     image = mnist_test[0][0]
     label, margin = (int(v[0]) for v in classify(compiled.model, image))
@@ -183,6 +205,8 @@ def test_limits_and_report(compiled: ClassifierScript) -> None:
     assert report["nonzero_weights"] == compiled.model.nonzero_weights
     assert sum(report["breakdown_bytes"].values()) == report["locking_script_bytes"]
     assert compiled.code.max_push_number_bytes() <= report["max_number_bytes"]
+    text = str(compiled.code)  # annotated assembly a reviewer can follow
+    assert "# neuron 0" in text and "OP_PICK" in text and "# range-check" in text
 
 
 def test_oversized_model_is_refused() -> None:
@@ -211,10 +235,12 @@ def test_chronicle_opcodes_agree(model: IntegerModel, mnist_test: tuple) -> None
     assert verify_images(compiled, mnist_test[0][:30])["agree"] == 30
 
 
-@pytest.mark.skipif(not (DEFAULT_ARTIFACT / "model.json").is_file(), reason="no trained artifact at model/default")
 def test_shipped_model_agrees(mnist_test: tuple) -> None:
     compiled = compile_classifier(load_artifact().integer)
     images, labels = mnist_test
-    result = verify_images(compiled, images[:200], labels[:200])
-    assert result["agree"] == 200
+    _, margins = classify(compiled.model, images)
+    chosen = np.concatenate([np.arange(200), np.argsort(margins, kind="stable")[:20]])  # and the closest calls
+    result = verify_images(compiled, images[chosen], labels[chosen])
+    assert result["agree"] == len(chosen)
+    assert compiled.locking_script_bytes <= 64_000  # the goal; the policy limit is MAX_SCRIPT_BYTES
     assert compiled.locking_script_bytes <= MAX_SCRIPT_BYTES

@@ -118,7 +118,7 @@ def test_bool_and_unknown_items_are_refused() -> None:
     with pytest.raises(ScriptError):
         encode_item(True)
     with pytest.raises(ScriptError):
-        encode_item(1.5)  # type: ignore[arg-type]
+        encode_item(1.5)
 
 
 def test_disassembly_is_readable_and_annotated() -> None:
