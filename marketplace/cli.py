@@ -74,7 +74,7 @@ def model_train(
     out: Annotated[Path | None, typer.Option(help="Artifact directory (default: artifacts/<weights hash>).")] = None,
     optimizer: Annotated[str, typer.Option(help="adam, or rmsprop as in the seed article.")] = "adam",
     epochs: Annotated[int | None, typer.Option(help="Dense training epochs.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default: the shipped model's).")] = None,
     tiny: Annotated[bool, typer.Option(help="A seconds-long run on a subset (for tests and smoke checks).")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -87,7 +87,11 @@ def model_train(
 
     if optimizer not in ("adam", "rmsprop"):
         raise typer.BadParameter("choose adam or rmsprop", param_hint="--optimizer")
-    config = replace(TINY if tiny else TrainConfig(), optimizer=optimizer, seed=seed)
+    config = replace(TINY if tiny else TrainConfig(), optimizer=optimizer)
+    if optimizer == "rmsprop":
+        config = replace(config, learning_rate=1e-3)  # Keras' RMSprop default, as the seed article used
+    if seed is not None:
+        config = replace(config, seed=seed)
     if epochs is not None:
         config = replace(config, epochs=epochs)
     result = train(load_mnist(), config)

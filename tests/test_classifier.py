@@ -244,3 +244,13 @@ def test_shipped_model_agrees(mnist_test: tuple) -> None:
     assert result["agree"] == len(chosen)
     assert compiled.locking_script_bytes <= 64_000  # the goal; the policy limit is MAX_SCRIPT_BYTES
     assert compiled.locking_script_bytes <= MAX_SCRIPT_BYTES
+
+
+@pytest.mark.slow
+def test_all_10000_test_images_agree_on_chain() -> None:
+    """The final figure: on-chain accuracy of the shipped model over the whole MNIST test set."""
+    artifact, data = load_artifact(), load_mnist()
+    result = verify_images(artifact.integer, data.x_test, data.y_test)
+    labels, _ = classify(artifact.integer, data.x_test)
+    assert result["agree"] == 10_000
+    assert result["script_accuracy"] == float(np.mean(labels == data.y_test)) >= 0.980
