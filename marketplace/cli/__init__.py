@@ -1,0 +1,31 @@
+"""`bounty`: the single command-line entry point. Thin: parse, call library functions, print.
+
+Every command that prints figures takes --json. Errors the project raises on purpose
+become one sentence on stderr and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from marketplace.cli.contract import contract_app
+from marketplace.cli.model import model_app
+
+app = typer.Typer(help="digit-bounty: bounties for handwritten digits, judged on-chain.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+app.add_typer(model_app, name="model")
+app.add_typer(contract_app, name="contract")
+
+
+def main() -> None:
+    level = os.environ.get("BOUNTY_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    app()
+
+
+if __name__ == "__main__":
+    main()

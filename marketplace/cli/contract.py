@@ -1,0 +1,87 @@
+"""`bounty contract ...`: compile, check and measure the classifier script and the bounty contract."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from marketplace.cli._output import ImagesOption, JsonOption, ModelOption, emit, friendly, progress_bar
+
+contract_app = typer.Typer(help="Compile, check and measure the on-chain classifier and the bounty contract.",
+                           no_args_is_help=True)
+
+
+@contract_app.command("build")
+@friendly
+def contract_build(model: ModelOption = None, asm: Annotated[bool, typer.Option(
+        "--asm", help="Print the annotated assembly instead of the summary.")] = False,
+                   as_json: JsonOption = False) -> None:
+    """Compile the model into Bitcoin Script and report its size."""
+    from contracts.bounty import BountyContract
+    from contracts.classifier import compile_classifier
+    from contracts.example import example_terms
+    from model.artifact import load_artifact
+
+    artifact = load_artifact(model)
+    classifier = compile_classifier(artifact.integer)
+    if asm:
+        typer.echo(str(classifier.code))
+        return
+    bounty = BountyContract(artifact.integer, example_terms())
+    emit({**classifier.report(), "bounty_locking_script_bytes": bounty.locking_script_bytes,
+          "weights_sha256": artifact.weights_sha256}, as_json, "classifier script")
+
+
+@contract_app.command("verify")
+@friendly
+def contract_verify(images: ImagesOption = 200, model: ModelOption = None, as_json: JsonOption = False) -> None:
+    """Run MNIST test images through bsv-sdk's interpreter and compare with the integer reference."""
+    from contracts.interpreter import verify_images
+    from model.artifact import load_artifact
+    from model.data import load_mnist
+
+    artifact, data = load_artifact(model), load_mnist()
+    bar, advance = progress_bar(images, "interpreter")
+    with bar:
+        result = verify_images(artifact.integer, data.x_test[:images], data.y_test[:images], progress=advance)
+    emit(result, as_json, "on-chain classifier against the reference")
+    if result["agree"] != result["images"]:
+        raise typer.Exit(1)
+
+
+@contract_app.command("example")
+@friendly
+def contract_example(model: ModelOption = None, as_json: JsonOption = False) -> None:
+    """A self-contained set of raw transactions: funding, deploy, accept, reject, withdraw."""
+    from contracts.example import build_example
+    from model.artifact import load_artifact
+    from model.data import load_mnist
+
+    data = load_mnist()
+    result = build_example(load_artifact(model).integer, data.x_test, data.y_test)
+    if as_json:
+        emit(result, True, "")
+    else:
+        emit({k: v for k, v in result.items() if not k.endswith("_tx")}, False, "example transactions (hex: --json)")
+
+
+@contract_app.command("bench")
+@friendly
+def contract_bench(images: ImagesOption = 200, submissions: Annotated[int, typer.Option(min=1, max=100)] = 5,
+                   fee_rate: Annotated[int, typer.Option(min=1, help="sat/kB")] = 100,
+                   model: ModelOption = None, as_json: JsonOption = False) -> None:
+    """Sizes, fee and validation time of real submissions, and on-chain accuracy on test images."""
+    from contracts.example import bench
+    from contracts.interpreter import verify_images
+    from model.artifact import load_artifact
+    from model.data import load_mnist
+
+    artifact, data = load_artifact(model), load_mnist()
+    result = bench(artifact.integer, data.x_test, data.y_test, submissions, fee_rate)
+    bar, advance = progress_bar(images, "interpreter")
+    with bar:
+        verified = verify_images(artifact.integer, data.x_test[:images], data.y_test[:images], progress=advance)
+    result |= {"script_accuracy": verified["script_accuracy"], "accuracy_images": images,
+               "agree": verified["agree"], "classifier_ms_per_image": round(verified["ms_per_image"], 1)}
+    emit(result, as_json, "bounty contract benchmark")
