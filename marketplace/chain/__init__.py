@@ -2,6 +2,7 @@
 (``LocalChain``), the real network through ARC and WhatsOnChain (``NetworkChain``), and the
 operator's wallet (``Wallet``)."""
 
+from marketplace.chain._http import RetryPolicy
 from marketplace.chain.base import (
     START,
     BlockMined,
@@ -16,7 +17,6 @@ from marketplace.chain.base import (
     TxState,
     TxStatus,
 )
-from marketplace.chain._http import RetryPolicy
 from marketplace.chain.local import BlockMiner, ChainStats, LocalChain
 from marketplace.chain.network import NetworkChain
 from marketplace.chain.wallet import Wallet

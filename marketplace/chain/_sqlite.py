@@ -41,14 +41,14 @@ class Database:
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._inherited: list[sqlite3.Connection] = []
-        with self.write() as conn:
-            for statement in [_META, *schema]:
-                conn.execute(statement)
+        with self.write() as conn:  # schema changes are transactional: a refused file is left as it was
+            conn.execute(_META)
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('kind', ?), ('id', ?)", (kind, uuid.uuid4().hex[:16]))
-            found = self.meta(conn, "kind")
+            if (found := self.meta(conn, "kind")) != kind:
+                raise ChainError(f"{self.path} holds a {found}, not a {kind}")
+            for statement in schema:
+                conn.execute(statement)
             self.id = self.meta(conn, "id")
-        if found != kind:
-            raise ChainError(f"{self.path} holds a {found}, not a {kind}")
 
     @staticmethod
     def meta(conn: sqlite3.Connection, key: str) -> str:

@@ -134,3 +134,7 @@ class Chain(Protocol):
     def utxos_for_script(self, script: bytes) -> list[Utxo]:
         """Unspent outputs locked by exactly `script`, mempool ones included."""
         ...
+
+    def close(self) -> None:
+        """Release connections; the object is not used afterwards."""
+        ...

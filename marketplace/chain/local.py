@@ -9,6 +9,8 @@ it copes with the network's. Blocks are mined on demand (``mine``) or on an inte
 
 Reorgs (``rollback``): the removed blocks' transactions go back to the mempool; none of them can
 conflict with anything then, since the remaining chain is a prefix of the one they were valid on.
+Faucet payments go back too (unlike a real coinbase, which a reorg destroys), so a development
+wallet keeps its funds. The unconfirmed-ancestor limit applies to new broadcasts only.
 A rollback may bring the competing chain's transactions (``replacement``): each is admitted first,
 and whatever it double-spends in the mempool is dropped together with its descendants
 (``TransactionDropped`` events), as a node does when a competing block arrives. Replacements go to

@@ -8,7 +8,10 @@ broadcast is safe: ARC answers a known transaction with its status. ARC's answer
 A DOUBLE_SPEND_ATTEMPTED transaction can in principle still win the race; ``spender_of`` tells.
 
 Reads go to WhatsOnChain's REST API (paths below, in one place). Timeouts, connection errors, 5xx
-and 429 are retried with backoff, then raise ``ChainUnavailable``.
+and 429 are retried with backoff, then raise ``ChainUnavailable``. This speaks ARC's REST API with
+httpx rather than through bsv-sdk's ``ARC`` broadcaster: the SDK object reports timeouts, refused
+connections and HTTP 500 alike as a failure with code "500" and never retries, so telling
+retry-later from a rejection would mean parsing its strings.
 
 Events are polled, since neither service pushes them to us here: each ``events_since`` call
   - reads the tip and the hashes of recently seen heights; a changed hash means a reorg, reported as
@@ -32,6 +35,7 @@ import logging
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import httpx
@@ -119,6 +123,18 @@ class NetworkChain(Chain):
 
     def __repr__(self) -> str:
         return f"NetworkChain(network={self.network!r}, arc={self._arc!r}, woc={self._woc!r})"
+
+    def close(self) -> None:
+        self._arc.close()
+        self._woc.close()
+        self._journal.close()
+
+    def __enter__(self) -> NetworkChain:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
     # -- broadcasting ------------------------------------------------------------------------------
 
@@ -262,7 +278,8 @@ def _journal_poll(conn: sqlite3.Connection, seen: dict[int, str], removed: list[
                   spenders: dict[tuple[str, int], Spender], found: dict[str, _Found]) -> None:
     """Turn one poll's answers into journal rows and events: removed blocks, new spenders, then blocks by height."""
     for height in removed:
-        txids = tuple(r[0] for r in conn.execute("SELECT txid FROM watched_txs WHERE block_height = ?", (height,)))
+        txids = tuple(r[0] for r in conn.execute("SELECT txid FROM watched_txs WHERE block_height = ? ORDER BY txid",
+                                                 (height,)))
         conn.execute("UPDATE watched_txs SET block_height = NULL WHERE block_height = ?", (height,))
         conn.execute("DELETE FROM seen_blocks WHERE height = ?", (height,))
         _eventlog.append(conn, BlockRemoved(height, seen[height], txids))

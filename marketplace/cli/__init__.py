@@ -12,6 +12,7 @@ import sys
 
 import typer
 
+from marketplace.cli.chain import chain_app
 from marketplace.cli.contract import contract_app
 from marketplace.cli.model import model_app
 
@@ -19,6 +20,7 @@ app = typer.Typer(help="digit-bounty: bounties for handwritten digits, judged on
                   pretty_exceptions_enable=False)
 app.add_typer(model_app, name="model")
 app.add_typer(contract_app, name="contract")
+app.add_typer(chain_app, name="chain")
 
 
 def main() -> None:

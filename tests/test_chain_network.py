@@ -1,0 +1,216 @@
+"""NetworkChain against a local stand-in for ARC and WhatsOnChain (tests/network_stand_in.py),
+which forwards to a real LocalChain: the retry and error paths, and the polled events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from bsv import P2PKH, PrivateKey, Transaction, TransactionInput, TransactionOutput
+
+from contracts.transactions import Utxo
+from marketplace.chain import (
+    BlockMined,
+    BlockRemoved,
+    LocalChain,
+    NetworkChain,
+    RetryPolicy,
+    Spender,
+    TransactionAccepted,
+    TxState,
+)
+from model.errors import ChainError, ChainUnavailable, TransactionRejected
+from tests.network_stand_in import EF_MARKER, WOC_PREFIX, NetworkStandIn
+
+ALICE, BOB = PrivateKey(401), PrivateKey(402)
+ARC_KEY, WOC_KEY, TOKEN = "arc-secret-key", "woc-secret-key", "callback-secret"
+FAST = RetryPolicy(attempts=3, backoff=0.01, max_backoff=0.05, timeout=0.5)
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[LocalChain]:
+    with LocalChain(tmp_path / "network.sqlite") as chain:
+        yield chain
+
+
+@pytest.fixture
+def stand_in(local: LocalChain) -> Iterator[NetworkStandIn]:
+    server = NetworkStandIn(local, api_key=ARC_KEY).start()
+    yield server
+    server.stop()
+
+
+OPENED: list[NetworkChain] = []
+
+
+@pytest.fixture(autouse=True)
+def close_chains() -> Iterator[None]:
+    yield
+    while OPENED:
+        OPENED.pop().close()
+
+
+def network(stand_in: NetworkStandIn, tmp_path: Path, retry: RetryPolicy = FAST, arc_api_key: str = ARC_KEY
+            ) -> NetworkChain:
+    chain = NetworkChain(arc_url=f"{stand_in.url}/arc", woc_url=f"{stand_in.url}{WOC_PREFIX}", network="test",
+                         journal_path=tmp_path / "journal.sqlite", retry=retry, arc_api_key=arc_api_key,
+                         woc_api_key=WOC_KEY, callback_url="https://bounty.example/arc", callback_token=TOKEN)
+    OPENED.append(chain)
+    return chain
+
+
+def coin(local: LocalChain, key: PrivateKey = ALICE, amount: int = 100_000) -> Utxo:
+    txid = local.faucet(key.address(), amount)
+    return next(u for u in local.utxos_for_address(key.address()) if u.txid == txid)
+
+
+def pay(utxo: Utxo, key: PrivateKey, to: str, amount: int) -> Transaction:
+    tx_input = TransactionInput(source_txid=utxo.txid, source_output_index=utxo.vout,
+                                unlocking_script_template=P2PKH().unlock(key))
+    tx_input.satoshis, tx_input.locking_script = utxo.satoshis, utxo.locking_script
+    return Transaction([tx_input], [TransactionOutput(P2PKH().lock(to), amount)], version=1).sign()
+
+
+def test_a_broadcast_goes_through_arc_and_reads_come_from_whatsonchain(stand_in: NetworkStandIn, local: LocalChain,
+                                                                        tmp_path: Path) -> None:
+    chain = network(stand_in, tmp_path)
+    source = coin(local)
+    tx = pay(source, ALICE, BOB.address(), 90_000)
+    result = chain.broadcast(tx)
+    assert (result.txid, result.state, result.detail) == (tx.txid(), TxState.MEMPOOL, "SEEN_ON_NETWORK")
+    sent = stand_in.requests[-1]
+    assert sent.headers["authorization"] == f"Bearer {ARC_KEY}"
+    assert sent.headers["x-callbackurl"] == "https://bounty.example/arc" and sent.headers["x-callbacktoken"] == TOKEN
+    assert bytes.fromhex(sent.body.decode().split('"')[3])[4:10] == EF_MARKER  # Extended Format: inputs carry values
+    fetched = chain.get_transaction(tx.txid())
+    assert fetched is not None and fetched.serialize() == tx.serialize()
+    assert chain.status(tx.txid()).state is TxState.MEMPOOL
+    assert chain.spender_of(source.txid, 0) == Spender(tx.txid(), 0)
+    assert [(u.txid, u.satoshis) for u in chain.utxos_for_address(BOB.address())] == [(tx.txid(), 90_000)]
+    stand_in.register_address(BOB.address())
+    assert chain.utxos_for_script(P2PKH().lock(BOB.address()).serialize()) == chain.utxos_for_address(BOB.address())
+    local.mine(3)
+    assert chain.tip_height() == 3 and chain.status(tx.txid()).block_height == 1 and chain.confirmations(tx.txid()) == 3
+    reads = [r for r in stand_in.requests if r.path.startswith(WOC_PREFIX)]
+    assert all(r.headers["authorization"] == WOC_KEY for r in reads)
+    assert chain.get_transaction("ef" * 32) is None and chain.status("ef" * 32).state is TxState.UNKNOWN
+    assert chain.spender_of(tx.txid(), 0) is None and chain.confirmations("ef" * 32) == 0
+    assert ARC_KEY not in repr(chain) and WOC_KEY not in repr(chain) and TOKEN not in repr(chain)
+
+
+@pytest.mark.parametrize("status, retry_after", [(503, None), (500, None), (502, None), (429, "0.02")])
+def test_transient_failures_are_retried(stand_in: NetworkStandIn, local: LocalChain, tmp_path: Path,
+                                        status: int, retry_after: str | None) -> None:
+    chain = network(stand_in, tmp_path)
+    tx = pay(coin(local), ALICE, BOB.address(), 90_000)
+    stand_in.fail_next(2, status, retry_after)
+    before = len(stand_in.requests)
+    assert chain.broadcast(tx).txid == tx.txid()  # a repeated broadcast is harmless: ARC knows the transaction
+    assert len(stand_in.requests) - before == 3
+    stand_in.fail_next(2, status, retry_after)
+    assert chain.tip_height() == 0
+
+
+def test_retries_are_capped_then_the_chain_is_unavailable(stand_in: NetworkStandIn, local: LocalChain,
+                                                          tmp_path: Path) -> None:
+    chain = network(stand_in, tmp_path)
+    tx = pay(coin(local), ALICE, BOB.address(), 90_000)
+    stand_in.fail_next(10, 503)
+    before = len(stand_in.requests)
+    with pytest.raises(ChainUnavailable, match=r"ARC did not answer POST /v1/tx after 3 tries \(HTTP 503\)"):
+        chain.broadcast(tx)
+    assert len(stand_in.requests) - before == 3
+    with pytest.raises(ChainUnavailable, match="WhatsOnChain did not answer GET /chain/info after 3 tries"):
+        chain.tip_height()
+    assert local.status(tx.txid()).state is TxState.UNKNOWN
+
+
+def test_a_slow_answer_times_out_and_is_retried(stand_in: NetworkStandIn, local: LocalChain, tmp_path: Path) -> None:
+    chain = network(stand_in, tmp_path, retry=RetryPolicy(attempts=2, backoff=0.01, timeout=0.2))
+    stand_in.delay_next(1, 0.5)
+    started = time.monotonic()
+    assert chain.tip_height() == 0
+    assert 0.2 <= time.monotonic() - started < 2
+    stand_in.delay_next(2, 0.5)
+    with pytest.raises(ChainUnavailable, match=r"after 2 tries \(no answer within 0.2 s\)"):
+        chain.tip_height()
+
+
+def test_an_unreachable_service_is_unavailable(tmp_path: Path) -> None:
+    with NetworkChain(arc_url="http://127.0.0.1:9", woc_url="http://127.0.0.1:9", journal_path=tmp_path / "j.sqlite",
+                      retry=FAST) as chain, pytest.raises(ChainUnavailable, match=r"after 3 tries \(connection failed"):
+        chain.tip_height()
+
+
+def test_an_invalid_transaction_is_rejected_at_once_with_arcs_reason(stand_in: NetworkStandIn, local: LocalChain,
+                                                                     tmp_path: Path) -> None:
+    chain = network(stand_in, tmp_path)
+    stolen = pay(coin(local), BOB, BOB.address(), 90_000)  # Bob cannot unlock Alice's coin
+    before = len(stand_in.requests)
+    with pytest.raises(TransactionRejected, match="ARC 461: Malformed transaction: .*fails its script") as caught:
+        chain.broadcast(stolen)
+    assert caught.value.txid == stolen.txid() and len(stand_in.requests) - before == 1  # a refusal is not retried
+
+
+def test_a_double_spend_is_rejected_naming_the_competitor(stand_in: NetworkStandIn, local: LocalChain,
+                                                          tmp_path: Path) -> None:
+    chain = network(stand_in, tmp_path)
+    source = coin(local)
+    first = pay(source, ALICE, BOB.address(), 90_000)
+    local.broadcast(first)  # someone else got there first
+    with pytest.raises(TransactionRejected, match=f"double spend attempted; competing transactions: {first.txid()}"):
+        chain.broadcast(pay(source, ALICE, ALICE.address(), 95_000))
+
+
+@pytest.mark.parametrize("status, body, error, match", [
+    (200, {"txid": "ab" * 32, "txStatus": "REJECTED", "extraInfo": "arc says no"}, TransactionRejected,
+     "REJECTED: arc says no"),
+    (465, {"title": "Fee too low", "detail": "Fees are too low", "extraInfo": "12 < 13"}, TransactionRejected,
+     "ARC 465: Fee too low: Fees are too low: 12 < 13"),
+    (401, {"title": "Unauthorized"}, ChainError, r"ARC refused the request \(HTTP 401\): check its URL and API key"),
+])
+def test_arc_refusals_become_clear_errors(stand_in: NetworkStandIn, local: LocalChain, tmp_path: Path, status: int,
+                                          body: dict[str, str], error: type[Exception], match: str) -> None:
+    chain = network(stand_in, tmp_path)
+    stand_in.refuse_next_broadcast(status, body)
+    with pytest.raises(error, match=match) as caught:
+        chain.broadcast(pay(coin(local), ALICE, BOB.address(), 90_000))
+    assert error is TransactionRejected or not isinstance(caught.value, TransactionRejected)
+
+
+def test_a_wrong_api_key_is_not_a_rejected_transaction(stand_in: NetworkStandIn, local: LocalChain,
+                                                       tmp_path: Path) -> None:
+    chain = network(stand_in, tmp_path, arc_api_key="wrong")
+    with pytest.raises(ChainError, match="HTTP 401") as caught:
+        chain.broadcast(pay(coin(local), ALICE, BOB.address(), 90_000))
+    assert not isinstance(caught.value, TransactionRejected) and "wrong" not in str(caught.value)
+
+
+def test_events_are_polled_for_watched_outputs_blocks_and_reorgs(stand_in: NetworkStandIn, local: LocalChain,
+                                                                 tmp_path: Path) -> None:
+    chain = network(stand_in, tmp_path)
+    source = coin(local)
+    local.mine()
+    assert chain.events_since() == ([], chain.events_since()[1])  # the first poll only marks the start (height 1)
+    chain.watch(source.txid, source.vout)
+    spender = pay(source, ALICE, BOB.address(), 90_000)
+    local.broadcast(spender)  # broadcast by someone else: found through the watched output
+    mine = chain.broadcast(pay(coin(local, BOB), BOB, ALICE.address(), 90_000))  # broadcast here: watched
+    events, cursor = chain.events_since()
+    assert events == [TransactionAccepted(spender.txid())]
+    [block] = local.mine()
+    assert block.height == 2
+    events, cursor = chain.events_since(cursor)
+    assert events == [BlockMined(2, block.block_hash, tuple(sorted((spender.txid(), mine.txid))))]
+    local.rollback(1)
+    [again] = local.mine()
+    restarted = network(stand_in, tmp_path)  # a new process on the same journal: the cursor still works
+    events, cursor = restarted.events_since(cursor)
+    assert events == [BlockRemoved(2, block.block_hash, tuple(sorted((spender.txid(), mine.txid)))),
+                      BlockMined(2, again.block_hash, tuple(sorted((spender.txid(), mine.txid))))]
+    local.mine(3)
+    events, cursor = restarted.events_since(cursor)
+    assert [(e.height, e.txids) for e in events if isinstance(e, BlockMined)] == [(3, ()), (4, ()), (5, ())]
+    assert restarted.events_since(cursor) == ([], cursor)
