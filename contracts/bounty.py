@@ -1,6 +1,6 @@
 """The bounty contract: the on-chain classifier plus an OP_PUSH_TX covenant.
 
-Locking script::
+Locking script (after `<tag> OP_DROP`, which makes every bounty's script its own)::
 
     OP_IF                                   owner path; unlocking: <sig> OP_1
         <owner pubkey> OP_CHECKSIG          withdraw anywhere, or migrate into a new contract
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from bsv import PrivateKey, Script, Transaction
@@ -37,9 +38,18 @@ from bsv.script.unlocking_template import UnlockingScriptTemplate
 
 from contracts.classifier import ClassifierScript, compile_classifier, pixel_pushes
 from contracts.pushtx import SIGHASH_ALL_FORKID, check_preimage
-from contracts.script import AnnotatedScript, Item, Note, ScriptBuilder, encode_item, push_only_script
+from contracts.script import (
+    AnnotatedScript,
+    Item,
+    Note,
+    ScriptBuilder,
+    decode_number,
+    encode_item,
+    is_minimal_number,
+    push_only_script,
+)
 from model.errors import ContractError
-from model.reference import IntegerModel
+from model.reference import PIXELS, IntegerModel
 
 OP = OpCode
 PKH_BYTES = 20
@@ -58,6 +68,7 @@ class BountyTerms:
     min_margin: int
     max_fee: int
     owner_pubkey: bytes
+    tag: int = 0  # a bounty's own number: two bounties with equal terms still get different scripts
 
     def __post_init__(self) -> None:
         if not self.digits or len(set(self.digits)) != len(self.digits) or not all(0 <= d <= 9 for d in self.digits):
@@ -68,6 +79,8 @@ class BountyTerms:
             raise ContractError("the minimum margin and the maximum fee cannot be negative")
         if len(self.owner_pubkey) != 33 or self.owner_pubkey[0] not in (2, 3):
             raise ContractError("the owner key must be a 33-byte compressed public key")
+        if self.tag < 0:
+            raise ContractError("the bounty tag cannot be negative")
 
 
 class BountyContract:
@@ -83,7 +96,10 @@ class BountyContract:
     @cached_property
     def script(self) -> AnnotatedScript:
         t = self.terms
-        head = ScriptBuilder().add(
+        builder = ScriptBuilder()
+        if t.tag:
+            builder.add(Note(f"bounty #{t.tag}"), t.tag, OP.OP_DROP)
+        head = builder.add(
             OP.OP_IF, Note("owner path"), t.owner_pubkey, OP.OP_CHECKSIG,
             OP.OP_ELSE, Note("submission path: check the pushed preimage"), *check_preimage(),
             Note("cut out scriptCode (with its length), value and hashOutputs"),
@@ -136,6 +152,24 @@ class BountyContract:
         estimate += len(encode_item(b"\0" * (self.locking_script_bytes + 9 + PREIMAGE_HEAD + PREIMAGE_TAIL)))
         return to_unlock_script_template(sign, lambda: estimate)
 
+    def read_submission(self, unlocking: Script) -> SubmissionClaim | None:
+        """What a submission's unlocking script says: the image, recipient and successor value.
+
+        None for an owner spend. Works on any spend of this contract, made through our service or
+        directly on-chain by anyone, so the watcher can record every one.
+        """
+        items = [_chunk_value(chunk) for chunk in unlocking.chunks]
+        if len(items) != PIXELS + 4 or items[-1] != 0:
+            return None
+        *pixels, pkh, successor, _preimage, _selector = items
+        if not all(isinstance(p, int) and 0 <= p <= 255 for p in pixels):
+            raise ContractError("the unlocking script's pixels are not numbers 0..255")
+        if not isinstance(pkh, bytes) or len(pkh) != PKH_BYTES or not isinstance(successor, int):
+            raise ContractError("the unlocking script's recipient or successor value is malformed")
+        image = np.zeros(PIXELS, dtype=np.uint8)
+        image[list(self.classifier.order)] = pixels
+        return SubmissionClaim(image=image, recipient_pkh=pkh, successor_satoshis=successor)
+
     def owner_unlock(self, owner_key: PrivateKey) -> UnlockingScriptTemplate:
         """Unlocking template for the owner path: a signature over the whole transaction."""
         if owner_key.public_key().serialize() != self.terms.owner_pubkey:
@@ -146,6 +180,28 @@ class BountyContract:
             return push_only_script([signature, 1])
 
         return to_unlock_script_template(sign, lambda: 75)
+
+
+@dataclass(frozen=True)
+class SubmissionClaim:
+    image: np.ndarray  # 784 uint8 pixels, row-major
+    recipient_pkh: bytes
+    successor_satoshis: int
+
+
+def _chunk_value(chunk: Any) -> int | bytes:
+    """A pushed item as a script number when it is one (OP_0..OP_16, OP_1NEGATE, short data), else bytes."""
+    op = chunk.op[0] if isinstance(chunk.op, bytes) else int(chunk.op)
+    if chunk.data is None:
+        if op == 0:
+            return 0
+        if op == 0x4F:
+            return -1
+        if 0x51 <= op <= 0x60:
+            return op - 0x50
+        return b""
+    data = bytes(chunk.data)
+    return decode_number(data) if len(data) <= 8 and is_minimal_number(data) else data
 
 
 def _label_in(digits: tuple[int, ...]) -> list[Item]:

@@ -134,18 +134,23 @@ def withdraw(contract: BountyContract, utxo: Utxo, owner_key: PrivateKey, to: st
 
 
 def migrate(contract: BountyContract, utxo: Utxo, owner_key: PrivateKey, successor: BountyContract,
-            top_up: Sequence[Utxo] = (), wallet_key: PrivateKey | None = None, change_to: str | None = None,
-            fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
-    """Owner path: move the balance (plus any top-up from wallet outputs) into `successor`, in one transaction."""
+            top_up_coins: Sequence[Utxo] = (), wallet_key: PrivateKey | None = None, change_to: str | None = None,
+            fee_rate: int = DEFAULT_FEE_RATE, top_up: int = 0) -> Transaction:
+    """Owner path: move the balance into `successor` (output 0) in one transaction.
+
+    Without a top-up the fee comes out of the balance. With one, `top_up` sats from the wallet's
+    `top_up_coins` join the balance, the wallet pays the fee and takes its change (output 1).
+    """
     inputs = [_spend(utxo, contract.owner_unlock(owner_key))]
-    if top_up:
-        if wallet_key is None or change_to is None:
-            raise ContractError("a top-up needs the wallet key and a change address")
-        inputs += [_spend(u, P2PKH().unlock(wallet_key)) for u in top_up]
-    total = sum(i.satoshis for i in inputs)
+    if top_up_coins or top_up:
+        if wallet_key is None or change_to is None or not top_up_coins or top_up <= 0:
+            raise ContractError("a top-up needs a positive amount, wallet coins, the wallet key and a change address")
+        inputs += [_spend(u, P2PKH().unlock(wallet_key)) for u in top_up_coins]
+        output = TransactionOutput(successor.lock(), utxo.satoshis + top_up)
+        return _with_change(inputs, [output], change_to, fee_rate)
     tx = Transaction(inputs, [TransactionOutput(successor.lock(), 0)], version=TX_VERSION)
     fee = _fee(tx, fee_rate)
-    if total - fee < successor.terms.payout:
-        raise ContractError(f"{total} sats less a {fee}-sat fee cannot fund the new contract")
-    tx.outputs[0].satoshis = total - fee
+    if utxo.satoshis - fee < successor.terms.payout:
+        raise ContractError(f"{utxo.satoshis} sats less a {fee}-sat fee cannot fund the new contract")
+    tx.outputs[0].satoshis = utxo.satoshis - fee
     return tx.sign()

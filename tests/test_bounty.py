@@ -191,10 +191,15 @@ def test_the_owner_migrates_into_a_new_contract_with_a_top_up(shipped: ModelArti
     successor = BountyContract(shipped.integer, terms(payout=700))
     wallet = Transaction([TransactionInput(source_txid="22" * 32, unlocking_script=Script(b""))],
                          [TransactionOutput(P2PKH().lock(WALLET.address()), 50_000)])
-    tx = migrate(contract, utxo, OWNER, successor, [Utxo.of(wallet, 0)], WALLET, WALLET.address())
+    tx = migrate(contract, utxo, OWNER, successor, [Utxo.of(wallet, 0)], WALLET, WALLET.address(), top_up=30_000)
     validate_input(tx, 0)
     validate_input(tx, 1)
     assert tx.outputs[0].locking_script.serialize() == successor.lock().serialize()
+    assert tx.outputs[0].satoshis == BUDGET + 30_000  # the wallet paid the fee and took its change
+    assert 0 < 50_000 - 30_000 - tx.outputs[1].satoshis < 10_000  # the fee: the new script is ~42 KB
+    plain = migrate(contract, utxo, OWNER, successor)
+    validate_input(plain, 0)
+    assert len(plain.outputs) == 1 and 0 < BUDGET - plain.outputs[0].satoshis < 10_000
     paid = submission(successor, Utxo.of(tx, 0), images["seven"], USER.address())
     validate_input(paid, 0)
     assert paid.outputs[1].satoshis == 700
@@ -227,3 +232,14 @@ def test_random_unlocking_scripts_never_spend(contract: BountyContract, items: l
     tx.inputs[0].satoshis, tx.inputs[0].locking_script = utxo.satoshis, utxo.locking_script
     with pytest.raises(ScriptError):
         validate_input(tx, 0)
+
+
+def test_any_submission_can_be_read_back(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
+    tx = Transaction.from_hex(accepted(contract, images).hex())  # as the watcher gets it: raw bytes
+    claim = contract.read_submission(tx.inputs[0].unlocking_script)
+    assert claim is not None
+    assert np.array_equal(claim.image, images["seven"])
+    assert claim.recipient_pkh == address_pkh(USER.address())
+    assert claim.successor_satoshis == tx.outputs[0].satoshis
+    owner_spend = withdraw(contract, funded(contract), OWNER, OWNER.address())
+    assert contract.read_submission(owner_spend.inputs[0].unlocking_script) is None

@@ -20,7 +20,7 @@ from bsv.constants import Network
 from bsv.fee_models import SatoshisPerKilobyte
 
 from contracts.bounty import BountyContract
-from contracts.transactions import DEFAULT_FEE_RATE, TX_VERSION, Utxo, address_pkh, deploy
+from contracts.transactions import DEFAULT_FEE_RATE, TX_VERSION, Utxo, address_pkh, deploy, migrate, withdraw
 from marketplace.chain.base import Chain
 from marketplace.chain.local import LocalChain
 from model.errors import WalletError
@@ -136,6 +136,17 @@ class Wallet:
         else:
             tx.outputs.pop()
         return tx.sign()
+
+    def build_withdraw(self, contract: BountyContract, utxo: Utxo, fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
+        """Owner path: the contract's whole balance, less the fee, back to this wallet."""
+        return withdraw(contract, utxo, self._key, self.address, fee_rate)
+
+    def build_migrate(self, chain: Chain, contract: BountyContract, utxo: Utxo, successor: BountyContract,
+                      top_up: int = 0, fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
+        """Owner path: move the balance, plus `top_up` sats from this wallet, into `successor` (output 0)."""
+        coins = self.select(self.utxos(chain), top_up, len(successor.lock().serialize()), fee_rate) if top_up else []
+        return migrate(contract, utxo, self._key, successor, coins, self._key, self.address, fee_rate,
+                       top_up=top_up)
 
     def fund_from_faucet(self, chain: LocalChain, amount: int) -> str:
         """Development only: pay `amount` sats to this wallet out of the local chain's faucet."""

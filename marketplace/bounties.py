@@ -1,0 +1,231 @@
+"""Operator actions on bounties (create, fund, withdraw, redeploy) and the views of them.
+
+The CLI and the HTTP API call these same functions. Every action that moves money builds and
+broadcasts one transaction and records it in the same database transaction, which commits only
+after the chain accepted it: a refusal leaves nothing written.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from contracts.bounty import BountyContract
+from contracts.transactions import Utxo
+from marketplace.runtime import Runtime, script_sha256, terms_of
+from marketplace.schema import (
+    Bounty,
+    BountyStatus,
+    Deployment,
+    DeploymentStatus,
+    Payout,
+    Submission,
+    SubmissionStatus,
+)
+from model.errors import BountyClosed, InvalidRequest, NotFound
+
+FAUCET_HEADROOM = 1_000_000  # dev chain only: what the faucet adds on top of a budget, for fees
+PAID = (SubmissionStatus.BROADCAST, SubmissionStatus.SEEN, SubmissionStatus.CONFIRMED)
+
+
+def default_max_fee(contract: BountyContract, fee_rate: int) -> int:
+    """Twice the fee of a submission: the script twice, the pixels and the preimage's other bytes."""
+    size = 2 * contract.locking_script_bytes + 2_000
+    return 2 * math.ceil(size * fee_rate / 1000)
+
+
+def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_margin: int = 0,
+                  max_fee: int | None = None) -> dict[str, Any]:
+    """Deploy a new bounty contract funded from the operator wallet (the dev chain's faucet tops it up)."""
+    if budget < payout:
+        raise InvalidRequest(f"a budget of {budget} sats cannot pay one {payout}-sat payout")
+    with rt.session() as session:
+        model = rt.register_model(session)
+        bounty = Bounty(digits=sorted(set(digits)), payout_sats=payout, min_margin=min_margin, max_fee_sats=0,
+                        budget_sats=budget, owner_pubkey=rt.wallet.public_key.hex(), network=rt.settings.network)
+        session.add(bounty)
+        session.flush()  # the id is part of the script (its tag)
+        artifact = rt.artifact(model.artifact_path)
+        bounty.max_fee_sats = max_fee if max_fee is not None else default_max_fee(
+            BountyContract(artifact.integer, terms_of(bounty)), rt.settings.fee_rate)
+        contract = BountyContract(artifact.integer, terms_of(bounty))
+        _ensure_funds(rt, budget)
+        tx = rt.wallet.build_deploy(rt.chain, contract, budget, rt.settings.fee_rate)
+        rt.chain.broadcast(tx)
+        deployment = Deployment(bounty=bounty, version=1, model_id=model.id,
+                                locking_script_sha256=script_sha256(contract), deploy_txid=tx.txid(),
+                                current_txid=tx.txid(), current_vout=0, current_satoshis=budget)
+        session.add(deployment)
+        session.flush()
+        return bounty_view(session, bounty)
+
+
+def fund_bounty(rt: Runtime, bounty_id: int, amount: int) -> dict[str, Any]:
+    """Top up: migrate the live contract into an identical one holding `amount` more sats."""
+    if amount < 1:
+        raise InvalidRequest("the amount must be at least 1 satoshi")
+    return _migrate(rt, bounty_id, top_up=amount)
+
+
+def redeploy(rt: Runtime, bounty_id: int, artifact_path: Path | str) -> dict[str, Any]:
+    """Move the balance into a contract judged by another model, in one owner transaction."""
+    return _migrate(rt, bounty_id, artifact_path=artifact_path)
+
+
+def withdraw_bounty(rt: Runtime, bounty_id: int) -> dict[str, Any]:
+    """Owner path: the whole balance back to the operator wallet; the bounty closes."""
+    with rt.session() as session:
+        bounty, deployment = live(session, bounty_id)
+        contract = rt.contract(deployment)
+        utxo = current_utxo(rt, deployment)
+        tx = rt.wallet.build_withdraw(contract, utxo, rt.settings.fee_rate)
+        rt.chain.broadcast(tx)
+        deployment.status = DeploymentStatus.WITHDRAWN
+        deployment.current_txid, deployment.current_vout, deployment.current_satoshis = tx.txid(), 0, 0
+        bounty.status = BountyStatus.WITHDRAWN
+        view = bounty_view(session, bounty)
+        return {**view, "withdraw_txid": tx.txid(), "withdrawn_sats": tx.outputs[0].satoshis}
+
+
+def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, artifact_path: Path | str | None = None
+             ) -> dict[str, Any]:
+    with rt.session() as session:
+        bounty, old = live(session, bounty_id)
+        contract = rt.contract(old)
+        model = rt.register_model(session, artifact_path) if artifact_path else old.model
+        successor = BountyContract(rt.artifact(model.artifact_path).integer, terms_of(bounty))
+        utxo = current_utxo(rt, old)
+        if top_up:
+            _ensure_funds(rt, top_up)
+        tx = rt.wallet.build_migrate(rt.chain, contract, utxo, successor, top_up, rt.settings.fee_rate)
+        rt.chain.broadcast(tx)
+        old.status = DeploymentStatus.MIGRATED
+        old.current_txid, old.current_vout, old.current_satoshis = tx.txid(), 0, 0
+        session.flush()  # one active deployment per bounty: retire the old one first
+        new = Deployment(bounty=bounty, version=old.version + 1, model_id=model.id,
+                         locking_script_sha256=script_sha256(successor), deploy_txid=tx.txid(),
+                         current_txid=tx.txid(), current_vout=0, current_satoshis=tx.outputs[0].satoshis)
+        session.add(new)
+        bounty.budget_sats += top_up
+        session.flush()
+        return {**bounty_view(session, bounty), "migrate_txid": tx.txid()}
+
+
+def _ensure_funds(rt: Runtime, amount: int) -> None:
+    chain = rt.local_chain
+    if chain is not None and rt.wallet.balance(chain) < amount + FAUCET_HEADROOM // 2:
+        rt.wallet.fund_from_faucet(chain, amount + FAUCET_HEADROOM)
+
+
+def live(session: Session, bounty_id: int) -> tuple[Bounty, Deployment]:
+    """The bounty and its active deployment, or a clear refusal."""
+    bounty = session.get(Bounty, bounty_id)
+    if bounty is None:
+        raise NotFound(f"there is no bounty {bounty_id}")
+    deployment = active_deployment(session, bounty)
+    if bounty.status != BountyStatus.ACTIVE or deployment is None:
+        raise BountyClosed(f"bounty {bounty_id} is {bounty.status} and takes no submissions")
+    return bounty, deployment
+
+
+def active_deployment(session: Session, bounty: Bounty) -> Deployment | None:
+    return session.scalar(select(Deployment).where(Deployment.bounty_id == bounty.id,
+                                                   Deployment.status == DeploymentStatus.ACTIVE))
+
+
+def current_utxo(rt: Runtime, deployment: Deployment) -> Utxo:
+    """The live contract output: where the database says, or further along if spends it has not
+    recorded yet (ours in flight, or someone's made directly on-chain) moved it on."""
+    script = rt.contract(deployment).lock().serialize()
+    found = rt.chain.utxos_for_script(script)
+    if not found:
+        raise BountyClosed(f"bounty {deployment.bounty_id} has no unspent contract output: it is exhausted")
+    utxo = found[0]
+    deployment.current_txid, deployment.current_vout, deployment.current_satoshis = utxo.txid, utxo.vout, utxo.satoshis
+    return utxo
+
+
+# -- views ---------------------------------------------------------------------------------------------
+
+def bounty_view(session: Session, bounty: Bounty) -> dict[str, Any]:
+    deployment = active_deployment(session, bounty) or session.scalar(
+        select(Deployment).where(Deployment.bounty_id == bounty.id).order_by(Deployment.version.desc()))
+    accepted, paid = session.execute(
+        select(func.count(Payout.id), func.coalesce(func.sum(Payout.satoshis), 0)).where(Payout.bounty_id == bounty.id)
+    ).one()
+    return {
+        "id": bounty.id,
+        "digits": list(bounty.digits),
+        "payout_sats": bounty.payout_sats,
+        "min_margin": bounty.min_margin,
+        "max_fee_sats": bounty.max_fee_sats,
+        "budget_sats": bounty.budget_sats,
+        "status": str(bounty.status),
+        "remaining_sats": deployment.current_satoshis if deployment else 0,
+        "accepted_count": int(accepted),
+        "paid_sats": int(paid),
+        "model_version": deployment.model.version if deployment else None,
+        "weights_sha256": deployment.model.weights_sha256 if deployment else None,
+        "contract_txid": deployment.deploy_txid if deployment else None,
+        "contract_version": deployment.version if deployment else None,
+        "current_outpoint": f"{deployment.current_txid}:{deployment.current_vout}" if deployment else None,
+    }
+
+
+def list_bounties(rt: Runtime) -> list[dict[str, Any]]:
+    with rt.session() as session:
+        return [bounty_view(session, b) for b in session.scalars(select(Bounty).order_by(Bounty.id))]
+
+
+def get_bounty(rt: Runtime, bounty_id: int) -> dict[str, Any]:
+    with rt.session() as session:
+        bounty = session.get(Bounty, bounty_id)
+        if bounty is None:
+            raise NotFound(f"there is no bounty {bounty_id}")
+        return bounty_view(session, bounty)
+
+
+def submission_view(submission: Submission) -> dict[str, Any]:
+    return {
+        "id": submission.id,
+        "bounty_id": submission.bounty_id,
+        "status": str(submission.status),
+        "reason": str(submission.reason) if submission.reason else None,
+        "digit": submission.predicted_label,
+        "margin": submission.margin,
+        "model_sha256": submission.model_sha256,
+        "model_version": submission.deployment.model.version if submission.deployment else None,
+        "txid": submission.txid,
+        "recipient_address": submission.recipient_address,
+        "source": str(submission.source),
+        "block_height": submission.block_height,
+        "confirmations": submission.confirmations,
+        "payout_sats": submission.payout.satoshis if submission.payout else None,
+        "created_at": submission.created_at.isoformat(),
+    }
+
+
+def list_submissions(rt: Runtime, bounty_id: int) -> list[dict[str, Any]]:
+    with rt.session() as session:
+        if session.get(Bounty, bounty_id) is None:
+            raise NotFound(f"there is no bounty {bounty_id}")
+        rows = session.scalars(select(Submission).where(Submission.bounty_id == bounty_id).order_by(Submission.id))
+        return [submission_view(s) for s in rows]
+
+
+def export_bounty(rt: Runtime, bounty_id: int) -> dict[str, Any]:
+    """The audit export: the terms, every deployment and every submission with its txid and verdict."""
+    with rt.session() as session:
+        bounty = session.get(Bounty, bounty_id)
+        if bounty is None:
+            raise NotFound(f"there is no bounty {bounty_id}")
+        deployments = [{"version": d.version, "status": str(d.status), "model_sha256": d.model.weights_sha256,
+                        "deploy_txid": d.deploy_txid, "locking_script_sha256": d.locking_script_sha256}
+                       for d in bounty.deployments]
+        rows = session.scalars(select(Submission).where(Submission.bounty_id == bounty_id).order_by(Submission.id))
+        submissions = [{**submission_view(s), "pixels_hex": s.pixels.hex()} for s in rows]
+        return {"bounty": bounty_view(session, bounty), "deployments": deployments, "submissions": submissions}

@@ -1,0 +1,135 @@
+"""What a running service holds, built once from Settings: database engine, chain, operator wallet,
+and the compiled contracts of its deployments. The API, the daemon, the workers and the CLI share it."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from contextlib import AbstractContextManager
+from functools import cached_property
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from contracts.bounty import BountyContract, BountyTerms
+from marketplace.chain import Chain, LocalChain, NetworkChain, Wallet
+from marketplace.db import make_engine, session_scope
+from marketplace.schema import Bounty, Deployment, ModelVersion
+from marketplace.settings import Settings
+from model.artifact import DEFAULT_ARTIFACT, ModelArtifact, load_artifact
+from model.errors import ContractError, WalletError
+
+log = logging.getLogger(__name__)
+OPERATOR_KEY_FILE = "operator.key"
+
+
+class Runtime:
+    """Long-lived service objects. Cheap to build; the chain and wallet open on first use."""
+
+    def __init__(self, settings: Settings, engine: Engine | None = None, chain: Chain | None = None) -> None:
+        self.settings = settings
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.engine = engine or make_engine(settings.database)
+        self._chain = chain
+        self._contracts: dict[int, BountyContract] = {}
+        self._artifacts: dict[str, ModelArtifact] = {}
+        self._lock = threading.Lock()
+
+    def session(self) -> AbstractContextManager[Session]:
+        return session_scope(self.engine)
+
+    @property
+    def chain(self) -> Chain:
+        with self._lock:
+            if self._chain is None:
+                self._chain = self._open_chain()
+            return self._chain
+
+    def _open_chain(self) -> Chain:
+        s = self.settings
+        if s.chain == "local":
+            return LocalChain(s.chain_path, min_fee_rate=s.fee_rate)
+        assert s.arc_url is not None  # Settings refuses chain="network" without it
+        return NetworkChain(
+            arc_url=s.arc_url, journal_path=s.home / "network-journal.sqlite",
+            network="main" if s.network == "mainnet" else "test",
+            arc_api_key=s.arc_api_key.get_secret_value() if s.arc_api_key else None,
+            callback_url=s.arc_callback_url,
+            callback_token=s.arc_callback_token.get_secret_value() if s.arc_callback_token else None,
+            woc_url=s.woc_url)
+
+    @property
+    def local_chain(self) -> LocalChain | None:
+        """The embedded dev chain, when that is what runs (it has a faucet and mines on demand)."""
+        chain = self.chain
+        return chain if isinstance(chain, LocalChain) else None
+
+    @cached_property
+    def wallet(self) -> Wallet:
+        """The operator's wallet: from the configured variable or key file; on the embedded dev chain a
+        key file under BOUNTY_HOME is created on first use."""
+        s = self.settings
+        if s.operator_key_file is not None:
+            return Wallet.from_file(s.operator_key_file)
+        try:
+            return Wallet.from_env(s.operator_wif_env)
+        except WalletError:
+            if s.chain != "local":
+                raise
+        path = s.home / OPERATOR_KEY_FILE
+        if path.exists():
+            return Wallet.from_file(path)
+        return Wallet.create_key_file(path, testnet=s.network == "testnet")
+
+    # -- models and contracts -------------------------------------------------------------------------
+
+    def artifact(self, path: Path | str | None = None) -> ModelArtifact:
+        key = str(path or self.settings.model_path or DEFAULT_ARTIFACT)
+        with self._lock:
+            if key not in self._artifacts:
+                self._artifacts[key] = load_artifact(key)
+            return self._artifacts[key]
+
+    def register_model(self, session: Session, artifact_path: Path | str | None = None) -> ModelVersion:
+        """The models row for an artifact, created on first sight (lineage: its parent hash)."""
+        path = Path(artifact_path or self.settings.model_path or DEFAULT_ARTIFACT).resolve()
+        artifact = self.artifact(path)
+        row = session.scalar(select(ModelVersion).where(ModelVersion.weights_sha256 == artifact.weights_sha256))
+        if row is None:
+            version = (session.scalar(select(ModelVersion.version).order_by(ModelVersion.version.desc())) or 0) + 1
+            row = ModelVersion(weights_sha256=artifact.weights_sha256, version=version,
+                               parent_sha256=artifact.parent_sha256, artifact_path=str(path),
+                               config=artifact.config, metrics=artifact.metrics)
+            session.add(row)
+            session.flush()
+        return row
+
+    def contract(self, deployment: Deployment) -> BountyContract:
+        """The compiled contract of a deployment (compiled once per process)."""
+        with self._lock:
+            cached = self._contracts.get(deployment.id)
+        if cached is None:
+            artifact = self.artifact(deployment.model.artifact_path)
+            cached = BountyContract(artifact.integer, terms_of(deployment.bounty))
+            if script_sha256(cached) != deployment.locking_script_sha256:
+                raise ContractError(f"deployment {deployment.id}: its model and terms no longer give the deployed "
+                                  "script (was the artifact changed?)")
+            with self._lock:
+                self._contracts[deployment.id] = cached
+        return cached
+
+    def close(self) -> None:
+        if self._chain is not None:
+            self._chain.close()
+        self.engine.dispose()
+
+
+def terms_of(bounty: Bounty) -> BountyTerms:
+    return BountyTerms(digits=tuple(bounty.digits), payout=bounty.payout_sats, min_margin=bounty.min_margin,
+                       max_fee=bounty.max_fee_sats, owner_pubkey=bytes.fromhex(bounty.owner_pubkey), tag=bounty.id)
+
+
+def script_sha256(contract: BountyContract) -> str:
+    return hashlib.sha256(contract.lock().serialize()).hexdigest()

@@ -1,0 +1,139 @@
+"""Service settings: one `Settings` read by the API, the daemon, the workers, the CLI and migrations.
+
+Values come from ``BOUNTY_*`` environment variables, then an optional ``.env`` file in the working
+directory, then the defaults below. The defaults are the embedded mode: everything lives under
+``BOUNTY_HOME`` (a SQLite database, a local chain file) and Celery runs in-process. Production sets
+``BOUNTY_DATABASE_URL`` (PostgreSQL), ``BOUNTY_REDIS_URL`` and ``BOUNTY_CHAIN=network``.
+
+Secrets (API keys, tokens) are `SecretStr` with no default, so they never show in ``repr`` or logs,
+and passwords inside the database and Redis URLs are masked there too. The operator's private key is
+never a setting: `operator_wif_env` names the environment variable that holds it, and
+`operator_key_file` a file only its owner can read (see `marketplace.chain.wallet`). A WIF written in
+``.env`` is not seen by the wallet; export it in the process environment.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from model.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_HOME = Path("~/.digit-bounty")
+DATABASE_FILE = "bounty.sqlite"
+CHAIN_FILE = "chain.sqlite"
+
+
+class Settings(BaseSettings):
+    """Everything a service process needs to know about its environment. Build one with keyword
+    overrides in tests (``Settings(home=tmp_path, _env_file=None)``); elsewhere use `get_settings()`."""
+
+    model_config = SettingsConfigDict(env_prefix="BOUNTY_", env_file=".env", env_file_encoding="utf-8",
+                                      extra="ignore", protected_namespaces=())
+
+    home: Path = DEFAULT_HOME  # all state of the embedded mode lives here
+    database_url: str | None = None  # None: SQLite under home (see `database`)
+    redis_url: str | None = None  # None: embedded mode, Celery in-process on a memory broker
+
+    chain: Literal["local", "network"] = "local"  # local: the development chain at `chain_path`
+    network: Literal["mainnet", "testnet"] = "testnet"  # which addresses are accepted; the network backend's
+    arc_url: str | None = None  # the ARC endpoint that broadcasts (needed when chain = network)
+    arc_api_key: SecretStr | None = None
+    arc_callback_url: str | None = None
+    arc_callback_token: SecretStr | None = None
+    woc_url: str = "https://api.whatsonchain.com"  # WhatsOnChain's host; the chain layer adds /v1/bsv/<net>
+    fee_rate: Annotated[int, Field(ge=1)] = 100  # satoshis per 1000 bytes
+
+    operator_wif_env: Annotated[str, Field(min_length=1)] = "BOUNTY_OPERATOR_WIF"  # the NAME of the variable
+    operator_key_file: Path | None = None  # or a file holding the WIF, mode 600 or 400
+
+    model_path: Path | None = None  # None: the artifact shipped in model/default
+    min_confirmations: Annotated[int, Field(ge=0)] = 1  # 0 trusts the mempool
+    rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
+    max_upload_bytes: Annotated[int, Field(ge=1024)] = 2_000_000
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, home: Path) -> Path:
+        # Workers and the daemon may start elsewhere: pin a relative home to where settings were read.
+        return home.expanduser().absolute()
+
+    @field_validator("operator_key_file", "model_path")
+    @classmethod
+    def _expand(cls, path: Path | None) -> Path | None:
+        return path.expanduser() if path is not None else None
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_driver(cls, url: str | None) -> str | None:
+        # Hosting services hand out postgres:// URLs; SQLAlchemy would then look for psycopg2, absent here.
+        if url is None or not url.strip():
+            return None
+        url = url.strip()
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+
+    @model_validator(mode="after")
+    def _network_needs_arc(self) -> Settings:
+        if self.chain == "network" and not self.arc_url:
+            raise ValueError("BOUNTY_CHAIN=network needs BOUNTY_ARC_URL (the ARC endpoint that broadcasts)")
+        return self
+
+    @property
+    def database(self) -> str:
+        """The effective SQLAlchemy URL: `database_url`, or a SQLite file under `home`."""
+        return self.database_url or f"sqlite:///{self.home / DATABASE_FILE}"
+
+    @property
+    def chain_path(self) -> Path:
+        """The local development chain's file."""
+        return self.home / CHAIN_FILE
+
+    @property
+    def embedded(self) -> bool:
+        """True when Celery runs in-process on a memory broker (no Redis configured)."""
+        return self.redis_url is None
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (mask_password(value) if name in ("database_url", "redis_url") and value else value)
+
+
+def mask_password(url: str) -> str:
+    """`url` with any password replaced by ``***``, for logs and output."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once. Tests that change the environment call ``get_settings.cache_clear()``.
+
+    Raises `ConfigError` naming each bad variable (never its value, which may be a secret).
+    """
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise ConfigError(f"invalid settings: {'; '.join(_describe(err) for err in exc.errors())}") from None
+    log.debug("settings loaded: %r", settings)
+    return settings
+
+
+def _describe(error: Any) -> str:
+    field = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"BOUNTY_{field.upper()}: {message}" if field else message

@@ -1,0 +1,362 @@
+"""The service database on both backends it runs on: SQLite (embedded) and the real PostgreSQL.
+
+PostgreSQL is the one on 127.0.0.1:5432 (CI starts it): each test session creates its own database and
+drops it at the end. If the server cannot be reached these tests fail; they never skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from pydantic import ValidationError
+from sqlalchemy import CheckConstraint, Engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from marketplace import db, migrate
+from marketplace.cli import app
+from marketplace.schema import (
+    Base,
+    Bounty,
+    BountyStatus,
+    Deployment,
+    DeploymentStatus,
+    ModelVersion,
+    Network,
+    RejectReason,
+    Submission,
+    SubmissionSource,
+    SubmissionStatus,
+    WatcherState,
+)
+from marketplace.settings import Settings, get_settings
+from model.errors import ConfigError, DatabaseError, DatabaseUnavailable
+
+# Trust authentication on the test server; override for another server.
+PG_ADMIN = os.environ.get("BOUNTY_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+PIXELS = bytes(range(256)) * 3 + bytes(range(16))  # every byte value, 784 in all
+TXID = "ab" * 32
+APP_TABLES = {"models", "bounties", "deployments", "submissions", "payouts", "retrain_runs", "watcher_state"}
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No BOUNTY_* variable from the caller's shell, no cached settings or engine across tests."""
+    for name in [name for name in os.environ if name.startswith("BOUNTY_")]:
+        monkeypatch.delenv(name)
+    get_settings.cache_clear()
+    yield
+    db.dispose_engine(close=True)
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session; its URL (without the driver's password)."""
+    name = f"bounty_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        info = admin.info
+        try:
+            yield f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each backend. The SQLite file's directory does not exist yet."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'bounty.sqlite'}"
+    database: str = request.getfixturevalue("postgres")
+    with psycopg.connect(database.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")  # whatever the previous test left
+        conn.execute("CREATE SCHEMA public")
+    return database
+
+
+@pytest.fixture
+def engine(url: str) -> Iterator[Engine]:
+    migrate.upgrade(url)
+    engine = db.make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+def app_tables(url: str) -> set[str]:
+    engine = db.make_engine(url)
+    try:
+        return set(inspect(engine).get_table_names()) & APP_TABLES
+    finally:
+        engine.dispose()
+
+
+# -- migrations ----------------------------------------------------------------------------------------
+
+def test_migrations_go_up_down_and_up_again(url: str) -> None:
+    assert migrate.current(url) is None
+    assert migrate.upgrade(url) == migrate.head() == "0001"
+    assert app_tables(url) == APP_TABLES
+    assert migrate.upgrade(url) == "0001"  # a second upgrade changes nothing
+    assert migrate.downgrade(url, "base") is None
+    assert app_tables(url) == set()
+    assert migrate.upgrade(url, "head") == migrate.current(url) == "0001"
+    assert app_tables(url) == APP_TABLES
+
+
+def test_the_migrations_build_exactly_the_models(engine: Engine) -> None:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+        # Alembic does not compare CHECK constraints: compare their names and the values they list.
+        inspector = inspect(connection)
+        reflected = {check["name"]: _tokens(check["sqltext"])
+                     for table in APP_TABLES for check in inspector.get_check_constraints(table)}
+    declared = {str(check.name): _tokens(str(check.sqltext.compile(dialect=engine.dialect,
+                                                                   compile_kwargs={"literal_binds": True})))
+                for table in Base.metadata.tables.values()
+                for check in table.constraints if isinstance(check, CheckConstraint)}
+    assert len(declared) == 22 and reflected == declared
+
+
+def _tokens(sql: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The quoted literals and the integers in a CHECK's SQL (PostgreSQL rewrites the rest)."""
+    return frozenset(re.findall(r"'([^']*)'", sql)), frozenset(re.findall(r"\b\d+\b", sql))
+
+
+def test_migrating_an_unknown_revision_or_an_unreachable_server_says_so(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseError, match="Can't locate revision identified by 'nope'"):
+        migrate.upgrade(f"sqlite:///{tmp_path / 'bounty.sqlite'}", "nope")
+    with pytest.raises(DatabaseUnavailable, match=r"postgres:\*\*\*@127.0.0.1:1/") as caught:
+        migrate.current("postgresql+psycopg://postgres:hunter2@127.0.0.1:1/bounty")
+    assert "hunter2" not in str(caught.value)
+
+
+# -- what the database itself refuses ------------------------------------------------------------------
+
+def seed(session: Session, bounty_status: BountyStatus = BountyStatus.ACTIVE) -> Deployment:
+    """A model, a bounty for 7s and its first, active deployment."""
+    model = ModelVersion(weights_sha256="11" * 32, version=1, artifact_path="model/default",
+                         config={"hidden": 64}, metrics={"int_accuracy": 0.9826})
+    bounty = Bounty(digits=[7], payout_sats=500, min_margin=1000, max_fee_sats=20_000, budget_sats=100_000,
+                    owner_pubkey="02" + "33" * 32, network=Network.TESTNET, status=bounty_status)
+    deployment = Deployment(bounty=bounty, version=1, model=model, locking_script_sha256="44" * 32,
+                            deploy_txid="55" * 32, current_txid="55" * 32, current_vout=0,
+                            current_satoshis=100_000)
+    session.add(deployment)
+    session.flush()
+    return deployment
+
+
+def submission(deployment: Deployment, **overrides: Any) -> Submission:
+    values: dict[str, Any] = dict(
+        bounty_id=deployment.bounty_id, deployment_id=deployment.id, txid=TXID, pixels=PIXELS,
+        recipient_address="mfWxJ45yp2SFn7UciZyNpvDKrzbhyfKrY8", recipient_pkh="00" * 20, predicted_label=7,
+        margin=2**40, model_sha256="11" * 32, status=SubmissionStatus.SEEN, source=SubmissionSource.API)
+    return Submission(**(values | overrides))
+
+
+def test_a_spend_is_recorded_once(engine: Engine) -> None:
+    with Session(engine) as session:
+        deployment = seed(session)
+        session.add_all([submission(deployment), submission(deployment, input_index=1),
+                         submission(deployment, txid=None), submission(deployment, txid=None)])  # not built yet
+        session.commit()
+        session.add(submission(deployment))  # the same txid:input_index again (a retried task)
+        with pytest.raises(IntegrityError):
+            session.commit()
+
+
+def test_a_bounty_has_at_most_one_active_deployment(engine: Engine) -> None:
+    with Session(engine) as session:
+        first = seed(session)
+        session.commit()
+
+        def successor(version: int) -> Deployment:
+            return Deployment(bounty_id=first.bounty_id, version=version, model_id=first.model_id,
+                              locking_script_sha256="66" * 32, deploy_txid=f"{version:02d}" * 32,
+                              current_txid=f"{version:02d}" * 32, current_vout=0, current_satoshis=99_000)
+
+        session.add(successor(2))  # a migration that forgot to retire the old contract
+        with pytest.raises(IntegrityError):
+            session.commit()
+        session.rollback()
+        first.status = DeploymentStatus.MIGRATED
+        session.add(successor(2))
+        session.commit()
+        session.add(successor(2))  # version numbers are per bounty and unique
+        with pytest.raises(IntegrityError):
+            session.commit()
+
+
+def test_a_submission_round_trips_with_its_pixels(engine: Engine) -> None:
+    with Session(engine) as session:
+        deployment = seed(session)
+        session.add(submission(deployment, status=SubmissionStatus.REJECTED, reason=RejectReason.LOW_MARGIN,
+                               margin=-(2**40), block_height=812_345))
+        session.commit()
+    with Session(engine) as session:
+        stored = session.scalars(select(Submission)).one()
+        assert stored.pixels == PIXELS and len(stored.pixels) == 784
+        assert (stored.txid, stored.input_index, stored.confirmations) == (TXID, 0, 0)  # server defaults
+        assert stored.status is SubmissionStatus.REJECTED and stored.reason is RejectReason.LOW_MARGIN
+        assert stored.margin == -(2**40) and stored.block_height == 812_345
+        assert stored.created_at.tzinfo is UTC and abs(datetime.now(UTC) - stored.created_at).total_seconds() < 60
+        bounty = session.get_one(Bounty, stored.bounty_id)
+        assert bounty.digits == [7] and bounty.status is BountyStatus.ACTIVE and bounty.network is Network.TESTNET
+
+
+def test_timestamps_are_utc_and_naive_ones_are_refused(engine: Engine) -> None:
+    noon = datetime(2026, 11, 28, 12, 0, tzinfo=timezone(timedelta(hours=2)))
+    with Session(engine) as session:
+        session.add(WatcherState(key="chain_cursor", value="0", updated_at=noon))
+        session.commit()
+        session.expire_all()
+        stored = session.get_one(WatcherState, "chain_cursor")
+        assert stored.updated_at == noon and stored.updated_at.tzinfo is UTC and stored.updated_at.hour == 10
+        stored.updated_at = datetime(2026, 11, 28, 12, 0)  # naive: which zone?
+        with pytest.raises(StatementError, match="naive datetime"):
+            session.flush()
+
+
+@pytest.mark.parametrize(("column", "value"), [
+    ("status", "lost"),  # not a status
+    ("reason", "bad_luck"),  # not a reason
+    ("source", "email"),
+    ("pixels", PIXELS[:783]),  # one pixel short
+    ("predicted_label", 10),
+])
+def test_the_database_refuses_values_the_models_forbid(engine: Engine, column: str, value: Any) -> None:
+    """Raw SQL, as another client would write it: the CHECK constraints hold on both backends."""
+    with Session(engine) as session:
+        deployment = seed(session)
+        row = dict(bounty_id=deployment.bounty_id, txid=TXID, pixels=PIXELS, recipient_address="m", recipient_pkh="00",
+                   predicted_label=7, margin=1, model_sha256="11" * 32, status="pending", reason=None, source="api")
+        insert = text(f"INSERT INTO submissions ({', '.join(row)}) VALUES ({', '.join(':' + c for c in row)})")
+        session.execute(insert, row)  # the valid row goes in
+        with pytest.raises(IntegrityError):
+            session.execute(insert, row | {"txid": "cd" * 32, column: value})
+
+
+# -- engines and sessions ------------------------------------------------------------------------------
+
+def test_sqlite_engines_use_wal_and_enforce_foreign_keys(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'new' / 'dir' / 'bounty.sqlite'}")
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert (tmp_path / "new" / "dir" / "bounty.sqlite").exists()
+    finally:
+        engine.dispose()
+
+
+def test_session_scope_commits_or_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOUNTY_HOME", str(tmp_path))
+    migrate.upgrade(get_settings().database)
+    with db.session_scope() as session:  # the process-wide engine, from the settings
+        deployment = seed(session)
+        deployment_id = deployment.id
+    assert deployment.status is DeploymentStatus.ACTIVE  # still readable after the scope ended
+    with pytest.raises(RuntimeError), db.session_scope() as session:
+        session.get_one(Deployment, deployment_id).status = DeploymentStatus.WITHDRAWN
+        session.flush()
+        raise RuntimeError("the broadcast failed")
+    dependency = db.get_session()
+    session = next(dependency)
+    assert session.get_one(Deployment, deployment_id).status is DeploymentStatus.ACTIVE  # rolled back
+    dependency.close()
+    assert str(db.get_engine().url) == f"sqlite:///{tmp_path / 'bounty.sqlite'}"
+
+
+# -- settings ------------------------------------------------------------------------------------------
+
+def test_bounty_home_holds_the_embedded_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOUNTY_HOME", str(tmp_path / "home"))
+    settings = Settings(_env_file=None)
+    assert settings.database == f"sqlite:///{tmp_path / 'home' / 'bounty.sqlite'}"
+    assert settings.chain_path == tmp_path / "home" / "chain.sqlite"
+    assert (settings.chain, settings.network, settings.fee_rate, settings.embedded) == ("local", "testnet", 100, True)
+    assert settings.arc_api_key is None and settings.arc_callback_token is None  # secrets have no defaults
+    migrate.upgrade(settings.database)
+    assert (tmp_path / "home" / "bounty.sqlite").is_file()
+    assert Settings(_env_file=None, home=Path("~/elsewhere")).home == Path.home() / "elsewhere"
+
+
+def test_secrets_stay_out_of_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOUNTY_ARC_API_KEY", "arc-key-s3cret")
+    monkeypatch.setenv("BOUNTY_ARC_CALLBACK_TOKEN", "token-s3cret")
+    monkeypatch.setenv("BOUNTY_DATABASE_URL", "postgres://bounty:pw-s3cret@db:5432/bounty")
+    monkeypatch.setenv("BOUNTY_REDIS_URL", "redis://:redis-s3cret@cache:6379/0")
+    settings = Settings(_env_file=None)
+    shown = repr(settings) + str(settings)
+    assert "s3cret" not in shown and "postgresql+psycopg://bounty:***@db:5432/bounty" in shown
+    assert settings.arc_api_key is not None and settings.arc_api_key.get_secret_value() == "arc-key-s3cret"
+    assert settings.database == "postgresql+psycopg://bounty:pw-s3cret@db:5432/bounty"  # the driver installed here
+
+
+def test_a_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".env").write_text("BOUNTY_FEE_RATE=250\nBOUNTY_NETWORK=mainnet\nOTHER_TOOL=ignored\n")
+    monkeypatch.chdir(tmp_path)
+    assert (get_settings().fee_rate, get_settings().network) == (250, "mainnet")
+    monkeypatch.setenv("BOUNTY_FEE_RATE", "300")  # the environment wins over the file
+    assert Settings().fee_rate == 300
+
+
+@pytest.mark.parametrize("overrides", [
+    {"fee_rate": 0},
+    {"network": "regtest"},
+    {"chain": "network"},  # without an ARC endpoint nothing could be broadcast
+    {"min_confirmations": -1},
+    {"max_upload_bytes": 100},
+    {"operator_wif_env": ""},
+])
+def test_settings_refuse_bad_values(overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, **overrides)
+
+
+def test_bad_settings_name_the_variable_not_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOUNTY_RATE_LIMIT_PER_MINUTE", "s3cret-by-mistake")
+    with pytest.raises(ConfigError, match="BOUNTY_RATE_LIMIT_PER_MINUTE: Input should be a valid integer") as caught:
+        get_settings()
+    assert "s3cret" not in str(caught.value)
+
+
+# -- the CLI -------------------------------------------------------------------------------------------
+
+def test_the_cli_migrates_the_configured_database(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if url.startswith("sqlite"):
+        monkeypatch.setenv("BOUNTY_HOME", str(tmp_path / "state"))
+    else:  # the test server trusts any password: check that it is never printed
+        monkeypatch.setenv("BOUNTY_DATABASE_URL", url.replace("postgres@", "postgres:hunter2@"))
+    monkeypatch.chdir(tmp_path)  # the migration scripts are found wherever the command runs
+    runner = CliRunner()
+
+    def bounty(*args: str) -> dict[str, Any]:
+        done = runner.invoke(app, ["db", *args, "--json"])
+        assert done.exit_code == 0, done.output
+        assert "hunter2" not in done.output
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    assert bounty("current") | {"database": ""} == {"database": "", "revision": None, "head": "0001",
+                                                      "up_to_date": False}
+    assert bounty("upgrade")["up_to_date"] is True
+    assert bounty("current")["revision"] == "0001"
+    assert bounty("downgrade", "base")["revision"] is None
+    refused = runner.invoke(app, ["db", "upgrade", "--revision", "nope"])
+    assert refused.exit_code == 1 and refused.stderr.startswith("error: ") and "'nope'" in refused.stderr
+    assert "hunter2" not in refused.stderr
