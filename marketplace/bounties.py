@@ -84,8 +84,7 @@ def withdraw_bounty(rt: Runtime, bounty_id: int) -> dict[str, Any]:
         utxo = current_utxo(rt, deployment)
         tx = rt.wallet.build_withdraw(contract, utxo, rt.settings.fee_rate)
         rt.chain.broadcast(tx)
-        deployment.status = DeploymentStatus.WITHDRAWN
-        deployment.current_txid, deployment.current_vout, deployment.current_satoshis = tx.txid(), 0, 0
+        deployment.status, deployment.current_satoshis = DeploymentStatus.WITHDRAWN, 0
         bounty.status = BountyStatus.WITHDRAWN
         view = bounty_view(session, bounty)
         return {**view, "withdraw_txid": tx.txid(), "withdrawn_sats": tx.outputs[0].satoshis}
@@ -103,8 +102,7 @@ def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, artifact_path: Path |
             _ensure_funds(rt, top_up)
         tx = rt.wallet.build_migrate(rt.chain, contract, utxo, successor, top_up, rt.settings.fee_rate)
         rt.chain.broadcast(tx)
-        old.status = DeploymentStatus.MIGRATED
-        old.current_txid, old.current_vout, old.current_satoshis = tx.txid(), 0, 0
+        old.status, old.current_satoshis = DeploymentStatus.MIGRATED, 0  # current_* keeps its last outpoint
         session.flush()  # one active deployment per bounty: retire the old one first
         new = Deployment(bounty=bounty, version=old.version + 1, model_id=model.id,
                          locking_script_sha256=script_sha256(successor), deploy_txid=tx.txid(),

@@ -5,8 +5,10 @@ The normalisation is MNIST's own (LeCun, Cortes and Burges):
 1. decode the first frame to grayscale, upright (EXIF orientation applied, so phone photos work);
    a drawing on a transparent canvas is first put on the background its strokes stand out from;
 2. make the ink light on black: invert when the background (the median of an outer ring) is light;
-3. subtract the background, stretch the strongest ink to 255, zero whatever is fainter than
-   ``INK_THRESHOLD`` of it (paper texture, JPEG noise) and crop to the ink's bounding box;
+3. subtract the paper, stretch the strongest ink to 255, zero what is faint and crop to the ink's
+   bounding box. Photos need a little more than a constant threshold: a light blur against sensor
+   noise, the paper modelled as a plane fitted to the border (uneven lighting), and "faint" meaning
+   below ``INK_THRESHOLD`` of the strongest ink or within ``NOISE_SIGMAS`` of the border's own noise;
 4. scale with anti-aliasing so that the longer side is 20 pixels, keeping the aspect ratio;
 5. paste into a 28x28 field so that the ink's centre of mass lands on (14, 14) (MNIST's own mean),
    rounding the shift and clipping whatever falls outside.

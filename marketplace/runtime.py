@@ -19,7 +19,7 @@ from marketplace.db import make_engine, session_scope
 from marketplace.schema import Bounty, Deployment, ModelVersion
 from marketplace.settings import Settings
 from model.artifact import DEFAULT_ARTIFACT, ModelArtifact, load_artifact
-from model.errors import ContractError, WalletError
+from model.errors import ConfigError, ContractError, WalletError
 
 log = logging.getLogger(__name__)
 OPERATOR_KEY_FILE = "operator.key"
@@ -133,3 +133,17 @@ def terms_of(bounty: Bounty) -> BountyTerms:
 
 def script_sha256(contract: BountyContract) -> str:
     return hashlib.sha256(contract.lock().serialize()).hexdigest()
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    """A Runtime on an up-to-date schema: an SQLite database (the embedded default) is migrated on the
+    spot; any other must already be at head (`bounty db upgrade`), so production migrations stay deliberate."""
+    from marketplace import migrate
+
+    url = settings.database
+    if url.startswith("sqlite"):
+        migrate.upgrade(url)
+    elif migrate.current(url) != migrate.head():
+        raise ConfigError(f"the database {migrate.display_url(url)} is not at the latest schema: run "
+                          "`bounty db upgrade` first")
+    return Runtime(settings)

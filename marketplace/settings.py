@@ -57,6 +57,7 @@ class Settings(BaseSettings):
 
     model_path: Path | None = None  # None: the artifact shipped in model/default
     min_confirmations: Annotated[int, Field(ge=0)] = 1  # 0 trusts the mempool
+    block_interval: Annotated[float, Field(gt=0)] = 10.0  # seconds between blocks on the embedded dev chain
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
     max_upload_bytes: Annotated[int, Field(ge=1024)] = 2_000_000
 

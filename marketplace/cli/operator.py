@@ -1,0 +1,96 @@
+"""Operator commands: `bounty create | fund | withdraw | list | status | submissions | export`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from marketplace.cli._output import JsonOption, emit, friendly
+
+
+def _runtime() -> Any:
+    from marketplace.runtime import open_runtime
+    from marketplace.settings import get_settings
+
+    return open_runtime(get_settings())
+
+
+def create(
+    digit: Annotated[list[int], typer.Option("--digit", help="Target digit; repeat for a set.")],
+    payout: Annotated[int, typer.Option(min=1, help="Satoshis paid per accepted image.")],
+    budget: Annotated[int, typer.Option(min=1, help="Satoshis locked in the contract.")],
+    margin: Annotated[int, typer.Option(min=0, help="Minimum margin (top logit minus runner-up).")] = 0,
+    max_fee: Annotated[int | None, typer.Option(min=0, help="Largest fee one submission may pay.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Deploy and fund a bounty from the operator wallet (the dev chain's faucet funds it when needed)."""
+    from marketplace.bounties import create_bounty
+    from model.errors import InvalidRequest
+
+    if any(not 0 <= d <= 9 for d in digit):
+        raise InvalidRequest("every --digit must be 0..9")
+    emit(create_bounty(_runtime(), digit, payout, budget, margin, max_fee), as_json, "bounty created")
+
+
+def fund(bounty_id: Annotated[int, typer.Argument()], amount: Annotated[int, typer.Argument(min=1)],
+         as_json: JsonOption = False) -> None:
+    """Add AMOUNT sats: the contract migrates into an identical one holding more."""
+    from marketplace.bounties import fund_bounty
+
+    emit(fund_bounty(_runtime(), bounty_id, amount), as_json, "bounty funded")
+
+
+def withdraw(bounty_id: Annotated[int, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Take the whole balance back to the operator wallet and close the bounty."""
+    from marketplace.bounties import withdraw_bounty
+
+    emit(withdraw_bounty(_runtime(), bounty_id), as_json, "bounty withdrawn")
+
+
+def list_(as_json: JsonOption = False) -> None:
+    """Every bounty with its live numbers."""
+    from marketplace.bounties import list_bounties
+
+    rows = list_bounties(_runtime())
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{'id':>4} {'digits':<8} {'payout':>8} {'remaining':>10} {'accepted':>8}  status")
+    for b in rows:
+        digits = ",".join(map(str, b["digits"]))
+        typer.echo(f"{b['id']:>4} {digits:<8} {b['payout_sats']:>8} {b['remaining_sats']:>10} "
+                   f"{b['accepted_count']:>8}  {b['status']}")
+
+
+def status(bounty_id: Annotated[int, typer.Argument()], as_json: JsonOption = False) -> None:
+    """One bounty: terms, balance, accepted count, model and contract."""
+    from marketplace.bounties import get_bounty
+
+    emit(get_bounty(_runtime(), bounty_id), as_json, f"bounty {bounty_id}")
+
+
+def submissions(bounty_id: Annotated[int, typer.Argument()], as_json: JsonOption = False) -> None:
+    """Every submission to a bounty with its status and txid."""
+    from marketplace.bounties import list_submissions
+
+    rows = list_submissions(_runtime(), bounty_id)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for s in rows:
+        typer.echo(f"{s['id']:>5} {s['status']:<10} digit {s['digit']} margin {s['margin']:>6} {s['txid'] or '-'}")
+
+
+def export(bounty_id: Annotated[int, typer.Argument()]) -> None:
+    """Audit export (JSON): the terms, every deployment, every submission with its txid, verdict and pixels."""
+    from marketplace.bounties import export_bounty
+
+    typer.echo(json.dumps(export_bounty(_runtime(), bounty_id), indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    for command, name in ((create, "create"), (fund, "fund"), (withdraw, "withdraw"), (list_, "list"),
+                          (status, "status"), (submissions, "submissions"), (export, "export")):
+        app.command(name)(friendly(command))

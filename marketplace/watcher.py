@@ -1,0 +1,182 @@
+"""The watcher: follows the chain's events and keeps the books true to it.
+
+For every transaction the chain accepts, each input that spends a bounty contract is booked
+(`ledger.record_spend`): the image and recipient are read from the unlocking script, so spends
+made directly on-chain by anyone count like ours. Blocks confirm submissions (and hand them to
+the workers once `min_confirmations` deep); removed blocks unconfirm them; transactions a reorg
+drops are marked orphaned, lose their payout row and give the contract back its previous output.
+
+The cursor is stored in the same database transaction as the effects of the events it covers,
+so a restart resumes exactly where the books stop: nothing missed, nothing counted twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+
+from bsv import Transaction
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from marketplace.chain import (
+    START,
+    BlockMined,
+    BlockRemoved,
+    ChainEvent,
+    Cursor,
+    TransactionAccepted,
+    TransactionDropped,
+)
+from marketplace.ledger import record_spend
+from marketplace.runtime import Runtime
+from marketplace.schema import (
+    Bounty,
+    BountyStatus,
+    Deployment,
+    DeploymentStatus,
+    Payout,
+    RejectReason,
+    Submission,
+    SubmissionSource,
+    SubmissionStatus,
+    WatcherState,
+)
+
+log = logging.getLogger(__name__)
+CURSOR_KEY = "chain_cursor"
+UNSETTLED = (SubmissionStatus.BROADCAST, SubmissionStatus.SEEN)
+
+
+class Watcher:
+    def __init__(self, rt: Runtime, on_confirmed: Callable[[int], None] | None = None,
+                 on_block: Callable[[], object] | None = None) -> None:
+        """`on_confirmed(submission_id)` runs after the commit that confirmed it (the workers' hand-off);
+        `on_block()` after each block (the API's queued submissions go out then)."""
+        self.rt = rt
+        self.on_confirmed = on_confirmed
+        self.on_block = on_block
+
+    def run_once(self, limit: int = 200) -> int:
+        """Apply the next events; returns how many there were."""
+        with self.rt.session() as session:
+            state = session.get(WatcherState, CURSOR_KEY)
+            cursor = Cursor(state.value) if state else START
+            events, cursor = self.rt.chain.events_since(cursor, limit)
+            confirmed: list[int] = []
+            blocks = 0
+            for event in events:
+                confirmed += self._apply(session, event)
+                blocks += isinstance(event, BlockMined)
+            if state is None:
+                session.add(WatcherState(key=CURSOR_KEY, value=cursor))
+            else:
+                state.value = cursor
+        for submission_id in confirmed:  # only after the commit: a worker must find the row
+            if self.on_confirmed is not None:
+                self.on_confirmed(submission_id)
+        if blocks and self.on_block is not None:
+            self.on_block()
+        return len(events)
+
+    def run_forever(self, stop: threading.Event, interval: float = 1.0) -> None:
+        while not stop.is_set():
+            try:
+                busy = self.run_once()
+            except Exception:  # keep watching: a transient database or chain error must not end the daemon
+                log.exception("watcher step failed; retrying in %.1f s", interval)
+                busy = 0
+            if not busy:
+                stop.wait(interval)
+
+    # -- events ---------------------------------------------------------------------------------------
+
+    def _apply(self, session: Session, event: ChainEvent) -> list[int]:
+        if isinstance(event, TransactionAccepted):
+            tx = self.rt.chain.get_transaction(event.txid)
+            if tx is not None:
+                self._book(session, tx)
+            return []
+        if isinstance(event, BlockMined):
+            session.execute(update(Submission).where(Submission.txid.in_(event.txids))
+                            .values(block_height=event.height))
+            return self._confirm(session)
+        if isinstance(event, BlockRemoved):
+            session.execute(update(Submission).where(Submission.txid.in_(event.txids))
+                            .values(block_height=None, confirmations=0, status=SubmissionStatus.SEEN))
+            return []
+        if isinstance(event, TransactionDropped):
+            self._orphan(session, event.txid)
+        return []
+
+    def _book(self, session: Session, tx: Transaction) -> None:
+        for index, tx_input in enumerate(tx.inputs):
+            deployment = self._deployment_spent_by(session, tx_input.source_txid, tx_input.source_output_index)
+            if deployment is None:
+                continue
+            row = record_spend(session, self.rt, deployment, tx, index, SubmissionSource.CHAIN, SubmissionStatus.SEEN)
+            if row is None:  # the owner's spend: a withdrawal, or a migration the service already recorded
+                self._owner_spend(session, deployment, tx)
+            else:
+                log.info("bounty %d: submission %d in %s (digit %d, margin %d)", deployment.bounty_id, row.id,
+                         tx.txid(), row.predicted_label, row.margin)
+
+    def _deployment_spent_by(self, session: Session, txid: str, vout: int) -> Deployment | None:
+        """The deployment whose contract script locks output txid:vout, if any."""
+        at = session.scalar(select(Deployment).where(Deployment.current_txid == txid, Deployment.current_vout == vout)
+                            .order_by(Deployment.version.desc()))
+        if at is not None:
+            return at
+        source = self.rt.chain.get_transaction(txid)
+        if source is None or vout >= len(source.outputs):
+            return None
+        script_hash = hashlib.sha256(source.outputs[vout].locking_script.serialize()).hexdigest()
+        return session.scalar(select(Deployment).where(Deployment.locking_script_sha256 == script_hash)
+                              .order_by(Deployment.version.desc()))
+
+    def _owner_spend(self, session: Session, deployment: Deployment, tx: Transaction) -> None:
+        migration = session.scalar(select(Deployment.id).where(Deployment.deploy_txid == tx.txid()))
+        if migration is None and deployment.status == DeploymentStatus.ACTIVE:
+            deployment.status, deployment.current_satoshis = DeploymentStatus.WITHDRAWN, 0
+            bounty = session.get(Bounty, deployment.bounty_id)
+            if bounty is not None:
+                bounty.status = BountyStatus.WITHDRAWN
+
+    def _confirm(self, session: Session) -> list[int]:
+        tip = self.rt.chain.tip_height()
+        needed = max(self.rt.settings.min_confirmations, 1)
+        confirmed = []
+        for row in session.scalars(select(Submission).where(Submission.block_height.is_not(None),
+                                                            Submission.status.in_(UNSETTLED))):
+            assert row.block_height is not None
+            row.confirmations = tip - row.block_height + 1
+            if row.confirmations >= needed:
+                row.status = SubmissionStatus.CONFIRMED
+                confirmed.append(row.id)
+        session.flush()
+        return confirmed
+
+    def _orphan(self, session: Session, txid: str) -> None:
+        for row in session.scalars(select(Submission).where(Submission.txid == txid)):
+            row.status, row.reason = SubmissionStatus.ORPHANED, RejectReason.REORGED_OUT
+            payout = session.scalar(select(Payout).where(Payout.submission_id == row.id))
+            if payout is not None:
+                session.delete(payout)
+            deployment = session.get(Deployment, row.deployment_id) if row.deployment_id else None
+            if deployment is not None and deployment.current_txid == txid:
+                self._rewind(deployment)
+            log.warning("submission %d (%s) was dropped by a reorg: orphaned, never paid", row.id, txid)
+        session.flush()
+
+    def _rewind(self, deployment: Deployment) -> None:
+        """The contract's live output after a drop: whatever unspent output its script still has."""
+        script = self.rt.contract(deployment).lock().serialize()
+        found = self.rt.chain.utxos_for_script(script)
+        if found:
+            utxo = found[0]
+            deployment.current_txid, deployment.current_vout, deployment.current_satoshis = (
+                utxo.txid, utxo.vout, utxo.satoshis)
+            deployment.status = DeploymentStatus.ACTIVE
+            deployment.bounty.status = BountyStatus.ACTIVE
