@@ -221,13 +221,16 @@ async def _read(request: Request, max_bytes: int) -> dict[str, Any]:
         except Exception:  # malformed multipart: starlette raises several types
             raise InvalidRequest("the multipart form could not be read") from None
         fields: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                fields[key] = await value.read(max_bytes + 1)
-                if len(fields[key]) > max_bytes:
-                    raise ImageError(f"the upload is over the {max_bytes:,}-byte limit")
-            else:
-                fields[key] = value
+        try:
+            for key, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    fields[key] = await value.read(max_bytes + 1)
+                    if len(fields[key]) > max_bytes:
+                        raise ImageError(f"the upload is over the {max_bytes:,}-byte limit")
+                else:
+                    fields[key] = value
+        finally:
+            await form.close()  # spooled upload files
         if "image" not in fields:
             raise InvalidRequest("the form needs an `image` file (PNG or JPEG)")
         return fields

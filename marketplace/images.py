@@ -135,7 +135,7 @@ def _pillow_errors(data: bytes, max_pixels: int) -> Iterator[None]:
         raise ImageError(CORRUPT if data.startswith(_SIGNATURES) else NOT_PNG_OR_JPEG) from exc
     except Exception as exc:
         # Pillow's parsers have no error hierarchy: broken input raises OSError, SyntaxError, ValueError,
-        # EOFError, struct.error, zlib.error and more. Only Pillow calls run inside this block.
+        # EOFError, struct.error, zlib.error and more. Only decoding (Pillow and thin wrappers) runs here.
         raise ImageError(CORRUPT) from exc
 
 

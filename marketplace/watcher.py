@@ -47,6 +47,7 @@ from marketplace.schema import (
 
 log = logging.getLogger(__name__)
 CURSOR_KEY = "chain_cursor"
+NULL_TXID = "00" * 32
 UNSETTLED = (SubmissionStatus.BROADCAST, SubmissionStatus.SEEN)
 
 
@@ -125,6 +126,8 @@ class Watcher:
 
     def _deployment_spent_by(self, session: Session, txid: str, vout: int) -> Deployment | None:
         """The deployment whose contract script locks output txid:vout, if any."""
+        if txid == NULL_TXID:  # a faucet or coinbase input spends nothing
+            return None
         at = session.scalar(select(Deployment).where(Deployment.current_txid == txid, Deployment.current_vout == vout)
                             .order_by(Deployment.version.desc()))
         if at is not None:

@@ -1,5 +1,10 @@
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
 import pytest
 
 from model.artifact import ModelArtifact, load_artifact
@@ -14,3 +19,29 @@ def mnist() -> Mnist:
 @pytest.fixture(scope="session")
 def shipped() -> ModelArtifact:
     return load_artifact()
+
+
+# Trust authentication on this machine's server (.ci/run starts it); override for another server.
+PG_ADMIN = os.environ.get("BOUNTY_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (dropped at the end); its SQLAlchemy URL.
+    An unreachable server fails the tests that need it: it is never a reason to skip."""
+    name = f"bounty_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        info = admin.info
+        try:
+            yield f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def reset_schema(url: str) -> str:
+    """Empty the database behind `url` (whatever an earlier test left) and return the URL."""
+    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    return url

@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -43,9 +41,8 @@ from marketplace.schema import (
 )
 from marketplace.settings import Settings, get_settings
 from model.errors import ConfigError, DatabaseError, DatabaseUnavailable
+from tests.conftest import reset_schema
 
-# Trust authentication on the test server; override for another server.
-PG_ADMIN = os.environ.get("BOUNTY_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
 PIXELS = bytes(range(256)) * 3 + bytes(range(16))  # every byte value, 784 in all
 TXID = "ab" * 32
 APP_TABLES = {"models", "bounties", "deployments", "submissions", "payouts", "retrain_runs", "watcher_state"}
@@ -62,29 +59,13 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session; its URL (without the driver's password)."""
-    name = f"bounty_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        info = admin.info
-        try:
-            yield f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database on each backend. The SQLite file's directory does not exist yet."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state' / 'bounty.sqlite'}"
     database: str = request.getfixturevalue("postgres")
-    with psycopg.connect(database.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")  # whatever the previous test left
-        conn.execute("CREATE SCHEMA public")
-    return database
+    return reset_schema(database)
 
 
 @pytest.fixture

@@ -1,0 +1,285 @@
+"""The web page end to end: a real `bounty serve` process, driven through Debian's chromium by Playwright.
+
+One bounty for a 7 is created with the CLI on the embedded dev chain (a block every second), then a
+person's path is replayed: see the bounty, draw a 7 on the canvas, Check it, Submit it and watch the
+receipt reach "confirmed"; draw something else and see Submit refuse it with no money moved; upload a
+photo instead of drawing. Playwright's own browser download is never used (see FACTS.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import bsv
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from model.data import Mnist
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+TXID = re.compile(r"[0-9a-f]{64}")
+VERDICT = re.compile(r"The network reads a (\d) \(margin (-?\d+)\)")
+
+# Strokes in canvas pixels (the pad is 280x280). Candidates are tried in order; the first one the model
+# reads the wanted way is used, so a retrained model moves the test to another shape rather than breaking it.
+SEVENS = [
+    [[(70, 60), (210, 60), (120, 230)]],  # a bar along the top, then a diagonal down to the left
+    [[(60, 50), (220, 50), (130, 240)]],
+    [[(80, 60), (200, 60), (190, 90), (120, 230)]],
+]
+NOT_SEVENS = [
+    [[(140, 40), (140, 240)]],  # a 1: one vertical stroke
+    [[(140, 40), (200, 80), (210, 160), (180, 230), (140, 245), (90, 220), (70, 150), (85, 80), (140, 40)]],  # a 0
+]
+
+
+@dataclass
+class Server:
+    url: str
+    bounty_id: int
+    log: Path
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else "(no log)"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()  # uvicorn shuts down cleanly on SIGTERM, stopping the watcher and the miner
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`bounty serve` on a free port of 127.0.0.1, its state in a fresh BOUNTY_HOME holding one funded bounty."""
+    home = tmp_path_factory.mktemp("bounty-home")
+    # Only this test's settings: no BOUNTY_* variable of the caller (a database URL, a Redis URL, a key) leaks in,
+    # and the working directory is the fresh home so no stray .env file is read either.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOUNTY_")}
+    env.update(BOUNTY_HOME=str(home), BOUNTY_BLOCK_INTERVAL="1")
+    cli = [sys.executable, "-m", "marketplace.cli"]
+    created = subprocess.run([*cli, "create", "--digit", "7", "--payout", "500", "--budget", "100000", "--json"],
+                             env=env, cwd=home, capture_output=True, text=True, timeout=120)
+    assert created.returncode == 0, created.stderr
+    bounty_id = int(json.loads(created.stdout)["id"])
+
+    port = _free_port()
+    log = home / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([*cli, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                                   env=env, cwd=home, stdout=out, stderr=subprocess.STDOUT)
+    live = Server(f"http://127.0.0.1:{port}", bounty_id, log)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, f"the server exited with {process.returncode}:\n{live.log_tail()}"
+            try:
+                if httpx.get(f"{live.url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"no /healthz within 30 s:\n{live.log_tail()}"
+            time.sleep(0.1)
+        yield live
+    finally:
+        _stop(process)
+
+
+@pytest.fixture(scope="module")
+def api(server: Server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (.ci/run does it)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server: Server) -> Iterator[Page]:
+    """The page, loaded, its bounty list filled; fails the test on any uncaught script error."""
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.url + "/")
+        expect(page.locator("#bounty option")).to_have_count(1)
+        yield page
+        assert not errors, f"script errors on the page: {errors}"
+    finally:
+        context.close()
+
+
+# --- helpers ----------------------------------------------------------------------------------------------------
+
+
+def draw(page: Page, strokes: list[list[tuple[int, int]]]) -> None:
+    """Clear the pad and draw `strokes` (canvas coordinates) with the mouse, as a person would."""
+    page.click("#clear")
+    box = page.locator("#pad").bounding_box()
+    assert box is not None
+    for points in strokes:
+        page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
+        page.mouse.down()
+        for x, y in points[1:]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=15)
+        page.mouse.up()
+
+
+def press(page: Page, button: str) -> str:
+    """Click `button` and return the verdict line it produces (emptied first, so an old one never counts)."""
+    page.locator("#verdict").evaluate("v => { v.textContent = ''; v.className = ''; }")
+    page.click(button)
+    verdict = page.locator("#verdict")
+    expect(verdict).not_to_be_empty()
+    return verdict.inner_text()
+
+
+def check(page: Page) -> tuple[int, int, str]:
+    """Click Check: the label and margin the page shows, and the verdict's class (ok or bad)."""
+    text = press(page, "#check")
+    found = VERDICT.match(text)
+    assert found, f"unexpected verdict {text!r}"
+    return int(found[1]), int(found[2]), page.locator("#verdict").get_attribute("class") or ""
+
+
+def canvas_png(page: Page) -> bytes:
+    data_url = page.locator("#pad").evaluate("pad => pad.toDataURL('image/png')")
+    return base64.b64decode(data_url.split(",", 1)[1])
+
+
+def dl(page: Page, selector: str) -> dict[str, str]:
+    """A <dl> of the page as {term: value}."""
+    pairs = page.locator(selector).evaluate(
+        "dl => [...dl.querySelectorAll('dt')].map(dt => [dt.textContent, dt.nextElementSibling.textContent])")
+    return dict(pairs)
+
+
+def first_drawing(page: Page, candidates: list[Any], wanted: bool) -> tuple[int, int, str]:
+    """Draw the first candidate the model reads as a 7 (`wanted`) or as anything else; its Check verdict."""
+    seen = []
+    for strokes in candidates:
+        draw(page, strokes)
+        label, margin, kind = check(page)
+        if (label == 7) == wanted:
+            return label, margin, kind
+        seen.append(label)
+    pytest.fail(f"no candidate drawing was read {'as' if wanted else 'as anything but'} a 7 (read: {seen})")
+
+
+# --- tests ------------------------------------------------------------------------------------------------------
+
+
+def test_draw_check_submit_and_refuse(page: Page, server: Server, api: httpx.Client, tmp_path: Path) -> None:
+    bounty = api.get(f"/bounties/{server.bounty_id}").json()
+    expect(page.locator("#bounty option")).to_have_text(f"#{server.bounty_id}: 500 sats for a 7 (active)")
+    expect(page.locator("#live")).to_contain_text(bounty["contract_txid"])
+    assert press(page, "#check") == "Draw a digit first."  # nothing drawn yet: no request
+
+    # A 7: Check says this bounty would pay, and the page shows exactly what /classify answers for the canvas.
+    label, margin, kind = first_drawing(page, SEVENS, wanted=True)
+    assert (label, kind) == (7, "ok")
+    expect(page.locator("#verdict")).to_have_text(f"The network reads a 7 (margin {margin}): "
+                                                  "this bounty would pay for it.")
+    direct = api.post("/classify", files={"image": ("digit.png", canvas_png(page), "image/png")},
+                      data={"bounty_id": str(server.bounty_id)}).json()
+    assert (direct["label"], direct["margin"], direct["accepted"]) == (7, margin, True)
+
+    # Submit it: a transaction at once, then the receipt follows it to "confirmed" (a block every second).
+    address = str(bsv.PrivateKey(network=bsv.Network.TESTNET).address())
+    page.fill("#address", address)
+    accepted = press(page, "#submit")
+    found = re.fullmatch(r"Accepted for payment: transaction ([0-9a-f]{64})", accepted)
+    assert found, accepted
+    txid = found[1]
+    expect(page.locator("#receipt")).to_contain_text("confirmed", timeout=30_000)
+    receipt = dl(page, "#receipt")
+    assert receipt["status"] == "confirmed" and receipt["txid"] == txid and TXID.fullmatch(receipt["txid"])
+    assert (receipt["digit"], receipt["margin"], receipt["reason"]) == ("7", str(margin), "–")
+    paid = api.get(f"/submissions/{receipt['submission']}").json()
+    assert (paid["status"], paid["txid"], paid["recipient_address"]) == ("confirmed", txid, address)
+    assert paid["payout_sats"] == 500 and paid["confirmations"] >= 1
+    expect(page.locator("#live")).to_contain_text(re.compile(r"accepted\s*1\b"), timeout=10_000)
+    after_payment = api.get(f"/bounties/{server.bounty_id}").json()
+    assert after_payment["accepted_count"] == 1 and after_payment["paid_sats"] == 500
+
+    # Not a 7: Check already says it would not pay, and Submit is refused before any money moves.
+    label, margin, kind = first_drawing(page, NOT_SEVENS, wanted=False)
+    assert kind == "bad"
+    expect(page.locator("#verdict")).to_have_text(f"The network reads a {label} (margin {margin}): "
+                                                  "this bounty would not pay for it.")
+    refused = press(page, "#submit")
+    assert refused == f"the classifier reads a {label} (margin {margin}), which is not this bounty's 7"
+    assert page.locator("#verdict").get_attribute("class") == "bad"
+    assert dl(page, "#receipt") == {}  # the earlier payment's receipt is not shown as this one's
+    time.sleep(1.5)  # a block or so: had anything been paid, it would show by now
+    unchanged = api.get(f"/bounties/{server.bounty_id}").json()
+    for key in ("accepted_count", "paid_sats", "remaining_sats", "current_outpoint"):
+        assert unchanged[key] == after_payment[key], key
+
+    shot = tmp_path / "page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    png = shot.read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
+    with Image.open(shot) as image:
+        assert image.width >= 800 and image.height >= 600
+        gray = np.asarray(image.convert("L"))
+    assert (gray > 240).mean() > 0.5 and (gray < 40).sum() > 2_000  # white page, dark text and the drawn ink
+
+
+def test_uploaded_photo_is_checked(page: Page, server: Server, api: httpx.Client, mnist: Mnist,
+                                   tmp_path: Path) -> None:
+    # A real handwritten 7 (MNIST's first test image), as a scan: dark ink on white paper, ten times the size.
+    assert mnist.y_test[0] == 7
+    scan = Image.fromarray(255 - mnist.x_test[0]).resize((280, 280), Image.Resampling.BICUBIC)
+    photo = tmp_path / "seven.png"
+    scan.save(photo)
+    expected = api.post("/classify", files={"image": ("seven.png", photo.read_bytes(), "image/png")},
+                        data={"bounty_id": str(server.bounty_id)}).json()
+    assert expected["label"] == 7 and expected["accepted"] is True
+
+    page.set_input_files("#photo", photo)  # nothing drawn: Check sends the file
+    label, margin, kind = check(page)
+    assert (label, margin, kind) == (7, expected["margin"], "ok")
+    expect(page.locator("#verdict")).to_contain_text("this bounty would pay for it")
+
+    page.click("#clear")  # Clear drops the file too: back to "draw first"
+    assert page.locator("#photo").evaluate("input => input.files.length") == 0
+    assert press(page, "#check") == "Draw a digit first."
+

@@ -1,0 +1,389 @@
+"""The marketplace as operators and submitters use it: HTTP in, chain and books out, on SQLite and on
+this machine's PostgreSQL, with the real interpreter behind the embedded dev chain."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bsv import Network, PrivateKey
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from contracts.transactions import submission as build_submission
+from marketplace import migrate
+from marketplace.api import create_app
+from marketplace.bounties import active_deployment, create_bounty
+from marketplace.chain import LocalChain
+from marketplace.cli import app as cli
+from marketplace.runtime import Runtime, open_runtime
+from marketplace.schema import Bounty, Payout, RejectReason, Submission, SubmissionSource, SubmissionStatus
+from marketplace.settings import Settings
+from marketplace.submissions import send_queued
+from marketplace.watcher import Watcher
+from model.artifact import ModelArtifact
+from model.data import Mnist
+from model.reference import classify
+from tests.conftest import reset_schema
+
+USER = PrivateKey(7001, network=Network.TESTNET)
+OTHER = PrivateKey(7002, network=Network.TESTNET)
+PAYOUT = 500
+
+
+@pytest.fixture(scope="module")
+def digits(shipped: ModelArtifact, mnist: Mnist) -> dict[str, np.ndarray]:
+    """Test images the shipped model reads as 7 (sorted by margin, widest first) and as something else."""
+    x = mnist.x_test.reshape(-1, 784)
+    labels, margins = classify(shipped.integer, x)
+    sevens = np.where(labels == 7)[0]
+    return {"sevens": x[sevens[np.argsort(-margins[sevens])]], "others": x[labels != 7]}
+
+
+def settings_for(home: Path, database_url: str | None = None, **extra: object) -> Settings:
+    """Test settings; every request here comes from one client, so the rate limit is raised unless a test
+    sets it (the limit has its own test)."""
+    extra.setdefault("rate_limit_per_minute", 100_000)
+    return Settings(_env_file=None, home=home, database_url=database_url, **extra)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def rt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
+    url = None
+    if request.param == "postgresql":
+        url = reset_schema(request.getfixturevalue("postgres"))
+        migrate.upgrade(url)
+    runtime = open_runtime(settings_for(tmp_path / "home", url))
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def sqlite_rt(tmp_path: Path) -> Iterator[Runtime]:
+    runtime = open_runtime(settings_for(tmp_path / "home"))
+    yield runtime
+    runtime.close()
+
+
+def client(rt: Runtime) -> TestClient:
+    return TestClient(create_app(rt, background=False))
+
+
+def settle(rt: Runtime, blocks: int = 1) -> Watcher:
+    """Let the watcher read everything, mine, and read again."""
+    watcher = Watcher(rt)
+    while watcher.run_once():
+        pass
+    assert rt.local_chain is not None
+    rt.local_chain.mine(blocks)
+    while watcher.run_once():
+        pass
+    return watcher
+
+
+def books_balance(rt: Runtime, bounty_id: int) -> None:
+    """Funding - payouts - fees == what the live contract holds, to the satoshi, in the database and on chain."""
+    with rt.session() as session:
+        bounty = session.get(Bounty, bounty_id)
+        assert bounty is not None
+        paid, fees = session.execute(select(func.coalesce(func.sum(Payout.satoshis), 0),
+                                            func.coalesce(func.sum(Payout.fee_sats), 0))
+                                     .where(Payout.bounty_id == bounty_id)).one()
+        deployment = active_deployment(session, bounty)
+        assert deployment is not None
+        assert bounty.budget_sats - paid - fees == deployment.current_satoshis
+        on_chain = rt.chain.utxos_for_script(rt.contract(deployment).lock().serialize())
+        assert [u.satoshis for u in on_chain] == [deployment.current_satoshis]
+        assert (on_chain[0].txid, on_chain[0].vout) == (deployment.current_txid, deployment.current_vout)
+
+
+def post(api: TestClient, bounty_id: int, pixels: np.ndarray, address: str = USER.address()) -> dict:
+    response = api.post(f"/bounties/{bounty_id}/submissions", json={"pixels": pixels.tolist(), "address": address})
+    return {**response.json(), "code": response.status_code}
+
+
+def test_accepted_images_are_paid_and_confirmed(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    api = client(rt)
+    accepted = [post(api, bounty["id"], image) for image in digits["sevens"][:3]]
+    refused = post(api, bounty["id"], digits["others"][0])
+    assert [a["code"] for a in accepted] == [202] * 3 and all(len(a["txid"]) == 64 for a in accepted)
+    assert refused["code"] == 422 and refused["detail"]["predicted"] != 7
+    settle(rt)
+    receipt = api.get(f"/submissions/{accepted[0]['id']}").json()
+    assert receipt["status"] == "confirmed" and receipt["digit"] == 7 and receipt["payout_sats"] == PAYOUT
+    assert receipt["model_version"] == 1 and receipt["confirmations"] == 1
+    view = api.get(f"/bounties/{bounty['id']}").json()
+    assert view["accepted_count"] == 3 and view["paid_sats"] == 3 * PAYOUT
+    with rt.session() as session:
+        assert session.scalar(select(func.count(Submission.id))) == 3  # the refused image cost nothing
+    books_balance(rt, bounty["id"])
+
+
+def test_fifty_concurrent_submissions_to_one_bounty(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty = create_bounty(rt, [7], PAYOUT, 2_000_000)
+    api = client(rt)
+    images = [*digits["sevens"][:40], *digits["others"][:10]]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda image: post(api, bounty["id"], image), images))
+    assert [r["code"] for r in results] == [202] * 40 + [422] * 10
+    assert len({r["txid"] for r in results[:40]}) == 40
+    settle(rt)
+    with rt.session() as session:
+        statuses = session.scalars(select(Submission.status)).all()
+        assert statuses == [SubmissionStatus.CONFIRMED] * 40
+        assert session.scalar(select(func.count(Payout.id))) == 40
+    books_balance(rt, bounty["id"])
+
+
+def test_a_spend_made_directly_on_chain_is_picked_up(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    with rt.session() as session:
+        deployment = active_deployment(session, session.get(Bounty, bounty["id"]))  # type: ignore[arg-type]
+        assert deployment is not None
+        contract = rt.contract(deployment)
+    utxo = rt.chain.utxos_for_script(contract.lock().serialize())[0]
+    direct = build_submission(contract, utxo, digits["sevens"][5], OTHER.address())
+    rt.chain.broadcast(direct)  # someone else's wallet, not our API
+    through_api = post(client(rt), bounty["id"], digits["sevens"][6])  # rebuilt on the new tip
+    assert through_api["code"] == 202
+    settle(rt)
+    with rt.session() as session:
+        row = session.scalar(select(Submission).where(Submission.txid == direct.txid()))
+        assert row is not None and row.source == SubmissionSource.CHAIN
+        assert row.recipient_address == OTHER.address() and row.status == SubmissionStatus.CONFIRMED
+        assert np.array_equal(np.frombuffer(row.pixels, np.uint8), digits["sevens"][5])
+        assert row.predicted_label == 7 and row.payout is not None
+    books_balance(rt, bounty["id"])
+
+
+def test_a_watcher_restarted_mid_stream_misses_nothing_and_counts_nothing_twice(
+        rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty = create_bounty(rt, [7], PAYOUT, 200_000)
+    api = client(rt)
+    for image in digits["sevens"][:4]:
+        assert post(api, bounty["id"], image)["code"] == 202
+    with rt.session() as session:
+        deployment = active_deployment(session, session.get(Bounty, bounty["id"]))  # type: ignore[arg-type]
+        assert deployment is not None
+        contract = rt.contract(deployment)
+    for image in digits["sevens"][4:6]:  # two more straight on chain, which only the watcher can book
+        utxo = rt.chain.utxos_for_script(contract.lock().serialize())[0]
+        rt.chain.broadcast(build_submission(contract, utxo, image, OTHER.address()))
+    steps = 0
+    while Watcher(rt).run_once(limit=2):  # a new watcher every two events: a restart each time
+        steps += 1
+    assert steps >= 3
+    settle(rt)
+    with rt.session() as session:
+        assert session.scalar(select(func.count(Submission.id))) == 6
+        assert session.scalar(select(func.count(Payout.id))) == 6
+        assert session.scalar(select(func.count(Submission.id)).where(Submission.source == SubmissionSource.CHAIN)) == 2
+    books_balance(rt, bounty["id"])
+
+
+def test_a_reorg_orphans_what_it_drops(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    api = client(rt)
+    settle(rt)  # the deploy is mined; the submissions go into the next block
+    ours = post(api, bounty["id"], digits["sevens"][0])
+    settle(rt)
+    assert api.get(f"/submissions/{ours['id']}").json()["status"] == "confirmed"
+    chain = rt.local_chain
+    assert chain is not None
+    # the block is replaced by one in which someone else's spend of the same contract output won
+    mined = chain.get_transaction(ours["txid"])
+    assert mined is not None
+    with rt.session() as session:
+        deployment = active_deployment(session, session.get(Bounty, bounty["id"]))  # type: ignore[arg-type]
+        assert deployment is not None
+        contract = rt.contract(deployment)
+    source = chain.get_transaction(mined.inputs[0].source_txid)
+    assert source is not None
+    from contracts.transactions import Utxo
+
+    rival = build_submission(contract, Utxo.of(source, mined.inputs[0].source_output_index), digits["sevens"][1],
+                             OTHER.address())
+    chain.rollback(1, replacement=[rival])
+    settle(rt)
+    receipt = api.get(f"/submissions/{ours['id']}").json()
+    assert receipt["status"] == "orphaned" and receipt["reason"] == RejectReason.REORGED_OUT
+    assert receipt["payout_sats"] is None  # never paid, never handed to the workers
+    with rt.session() as session:
+        winner = session.scalar(select(Submission).where(Submission.txid == rival.txid()))
+        assert winner is not None and winner.status == SubmissionStatus.CONFIRMED
+    books_balance(rt, bounty["id"])
+    assert post(api, bounty["id"], digits["sevens"][2])["code"] == 202  # the bounty goes on from the new tip
+
+
+def test_a_rollback_without_a_rival_only_unconfirms(sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    ours = post(client(rt), bounty["id"], digits["sevens"][0])
+    settle(rt)
+    assert rt.local_chain is not None
+    rt.local_chain.rollback(1)
+    Watcher(rt).run_once()
+    with rt.session() as session:
+        row = session.get(Submission, ours["id"])
+        assert row is not None and row.status == SubmissionStatus.SEEN and row.block_height is None
+    settle(rt)
+    books_balance(rt, bounty["id"])
+
+
+def test_submissions_wait_for_a_block_when_the_unconfirmed_chain_is_too_long(
+        tmp_path: Path, digits: dict[str, np.ndarray]) -> None:
+    settings = settings_for(tmp_path / "home")
+    rt = Runtime(settings, chain=LocalChain(settings.chain_path, max_unconfirmed_ancestors=3))
+    migrate.upgrade(settings.database)
+    bounty = create_bounty(rt, [7], PAYOUT, 200_000)
+    api = client(rt)
+    results = [post(api, bounty["id"], image) for image in digits["sevens"][:5]]
+    assert all(r["code"] == 202 for r in results)
+    queued = [r for r in results if r["txid"] is None]
+    assert queued and all(r["status"] == "pending" for r in [api.get(f"/submissions/{q['id']}").json()
+                                                           for q in queued])
+    watcher = Watcher(rt, on_block=lambda: send_queued(rt))
+    for _ in range(4):
+        assert rt.local_chain is not None
+        rt.local_chain.mine(1)
+        while watcher.run_once():
+            pass
+    settle(rt)
+    assert all(api.get(f"/submissions/{r['id']}").json()["status"] == "confirmed" for r in results)
+    books_balance(rt, bounty["id"])
+    rt.close()
+
+
+def test_an_exhausted_bounty_refuses_cleanly(sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, PAYOUT + 15_000, max_fee=15_000)  # one payout, fee included
+    api = client(rt)
+    first = post(api, bounty["id"], digits["sevens"][0])
+    assert first["code"] == 202
+    second = post(api, bounty["id"], digits["sevens"][1])
+    assert second["code"] == 409 and "takes no submissions" in second["detail"]
+    settle(rt)
+    assert api.get(f"/bounties/{bounty['id']}").json()["status"] == "exhausted"
+
+
+def _png(pixels: np.ndarray, scale: int = 8) -> bytes:
+    image = Image.fromarray(255 - pixels.reshape(28, 28)).resize((28 * scale, 28 * scale))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_an_uploaded_photo_is_judged_like_the_pixels(sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    api = client(rt)
+    photo = _png(digits["sevens"][0])  # dark ink on light paper, 224x224
+    verdict = api.post("/classify", files={"image": ("seven.png", photo, "image/png")},
+                       data={"bounty_id": str(bounty["id"])}).json()
+    assert verdict["label"] == 7 and verdict["accepted"] is True
+    paid = api.post(f"/bounties/{bounty['id']}/submissions", files={"image": ("seven.png", photo, "image/png")},
+                    data={"address": USER.address()})
+    assert paid.status_code == 202 and paid.json()["digit"] == 7
+
+
+HOSTILE = [
+    ("784 pixels expected", {"json": {"pixels": [0] * 783, "address": USER.address()}}),
+    ("785 pixels", {"json": {"pixels": [0] * 785, "address": USER.address()}}),
+    ("pixel 256", {"json": {"pixels": [256] + [0] * 783, "address": USER.address()}}),
+    ("negative pixel", {"json": {"pixels": [-1] + [0] * 783, "address": USER.address()}}),
+    ("non-integer", {"json": {"pixels": [1.5] + [0] * 783, "address": USER.address()}}),
+    ("string pixel", {"json": {"pixels": ["7"] + [0] * 783, "address": USER.address()}}),
+    ("missing address", {"json": {"pixels": [0] * 784}}),
+    ("broken JSON", {"content": b'{"pixels": [0, 0', "headers": {"content-type": "application/json"}}),
+    ("JSON array", {"json": [1, 2, 3]}),
+    ("empty body", {"content": b"", "headers": {"content-type": "application/json"}}),
+    ("invalid address", {"json": {"pixels": [0] * 784, "address": "not-an-address"}}),
+    ("mainnet address", {"json": {"pixels": [0] * 784, "address": PrivateKey(5).address()}}),
+    ("not an image", {"files": {"image": ("x.png", b"hello, world", "image/png")}, "data": {"address": "x"}}),
+    ("truncated PNG", {"files": {"image": ("x.png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "image/png")},
+                       "data": {"address": USER.address()}}),
+    ("oversized upload", {"files": {"image": ("x.png", b"\x89PNG" + b"\0" * 2_100_000, "image/png")},
+                          "data": {"address": USER.address()}}),
+    ("form without image", {"data": {"address": USER.address()}, "files": {"other": ("x", b"1", "text/plain")}}),
+]
+
+
+@pytest.mark.parametrize("case, request_kwargs", HOSTILE, ids=[c for c, _ in HOSTILE])
+def test_hostile_input_gets_a_4xx_and_writes_nothing(sqlite_rt: Runtime, case: str, request_kwargs: dict) -> None:
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000) if case == HOSTILE[0][0] else None
+    api = client(rt)
+    bounty_id = bounty["id"] if bounty else 1
+    if bounty is None:
+        with rt.session() as session:
+            if session.get(Bounty, 1) is None:
+                create_bounty(rt, [7], PAYOUT, 100_000)
+    response = api.post(f"/bounties/{bounty_id}/submissions", **request_kwargs)
+    assert 400 <= response.status_code < 500, response.text
+    assert isinstance(response.json()["detail"], str | dict) and response.json()["detail"]
+    with rt.session() as session:
+        assert session.scalar(select(func.count(Submission.id))) == 0
+
+
+def test_unknown_bounty_and_submission_are_404(sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    api = client(sqlite_rt)
+    assert post(api, 99, digits["sevens"][0])["code"] == 404
+    assert api.get("/submissions/12345").status_code == 404
+    assert api.get("/bounties/12345").status_code == 404
+
+
+def test_each_client_is_rate_limited(tmp_path: Path, digits: dict[str, np.ndarray]) -> None:
+    rt = open_runtime(settings_for(tmp_path / "home", rate_limit_per_minute=6))
+    api = client(rt)
+    codes = [api.post("/classify", json={"pixels": digits["sevens"][0].tolist()}).status_code for _ in range(4)]
+    assert codes[0] == 200 and codes[-1] == 429
+    limited = api.post("/classify", json={"pixels": digits["sevens"][0].tolist()})
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    assert api.get("/healthz").status_code == 200  # reads are not limited
+    rt.close()
+
+
+def test_openapi_and_page_are_served(sqlite_rt: Runtime) -> None:
+    api = client(sqlite_rt)
+    schema = api.get("/openapi.json").json()
+    assert {"/bounties", "/bounties/{bounty_id}", "/bounties/{bounty_id}/submissions", "/classify",
+            "/submissions/{submission_id}", "/healthz"} <= set(schema["paths"])
+    assert "<canvas" in api.get("/").text
+
+
+def test_operator_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOUNTY_HOME", str(tmp_path / "home"))
+    from marketplace.settings import get_settings
+
+    get_settings.cache_clear()
+    runner = CliRunner()
+
+    def run(*args: str) -> dict:
+        result = runner.invoke(cli, [*args, "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    created = run("create", "--digit", "3", "--digit", "8", "--payout", "700", "--budget", "50000")
+    assert created["digits"] == [3, 8] and created["remaining_sats"] == 50_000
+    funded = run("fund", str(created["id"]), "25000")
+    assert funded["remaining_sats"] == 75_000 and funded["contract_version"] == 2
+    assert run("status", str(created["id"]))["budget_sats"] == 75_000
+    assert [b["id"] for b in run("list")] == [created["id"]]
+    assert run("submissions", str(created["id"])) == []
+    withdrawn = run("withdraw", str(created["id"]))
+    assert withdrawn["status"] == "withdrawn" and 70_000 < withdrawn["withdrawn_sats"] < 75_000
+    export = runner.invoke(cli, ["export", str(created["id"])])
+    assert [d["version"] for d in json.loads(export.stdout)["deployments"]] == [1, 2]
+    refused = runner.invoke(cli, ["withdraw", str(created["id"])])
+    assert refused.exit_code == 1 and "takes no submissions" in refused.stderr
+    missing = runner.invoke(cli, ["status", "42"])
+    assert missing.exit_code == 1 and missing.stderr.strip() == "error: there is no bounty 42"
+    get_settings.cache_clear()
