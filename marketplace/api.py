@@ -273,11 +273,17 @@ def _int(value: str, name: str) -> int:
 
 
 def embedded_services(rt: Runtime) -> Callable[[], None]:
-    """The watcher (and, on the dev chain, a block miner) in threads of this process; returns `stop`."""
+    """The embedded default in threads of this process: the watcher, the workers (Celery on an in-memory
+    broker, with beat) and, on the dev chain, a block miner. Returns `stop`."""
     from marketplace.watcher import Watcher
+    from workers.app import start_embedded
+    from workers.tasks import persist_accepted_task, use_runtime
 
+    use_runtime(rt)
+    stop_workers = start_embedded()
     stop = threading.Event()
-    watcher = Watcher(rt, on_block=lambda: submissions.send_queued(rt))
+    watcher = Watcher(rt, on_confirmed=lambda submission_id: persist_accepted_task.delay(submission_id),
+                      on_block=lambda: submissions.send_queued(rt))
     thread = threading.Thread(target=watcher.run_forever, args=(stop, 0.5), name="watcher", daemon=True)
     thread.start()
     chain = rt.local_chain
@@ -288,5 +294,6 @@ def embedded_services(rt: Runtime) -> Callable[[], None]:
         if miner is not None:
             miner.stop()
         thread.join(timeout=10)
+        stop_workers()
 
     return shutdown

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -110,6 +111,12 @@ class RetrainStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"  # the run broke; `error` says how
     REJECTED = "rejected"  # the run finished but the new model did not beat the old one
+
+
+class ReviewStatus(StrEnum):
+    PENDING = "pending"  # not looked at yet: used for training unless the settings require approval
+    APPROVED = "approved"
+    EXCLUDED = "excluded"  # never used for training (an operator's call, or a duplicate)
 
 
 class RetrainTrigger(StrEnum):
@@ -330,6 +337,30 @@ class RetrainRun(Base):
     new_model: Mapped[ModelVersion | None] = relationship(foreign_keys=[new_model_id])
 
 
+class TrainingImage(Base):
+    """An accepted image kept for retraining, stored once per spend (`spend_key` = "txid:input") however
+    often the workers are told about it. Labelled with the digit its bounty paid for."""
+
+    __tablename__ = "training_images"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spend_key: Mapped[str] = mapped_column(String(80), unique=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id"), unique=True)
+    bounty_id: Mapped[int] = mapped_column(ForeignKey("bounties.id"), index=True)
+    label: Mapped[int] = mapped_column(Integer)
+    pixels: Mapped[bytes] = mapped_column(LargeBinary)
+    pixels_sha256: Mapped[str] = mapped_column(String(HEX_HASH), index=True)
+    review: Mapped[ReviewStatus] = mapped_column(_choice(ReviewStatus, "review"), default=ReviewStatus.PENDING)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("training_images.id"))
+    holdout: Mapped[bool] = mapped_column(Boolean, default=False)  # kept out of training, used to evaluate
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (
+        CheckConstraint("label BETWEEN 0 AND 9", name="label_is_digit"),
+        CheckConstraint(f"length(pixels) = {PIXELS}", name="pixels_length"),
+    )
+
+
 class WatcherState(Base):
     """The daemon's durable cursors (for example the chain event cursor), one row per key."""
 
@@ -343,5 +374,6 @@ class WatcherState(Base):
 __all__ = [
     "NAMING_CONVENTION", "PIXELS", "Base", "Bounty", "BountyStatus", "Deployment", "DeploymentStatus",
     "ModelVersion", "Network", "Payout", "RejectReason", "RetrainRun", "RetrainStatus", "RetrainTrigger",
-    "Submission", "SubmissionSource", "SubmissionStatus", "UtcDateTime", "WatcherState",
+    "ReviewStatus", "Submission", "SubmissionSource", "SubmissionStatus", "TrainingImage", "UtcDateTime",
+    "WatcherState",
 ]

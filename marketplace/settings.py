@@ -58,8 +58,20 @@ class Settings(BaseSettings):
     model_path: Path | None = None  # None: the artifact shipped in model/default
     min_confirmations: Annotated[int, Field(ge=0)] = 1  # 0 trusts the mempool
     block_interval: Annotated[float, Field(gt=0)] = 10.0  # seconds between blocks on the embedded dev chain
+    task_visibility_timeout: Annotated[int, Field(ge=10)] = 3600  # Redis: when a dead worker's tasks come back
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
     max_upload_bytes: Annotated[int, Field(ge=1024)] = 2_000_000
+
+    # Retraining (workers.retraining): when to run, on what, and how a challenger must compare with the champion.
+    retrain_after_images: Annotated[int, Field(ge=1)] = 100  # a run once this many new accepted images arrived
+    retrain_every_seconds: Annotated[float, Field(gt=0)] = 86400  # ... and on this schedule regardless
+    retrain_fast: bool = False  # TINY training (seconds, for tests and demos) instead of the full TrainConfig()
+    retrain_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.002  # may lose this much MNIST test accuracy
+    retrain_class_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01  # ... per digit, and on the holdout slice
+    retrain_require_review: bool = False  # train only on approved images (else pending and approved)
+    retrain_accepted_weight: Annotated[int, Field(ge=1)] = 1  # each accepted image is trained on this many times
+    retrain_verify_images: Annotated[int, Field(ge=1)] = 20  # script-versus-reference check before deploying
+    retrain_min_holdout: Annotated[int, Field(ge=1)] = 10  # fewer held-out accepted images: that check is skipped
 
     @field_validator("home")
     @classmethod

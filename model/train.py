@@ -139,9 +139,28 @@ class TrainResult:
     split: Split
 
 
-def train(data: Mnist, config: TrainConfig) -> TrainResult:
+def with_extra(split: Split, images: np.ndarray | None, labels: np.ndarray | None) -> Split:
+    """The split with extra labelled images (accepted submissions) appended to its training part only:
+    validation stays MNIST's own, so figures remain comparable between runs."""
+    if images is None and labels is None:
+        return split
+    if images is None or labels is None:
+        raise ValueError("extra images and extra labels go together")
+    x, y = np.asarray(images), np.asarray(labels)
+    if x.dtype != np.uint8 or x.size != len(x) * 784 or y.shape != (len(x),):
+        raise ValueError(f"extra images must be uint8 (n, 28, 28) or (n, 784) with n labels; got {x.dtype} "
+                         f"{x.shape} and labels {y.shape}")
+    if y.size and (y.min() < 0 or y.max() > 9):
+        raise ValueError("extra labels must be digits 0..9")
+    return Split(np.concatenate([split.x_train, x.reshape(-1, 28, 28)]),
+                 np.concatenate([split.y_train, y.astype(split.y_train.dtype)]), split.x_val, split.y_val)
+
+
+def train(data: Mnist, config: TrainConfig, extra_images: np.ndarray | None = None,
+          extra_labels: np.ndarray | None = None) -> TrainResult:
+    """Train on MNIST's training split (less the validation images) plus any extra labelled images."""
     keras.utils.set_random_seed(config.seed)
-    split = prepare(data, config)
+    split = with_extra(prepare(data, config), extra_images, extra_labels)
     model, history = build(config), History()
     history.add("dense", _fit(model, split, config, config.epochs, config.learning_rate, warmup=True))
     hidden, tune = model.get_layer("hidden"), config.tune_learning_rate

@@ -235,7 +235,7 @@ def test_draw_check_submit_and_refuse(page: Page, server: Server, api: httpx.Cli
     paid = api.get(f"/submissions/{receipt['submission']}").json()
     assert (paid["status"], paid["txid"], paid["recipient_address"]) == ("confirmed", txid, address)
     assert paid["payout_sats"] == 500 and paid["confirmations"] >= 1
-    expect(page.locator("#live")).to_contain_text(re.compile(r"accepted\s*1\b"), timeout=10_000)
+    expect(page.locator("#live dt:text-is('accepted') + dd")).to_have_text("1", timeout=10_000)  # live numbers
     after_payment = api.get(f"/bounties/{server.bounty_id}").json()
     assert after_payment["accepted_count"] == 1 and after_payment["paid_sats"] == 500
 

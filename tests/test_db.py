@@ -45,7 +45,8 @@ from tests.conftest import reset_schema
 
 PIXELS = bytes(range(256)) * 3 + bytes(range(16))  # every byte value, 784 in all
 TXID = "ab" * 32
-APP_TABLES = {"models", "bounties", "deployments", "submissions", "payouts", "retrain_runs", "watcher_state"}
+APP_TABLES = {"models", "bounties", "deployments", "submissions", "payouts", "retrain_runs", "watcher_state",
+              "training_images"}
 
 
 @pytest.fixture(autouse=True)
@@ -88,12 +89,12 @@ def app_tables(url: str) -> set[str]:
 
 def test_migrations_go_up_down_and_up_again(url: str) -> None:
     assert migrate.current(url) is None
-    assert migrate.upgrade(url) == migrate.head() == "0001"
+    assert migrate.upgrade(url) == migrate.head() == "0002"
     assert app_tables(url) == APP_TABLES
-    assert migrate.upgrade(url) == "0001"  # a second upgrade changes nothing
+    assert migrate.upgrade(url) == "0002"  # a second upgrade changes nothing
     assert migrate.downgrade(url, "base") is None
     assert app_tables(url) == set()
-    assert migrate.upgrade(url, "head") == migrate.current(url) == "0001"
+    assert migrate.upgrade(url, "head") == migrate.current(url) == "0002"
     assert app_tables(url) == APP_TABLES
 
 
@@ -109,7 +110,7 @@ def test_the_migrations_build_exactly_the_models(engine: Engine) -> None:
                                                                    compile_kwargs={"literal_binds": True})))
                 for table in Base.metadata.tables.values()
                 for check in table.constraints if isinstance(check, CheckConstraint)}
-    assert len(declared) == 22 and reflected == declared
+    assert len(declared) == 25 and reflected == declared
 
 
 def _tokens(sql: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -333,10 +334,10 @@ def test_the_cli_migrates_the_configured_database(url: str, tmp_path: Path, monk
         result: dict[str, Any] = json.loads(done.stdout)
         return result
 
-    assert bounty("current") | {"database": ""} == {"database": "", "revision": None, "head": "0001",
+    assert bounty("current") | {"database": ""} == {"database": "", "revision": None, "head": "0002",
                                                       "up_to_date": False}
     assert bounty("upgrade")["up_to_date"] is True
-    assert bounty("current")["revision"] == "0001"
+    assert bounty("current")["revision"] == "0002"
     assert bounty("downgrade", "base")["revision"] is None
     refused = runner.invoke(app, ["db", "upgrade", "--revision", "nope"])
     assert refused.exit_code == 1 and refused.stderr.startswith("error: ") and "'nope'" in refused.stderr

@@ -18,7 +18,8 @@ from marketplace.cli.contract import contract_app
 from marketplace.cli.db import db_app
 from marketplace.cli.model import model_app
 from marketplace.cli.operator import register as register_operator_commands
-from marketplace.cli.service import daemon, serve
+from marketplace.cli.review import review_app
+from marketplace.cli.service import daemon, demo, serve
 
 app = typer.Typer(help="digit-bounty: bounties for handwritten digits, judged on-chain.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -26,9 +27,11 @@ app.add_typer(model_app, name="model")
 app.add_typer(contract_app, name="contract")
 app.add_typer(db_app, name="db")
 app.add_typer(chain_app, name="chain")
+app.add_typer(review_app, name="review")
 register_operator_commands(app)
 app.command("serve")(friendly(serve))
 app.command("daemon")(friendly(daemon))
+app.command("demo")(friendly(demo))
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ import typer
 from marketplace.cli._output import JsonOption, emit, friendly
 
 
-def _runtime() -> Any:
+def _runtime() -> Any:  # Runtime, imported lazily so `bounty --help` stays quick
     from marketplace.runtime import open_runtime
     from marketplace.settings import get_settings
 

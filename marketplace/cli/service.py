@@ -38,5 +38,33 @@ def daemon(interval: Annotated[float, typer.Option(min=0.05, help="Seconds betwe
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    typer.echo(f"watching {rt.settings.chain} chain; database {rt.settings.home}", err=True)
-    Watcher(rt, on_block=lambda: send_queued(rt)).run_forever(stop, interval)
+    typer.echo(f"watching the {rt.settings.chain} chain", err=True)
+
+    def hand_over(submission_id: int) -> None:
+        from workers.tasks import persist_accepted_task  # confirmed: the workers keep the image
+
+        persist_accepted_task.delay(submission_id)
+
+    Watcher(rt, on_confirmed=hand_over, on_block=lambda: send_queued(rt)).run_forever(stop, interval)
+
+
+def demo(home: Annotated[str | None, typer.Option(help="A fresh directory for the demo's state "
+                                                       "(default: a new temporary one).")] = None,
+         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary.")] = False) -> None:
+    """The whole loop on the embedded default: fund, submit, confirm, keep, retrain, redeploy, submit again."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from marketplace.demo import run_demo
+    from model.errors import InvalidRequest
+
+    where = Path(home) if home else Path(tempfile.mkdtemp(prefix="digit-bounty-demo-"))
+    if where.exists() and any(where.iterdir()):
+        raise InvalidRequest(f"{where} is not empty: the demo starts from a fresh BOUNTY_HOME")
+    summary = run_demo(where, say=lambda line: typer.echo(f"demo: {line}", err=True))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        for key, value in summary.items():
+            typer.echo(f"  {key:<16} {value}")

@@ -1,0 +1,67 @@
+"""`bounty review ...`: look through accepted images before they train the next model."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from marketplace.cli._output import JsonOption, friendly
+
+if TYPE_CHECKING:
+    from marketplace.runtime import Runtime
+
+review_app = typer.Typer(help="The review queue of accepted images (what the next retraining may use).",
+                         no_args_is_help=True)
+
+
+def _runtime() -> Runtime:
+    from marketplace.runtime import open_runtime
+    from marketplace.settings import get_settings
+
+    return open_runtime(get_settings())
+
+
+@review_app.command("list")
+@friendly
+def list_(status: Annotated[str | None, typer.Option(help="pending, approved or excluded")] = None,
+          limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100, as_json: JsonOption = False) -> None:
+    """Accepted images kept for retraining, oldest first."""
+    from marketplace.review import list_images
+    from marketplace.schema import ReviewStatus
+    from model.errors import InvalidRequest
+
+    if status is not None and status not in {s.value for s in ReviewStatus}:
+        raise InvalidRequest("--status is one of pending, approved, excluded")
+    rows = list_images(_runtime(), ReviewStatus(status) if status else None, limit)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        extra = f" copy of {row['duplicate_of']}" if row["duplicate_of"] else (" held out" if row["holdout"] else "")
+        typer.echo(f"{row['id']:>6} bounty {row['bounty_id']:>3} digit {row['label']} {row['review']:<9}{extra}")
+
+
+@review_app.command("approve")
+@friendly
+def approve(image_ids: Annotated[list[int], typer.Argument(help="Training image ids.")],
+            as_json: JsonOption = False) -> None:
+    """Approve images for training."""
+    from marketplace.review import set_review
+    from marketplace.schema import ReviewStatus
+
+    rows = set_review(_runtime(), image_ids, ReviewStatus.APPROVED)
+    typer.echo(json.dumps(rows, indent=2) if as_json else f"approved {len(rows)} image(s)")
+
+
+@review_app.command("exclude")
+@friendly
+def exclude(image_ids: Annotated[list[int], typer.Argument(help="Training image ids.")],
+            as_json: JsonOption = False) -> None:
+    """Exclude images from training for good."""
+    from marketplace.review import set_review
+    from marketplace.schema import ReviewStatus
+
+    rows = set_review(_runtime(), image_ids, ReviewStatus.EXCLUDED)
+    typer.echo(json.dumps(rows, indent=2) if as_json else f"excluded {len(rows)} image(s)")

@@ -1,0 +1,76 @@
+"""The Celery app: Redis as broker in production, an in-memory broker inside the service process in the
+embedded default. Tasks are acknowledged late and requeued when their worker dies, so every task is
+written to be idempotent (see workers.tasks).
+
+    celery -A workers.app worker     # production worker
+    celery -A workers.app beat       # production scheduler
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from marketplace.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+PERSIST_SWEEP_SECONDS = 60.0  # how often beat re-offers confirmed images that no task stored yet
+COUNT_CHECK_SECONDS = 60.0  # how often beat checks whether enough new images arrived to retrain
+
+
+def make_celery(settings: Settings) -> Celery:
+    celery = Celery("digit_bounty", broker=settings.redis_url or "memory://", include=["workers.tasks"])
+    celery.conf.update(
+        task_acks_late=True,  # a task whose worker is killed runs again...
+        task_reject_on_worker_lost=True,  # ...at once when only the pool child died
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_default_queue="bounty",
+        broker_connection_retry_on_startup=True,
+        # a whole worker killed: its tasks come back after this many seconds (longer than any task runs)
+        broker_transport_options={"visibility_timeout": settings.task_visibility_timeout},
+        beat_schedule={
+            "retrain-on-schedule": {"task": "bounty.retrain", "schedule": settings.retrain_every_seconds,
+                                    "args": ("schedule",)},
+            "retrain-on-count": {"task": "bounty.maybe_retrain", "schedule": COUNT_CHECK_SECONDS},
+            "persist-sweep": {"task": "bounty.persist_confirmed", "schedule": PERSIST_SWEEP_SECONDS},
+        },
+        worker_hijack_root_logger=False,
+    )
+    return celery
+
+
+app = make_celery(get_settings())
+
+
+@worker_process_init.connect
+def _after_fork(**_kwargs: object) -> None:
+    """A forked pool child must not share the parent's database connections."""
+    from workers import tasks
+
+    tasks.forget_runtime()
+
+
+def start_embedded(celery: Celery = app) -> Callable[[], None]:
+    """Run a worker (threads) and beat inside this process, on the in-memory broker; returns `stop`."""
+    from celery.beat import Service
+
+    celery.set_default()
+    celery.set_current()
+    worker = celery.Worker(pool="threads", concurrency=2, loglevel="WARNING", quiet=True, without_heartbeat=True,
+                           without_mingle=True, without_gossip=True, hostname="embedded@localhost")
+    beat = Service(celery, max_interval=5)
+    threads = [threading.Thread(target=worker.start, name="celery-worker", daemon=True),
+               threading.Thread(target=beat.start, name="celery-beat", daemon=True)]
+    for thread in threads:
+        thread.start()
+
+    def stop() -> None:
+        beat.stop()
+        worker.stop(in_sighandler=False)
+
+    return stop

@@ -1,0 +1,81 @@
+"""Keep accepted images for retraining: once per spend, duplicates marked, a held-out slice set aside.
+
+Only confirmed submissions are kept (the watcher hands them over once `min_confirmations` deep),
+so a spend a reorg drops is never stored as accepted. An exact copy of an image already kept, or a
+near copy of one with the same label, is stored but excluded: the first submission wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from marketplace.runtime import Runtime
+from marketplace.schema import ReviewStatus, Submission, SubmissionStatus, TrainingImage
+
+log = logging.getLogger(__name__)
+NEAR_PIXEL_DELTA = 48  # a pixel "differs" when it moved by more than this (of 255)
+NEAR_MAX_DIFFERING = 12  # at most this many differing pixels makes a near copy
+HOLDOUT_EVERY = 5  # one image in five (by hash, so it never changes) is kept out of training to judge models
+
+
+def persist_accepted(rt: Runtime, submission_id: int) -> int | None:
+    """Store the image of a confirmed submission; returns the training image id (the same id on every
+    repeat), or None when the submission is not (or no longer) confirmed."""
+    with rt.session() as session:
+        row = session.get(Submission, submission_id)
+        if row is None or row.status != SubmissionStatus.CONFIRMED or row.txid is None:
+            return None
+        key = f"{row.txid}:{row.input_index}"
+        existing = session.scalar(select(TrainingImage.id).where(TrainingImage.spend_key == key))
+        if existing is not None:
+            return existing
+        digest = hashlib.sha256(row.pixels).hexdigest()
+        image = TrainingImage(spend_key=key, submission_id=row.id, bounty_id=row.bounty_id,
+                              label=row.predicted_label, pixels=row.pixels, pixels_sha256=digest,
+                              holdout=int(digest[:8], 16) % HOLDOUT_EVERY == 0, review=ReviewStatus.PENDING)
+        original = _copy_of(session, row.pixels, digest, row.predicted_label)
+        if original is not None:
+            image.duplicate_of, image.review = original, ReviewStatus.EXCLUDED
+        session.add(image)
+        try:
+            session.flush()
+        except IntegrityError:  # a concurrent delivery of the same task stored it first
+            session.rollback()
+            return session.scalar(select(TrainingImage.id).where(TrainingImage.spend_key == key))
+        log.info("kept submission %d as training image %d%s", row.id, image.id,
+                 f" (copy of {original})" if original else "")
+        return image.id
+
+
+def _copy_of(session: Session, pixels: bytes, digest: str, label: int) -> int | None:
+    """The first kept image this one copies exactly, or nearly with the same label."""
+    exact = session.scalar(select(TrainingImage.id).where(TrainingImage.pixels_sha256 == digest)
+                           .order_by(TrainingImage.id))
+    if exact is not None:
+        return exact
+    rows = session.execute(select(TrainingImage.id, TrainingImage.pixels)
+                           .where(TrainingImage.label == label, TrainingImage.duplicate_of.is_(None))
+                           .order_by(TrainingImage.id)).all()
+    if not rows:
+        return None
+    mine = np.frombuffer(pixels, np.uint8).astype(np.int16)
+    kept = np.stack([np.frombuffer(p, np.uint8) for _, p in rows]).astype(np.int16)
+    differing = (np.abs(kept - mine) > NEAR_PIXEL_DELTA).sum(axis=1)
+    near = np.flatnonzero(differing <= NEAR_MAX_DIFFERING)
+    return int(rows[near[0]][0]) if len(near) else None
+
+
+def persist_confirmed(rt: Runtime) -> int:
+    """Store every confirmed submission not stored yet; returns how many were new."""
+    with rt.session() as session:
+        waiting = session.scalars(
+            select(Submission.id).where(Submission.status == SubmissionStatus.CONFIRMED,
+                                        ~Submission.id.in_(select(TrainingImage.submission_id)))
+            .order_by(Submission.id)).all()
+    return sum(persist_accepted(rt, submission_id) is not None for submission_id in waiting)
