@@ -35,10 +35,8 @@ COPY workers ./workers
 COPY contracts ./contracts
 COPY model ./model
 COPY migrations ./migrations
-# pyproject.toml does not package migrations/, and marketplace/migrate.py looks for it next to the installed
-# marketplace package: put it there, or `bounty db upgrade` finds no scripts.
+# migrations/ is packaged too: `bounty db upgrade` finds it beside the installed marketplace package.
 RUN pip install --no-deps --force-reinstall . \
- && cp -r migrations "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/migrations" \
  && cd / && python -c 'import marketplace.migrate as m; assert (m.MIGRATIONS / "env.py").is_file(), m.MIGRATIONS' \
  && rm -rf /src
 

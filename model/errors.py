@@ -15,7 +15,7 @@ BountyError                      root: every error the project raises on purpose
 ├── DatabaseError                the service database cannot do as asked: bad URL, unknown revision (marketplace.db)
 │   └── DatabaseUnavailable      retry later: the database server cannot be reached, or the file stayed locked
 ├── ImageError                   an upload is refused: too large, not PNG/JPEG, corrupt, blank (marketplace.images)
-├── RetrainError                 a retraining run cannot go on: its lease was lost, nothing to judge (workers.retraining)
+├── RetrainError                 a retraining run cannot go on: lease lost, a migration failed (workers.retraining)
 └── ServiceError                 the marketplace refuses a request (caller misuse; the API answers 4xx)
     ├── NotFound                 no such bounty or submission
     ├── BountyClosed             the bounty is exhausted, withdrawn or has no live contract
@@ -116,8 +116,9 @@ class ImageError(BountyError):
 
 
 class RetrainError(BountyError):
-    """Raised inside a retraining run that cannot go on: another worker took over its expired lease, or the
-    run has nothing to work from. The run is recorded as failed and nothing further is deployed."""
+    """Raised inside a retraining run that cannot go on: another worker took over its expired lease, or a
+    bounty's migration to the new model failed (the message names the bounty and the cause). The run is
+    recorded as failed and nothing further is deployed."""
 
 
 class ServiceError(BountyError):

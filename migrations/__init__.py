@@ -1,0 +1,1 @@
+"""Alembic revisions of the service database (packaged so an installed `bounty db upgrade` finds them)."""

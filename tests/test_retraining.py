@@ -1,0 +1,438 @@
+"""Retraining as the operator sees it: accepted images in, a better-or-equal model out, every bounty moved onto
+it; a worse model, a broken artifact or a refusing chain deploy nothing; runs never overlap."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine, func, select, update
+
+from marketplace import migrate
+from marketplace.bounties import create_bounty
+from marketplace.db import make_engine
+from marketplace.runtime import Runtime, open_runtime
+from marketplace.schema import (
+    Bounty,
+    Deployment,
+    DeploymentStatus,
+    ModelVersion,
+    Network,
+    RetrainRun,
+    RetrainStatus,
+    RetrainTrigger,
+    ReviewStatus,
+    Submission,
+    SubmissionSource,
+    SubmissionStatus,
+    TrainingImage,
+    WatcherState,
+)
+from marketplace.settings import Settings
+from model.artifact import DEFAULT_ARTIFACT, ModelArtifact, load_artifact
+from model.data import Mnist
+from model.errors import RetrainError, TransactionRejected
+from model.reference import classify
+from tests.conftest import reset_schema
+from tests.test_service import PAYOUT, USER, books_balance, client, post, settle
+from workers import retraining
+from workers.persistence import persist_accepted
+from workers.retraining import LEASE_KEY, Lease, accepted_since_last_run, maybe_retrain, retrain, take_snapshot
+
+MANUAL = RetrainTrigger.MANUAL
+LENIENT = {"retrain_tolerance": 1.0, "retrain_class_tolerance": 1.0}  # TINY training is worse than the shipped model
+STRICT = {"retrain_tolerance": 0.0, "retrain_class_tolerance": 0.0}
+
+
+def make_rt(home: Path, **settings: Any) -> Runtime:
+    return open_runtime(Settings(_env_file=None, home=home, rate_limit_per_minute=100_000,  # type: ignore[call-arg]
+                                 retrain_fast=True, **settings))
+
+
+@pytest.fixture
+def runtimes(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
+    """Runtimes on one SQLite home (each test picks its settings), closed at the end."""
+    opened: list[Runtime] = []
+
+    def open_one(**settings: Any) -> Runtime:
+        opened.append(make_rt(tmp_path / "home", **settings))
+        return opened[-1]
+
+    yield open_one
+    for rt in opened:
+        rt.close()
+
+
+@pytest.fixture(scope="module")
+def sevens(shipped: ModelArtifact, mnist: Mnist) -> np.ndarray:
+    """Test images the shipped model reads as 7, widest margin first."""
+    x = mnist.x_test.reshape(-1, 784)
+    labels, margins = classify(shipped.integer, x)
+    found = np.where(labels == 7)[0]
+    return x[found[np.argsort(-margins[found])]]
+
+
+@pytest.fixture
+def stand_in(shipped: ModelArtifact, monkeypatch: pytest.MonkeyPatch) -> ModelArtifact:
+    """Training replaced by a challenger that classifies exactly like the shipped model (every logit one
+    higher: same labels, same margins, other weights), for tests about locking and deploying, not learning."""
+    challenger = replace(shipped, integer=replace(shipped.integer, b2=shipped.integer.b2 + 1))
+    monkeypatch.setattr(retraining, "_train", lambda *args: challenger)
+    return challenger
+
+
+def keep(rt: Runtime, images: np.ndarray, label: int, **flags: Any) -> list[int]:
+    """Store accepted images straight into the database (a confirmed submission and its training image each),
+    for tests about which stored images a run uses."""
+    ids = []
+    with rt.session() as session:
+        bounty = session.scalar(select(Bounty).order_by(Bounty.id)) or Bounty(
+            digits=[label], payout_sats=PAYOUT, min_margin=0, max_fee_sats=0, budget_sats=PAYOUT,
+            owner_pubkey="02" + "11" * 32, network=Network.TESTNET)
+        for pixels in images:
+            raw = np.asarray(pixels, np.uint8).tobytes()
+            txid = os.urandom(32).hex()
+            submission = Submission(bounty=bounty, txid=txid, pixels=raw, recipient_address=USER.address(),
+                                    recipient_pkh="00" * 20, predicted_label=label, margin=1, model_sha256="0" * 64,
+                                    status=SubmissionStatus.CONFIRMED, source=SubmissionSource.API)
+            session.add(submission)
+            session.flush()
+            row = TrainingImage(spend_key=f"{txid}:0", submission_id=submission.id, bounty_id=bounty.id, label=label,
+                                pixels=raw, pixels_sha256=hashlib.sha256(raw).hexdigest(), **flags)
+            session.add(row)
+            session.flush()
+            ids.append(row.id)
+    return ids
+
+
+def deployments(rt: Runtime) -> list[tuple[int, int, str, int]]:
+    with rt.session() as session:
+        return [(d.bounty_id, d.version, str(d.status), d.model.version)
+                for d in session.scalars(select(Deployment).order_by(Deployment.id))]
+
+
+def on_chain_agrees(rt: Runtime, bounty_id: int) -> None:
+    """The live contract output the database names is the only unspent output of that script on chain.
+    (Not `books_balance`: the books do not record what a migration paid the miners.)"""
+    with rt.session() as session:
+        deployment = session.scalar(select(Deployment).where(Deployment.bounty_id == bounty_id,
+                                                             Deployment.status == DeploymentStatus.ACTIVE))
+        assert deployment is not None
+        found = rt.chain.utxos_for_script(rt.contract(deployment).lock().serialize())
+        assert [(u.txid, u.vout, u.satoshis) for u in found] == [
+            (deployment.current_txid, deployment.current_vout, deployment.current_satoshis)]
+
+
+def runs(rt: Runtime) -> list[RetrainRun]:
+    with rt.session() as session:
+        return list(session.scalars(select(RetrainRun).order_by(RetrainRun.id)))
+
+
+# -- the data a run trains on ---------------------------------------------------------------------------
+
+def test_duplicates_excluded_holdout_and_unreviewed_images_are_not_trained_on(
+        runtimes: Callable[..., Runtime], mnist: Mnist) -> None:
+    rt = runtimes(retrain_accepted_weight=3)
+    x = mnist.x_test[:40].reshape(-1, 784)
+    pending = keep(rt, x[:6], 7)
+    approved = keep(rt, x[6:10], 1, review=ReviewStatus.APPROVED)
+    keep(rt, x[10:13], 7, review=ReviewStatus.EXCLUDED)
+    keep(rt, x[:2], 7, duplicate_of=pending[0])
+    keep(rt, x[13:18], 2, holdout=True)
+    keep(rt, x[18:20], 2, holdout=True, review=ReviewStatus.APPROVED)
+
+    snapshot = take_snapshot(rt, mnist, retraining.TINY)
+    assert snapshot.record["accepted_images"] == 10 and snapshot.record["accepted_examples"] == 30
+    assert snapshot.record["left_out"] == {"duplicates": 2, "excluded": 3, "unreviewed": 0}
+    assert snapshot.record["holdout_images"] == 7
+    assert snapshot.record["accepted_id_range"] == [pending[0], approved[-1]]
+    assert snapshot.record["accepted_label_counts"][7] == 6 and snapshot.record["accepted_label_counts"][1] == 4
+    assert np.array_equal(snapshot.images, x[:10]) and list(snapshot.labels) == [7] * 6 + [1] * 4
+    images, labels = snapshot.training_set(3)
+    assert len(images) == 30 and list(labels[:3]) == [7, 7, 7]
+    assert snapshot.record["mnist_digest"] == mnist.digest and snapshot.record["mnist_images"] == 3000
+
+    rt.settings.retrain_require_review = True  # only what an operator approved
+    reviewed = take_snapshot(rt, mnist, retraining.TINY)
+    assert reviewed.record["accepted_images"] == 4 and np.array_equal(reviewed.images, x[6:10])
+    assert reviewed.record["left_out"] == {"duplicates": 2, "excluded": 3, "unreviewed": 11}
+    assert reviewed.record["holdout_images"] == 2
+    assert reviewed.record["accepted_spend_keys_sha256"] != snapshot.record["accepted_spend_keys_sha256"]
+
+
+# -- a whole run ------------------------------------------------------------------------------------------
+
+def test_a_good_enough_model_replaces_the_judge_of_every_bounty(
+        runtimes: Callable[..., Runtime], mnist: Mnist, shipped: ModelArtifact, sevens: np.ndarray) -> None:
+    rt = runtimes(**LENIENT, retrain_min_holdout=1)
+    sevens_bounty, ones_bounty = create_bounty(rt, [7], PAYOUT, 1_000_000), create_bounty(rt, [1], PAYOUT, 100_000)
+    api = client(rt)
+    sent = [post(api, sevens_bounty["id"], image) for image in [*sevens[:12], sevens[0]]]  # the last: a copy
+    assert [s["code"] for s in sent] == [202] * 13
+    settle(rt)
+    kept = [persist_accepted(rt, s["id"]) for s in sent]
+    with rt.session() as session:
+        session.execute(update(TrainingImage).where(TrainingImage.id == kept[1]).values(review=ReviewStatus.EXCLUDED))
+        rows = session.scalars(select(TrainingImage)).all()
+        trainable = [r.id for r in rows if r.duplicate_of is None and r.id != kept[1] and not r.holdout]
+        holdout = [r.id for r in rows if r.holdout and r.duplicate_of is None and r.id != kept[1]]
+
+    remaining = {b["id"]: api.get(f"/bounties/{b['id']}").json()["remaining_sats"]
+                 for b in (sevens_bounty, ones_bounty)}
+
+    result = retrain(rt, MANUAL, data=mnist)
+
+    assert result["status"] == "succeeded", result
+    assert result["model_version"] == 2 and result["base_model_version"] == 1
+    assert {r["bounty_id"] for r in result["redeployed"]} == {sevens_bounty["id"], ones_bounty["id"]}
+    snapshot = result["metrics"]["data_snapshot"]
+    assert snapshot["accepted_images"] == len(trainable) and snapshot["holdout_images"] == len(holdout)
+    assert snapshot["left_out"]["duplicates"] == 1 and snapshot["left_out"]["excluded"] == 1
+    assert result["metrics"]["config"]["source"] == "fast" and result["metrics"]["config"]["epochs"] == 1
+    assert all(check["passed"] for check in result["metrics"]["checks"])
+    with rt.session() as session:
+        model = session.scalar(select(ModelVersion).where(ModelVersion.version == 2))
+        assert model is not None and model.parent_sha256 == shipped.weights_sha256
+        assert model.weights_sha256 == result["weights_sha256"] and model.data_snapshot == snapshot
+        assert Path(model.artifact_path) == (rt.settings.home / "models" / model.weights_sha256[:12]).resolve()
+        run = session.get(RetrainRun, result["run_id"])
+        assert run is not None and run.status == RetrainStatus.SUCCEEDED and run.new_model_id == model.id
+        assert run.started_at is not None and run.finished_at is not None and run.started_at <= run.finished_at
+        migrated = {d.bounty_id: d.deploy_txid for d in session.scalars(
+            select(Deployment).where(Deployment.status == DeploymentStatus.ACTIVE))}
+    artifact = load_artifact(model.artifact_path)
+    assert artifact.version == 2 and artifact.parent_sha256 == shipped.weights_sha256
+    assert {r["bounty_id"]: r["migrate_txid"] for r in result["redeployed"]} == migrated
+    assert deployments(rt) == [(1, 1, "migrated", 1), (2, 1, "migrated", 1), (1, 2, "active", 2), (2, 2, "active", 2)]
+    for bounty in (sevens_bounty, ones_bounty):
+        view = api.get(f"/bounties/{bounty['id']}").json()
+        assert view["model_version"] == 2 and view["weights_sha256"] == artifact.weights_sha256
+        assert 0 < remaining[bounty["id"]] - view["remaining_sats"] <= bounty["max_fee_sats"]  # moved, less a fee
+
+    # The new contract judges with the new model, and pays.
+    labels, margins = classify(artifact.integer, mnist.x_test[100:])
+    image = mnist.x_test[100:][np.argmax(np.where(labels == 7, margins, -1))].reshape(784)
+    after = post(api, sevens_bounty["id"], image)
+    assert after["code"] == 202, after
+    settle(rt)
+    receipt = api.get(f"/submissions/{after['id']}").json()
+    assert receipt["status"] == "confirmed" and receipt["payout_sats"] == PAYOUT and receipt["model_version"] == 2
+    for bounty in (sevens_bounty, ones_bounty):
+        on_chain_agrees(rt, bounty["id"])
+    assert accepted_since_last_run(rt) == 0 and maybe_retrain(rt) is None
+
+
+def test_a_worse_model_is_rejected_and_deploys_nothing(
+        runtimes: Callable[..., Runtime], mnist: Mnist, sevens: np.ndarray) -> None:
+    rt = runtimes(**STRICT)
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    before = deployments(rt)
+
+    result = retrain(rt, MANUAL, data=mnist)
+
+    assert result["status"] == "rejected" and result["model_version"] is None and result["redeployed"] == []
+    assert "test accuracy" in result["reason"] and "per-digit" in result["reason"]
+    assert "holdout accuracy: skipped" not in result["reason"]  # a skipped check is not a reason
+    assert deployments(rt) == before
+    with rt.session() as session:
+        assert session.scalar(select(func.count(ModelVersion.id))) == 1
+        run = session.get(RetrainRun, result["run_id"])
+        assert run is not None and run.status == RetrainStatus.REJECTED and run.new_model_id is None
+        assert run.error == result["reason"] and run.metrics is not None and run.metrics["test"]["champion"]
+    assert client(rt).get(f"/bounties/{bounty['id']}").json()["model_version"] == 1
+    assert post(client(rt), bounty["id"], sevens[0])["code"] == 202  # the old contract still takes images
+
+
+# -- failures ---------------------------------------------------------------------------------------------
+
+def test_a_tampered_champion_fails_the_run_before_anything_is_deployed(
+        runtimes: Callable[..., Runtime], tmp_path: Path, mnist: Mnist) -> None:
+    copy = load_artifact(DEFAULT_ARTIFACT).save(tmp_path / "model")
+    rt = runtimes(**LENIENT, model_path=copy)
+    create_bounty(rt, [7], PAYOUT, 100_000)
+    before = deployments(rt)
+    with np.load(copy / "weights.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["int_b2"] = arrays["int_b2"] + 1
+    np.savez_compressed(copy / "weights.npz", **arrays)
+
+    result = retrain(runtimes(**LENIENT, model_path=copy), MANUAL, data=mnist)  # a fresh process's view
+
+    assert result["status"] == "failed" and "ArtifactError" in result["error"] and "altered" in result["error"]
+    assert deployments(rt) == before and result["redeployed"] == []
+    assert [(r.status, r.error) for r in runs(rt)] == [(RetrainStatus.FAILED, result["error"])]
+
+
+def test_a_chain_refusing_a_migration_fails_the_run_and_stops_deploying(
+        runtimes: Callable[..., Runtime], mnist: Mnist, stand_in: ModelArtifact,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = runtimes(**STRICT)
+    first, second = create_bounty(rt, [7], PAYOUT, 100_000), create_bounty(rt, [1], PAYOUT, 100_000)
+    chain = rt.chain
+    original, broadcasts = chain.broadcast, []
+
+    def refuse_the_second(tx: Any) -> Any:
+        broadcasts.append(tx.txid())
+        if len(broadcasts) > 1:
+            raise TransactionRejected("mandatory-script-verify-flag-failed", tx.txid())
+        return original(tx)
+
+    monkeypatch.setattr(chain, "broadcast", refuse_the_second)
+
+    result = retrain(rt, MANUAL, data=mnist)
+
+    assert result["status"] == "failed" and f"bounty {second['id']}" in result["error"]
+    assert result["redeployed"] == [{"bounty_id": first["id"], "migrate_txid": broadcasts[0]}]
+    # The first bounty moved completely, the second not at all; the books agree with the chain for both.
+    assert deployments(rt) == [(1, 1, "migrated", 1), (2, 1, "active", 1), (1, 2, "active", 2)]
+    books_balance(rt, second["id"])
+    on_chain_agrees(rt, first["id"])
+    assert runs(rt)[0].status == RetrainStatus.FAILED and runs(rt)[0].error == result["error"]
+
+
+# -- the lock ---------------------------------------------------------------------------------------------
+
+def test_a_second_run_while_one_runs_is_skipped_and_runs_never_overlap(
+        runtimes: Callable[..., Runtime], mnist: Mnist, stand_in: ModelArtifact,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = runtimes(**LENIENT)
+    training, finish = threading.Event(), threading.Event()
+
+    def slow_train(*args: Any) -> ModelArtifact:
+        training.set()
+        assert finish.wait(30)
+        return stand_in
+
+    monkeypatch.setattr(retraining, "_train", slow_train)
+    results: list[dict[str, Any]] = []
+    first = threading.Thread(target=lambda: results.append(retrain(rt, MANUAL, data=mnist)))
+    first.start()
+    assert training.wait(30)
+    other_process = runtimes(**LENIENT)  # its own engine and connections
+    skipped = retrain(other_process, RetrainTrigger.SCHEDULE, data=mnist)
+    assert skipped["status"] == "skipped" and skipped["run_id"] is None and "lease" in skipped["reason"]
+    assert [r.status for r in runs(rt)] == [RetrainStatus.RUNNING]  # the skipped call wrote nothing
+    finish.set()
+    first.join()
+    assert results[0]["status"] == "succeeded"
+
+    again = retrain(other_process, RetrainTrigger.SCHEDULE, data=mnist)  # the lease was released
+    assert again["status"] == "succeeded"
+    spans = [(r.started_at, r.finished_at) for r in runs(rt)]
+    assert len(spans) == 2 and spans[0][1] <= spans[1][0]
+
+
+def test_a_crashed_runs_lease_expires_and_its_run_is_marked_abandoned(
+        runtimes: Callable[..., Runtime], mnist: Mnist, stand_in: ModelArtifact) -> None:
+    rt = runtimes(**LENIENT)
+    with rt.session() as session:
+        base = rt.register_model(session)
+        session.add(RetrainRun(status=RetrainStatus.RUNNING, trigger=RetrainTrigger.COUNT, base_model_id=base.id,
+                               started_at=datetime.now(UTC) - timedelta(hours=1)))
+        session.add(WatcherState(key=LEASE_KEY, value='{"holder": "dead", "expires": %f}' % (time.time() - 1)))
+
+    result = retrain(rt, MANUAL, data=mnist)
+
+    assert result["status"] == "succeeded"
+    crashed, current = runs(rt)
+    assert crashed.status == RetrainStatus.FAILED and crashed.error is not None and "abandoned" in crashed.error
+    assert current.id == result["run_id"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    url = f"sqlite:///{tmp_path / 'lease.sqlite'}"
+    if request.param == "postgresql":
+        url = reset_schema(request.getfixturevalue("postgres"))
+    migrate.upgrade(url)
+    built = make_engine(url)
+    yield built
+    built.dispose()
+
+
+def test_the_lease_has_one_holder_and_expires(engine: Engine) -> None:
+    contenders = [Lease(engine) for _ in range(8)]
+    barrier = threading.Barrier(len(contenders))
+
+    def contend(lease: Lease) -> bool:
+        barrier.wait()
+        return lease.acquire()
+
+    outcomes: list[bool] = [False] * len(contenders)
+    threads = [threading.Thread(target=lambda i=i: outcomes.__setitem__(i, contend(contenders[i])))
+               for i in range(len(contenders))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count(True) == 1
+    winner = contenders[outcomes.index(True)]
+    assert not Lease(engine).acquire()
+    winner.release()
+
+    short = Lease(engine, seconds=0.3)
+    assert short.acquire()
+    time.sleep(0.4)  # it stopped renewing, as a crashed holder does
+    taker = Lease(engine)
+    assert taker.acquire()
+    with pytest.raises(RetrainError, match="lost"):
+        short.renew()
+    short.release()  # must not free the new holder's lease
+    assert not Lease(engine).acquire()
+    taker.release()
+
+    alive = Lease(engine, seconds=0.4)
+    assert alive.acquire()
+    alive.keep_alive()
+    time.sleep(0.8)  # two lease periods: only the heartbeat keeps it
+    assert not Lease(engine).acquire()
+    alive.release()
+    assert Lease(engine).acquire()
+
+
+def test_a_killed_process_holding_the_lease_blocks_only_until_it_expires(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lease.sqlite'}"
+    migrate.upgrade(url)
+    code = ("import os, sys; from marketplace.db import make_engine; from workers.retraining import Lease; "
+            "lease = Lease(make_engine(sys.argv[1]), seconds=2.0); assert lease.acquire(); lease.keep_alive(); "
+            "os._exit(0)")  # dies holding the lease, without releasing it
+    subprocess.run([sys.executable, "-c", code, url], check=True, timeout=60)
+    engine = make_engine(url)
+    try:
+        assert not Lease(engine).acquire()
+        time.sleep(2.1)
+        assert Lease(engine).acquire()
+    finally:
+        engine.dispose()
+
+
+# -- the count trigger ------------------------------------------------------------------------------------
+
+def test_the_count_trigger_retrains_once_enough_new_images_arrived(
+        runtimes: Callable[..., Runtime], mnist: Mnist, stand_in: ModelArtifact) -> None:
+    rt = runtimes(**LENIENT, retrain_after_images=5)
+    x = mnist.x_test[:12].reshape(-1, 784)
+    first = keep(rt, x[:3], 7)
+    keep(rt, x[:1], 7, duplicate_of=first[0])  # copies and excluded images do not count
+    keep(rt, x[3:4], 7, review=ReviewStatus.EXCLUDED)
+    assert accepted_since_last_run(rt) == 3 and maybe_retrain(rt) is None
+
+    keep(rt, x[4:6], 7)
+    result = maybe_retrain(rt)
+    assert result is not None and result["status"] == "succeeded" and result["trigger"] == "count"
+    assert result["metrics"]["data_snapshot"]["accepted_images"] == 5
+
+    assert accepted_since_last_run(rt) == 0
+    keep(rt, x[6:8], 7)
+    assert accepted_since_last_run(rt) == 2
