@@ -22,6 +22,7 @@ from marketplace.schema import (
     BountyStatus,
     Deployment,
     DeploymentStatus,
+    ModelVersion,
     Payout,
     Submission,
     SubmissionStatus,
@@ -44,7 +45,7 @@ def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_
     if budget < payout:
         raise InvalidRequest(f"a budget of {budget} sats cannot pay one {payout}-sat payout")
     with rt.session() as session:
-        model = rt.register_model(session)
+        model = newest_model(session) or rt.register_model(session)
         bounty = Bounty(digits=sorted(set(digits)), payout_sats=payout, min_margin=min_margin, max_fee_sats=0,
                         budget_sats=budget, owner_pubkey=rt.wallet.public_key.hex(), network=rt.settings.network)
         session.add(bounty)
@@ -108,9 +109,16 @@ def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, artifact_path: Path |
                          locking_script_sha256=script_sha256(successor), deploy_txid=tx.txid(),
                          current_txid=tx.txid(), current_vout=0, current_satoshis=tx.outputs[0].satoshis)
         session.add(new)
-        bounty.budget_sats += top_up
+        # budget = what the contract was funded with, net of owner-transaction fees it paid itself, so that
+        # budget - payouts - submission fees == the live balance stays true to the satoshi after a migration
+        bounty.budget_sats += tx.outputs[0].satoshis - utxo.satoshis
         session.flush()
         return {**bounty_view(session, bounty), "migrate_txid": tx.txid()}
+
+
+def newest_model(session: Session) -> ModelVersion | None:
+    """The latest model a retraining registered (new bounties start on it), if any."""
+    return session.scalar(select(ModelVersion).order_by(ModelVersion.version.desc()).limit(1))
 
 
 def _ensure_funds(rt: Runtime, amount: int) -> None:

@@ -34,8 +34,8 @@ Say = Callable[[str], None]
 def run_demo(home: Path, say: Say, digit: int = 7, payout: int = 500, budget: int = 200_000, per_round: int = 8,
              port: int = 0, timeout: float = 300.0) -> dict[str, Any]:
     started = time.monotonic()
-    settings = Settings(_env_file=None, home=home, block_interval=1.0, min_confirmations=1, retrain_fast=True,
-                        retrain_tolerance=1.0, retrain_class_tolerance=1.0, rate_limit_per_minute=10_000)
+    settings = Settings(_env_file=None, home=home, block_interval=1.0, min_confirmations=1, retrain_fast=True,  # type: ignore[call-arg]
+                        retrain_tolerance=0.005, retrain_class_tolerance=0.02, rate_limit_per_minute=10_000)
     rt = open_runtime(settings)
     say(f"fresh BOUNTY_HOME {home}; embedded dev chain, SQLite, in-process workers")
     bounty = create_bounty(rt, [digit], payout, budget)

@@ -65,7 +65,8 @@ class Settings(BaseSettings):
     # Retraining (workers.retraining): when to run, on what, and how a challenger must compare with the champion.
     retrain_after_images: Annotated[int, Field(ge=1)] = 100  # a run once this many new accepted images arrived
     retrain_every_seconds: Annotated[float, Field(gt=0)] = 86400  # ... and on this schedule regardless
-    retrain_fast: bool = False  # TINY training (seconds, for tests and demos) instead of the full TrainConfig()
+    retrain_fast: bool = False  # a seconds-long retraining (a subset, one epoch) for tests and demos
+    retrain_from_scratch: bool = False  # train anew with the full recipe instead of fine-tuning the deployed model
     retrain_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.002  # may lose this much MNIST test accuracy
     retrain_class_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01  # ... per digit, and on the holdout slice
     retrain_require_review: bool = False  # train only on approved images (else pending and approved)

@@ -39,3 +39,8 @@ class TrainConfig:
 
 TINY = TrainConfig(epochs=1, densities=(0.3,), prune_epochs=1, qat_epochs=1, train_images=3000,
                    validation_images=1000, batch_size=128)
+
+# Retraining: continue from the deployed network (its sparsity kept) with a short quantisation-aware tuning
+# on MNIST plus the accepted images. FINETUNE_FAST does the same on a subset, for tests and the demo.
+FINETUNE = TrainConfig(epochs=0, densities=(), qat_epochs=3, tune_learning_rate=2e-4)
+FINETUNE_FAST = TrainConfig(epochs=0, densities=(), qat_epochs=1, tune_learning_rate=1e-4, train_images=8000)

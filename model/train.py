@@ -156,13 +156,27 @@ def with_extra(split: Split, images: np.ndarray | None, labels: np.ndarray | Non
                  np.concatenate([split.y_train, y.astype(split.y_train.dtype)]), split.x_val, split.y_val)
 
 
+def start_from(model: keras.Model, base: FloatWeights) -> None:
+    """Continue from a trained network: its weights, and its zeros kept as the pruning mask."""
+    hidden, out = model.get_layer("hidden"), model.get_layer("out")
+    hidden.kernel.assign(base.w1)
+    hidden.mask.assign((base.w1 != 0).astype("float32"))
+    hidden.bias.assign(base.b1)
+    out.kernel.assign(base.w2)
+    out.bias.assign(base.b2)
+
+
 def train(data: Mnist, config: TrainConfig, extra_images: np.ndarray | None = None,
-          extra_labels: np.ndarray | None = None) -> TrainResult:
-    """Train on MNIST's training split (less the validation images) plus any extra labelled images."""
+          extra_labels: np.ndarray | None = None, base: FloatWeights | None = None) -> TrainResult:
+    """Train on MNIST's training split (less the validation images) plus any extra labelled images;
+    from scratch, or, given `base`, fine-tuning that network (the stages with zero epochs are skipped)."""
     keras.utils.set_random_seed(config.seed)
     split = with_extra(prepare(data, config), extra_images, extra_labels)
     model, history = build(config), History()
-    history.add("dense", _fit(model, split, config, config.epochs, config.learning_rate, warmup=True))
+    if base is not None:
+        start_from(model, base)
+    if config.epochs:
+        history.add("dense", _fit(model, split, config, config.epochs, config.learning_rate, warmup=True))
     hidden, tune = model.get_layer("hidden"), config.tune_learning_rate
     for density in config.densities:
         prune(hidden, density)

@@ -51,7 +51,7 @@ from workers.persistence import persist_accepted
 from workers.retraining import LEASE_KEY, Lease, accepted_since_last_run, maybe_retrain, retrain, take_snapshot
 
 MANUAL = RetrainTrigger.MANUAL
-LENIENT = {"retrain_tolerance": 1.0, "retrain_class_tolerance": 1.0}  # TINY training is worse than the shipped model
+LENIENT = {"retrain_tolerance": 1.0, "retrain_class_tolerance": 1.0}  # a seconds-long retraining need not be better
 STRICT = {"retrain_tolerance": 0.0, "retrain_class_tolerance": 0.0}
 
 
@@ -88,7 +88,7 @@ def stand_in(shipped: ModelArtifact, monkeypatch: pytest.MonkeyPatch) -> ModelAr
     """Training replaced by a challenger that classifies exactly like the shipped model (every logit one
     higher: same labels, same margins, other weights), for tests about locking and deploying, not learning."""
     challenger = replace(shipped, integer=replace(shipped.integer, b2=shipped.integer.b2 + 1))
-    monkeypatch.setattr(retraining, "_train", lambda *args: challenger)
+    monkeypatch.setattr(retraining, "_train", lambda *args, **kwargs: challenger)
     return challenger
 
 
@@ -171,6 +171,20 @@ def test_duplicates_excluded_holdout_and_unreviewed_images_are_not_trained_on(
     assert reviewed.record["accepted_spend_keys_sha256"] != snapshot.record["accepted_spend_keys_sha256"]
 
 
+def test_extra_images_join_the_training_part_only(mnist: Mnist) -> None:
+    from model.train import Split, with_extra
+
+    split = Split(mnist.x_train[:10], mnist.y_train[:10], mnist.x_train[10:15], mnist.y_train[10:15])
+    extra = with_extra(split, mnist.x_test[:3].reshape(3, 784), np.array([1, 2, 3]))
+    assert np.array_equal(extra.x_train[10:], mnist.x_test[:3]) and list(extra.y_train[10:]) == [1, 2, 3]
+    assert extra.x_val is split.x_val and len(extra.y_train) == 13
+    assert with_extra(split, None, None) is split
+    for images, labels in [(mnist.x_test[:3], np.array([1, 2])), (mnist.x_test[:3].astype(np.int64), np.zeros(3)),
+                           (mnist.x_test[:3], np.array([1, 2, 10])), (mnist.x_test[:3], None)]:
+        with pytest.raises(ValueError):
+            with_extra(split, images, labels)
+
+
 # -- a whole run ------------------------------------------------------------------------------------------
 
 def test_a_good_enough_model_replaces_the_judge_of_every_bounty(
@@ -199,7 +213,7 @@ def test_a_good_enough_model_replaces_the_judge_of_every_bounty(
     snapshot = result["metrics"]["data_snapshot"]
     assert snapshot["accepted_images"] == len(trainable) and snapshot["holdout_images"] == len(holdout)
     assert snapshot["left_out"]["duplicates"] == 1 and snapshot["left_out"]["excluded"] == 1
-    assert result["metrics"]["config"]["source"] == "fast" and result["metrics"]["config"]["epochs"] == 1
+    assert result["metrics"]["config"]["source"] == "finetune-fast" and result["metrics"]["config"]["qat_epochs"] == 1
     assert all(check["passed"] for check in result["metrics"]["checks"])
     with rt.session() as session:
         model = session.scalar(select(ModelVersion).where(ModelVersion.version == 2))
@@ -309,7 +323,7 @@ def test_a_second_run_while_one_runs_is_skipped_and_runs_never_overlap(
     rt = runtimes(**LENIENT)
     training, finish = threading.Event(), threading.Event()
 
-    def slow_train(*args: Any) -> ModelArtifact:
+    def slow_train(*args: Any, **kwargs: Any) -> ModelArtifact:
         training.set()
         assert finish.wait(30)
         return stand_in

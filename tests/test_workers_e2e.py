@@ -23,8 +23,16 @@ from sqlalchemy import func, select
 from marketplace import migrate
 from marketplace.chain import LocalChain
 from marketplace.db import make_engine, session_scope
-from marketplace.schema import Deployment, RetrainRun, RetrainStatus, Submission, SubmissionStatus, TrainingImage
-from model.artifact import ModelArtifact
+from marketplace.schema import (
+    Deployment,
+    ModelVersion,
+    RetrainRun,
+    RetrainStatus,
+    Submission,
+    SubmissionStatus,
+    TrainingImage,
+)
+from model.artifact import ModelArtifact, load_artifact
 from model.data import Mnist
 from model.reference import classify
 from tests.conftest import reset_schema
@@ -60,9 +68,11 @@ def stack(tmp_path: Path, postgres: str) -> Iterator[dict]:
     logs = tmp_path / "logs"
     logs.mkdir()
     processes: dict[str, subprocess.Popen] = {}
+    files = []
 
     def start(name: str, *args: str) -> subprocess.Popen:
-        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process below
+        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - closed at teardown
+        files.append(out)
         processes[name] = subprocess.Popen(list(args), env=env, stdout=out, stderr=subprocess.STDOUT,
                                            start_new_session=True)
         return processes[name]
@@ -95,6 +105,8 @@ def stack(tmp_path: Path, postgres: str) -> Iterator[dict]:
                 os.killpg(process.pid, signal.SIGKILL)
         chain.close()
         engine.dispose()
+        for out in files:
+            out.close()
         redis.Redis.from_url(broker).flushdb()
 
 
@@ -148,7 +160,10 @@ def test_fund_submit_persist_retrain_redeploy_submit(stack: dict, shipped: Model
         assert run is not None and run.status == RetrainStatus.SUCCEEDED, run.error if run else None
         versions = session.scalars(select(Deployment.version).order_by(Deployment.version)).all()
         assert versions == [1, 2]
-    after = submit(sevens[20])
+        new_model = session.scalar(select(ModelVersion).where(ModelVersion.version == 2))
+        assert new_model is not None
+    new_labels, _ = classify(load_artifact(new_model.artifact_path).integer, sevens[20:40])
+    after = submit(sevens[20:40][new_labels == 7][0])  # an image the new contract reads as a 7
     chain.mine(1)
     wait_for("the submission to the new contract", lambda: count(
         engine, Submission.id, Submission.id == after, Submission.status == SubmissionStatus.CONFIRMED) == 1)

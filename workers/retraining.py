@@ -61,7 +61,7 @@ from marketplace.schema import (
 )
 from marketplace.settings import Settings
 from model.artifact import ModelArtifact, load_artifact
-from model.config import TINY, TrainConfig
+from model.config import FINETUNE, FINETUNE_FAST, TINY, TrainConfig
 from model.data import Mnist, load_mnist
 from model.errors import ArtifactError, BountyClosed, RetrainError, ScriptError
 from model.reference import IntegerModel, classify
@@ -270,10 +270,13 @@ def _mnist_images(data: Mnist, config: TrainConfig) -> int:
 
 
 def choose_config(settings: Settings, config: TrainConfig | None) -> tuple[TrainConfig, str]:
-    """The training config and where it came from: the caller's, TINY with ``retrain_fast``, else the full one."""
+    """The training config and where it came from: the caller's; by default a fine-tuning of the champion
+    (FINETUNE, or FINETUNE_FAST with ``retrain_fast``); with ``retrain_from_scratch`` the full recipe (or TINY)."""
     if config is not None:
         return config, "argument"
-    return (TINY, "fast") if settings.retrain_fast else (TrainConfig(), "full")
+    if settings.retrain_from_scratch:
+        return (TINY, "scratch-fast") if settings.retrain_fast else (TrainConfig(), "scratch")
+    return (FINETUNE_FAST, "finetune-fast") if settings.retrain_fast else (FINETUNE, "finetune")
 
 
 # -- champion and challenger -------------------------------------------------------------------------------
@@ -306,10 +309,13 @@ def find_champion(rt: Runtime) -> Champion:
                         next_version=max(newest, model.version) + 1)
 
 
-def _train(data: Mnist, config: TrainConfig, images: np.ndarray, labels: np.ndarray) -> ModelArtifact:
+def _train(data: Mnist, config: TrainConfig, images: np.ndarray, labels: np.ndarray,
+           base: ModelArtifact | None = None) -> ModelArtifact:
     from model.train import train  # TensorFlow: imported by a run that trains, never by importing this module
 
-    return train(data, config, images if len(images) else None, labels if len(labels) else None).artifact
+    fine_tune = base.float_weights if base is not None and not config.epochs else None
+    return train(data, config, images if len(images) else None, labels if len(labels) else None,
+                 base=fine_tune).artifact
 
 
 def scores(model: IntegerModel, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -499,7 +505,7 @@ def _cycle(rt: Runtime, run: _Run, lease: Lease, champion: Champion, config: Tra
     run.record(data_snapshot=snapshot.record)
     log.info("retrain run %d: training (%s config) on %d accepted images x %d", run.id, source,
              snapshot.record["accepted_images"], settings.retrain_accepted_weight)
-    trained = _train(data, config, *snapshot.training_set(settings.retrain_accepted_weight))
+    trained = _train(data, config, *snapshot.training_set(settings.retrain_accepted_weight), base=old)
     lease.check()
     if trained.weights_sha256 == champion.weights_sha256:
         return run.finish(RetrainStatus.REJECTED, "the challenger has the champion's weights: nothing to deploy")
