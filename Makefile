@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
 
-.PHONY: run test test-all lint bench clean
+.PHONY: run demo test test-all lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,9 +13,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The service on the embedded default (SQLite, dev chain, in-process workers), with a starter bounty
+# for the digit 7 on first run. State lives in $BOUNTY_HOME (default ~/.digit-bounty).
 run: $(STAMP)
-	$(BIN)/bounty model eval
-	$(BIN)/bounty contract bench --images 100
+	@$(BIN)/bounty list --json | grep -q '"id"' || $(BIN)/bounty create --digit 7 --payout 500 --budget 1000000
+	$(BIN)/bounty serve --host 127.0.0.1 --port 8000
+
+demo: $(STAMP)
+	$(BIN)/bounty demo --json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -67,7 +67,8 @@ def run_demo(home: Path, say: Say, digit: int = 7, payout: int = 500, budget: in
             _wait(say, "retraining and redeploy", timeout, lambda: _retrain_done(rt))
             round_two = _submit(http, say, bounty["id"], address, images, targets[per_round:2 * per_round],
                                 others[per_round // 2:per_round], tally)
-            _wait(say, "confirmations on the new contract", timeout, lambda: _all_confirmed(http, round_two))
+            _wait(say, "confirmations on the new contract and persistence", timeout,
+                  lambda: _all_confirmed(http, round_two) and _persisted(rt) >= len(round_one) + len(round_two))
             view = http.get(f"/bounties/{bounty['id']}").json()
     finally:
         server.should_exit = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bsv
 from bsv import Transaction
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from marketplace.runtime import Runtime
@@ -44,22 +45,34 @@ def record_spend(session: Session, rt: Runtime, deployment: Deployment, tx: Tran
     row = session.scalar(select(Submission).where(Submission.txid == txid, Submission.input_index == input_index))
     if row is None:
         label, margin = (int(v[0]) for v in classify(contract.model, claim.image))  # the receipt, recomputed
-        row = Submission(bounty_id=deployment.bounty_id, deployment_id=deployment.id, txid=txid,
-                         input_index=input_index, pixels=claim.image.tobytes(),
-                         recipient_address=pkh_address(claim.recipient_pkh, deployment.bounty.network),
-                         recipient_pkh=claim.recipient_pkh.hex(), predicted_label=label, margin=margin,
-                         model_sha256=deployment.model.weights_sha256, status=status, source=source)
-        session.add(row)
-        session.flush()
-    elif row.status in LIVE and status not in LIVE:
+        fresh = Submission(bounty_id=deployment.bounty_id, deployment_id=deployment.id, txid=txid,
+                           input_index=input_index, pixels=claim.image.tobytes(),
+                           recipient_address=pkh_address(claim.recipient_pkh, deployment.bounty.network),
+                           recipient_pkh=claim.recipient_pkh.hex(), predicted_label=label, margin=margin,
+                           model_sha256=deployment.model.weights_sha256, status=status, source=source)
+        try:
+            with session.begin_nested():  # the API and the watcher may book the same spend at once
+                session.add(fresh)
+            row = fresh
+        except IntegrityError:
+            row = session.scalar(select(Submission).where(Submission.txid == txid,
+                                                          Submission.input_index == input_index))
+            if row is None:
+                raise
+    if row.status in LIVE and status not in LIVE:
         row.status = status
-    if row.payout is None:
+    if session.scalar(select(Payout.id).where(Payout.submission_id == row.id)) is None:
         spent = tx.inputs[input_index]
         value = spent.satoshis if spent.satoshis is not None else _output_value(rt, spent.source_txid,
                                                                                 spent.source_output_index)
-        session.add(Payout(submission=row, bounty_id=row.bounty_id, txid=txid, vout=len(tx.outputs) - 1,
-                           satoshis=tx.outputs[-1].satoshis, fee_sats=value - sum(o.satoshis for o in tx.outputs),
-                           recipient_address=row.recipient_address))
+        payout = Payout(submission_id=row.id, bounty_id=row.bounty_id, txid=txid, vout=len(tx.outputs) - 1,
+                        satoshis=tx.outputs[-1].satoshis, fee_sats=value - sum(o.satoshis for o in tx.outputs),
+                        recipient_address=row.recipient_address)
+        try:
+            with session.begin_nested():
+                session.add(payout)
+        except IntegrityError:  # booked by the other writer in the meantime
+            pass
     spent = tx.inputs[input_index]
     if (deployment.current_txid, deployment.current_vout) == (spent.source_txid, spent.source_output_index):
         advance(deployment, tx)

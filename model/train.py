@@ -102,7 +102,8 @@ def build(config: TrainConfig) -> keras.Model:
     return keras.Sequential(layers)
 
 
-def _fit(model: keras.Model, split: Split, config: TrainConfig, epochs: int, lr: float, warmup: bool) -> Any:
+def _fit(model: keras.Model, split: Split, config: TrainConfig, epochs: int, lr: float, warmup: bool,
+         quiet: bool = False) -> Any:
     steps = int(np.ceil(len(split.x_train) / config.batch_size)) * epochs
     warm = steps // epochs if warmup and epochs > 1 else 0
     schedule = keras.optimizers.schedules.CosineDecay(
@@ -112,7 +113,8 @@ def _fit(model: keras.Model, split: Split, config: TrainConfig, epochs: int, lr:
     model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
     return model.fit(
         split.x_train[..., None] / 255.0, split.y_train, batch_size=config.batch_size, epochs=epochs,
-        validation_data=(split.x_val[..., None] / 255.0, split.y_val), verbose=1 if sys.stdout.isatty() else 2)
+        validation_data=(split.x_val[..., None] / 255.0, split.y_val),
+        verbose=0 if quiet else 1 if sys.stdout.isatty() else 2)
 
 
 def prune(layer: SparseQuantDense, density: float) -> None:
@@ -167,23 +169,28 @@ def start_from(model: keras.Model, base: FloatWeights) -> None:
 
 
 def train(data: Mnist, config: TrainConfig, extra_images: np.ndarray | None = None,
-          extra_labels: np.ndarray | None = None, base: FloatWeights | None = None) -> TrainResult:
+          extra_labels: np.ndarray | None = None, base: FloatWeights | None = None,
+          quiet: bool = False) -> TrainResult:
     """Train on MNIST's training split (less the validation images) plus any extra labelled images;
-    from scratch, or, given `base`, fine-tuning that network (the stages with zero epochs are skipped)."""
+    from scratch, or, given `base`, fine-tuning that network (the stages with zero epochs are skipped).
+    `quiet` keeps Keras' progress off stdout (the workers train inside other programs)."""
     keras.utils.set_random_seed(config.seed)
     split = with_extra(prepare(data, config), extra_images, extra_labels)
     model, history = build(config), History()
     if base is not None:
         start_from(model, base)
+    def fit(stage: str, epochs: int, rate: float, warmup: bool = False) -> None:
+        history.add(stage, _fit(model, split, config, epochs, rate, warmup, quiet))
+
     if config.epochs:
-        history.add("dense", _fit(model, split, config, config.epochs, config.learning_rate, warmup=True))
+        fit("dense", config.epochs, config.learning_rate, warmup=True)
     hidden, tune = model.get_layer("hidden"), config.tune_learning_rate
     for density in config.densities:
         prune(hidden, density)
-        history.add(f"prune {density:.0%}", _fit(model, split, config, config.prune_epochs, tune, warmup=False))
+        fit(f"prune {density:.0%}", config.prune_epochs, tune)
     if config.qat_epochs:
         hidden.bits = config.weight_bits
-        history.add(f"int{config.weight_bits}", _fit(model, split, config, config.qat_epochs, tune, warmup=False))
+        fit(f"int{config.weight_bits}", config.qat_epochs, tune)
     floats = weights_of(model)
     integer = quantize(floats, split.x_train.reshape(-1, 784), bits=config.weight_bits)
     metrics = {

@@ -23,7 +23,7 @@ COUNT_CHECK_SECONDS = 60.0  # how often beat checks whether enough new images ar
 
 
 def make_celery(settings: Settings) -> Celery:
-    celery = Celery("digit_bounty", broker=settings.redis_url or "memory://", include=["workers.tasks"])
+    celery = Celery("digit_bounty", broker=settings.redis_url or "memory://localhost/", include=["workers.tasks"])
     celery.conf.update(
         task_acks_late=True,  # a task whose worker is killed runs again...
         task_reject_on_worker_lost=True,  # ...at once when only the pool child died
@@ -62,7 +62,8 @@ def start_embedded(celery: Celery = app) -> Callable[[], None]:
     celery.set_default()
     celery.set_current()
     worker = celery.Worker(pool="threads", concurrency=2, loglevel="WARNING", quiet=True, without_heartbeat=True,
-                           without_mingle=True, without_gossip=True, hostname="embedded@localhost")
+                           without_mingle=True, without_gossip=True, hostname="embedded@localhost",
+                           redirect_stdouts=False)  # this process's output stays its own
     beat = Service(celery, max_interval=5)
     threads = [threading.Thread(target=worker.start, name="celery-worker", daemon=True),
                threading.Thread(target=beat.start, name="celery-beat", daemon=True)]

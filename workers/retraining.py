@@ -315,7 +315,7 @@ def _train(data: Mnist, config: TrainConfig, images: np.ndarray, labels: np.ndar
 
     fine_tune = base.float_weights if base is not None and not config.epochs else None
     return train(data, config, images if len(images) else None, labels if len(labels) else None,
-                 base=fine_tune).artifact
+                 base=fine_tune, quiet=True).artifact
 
 
 def scores(model: IntegerModel, images: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
