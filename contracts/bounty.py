@@ -36,7 +36,7 @@ from bsv.constants import OpCode
 from bsv.script.type import to_unlock_script_template
 from bsv.script.unlocking_template import UnlockingScriptTemplate
 
-from contracts.classifier import ClassifierScript, compile_classifier, pixel_pushes
+from contracts.classifier import ClassifierScript, as_classifier, pixel_pushes
 from contracts.pushtx import SIGHASH_ALL_FORKID, check_preimage
 from contracts.script import (
     AnnotatedScript,
@@ -87,11 +87,10 @@ class BountyContract:
     """A bounty's locking script and the unlocking templates for its two paths."""
 
     def __init__(self, model: IntegerModel | ClassifierScript, terms: BountyTerms) -> None:
-        if isinstance(model, ClassifierScript):
-            model = model.model
-        self.model = model
+        compiled = as_classifier(model)  # compiled once per model and process, then re-headed
+        self.model = compiled.model
         self.terms = terms
-        self.classifier = compile_classifier(model, extra_items=COVENANT_ITEMS)
+        self.classifier = compiled.with_extra_items(COVENANT_ITEMS)
 
     @cached_property
     def script(self) -> AnnotatedScript:

@@ -52,28 +52,7 @@ def spending_transaction(locking: Script, unlocking: Script, satoshis: int = SOU
 
 def verify_spend(locking: Script | AnnotatedScript, unlocking: Script) -> None:
     """Validate ``unlocking`` against ``locking`` in a real transaction; raise ScriptError when it fails."""
-    locking = _as_script(locking)
-    tx = spending_transaction(locking, unlocking)
-    tx_input = tx.inputs[0]
-    spend = Spend({
-        "sourceTXID": tx_input.source_txid,
-        "sourceOutputIndex": tx_input.source_output_index,
-        "sourceSatoshis": tx_input.satoshis,
-        "lockingScript": locking,
-        "transactionVersion": tx.version,
-        "otherInputs": [],
-        "inputIndex": 0,
-        "unlockingScript": tx_input.unlocking_script,
-        "outputs": tx.outputs,
-        "inputSequence": tx_input.sequence,
-        "lockTime": tx.locktime,
-    })
-    try:
-        ok = spend.validate()
-    except RuntimeError as exc:
-        raise ScriptError("the interpreter rejected the spend", _reason(exc)) from None
-    if not ok:  # the SDK raises on failure; a False would be a change of contract worth knowing about
-        raise ScriptError("the interpreter rejected the spend", "validate() returned False")
+    validate_input(spending_transaction(_as_script(locking), unlocking), 0)
 
 
 def _reason(exc: RuntimeError) -> str:
