@@ -1,0 +1,382 @@
+"""Service figures: accepted submissions per second end to end (HTTP in, persisted training_images row out)
+and their latency at 1, 8 and 32 concurrent clients, on the embedded default and on PostgreSQL + Redis +
+one Celery worker (+ `bounty daemon` and Celery beat, as separate processes, as tests/test_workers_e2e.py
+starts them); the resident memory of the API process (and whether TensorFlow is loaded in it) and of the
+worker; optionally (`--retrain`) the wall time of one retraining cycle with the default (non-fast) settings.
+
+    python bench/service.py [--parts embedded,stack] [--retrain] [--per-level 40] [--levels 1,8,32]
+
+Prints a Markdown table and writes bench/results/service.json (and service.md); a run of some parts keeps
+the figures of the other parts already in the JSON file.
+
+How it measures. Everything on 127.0.0.1, in a fresh temporary BOUNTY_HOME with a private copy of the
+shipped model. One bounty for the digit 7 (payout 500 sats), funded for every level; each level sends
+`per-level` distinct MNIST test images the model reads as a 7 from N client threads (an httpx client
+each). A poller reads training_images every 0.1 s and notes when each submission's row appears. A block
+is mined every second: by `bounty serve` itself when embedded (BOUNTY_BLOCK_INTERVAL=1), by this script
+on the stack (there, `bounty serve` and `bounty daemon` do not mine), and one confirmation is required
+(the default), so end-to-end latency includes waiting for the next block (0-1 s) and the watcher's poll.
+Throughput = accepted / (last row persisted - first request sent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.load import (  # noqa: E402 - after the path is set
+    BIN,
+    TESTNET_ADDRESS,
+    Process,
+    _images,
+    create_bounty_cli,
+    percentiles,
+    server_env,
+    snapshot_model,
+    start_server,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REDIS_DB = 11
+PG_ADMIN = os.environ.get("BOUNTY_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+PAYOUT = 500
+
+
+# -- process memory ------------------------------------------------------------------------------------
+
+def memory(pid: int) -> dict[str, Any]:
+    """VmRSS and VmHWM (peak) in MB from /proc/<pid>/status, and whether TensorFlow's libraries are mapped."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = round(int(value.split()[0]) / 1024, 1)
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    return {"pid": pid, "rss_mb": fields.get("VmRSS"), "peak_rss_mb": fields.get("VmHWM"),
+            "tensorflow_loaded": "tensorflow" in maps}
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        found += [int(c) for c in text]
+    return found
+
+
+# -- one level -----------------------------------------------------------------------------------------
+
+class Persisted:
+    """Polls training_images and notes (monotonic clock) when each watched submission's row appears."""
+
+    def __init__(self, url: str) -> None:
+        from marketplace.db import make_engine
+
+        self.engine = make_engine(url)
+        self.seen: dict[int, float] = {}
+
+    def wait(self, ids: list[int], deadline: float) -> None:
+        from sqlalchemy import select
+
+        from marketplace.db import session_scope
+        from marketplace.schema import TrainingImage
+
+        missing = set(ids) - set(self.seen)
+        while missing and time.monotonic() < deadline:
+            with session_scope(self.engine) as session:
+                found = session.scalars(select(TrainingImage.submission_id)
+                                        .where(TrainingImage.submission_id.in_(list(missing)))).all()
+            now = time.monotonic()
+            for sid in found:
+                self.seen.setdefault(sid, now)
+            missing -= set(found)
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def level(url: str, bounty_id: int, images: np.ndarray, clients: int, persisted: Persisted,
+          timeout: float = 180) -> dict[str, Any]:
+    """Send every image once from `clients` threads; wait until each accepted one is persisted."""
+    local = threading.local()
+    made: list[httpx.Client] = []
+    guard = threading.Lock()
+    started: dict[int, float] = {}
+    http: list[float] = []
+    errors: list[str] = []
+    ids: list[int] = []
+    deadline = time.monotonic() + timeout
+    stop_polling = threading.Event()
+
+    def poll() -> None:  # note persisted rows while the requests are still going
+        while not stop_polling.is_set() and time.monotonic() < deadline:
+            with guard:
+                watched = list(ids)
+            persisted.wait(watched, min(deadline, time.monotonic() + 0.2))
+            stop_polling.wait(0.1)
+
+    def one(image: np.ndarray) -> None:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(timeout=120)
+            with guard:
+                made.append(client)
+        t0 = time.monotonic()
+        try:
+            response = client.post(f"{url}/bounties/{bounty_id}/submissions",
+                                   json={"pixels": image.tolist(), "address": TESTNET_ADDRESS})
+        except httpx.HTTPError as exc:
+            with guard:
+                errors.append(f"{type(exc).__name__}: {exc}")
+            return
+        took = time.monotonic() - t0
+        with guard:
+            if response.status_code != 202:
+                errors.append(f"{response.status_code}: {response.text[:200]}")
+                return
+            sid = int(response.json()["id"])
+            started[sid] = t0
+            ids.append(sid)
+            http.append(took)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    first = time.monotonic()
+    try:
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            list(pool.map(one, images))
+    finally:
+        for client in made:
+            client.close()
+    sent = time.monotonic()
+    persisted.wait(list(ids), deadline)
+    stop_polling.set()
+    poller.join(timeout=5)
+    done = [sid for sid in ids if sid in persisted.seen]
+    last = max((persisted.seen[sid] for sid in done), default=sent)
+    e2e = [persisted.seen[sid] - started[sid] for sid in done]
+    return {"clients": clients, "submitted": len(images), "accepted_202": len(ids), "persisted": len(done),
+            "errors": errors[:5], "http_wall_s": round(sent - first, 2),
+            "accepted_per_s_http": round(len(ids) / (sent - first), 2),
+            "accepted_per_s_e2e": round(len(done) / (last - first), 2) if done else None,
+            "http_latency_ms": percentiles(http), "e2e_latency_ms": percentiles(e2e)}
+
+
+def run_levels(url: str, bounty_id: int, db_url: str, levels: list[int], per_level: int, model: Path,
+               say: Callable[[str], None]) -> list[dict[str, Any]]:
+    sevens = _images([7], 0, model).accepted
+    persisted = Persisted(db_url)
+    results = []
+    try:
+        for i, clients in enumerate(levels):
+            result = level(url, bounty_id, sevens[i * per_level:(i + 1) * per_level], clients, persisted)
+            say(f"  {clients:>2} clients: {result['accepted_per_s_e2e']} accepted/s end to end, "
+                f"http p50 {result['http_latency_ms']['p50']} ms, e2e p50 {result['e2e_latency_ms']['p50']} ms")
+            results.append(result)
+    finally:
+        persisted.close()
+    return results
+
+
+# -- the two set-ups -----------------------------------------------------------------------------------
+
+def budget_for(levels: list[int], per_level: int) -> int:
+    return len(levels) * per_level * (PAYOUT + 9_000) + 1_000_000
+
+
+def bench_embedded(work: Path, levels: list[int], per_level: int, say: Callable[[str], None]) -> dict[str, Any]:
+    say("embedded default: bounty serve (SQLite, dev chain mined every 1 s, in-process workers)")
+    env = server_env(work / "home")
+    model = Path(env["BOUNTY_MODEL_PATH"])
+    bounty = create_bounty_cli(env, [7], PAYOUT, budget_for(levels, per_level))
+    server, url = start_server(env, work / "serve.log")
+    try:
+        idle = memory(server.pid)
+        rows = run_levels(url, bounty["id"], f"sqlite:///{work / 'home' / 'bounty.sqlite'}", levels, per_level,
+                          model, say)
+        return {"levels": rows, "api_memory_idle": idle, "api_memory": memory(server.pid),
+                "worker_memory": "in the API process (embedded Celery threads)"}
+    finally:
+        server.stop()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    import psycopg
+
+    name = f"bounty_bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        info = admin.info
+        try:
+            yield f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def bench_stack(work: Path, levels: list[int], per_level: int, say: Callable[[str], None]) -> dict[str, Any]:
+    import redis
+
+    from marketplace import migrate
+    from marketplace.chain import LocalChain
+
+    say("stack: PostgreSQL + Redis + bounty serve + bounty daemon + 1 Celery worker + beat")
+    broker = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    processes: list[Process] = []
+    with postgres_database() as db_url:
+        migrate.upgrade(db_url)
+        redis.Redis.from_url(broker).flushdb()
+        env = server_env(work / "home", BOUNTY_DATABASE_URL=db_url, BOUNTY_REDIS_URL=broker,
+                         BOUNTY_TASK_VISIBILITY_TIMEOUT="60")
+        model = Path(env["BOUNTY_MODEL_PATH"])
+        bounty = create_bounty_cli(env, [7], PAYOUT, budget_for(levels, per_level))
+        chain = LocalChain(work / "home" / "chain.sqlite")
+        miner = None
+        try:
+            server, url = start_server(env, work / "serve.log")
+            processes.append(server)
+            processes.append(Process([str(BIN / "bounty"), "daemon", "--interval", "0.2"], env, work / "daemon.log"))
+            worker = Process([str(BIN / "celery"), "-A", "workers.app", "worker", "--concurrency", "1",
+                              "--loglevel", "WARNING"], env, work / "worker.log")
+            processes.append(worker)
+            processes.append(Process([str(BIN / "celery"), "-A", "workers.app", "beat", "--loglevel", "WARNING",
+                                      "--schedule", str(work / "beat-schedule")], env, work / "beat.log"))
+            miner = chain.mine_every(1.0)
+            time.sleep(5)  # the worker and the daemon start (imports, broker connection)
+            idle = memory(server.pid)
+            rows = run_levels(url, bounty["id"], db_url, levels, per_level, model, say)
+            pool = children(worker.pid)
+            return {"levels": rows, "api_memory_idle": idle, "api_memory": memory(server.pid),
+                    "worker_memory": {"main": memory(worker.pid), "pool": [memory(p) for p in pool]}}
+        finally:
+            if miner is not None:
+                miner.stop()
+            for process in reversed(processes):
+                process.stop()
+            chain.close()
+            redis.Redis.from_url(broker).flushdb()
+
+
+def bench_retrain(work: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """One retraining cycle, default settings, on a runtime with one active bounty (no accepted images yet)."""
+    from marketplace.bounties import create_bounty
+    from marketplace.runtime import open_runtime
+    from marketplace.schema import RetrainTrigger
+    from marketplace.settings import Settings
+    from model.data import load_mnist
+    from workers.retraining import retrain
+
+    say("retraining: one cycle with the default settings (fine-tune, export, compile, verify, redeploy)")
+    model = snapshot_model(work / "model")
+    settings = Settings(_env_file=None, home=work / "home", model_path=model)  # type: ignore[call-arg]
+    rt = open_runtime(settings)
+    try:
+        create_bounty(rt, [7], PAYOUT, 1_000_000)
+        data = load_mnist()
+        started = time.monotonic()
+        summary = retrain(rt, RetrainTrigger.MANUAL, data=data)
+        wall = time.monotonic() - started
+    finally:
+        rt.close()
+    say(f"  {summary.get('status')} in {wall:.1f} s")
+    keep = {k: summary.get(k) for k in ("status", "model_version", "reason", "error", "redeployed")}
+    return {"wall_s": round(wall, 1), "summary": json.loads(json.dumps(keep, default=str)),
+            "settings": {"retrain_fast": settings.retrain_fast, "retrain_from_scratch": settings.retrain_from_scratch,
+                         "retrain_verify_images": settings.retrain_verify_images},
+            "process_memory_after": memory(os.getpid())}
+
+
+# -- report --------------------------------------------------------------------------------------------
+
+def markdown(results: dict[str, Any]) -> str:
+    out = ["| set-up | clients | accepted | accepted/s (e2e) | HTTP p50 / p95 / p99 ms | "
+           "e2e p50 / p95 / p99 ms |", "|---|---|---|---|---|---|"]
+    for part in ("embedded", "stack"):
+        for row in (results.get(part) or {}).get("levels", []):
+            h, e = row["http_latency_ms"], row["e2e_latency_ms"]
+            out.append(f"| {part} | {row['clients']} | {row['persisted']}/{row['submitted']} | "
+                       f"{row['accepted_per_s_e2e']} | {h['p50']} / {h['p95']} / {h['p99']} | "
+                       f"{e['p50']} / {e['p95']} / {e['p99']} |")
+    out += ["", "| process | RSS MB (peak) | TensorFlow loaded |", "|---|---|---|"]
+    for part in ("embedded", "stack"):
+        got = results.get(part)
+        if not got:
+            continue
+        for name, mem in (("API idle", got["api_memory_idle"]), ("API after the runs", got["api_memory"])):
+            out.append(f"| {part} {name} | {mem['rss_mb']} ({mem['peak_rss_mb']}) | {mem['tensorflow_loaded']} |")
+        worker = got["worker_memory"]
+        if isinstance(worker, dict):
+            for mem in [worker["main"], *worker["pool"]]:
+                role = "worker main" if mem is worker["main"] else "worker pool child"
+                out.append(f"| {part} {role} | {mem['rss_mb']} ({mem['peak_rss_mb']}) | {mem['tensorflow_loaded']} |")
+        else:
+            out.append(f"| {part} worker | {worker} | |")
+    if results.get("retrain"):
+        r = results["retrain"]
+        out += ["", f"retraining cycle (default settings): {r['wall_s']} s, {r['summary']['status']}"
+                    + (f" ({r['summary'].get('reason') or r['summary'].get('error')})"
+                       if r["summary"].get("reason") or r["summary"].get("error") else "")]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", default="embedded,stack", help="comma-separated: embedded, stack (or none)")
+    parser.add_argument("--retrain", action="store_true", help="also time one retraining cycle (minutes)")
+    parser.add_argument("--levels", default="1,8,32")
+    parser.add_argument("--per-level", type=int, default=40)
+    parser.add_argument("--out", default=str(RESULTS / "service.json"))
+    args = parser.parse_args(argv)
+    levels = [int(v) for v in args.levels.split(",")]
+    parts = [p for p in args.parts.split(",") if p and p != "none"]
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    out = Path(args.out)
+    results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
+    with tempfile.TemporaryDirectory(prefix="bounty-bench-") as tmp:
+        for part in parts:
+            began = time.monotonic()
+            work = Path(tmp) / part
+            work.mkdir()
+            bench = {"embedded": bench_embedded, "stack": bench_stack}[part]
+            results[part] = {**bench(work, levels, args.per_level, say), "wall_s": round(time.monotonic() - began, 1),
+                             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if args.retrain:
+            work = Path(tmp) / "retrain"
+            work.mkdir()
+            results["retrain"] = {**bench_retrain(work, say),
+                                  "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    table = markdown(results)
+    print(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    out.with_suffix(".md").write_text(table + "\n")
+    say(f"JSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
