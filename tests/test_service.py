@@ -387,3 +387,36 @@ def test_operator_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     missing = runner.invoke(cli, ["status", "42"])
     assert missing.exit_code == 1 and missing.stderr.strip() == "error: there is no bounty 42"
     get_settings.cache_clear()
+
+
+def test_confirmed_images_are_kept_once_and_reviewed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     digits: dict[str, np.ndarray]) -> None:
+    from marketplace.settings import get_settings
+    from marketplace.submissions import get_submission
+    from workers.persistence import persist_accepted, persist_confirmed
+
+    monkeypatch.setenv("BOUNTY_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    rt = open_runtime(get_settings())
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    api = client(rt)
+    first, _second, copy = (post(api, bounty["id"], image) for image in
+                          (digits["sevens"][0], digits["sevens"][1], digits["sevens"][0]))
+    assert persist_accepted(rt, first["id"]) is None  # not confirmed yet: nothing kept
+    settle(rt)
+    kept = persist_accepted(rt, first["id"])
+    assert kept is not None and persist_accepted(rt, first["id"]) == kept  # a repeat delivery stores nothing
+    assert persist_confirmed(rt) == 2 and persist_confirmed(rt) == 0
+    runner = CliRunner()
+    listed = json.loads(runner.invoke(cli, ["review", "list", "--json"]).stdout)
+    assert [row["review"] for row in listed] == ["pending", "pending", "excluded"]  # the copy of the first
+    assert listed[2]["duplicate_of"] == listed[0]["id"]
+    assert get_submission(rt, copy["id"])["status"] == "confirmed"  # still paid: the contract judged it
+    approved = runner.invoke(cli, ["review", "approve", str(listed[0]["id"]), "--json"])
+    excluded = runner.invoke(cli, ["review", "exclude", str(listed[1]["id"]), "--json"])
+    assert json.loads(approved.stdout)[0]["review"] == "approved"
+    assert json.loads(excluded.stdout)[0]["review"] == "excluded"
+    unknown = runner.invoke(cli, ["review", "approve", "999"])
+    assert unknown.exit_code == 1 and "no training image 999" in unknown.stderr
+    rt.close()
+    get_settings.cache_clear()

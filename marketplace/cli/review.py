@@ -43,16 +43,20 @@ def list_(status: Annotated[str | None, typer.Option(help="pending, approved or 
         typer.echo(f"{row['id']:>6} bounty {row['bounty_id']:>3} digit {row['label']} {row['review']:<9}{extra}")
 
 
+def _set(image_ids: list[int], status: str, as_json: bool) -> None:
+    from marketplace.review import set_review
+    from marketplace.schema import ReviewStatus
+
+    rows = set_review(_runtime(), image_ids, ReviewStatus(status))
+    typer.echo(json.dumps(rows, indent=2) if as_json else f"{status} {len(rows)} image(s)")
+
+
 @review_app.command("approve")
 @friendly
 def approve(image_ids: Annotated[list[int], typer.Argument(help="Training image ids.")],
             as_json: JsonOption = False) -> None:
     """Approve images for training."""
-    from marketplace.review import set_review
-    from marketplace.schema import ReviewStatus
-
-    rows = set_review(_runtime(), image_ids, ReviewStatus.APPROVED)
-    typer.echo(json.dumps(rows, indent=2) if as_json else f"approved {len(rows)} image(s)")
+    _set(image_ids, "approved", as_json)
 
 
 @review_app.command("exclude")
@@ -60,8 +64,4 @@ def approve(image_ids: Annotated[list[int], typer.Argument(help="Training image 
 def exclude(image_ids: Annotated[list[int], typer.Argument(help="Training image ids.")],
             as_json: JsonOption = False) -> None:
     """Exclude images from training for good."""
-    from marketplace.review import set_review
-    from marketplace.schema import ReviewStatus
-
-    rows = set_review(_runtime(), image_ids, ReviewStatus.EXCLUDED)
-    typer.echo(json.dumps(rows, indent=2) if as_json else f"excluded {len(rows)} image(s)")
+    _set(image_ids, "excluded", as_json)
