@@ -40,6 +40,7 @@ def make_celery(settings: Settings) -> Celery:
             "persist-sweep": {"task": "bounty.persist_confirmed", "schedule": PERSIST_SWEEP_SECONDS},
         },
         worker_hijack_root_logger=False,
+        beat_schedule_filename=str(settings.home / "celerybeat-schedule"),  # beat's state: with the rest
     )
     return celery
 
