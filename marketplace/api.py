@@ -17,8 +17,9 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import text
@@ -42,6 +43,9 @@ from model.errors import (
 
 log = logging.getLogger(__name__)
 Pixels = Annotated[list[Annotated[int, Field(strict=True, ge=0, le=255)]], Field(min_length=784, max_length=784)]
+MAX_ID = 2**63 - 1  # ids are 64-bit in both databases: anything larger is a client's mistake, not a lookup
+BountyId = Annotated[int, Path(ge=1, le=MAX_ID)]
+SubmissionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class SubmissionCreate(BaseModel):
@@ -53,7 +57,7 @@ class SubmissionCreate(BaseModel):
 
 class ClassifyRequest(BaseModel):
     pixels: Pixels
-    bounty_id: int | None = None
+    bounty_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
 
 
 class SubmissionPublic(BaseModel):
@@ -170,11 +174,11 @@ def create_app(rt: Runtime, background: bool | None = None,
         return bounties.list_bounties(rt)
 
     @app.get("/bounties/{bounty_id}", response_model=BountyPublic)
-    def get_bounty(bounty_id: int) -> dict[str, Any]:
+    def get_bounty(bounty_id: BountyId) -> dict[str, Any]:
         return bounties.get_bounty(rt, bounty_id)
 
     @app.get("/submissions/{submission_id}", response_model=SubmissionPublic)
-    def get_submission(submission_id: int) -> dict[str, Any]:
+    def get_submission(submission_id: SubmissionId) -> dict[str, Any]:
         return submissions.get_submission(rt, submission_id)
 
     @app.post("/classify", response_model=Verdict, openapi_extra=CLASSIFY_FORMS)
@@ -182,17 +186,17 @@ def create_app(rt: Runtime, background: bool | None = None,
         """Dry run: what the on-chain classifier answers for an image; no payment, nothing stored."""
         fields = await _read(request, rt.settings.max_upload_bytes)
         bounty_id = fields.get("bounty_id")
-        if isinstance(bounty_id, str):
-            bounty_id = _int(bounty_id, "bounty_id")
         if "image" in fields:
+            bounty_id = _id(bounty_id, "bounty_id") if bounty_id is not None else None
             pixels = to_mnist(fields["image"], rt.settings.max_upload_bytes)
         else:
-            pixels = np.array(_validated(ClassifyRequest, fields).pixels, dtype=np.uint8)
+            body = _validated(ClassifyRequest, fields)
+            pixels, bounty_id = np.array(body.pixels, dtype=np.uint8), body.bounty_id
         return submissions.classify_image(rt, pixels, bounty_id)
 
     @app.post("/bounties/{bounty_id}/submissions", status_code=202, response_model=SubmissionPublic,
               openapi_extra=UPLOAD_FORMS)
-    async def submit(bounty_id: int, request: Request) -> dict[str, Any]:
+    async def submit(bounty_id: BountyId, request: Request) -> dict[str, Any]:
         """Submit an image for payment. One the contract would refuse gets 422 and costs nothing."""
         fields = await _read(request, rt.settings.max_upload_bytes)
         if "image" in fields:
@@ -206,6 +210,18 @@ def create_app(rt: Runtime, background: bool | None = None,
         # building and validating a ~86 KB spend takes tens of ms: keep the event loop free meanwhile
         return await anyio.to_thread.run_sync(submissions.submit, rt, bounty_id, pixels, address)
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema plus the JSON request bodies the two POST routes read by hand."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (SubmissionCreate, ClassifyRequest):
+                components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
@@ -239,7 +255,7 @@ async def _read(request: Request, max_bytes: int) -> dict[str, Any]:
         raise ImageError(f"the request is over the {max_bytes:,}-byte limit")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise InvalidRequest("the body is not valid JSON (send JSON, or a multipart form with an image)") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the JSON body must be an object")
@@ -265,11 +281,14 @@ def _explain(errors: Any) -> str:
     return "; ".join(parts)
 
 
-def _int(value: str, name: str) -> int:
+def _id(value: Any, name: str) -> int:
     try:
-        return int(value)
-    except ValueError:
+        number = int(value)
+    except (TypeError, ValueError):
         raise InvalidRequest(f"{name} must be an integer") from None
+    if not 1 <= number <= MAX_ID:
+        raise InvalidRequest(f"{name} must be between 1 and {MAX_ID}")
+    return number
 
 
 def embedded_services(rt: Runtime) -> Callable[[], None]:

@@ -20,6 +20,7 @@ import pytest
 from bsv import Network, PrivateKey
 from fastapi.testclient import TestClient
 from PIL import Image
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from marketplace.api import create_app
@@ -31,7 +32,7 @@ from marketplace.settings import Settings, get_settings
 from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
 from model.data import Mnist
-from model.errors import BountyError, WalletError
+from model.errors import BountyError, TransactionRejected, WalletError
 from model.reference import classify
 
 PAYOUT = 500
@@ -292,11 +293,11 @@ def _run_everything(key: PrivateKey, home: Path, tmp_path: Path, monkeypatch: py
         evidence.raises("paying more than the wallet holds", WalletError,
                         lambda: wallet.build_payment(rt.chain, address, 10**15))
         spend = wallet.build_payment(rt.chain, address, 1000)
+        rival = wallet.build_payment(rt.chain, address, 2000)  # the same largest coin, spent twice
+        assert {(i.source_txid, i.source_output_index) for i in rival.inputs} & {
+            (i.source_txid, i.source_output_index) for i in spend.inputs}
         rt.chain.broadcast(spend)
-        again = wallet.build_payment(rt.chain, address, 2000)  # the same coins? then a double spend
-        if {(i.source_txid, i.source_output_index) for i in again.inputs} & {
-                (i.source_txid, i.source_output_index) for i in spend.inputs}:
-            evidence.raises("a double spend", BountyError, lambda: rt.chain.broadcast(again))
+        evidence.raises("a double spend", TransactionRejected, lambda: rt.chain.broadcast(rival))
         _wallet_errors(key, tmp_path, monkeypatch, evidence)
     finally:
         rt.close()
@@ -319,7 +320,8 @@ def _wallet_errors(key: PrivateKey, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert broken.read_text() not in str(error)
     evidence.raises("a missing key file", WalletError, lambda: Wallet.from_file(tmp_path / "keys" / "none.key"))
     monkeypatch.setenv("BOUNTY_BAD_WIF", wif[:-3])
-    error = evidence.raises("a truncated WIF in the environment", WalletError, lambda: Wallet.from_env("BOUNTY_BAD_WIF"))
+    error = evidence.raises("a truncated WIF in the environment", WalletError,
+                            lambda: Wallet.from_env("BOUNTY_BAD_WIF"))
     assert wif[:-3] not in str(error)
     monkeypatch.setenv("BOUNTY_BAD_WIF", wif + "0")
     evidence.raises("a WIF with junk after it", WalletError, lambda: Wallet.from_env("BOUNTY_BAD_WIF"))
@@ -384,7 +386,8 @@ DB_PASSWORD = "pg-pw-70d5e3c1"
 def test_settings_never_show_the_arc_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              all_logs: io.StringIO, caplog: pytest.LogCaptureFixture) -> None:
     settings = Settings(_env_file=None, home=tmp_path / "home", chain="network",  # type: ignore[call-arg]
-                        arc_url="http://127.0.0.1:9/arc", arc_api_key=SECRET_KEY, arc_callback_token=SECRET_TOKEN,
+                        arc_url="http://127.0.0.1:9/arc", arc_api_key=SecretStr(SECRET_KEY),
+                        arc_callback_token=SecretStr(SECRET_TOKEN),
                         arc_callback_url="https://example.invalid/callback",
                         database_url=f"postgresql://bounty:{DB_PASSWORD}@db.invalid:5432/bounty",
                         redis_url=f"redis://:{DB_PASSWORD}@redis.invalid:6379/0")
