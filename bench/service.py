@@ -335,7 +335,10 @@ def markdown(results: dict[str, Any]) -> str:
         r = results["retrain"]
         out += ["", f"retraining cycle (default settings): {r['wall_s']} s, {r['summary']['status']}"
                     + (f" ({r['summary'].get('reason') or r['summary'].get('error')})"
-                       if r["summary"].get("reason") or r["summary"].get("error") else "")]
+                       if r["summary"].get("reason") or r["summary"].get("error") else ""),
+                "", "| process | RSS MB (peak) | TensorFlow loaded |", "|---|---|---|",
+                f"| retraining (what a worker grows to during a run) | {r['process_memory_after']['rss_mb']} "
+                f"({r['process_memory_after']['peak_rss_mb']}) | {r['process_memory_after']['tensorflow_loaded']} |"]
     return "\n".join(out)
 
 

@@ -39,7 +39,7 @@ from model.errors import (
     NotFound,
     TransactionRejected,
 )
-from model.reference import as_pixels, classify
+from model.reference import IntegerModel, as_pixels, classify
 
 log = logging.getLogger(__name__)
 RACE_RETRIES = 8
@@ -75,16 +75,18 @@ def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str) -> dic
     """Pay for an image the bounty's contract accepts; refuse one it would not, before any money moves."""
     image = as_pixels(pixels)[0].astype(np.uint8)
     pkh = check_address(rt, address)
+    with rt.session() as session:  # judge first, outside the bounty's lock: a refusal waits for nobody
+        bounty, deployment = live(session, bounty_id)
+        label, margin = _judge(rt.contract(deployment).model, image, bounty.digits, bounty.min_margin)
+        judged_by = deployment.model_id
     with _bounty_locks[bounty_id]:
         for _attempt in range(RACE_RETRIES):
             with rt.session() as session:
                 bounty, deployment = live(session, bounty_id)
                 contract = rt.contract(deployment)
-                label, margin = (int(v[0]) for v in classify(contract.model, image))
-                if label not in bounty.digits or margin < bounty.min_margin:
-                    why = "is not" if label not in bounty.digits else "is too close to call for"
-                    raise ImageRefused(f"the classifier reads a {label} (margin {margin}), which {why} this "
-                                       f"bounty's {' or '.join(map(str, bounty.digits))}", label, margin)
+                if deployment.model_id != judged_by:  # redeployed meanwhile: the new model decides
+                    label, margin = _judge(contract.model, image, bounty.digits, bounty.min_margin)
+                    judged_by = deployment.model_id
                 utxo = current_utxo(rt, deployment)
                 try:
                     tx = submission(contract, utxo, image, address, rt.settings.fee_rate)
@@ -113,6 +115,16 @@ def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str) -> dic
                 booked.source = SubmissionSource.API  # even if the watcher booked it first
                 return submission_view(booked)
     raise BountyClosed(f"bounty {bounty_id} is too busy: {RACE_RETRIES} attempts lost the race; try again")
+
+
+def _judge(model: IntegerModel, image: np.ndarray, digits: list[int], min_margin: int) -> tuple[int, int]:
+    """The reference verdict; ImageRefused when the contract would not pay for the image."""
+    label, margin = (int(v[0]) for v in classify(model, image))
+    if label not in digits or margin < min_margin:
+        why = "is not" if label not in digits else "is too close to call for"
+        raise ImageRefused(f"the classifier reads a {label} (margin {margin}), which {why} this "
+                           f"bounty's {' or '.join(map(str, digits))}", label, margin)
+    return label, margin
 
 
 def _lost_race(exc: TransactionRejected) -> bool:
