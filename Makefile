@@ -34,6 +34,8 @@ test-all: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/contract.py --images 1000
+	$(BIN)/python bench/service.py
+	$(BIN)/python bench/load.py --start --total 1000 --concurrency 16 --mix 300,400,300 --budget 10000000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
