@@ -23,6 +23,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from starlette.datastructures import UploadFile
 
 from marketplace import bounties, submissions
@@ -144,6 +145,12 @@ def create_app(rt: Runtime, background: bool | None = None,
         if isinstance(exc, ImageRefused):
             detail = {"message": str(exc), "predicted": exc.label, "margin": exc.margin}
         return JSONResponse({"detail": detail}, status_code=code)
+
+    @app.exception_handler(OperationalError)
+    async def database_down(_request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
+        return JSONResponse({"detail": "the database is unavailable: retry in a moment"}, status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

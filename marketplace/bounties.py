@@ -103,6 +103,8 @@ def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, artifact_path: Path |
             _ensure_funds(rt, top_up)
         tx = rt.wallet.build_migrate(rt.chain, contract, utxo, successor, top_up, rt.settings.fee_rate)
         rt.chain.broadcast(tx)
+        if session.scalar(select(Deployment.id).where(Deployment.deploy_txid == tx.txid())) is not None:
+            return {**bounty_view(session, bounty), "migrate_txid": tx.txid()}  # the watcher recorded it first
         old.status, old.current_satoshis = DeploymentStatus.MIGRATED, 0  # current_* keeps its last outpoint
         session.flush()  # one active deployment per bounty: retire the old one first
         new = Deployment(bounty=bounty, version=old.version + 1, model_id=model.id,

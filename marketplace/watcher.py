@@ -21,6 +21,7 @@ from bsv import Transaction
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from contracts.bounty import BountyContract
 from marketplace.chain import (
     START,
     BlockMined,
@@ -31,12 +32,13 @@ from marketplace.chain import (
     TransactionDropped,
 )
 from marketplace.ledger import record_spend
-from marketplace.runtime import Runtime
+from marketplace.runtime import Runtime, script_sha256, terms_of
 from marketplace.schema import (
     Bounty,
     BountyStatus,
     Deployment,
     DeploymentStatus,
+    ModelVersion,
     Payout,
     RejectReason,
     Submission,
@@ -141,11 +143,38 @@ class Watcher:
 
     def _owner_spend(self, session: Session, deployment: Deployment, tx: Transaction) -> None:
         migration = session.scalar(select(Deployment.id).where(Deployment.deploy_txid == tx.txid()))
+        if migration is None and self._adopt_migration(session, deployment, tx):
+            return
         if migration is None and deployment.status == DeploymentStatus.ACTIVE:
             deployment.status, deployment.current_satoshis = DeploymentStatus.WITHDRAWN, 0
             bounty = session.get(Bounty, deployment.bounty_id)
             if bounty is not None:
                 bounty.status = BountyStatus.WITHDRAWN
+
+    def _adopt_migration(self, session: Session, deployment: Deployment, tx: Transaction) -> bool:
+        """An owner spend whose output 0 is this bounty's contract under a registered model is a migration
+        the service broadcast but never recorded (its process died in between): record it now."""
+        if not tx.outputs:
+            return False
+        digest = hashlib.sha256(tx.outputs[0].locking_script.serialize()).hexdigest()
+        bounty = deployment.bounty
+        for model in session.scalars(select(ModelVersion).order_by(ModelVersion.version.desc())):
+            contract = BountyContract(self.rt.artifact(model.artifact_path).integer, terms_of(bounty))
+            if script_sha256(contract) != digest:
+                continue
+            spent = tx.inputs[0]
+            source = self.rt.chain.get_transaction(spent.source_txid)
+            before = int(source.outputs[spent.source_output_index].satoshis) if source else 0
+            deployment.status, deployment.current_satoshis = DeploymentStatus.MIGRATED, 0
+            session.flush()  # one active deployment per bounty: retire the old one first
+            session.add(Deployment(bounty=bounty, version=deployment.version + 1, model_id=model.id,
+                                   locking_script_sha256=digest, deploy_txid=tx.txid(), current_txid=tx.txid(),
+                                   current_vout=0, current_satoshis=tx.outputs[0].satoshis))
+            bounty.budget_sats += tx.outputs[0].satoshis - before
+            bounty.status = BountyStatus.ACTIVE
+            log.warning("bounty %d: recorded migration %s that its sender never recorded", bounty.id, tx.txid())
+            return True
+        return False
 
     def _confirm(self, session: Session) -> list[int]:
         tip = self.rt.chain.tip_height()
