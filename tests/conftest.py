@@ -33,9 +33,11 @@ def postgres() -> Iterator[str]:
     with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         info = admin.info
-        try:
-            yield f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}"
-        finally:
+        url = f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}"
+    try:
+        yield url
+    finally:  # a new connection: the fault tests restart the server in between
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=30) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
