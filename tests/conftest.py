@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -25,20 +26,29 @@ def shipped() -> ModelArtifact:
 PG_ADMIN = os.environ.get("BOUNTY_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session (dropped at the end); its SQLAlchemy URL.
-    An unreachable server fails the tests that need it: it is never a reason to skip."""
-    name = f"bounty_test_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def fresh_database(prefix: str = "bounty_test", before_drop: Callable[[], None] = lambda: None) -> Iterator[str]:
+    """A new, empty PostgreSQL database (dropped afterwards); its SQLAlchemy URL. Every step connects afresh,
+    because the fault tests restart the server in between."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         info = admin.info
         url = f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}"
     try:
         yield url
-    finally:  # a new connection: the fault tests restart the server in between
+    finally:
+        before_drop()
         with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=30) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session. An unreachable server fails the tests that need
+    it: it is never a reason to skip."""
+    with fresh_database() as url:
+        yield url
 
 
 def reset_schema(url: str) -> str:

@@ -20,13 +20,11 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
-import psycopg
 import pytest
 import redis
 from bsv import Network, PrivateKey
@@ -39,7 +37,7 @@ from marketplace.watcher import CURSOR_KEY, Watcher
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import classify
-from tests.conftest import PG_ADMIN
+from tests.conftest import fresh_database
 from tests.faults_support import REDIS_URL, Stack, pg_up, postgres_down, redis_down, wait_for
 from workers.persistence import persist_accepted, persist_confirmed
 
@@ -57,25 +55,9 @@ def sevens(shipped: ModelArtifact, mnist: Mnist) -> list[np.ndarray]:
     return list(x[idx[np.argsort(-margins[idx])]][:200])
 
 
-def database() -> Iterator[str]:
-    """Our own database: the session's `postgres` fixture keeps one admin connection open, which a PostgreSQL
-    restart breaks; here each step connects afresh."""
-    name = f"bounty_faults_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        info = admin.info
-        url = f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}"
-    try:
-        yield url
-    finally:
-        wait_for("PostgreSQL", pg_up, 60)
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with contextlib.contextmanager(database)() as url:
+    with fresh_database("bounty_faults", before_drop=lambda: wait_for("PostgreSQL", pg_up, 60)) as url:
         yield from _stack(tmp_path_factory, url)
 
 
