@@ -72,13 +72,19 @@ def _with_change(inputs: list[TransactionInput], outputs: list[TransactionOutput
     return tx.sign()
 
 
+def pay(outputs: Sequence[TransactionOutput], wallet: Sequence[Utxo], wallet_key: PrivateKey, change_to: str,
+        fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
+    """A signed transaction paying `outputs` from P2PKH wallet outputs, change (if any) last."""
+    inputs = [_spend(u, P2PKH().unlock(wallet_key)) for u in wallet]
+    return _with_change(inputs, list(outputs), change_to, fee_rate)
+
+
 def deploy(contract: BountyContract, amount: int, wallet: Sequence[Utxo], wallet_key: PrivateKey,
            change_to: str, fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
     """Lock `amount` sats in the contract (output 0), funded from P2PKH wallet outputs, change last."""
     if amount < contract.terms.payout:
         raise ContractError(f"a bounty of {amount} sats cannot pay even one {contract.terms.payout}-sat payout")
-    inputs = [_spend(u, P2PKH().unlock(wallet_key)) for u in wallet]
-    return _with_change(inputs, [TransactionOutput(contract.lock(), amount)], change_to, fee_rate)
+    return pay([TransactionOutput(contract.lock(), amount)], wallet, wallet_key, change_to, fee_rate)
 
 
 def submission(contract: BountyContract, utxo: Utxo, image: np.ndarray, recipient: str,

@@ -61,8 +61,8 @@ def record_spend(session: Session, rt: Runtime, deployment: Deployment, tx: Tran
                 raise
     if row.status in LIVE and status not in LIVE:
         row.status = status
+    spent = tx.inputs[input_index]
     if session.scalar(select(Payout.id).where(Payout.submission_id == row.id)) is None:
-        spent = tx.inputs[input_index]
         value = spent.satoshis if spent.satoshis is not None else _output_value(rt, spent.source_txid,
                                                                                 spent.source_output_index)
         payout = Payout(submission_id=row.id, bounty_id=row.bounty_id, txid=txid, vout=len(tx.outputs) - 1,
@@ -73,7 +73,6 @@ def record_spend(session: Session, rt: Runtime, deployment: Deployment, tx: Tran
                 session.add(payout)
         except IntegrityError:  # booked by the other writer in the meantime
             pass
-    spent = tx.inputs[input_index]
     if (deployment.current_txid, deployment.current_vout) == (spent.source_txid, spent.source_output_index):
         advance(deployment, tx)
     session.flush()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 
@@ -24,7 +24,6 @@ class TrainConfig:
     weight_bits: int = 4  # layer-1 integer weights, signed
     qat_epochs: int = 6  # quantisation-aware fine-tuning at the end
     train_images: int | None = None  # a subset for quick runs; None means all
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from bsv import P2PKH, PrivateKey, Transaction, TransactionInput, TransactionOutput
+from bsv import P2PKH, PrivateKey, Transaction, TransactionOutput
 from bsv.constants import Network
-from bsv.fee_models import SatoshisPerKilobyte
 
 from contracts.bounty import BountyContract
-from contracts.transactions import DEFAULT_FEE_RATE, TX_VERSION, Utxo, address_pkh, deploy, migrate, withdraw
+from contracts.transactions import DEFAULT_FEE_RATE, Utxo, address_pkh, deploy, migrate, pay, withdraw
 from marketplace.chain.base import Chain
 from marketplace.chain.local import LocalChain
 from model.errors import WalletError
@@ -119,23 +118,9 @@ class Wallet:
 
     def build_payment(self, chain: Chain, to: str, amount: int, fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
         """A signed transaction paying `amount` sats to a P2PKH address, change back to this wallet."""
-        payee = TransactionOutput(P2PKH().lock(address_pkh(to)), amount)
         coins = self.select(self.utxos(chain), amount, P2PKH_OUTPUT_BYTES, fee_rate)
-        inputs = []
-        for coin in coins:
-            tx_input = TransactionInput(source_txid=coin.txid, source_output_index=coin.vout,
-                                        unlocking_script_template=P2PKH().unlock(self._key))
-            tx_input.satoshis, tx_input.locking_script = coin.satoshis, coin.locking_script
-            inputs.append(tx_input)
-        tx = Transaction(inputs, [payee, TransactionOutput(P2PKH().lock(self.address), 0)], version=TX_VERSION)
-        change = sum(c.satoshis for c in coins) - amount - int(SatoshisPerKilobyte(fee_rate).compute_fee(tx))
-        if change < 0:
-            raise WalletError(f"the selected coins cannot pay {amount} sats and the fee")
-        if change > 0:
-            tx.outputs[1].satoshis = change
-        else:
-            tx.outputs.pop()
-        return tx.sign()
+        payee = TransactionOutput(P2PKH().lock(address_pkh(to)), amount)
+        return pay([payee], coins, self._key, self.address, fee_rate)
 
     def build_withdraw(self, contract: BountyContract, utxo: Utxo, fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
         """Owner path: the contract's whole balance, less the fee, back to this wallet."""

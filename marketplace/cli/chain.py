@@ -6,7 +6,6 @@ chain file; default $BOUNTY_HOME/chain.sqlite, with BOUNTY_HOME defaulting to ~/
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -24,8 +23,9 @@ PathOption = Annotated[Path | None, typer.Option("--path", help="Chain file (def
 
 
 def default_chain_path() -> Path:
-    home = os.environ.get("BOUNTY_HOME") or "~/.digit-bounty"
-    return Path(home).expanduser() / "chain.sqlite"
+    from marketplace.settings import Settings
+
+    return Settings().chain_path
 
 
 def _open(path: Path | None) -> LocalChain:
