@@ -14,7 +14,7 @@ import numpy as np
 from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
 
 from contracts.bounty import BountyContract, BountyTerms
-from contracts.interpreter import validate_input
+from contracts.interpreter import parsed_locking_script, validate_input
 from contracts.transactions import DEFAULT_FEE_RATE, Utxo, deploy, submission, withdraw
 from model.errors import ContractError, ScriptError
 from model.reference import IntegerModel, classify
@@ -85,6 +85,7 @@ def bench(model: IntegerModel, images: np.ndarray, labels: np.ndarray, submissio
                           [TransactionOutput(P2PKH().lock(OWNER_KEY.address()), 10_000_000)], version=1)
     deploy_tx = deploy(contract, 5_000_000, [Utxo.of(funding, 0)], OWNER_KEY, OWNER_KEY.address(), fee_rate)
     utxo, sizes, fees, seconds = Utxo.of(deploy_tx, 0), [], [], []
+    parsed_locking_script.cache_clear()  # the first submission pays for parsing, as on a fresh node
     for _ in range(submissions):
         tx = submission(contract, utxo, good, SUBMITTER_KEY.address(), fee_rate)
         start = time.perf_counter()  # as a node sees it: raw bytes in, parsed, every script run
@@ -104,5 +105,6 @@ def bench(model: IntegerModel, images: np.ndarray, labels: np.ndarray, submissio
         "fee_rate_sat_per_kb": fee_rate,
         "fee_sats_per_submission": max(fees),
         "validate_ms_per_submission": round(1000 * float(np.median(seconds)), 1),
+        "validate_ms_first_submission": round(1000 * seconds[0], 1),  # includes parsing the new contract
         "submissions_measured": submissions,
     }
