@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed
+# The browser test drives Debian's chromium (Playwright's own browser download needs its CDN).
+CHROMIUM = /usr/bin/chromium
+SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run demo test test-all lint bench clean
 
@@ -26,10 +29,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium
+
+test: lint $(CHROMIUM)
 	$(BIN)/pytest
 
-test-all: lint
+test-all: lint $(CHROMIUM)
 	$(BIN)/pytest -m ''
 
 bench: $(STAMP)

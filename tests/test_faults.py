@@ -271,13 +271,6 @@ def _books_all(stack: Stack) -> None:
         stack.books(bounty_id)
 
 
-def _free_lease(stack: Stack) -> None:
-    """What the lease's expiry (600 s) would do: the dead holder no longer blocks the next run."""
-    assert stack.rt is not None
-    with stack.rt.session() as session:
-        session.execute(update(WatcherState).where(WatcherState.key == "retrain_lease").values(value=""))
-
-
 @pytest.mark.slow
 def test_retrain_killed_after_a_migration_committed(stack: Stack, sevens: list[np.ndarray]) -> None:
     new_bounty(stack)
@@ -286,12 +279,11 @@ def test_retrain_killed_after_a_migration_committed(stack: Stack, sevens: list[n
     wait_for("the daemon to read the migration", lambda: _watcher_caught_up(stack), 30)
     _one_live_contract_each(stack)
     _books_all(stack)
-    _free_lease(stack)
     from marketplace.schema import RetrainTrigger
     from workers.retraining import retrain
 
     assert stack.rt is not None
-    result = retrain(stack.rt, RetrainTrigger.MANUAL)
+    result = retrain(stack.rt, RetrainTrigger.MANUAL)  # at once: the killed holder's process is gone
     assert result["status"] == "succeeded", result
     wait_for("the daemon to read the migrations", lambda: _watcher_caught_up(stack), 30)
     _one_live_contract_each(stack)

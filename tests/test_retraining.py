@@ -4,6 +4,7 @@ it; a worse model, a broken artifact or a refusing chain deploy nothing; runs ne
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -415,15 +416,34 @@ def test_the_lease_has_one_holder_and_expires(engine: Engine) -> None:
     assert Lease(engine).acquire()
 
 
-def test_a_killed_process_holding_the_lease_blocks_only_until_it_expires(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'lease.sqlite'}"
-    migrate.upgrade(url)
+def _die_holding_the_lease(url: str, seconds: float) -> dict[str, Any]:
     code = ("import os, sys; from marketplace.db import make_engine; from workers.retraining import Lease; "
-            "lease = Lease(make_engine(sys.argv[1]), seconds=2.0); assert lease.acquire(); lease.keep_alive(); "
-            "os._exit(0)")  # dies holding the lease, without releasing it
-    subprocess.run([sys.executable, "-c", code, url], check=True, timeout=60)
+            "lease = Lease(make_engine(sys.argv[1]), seconds=float(sys.argv[2])); assert lease.acquire(); "
+            "lease.keep_alive(); os._exit(0)")  # dies holding the lease, without releasing it
+    subprocess.run([sys.executable, "-c", code, url, str(seconds)], check=True, timeout=60)
     engine = make_engine(url)
     try:
+        holder = Lease(engine).holder()
+    finally:
+        engine.dispose()
+    assert holder is not None and holder["pid"] != os.getpid()
+    return holder
+
+
+def test_a_killed_process_here_frees_its_lease_at_once_one_elsewhere_when_it_expires(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'lease.sqlite'}"
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    try:
+        _die_holding_the_lease(url, seconds=600)  # on this host, its process is gone: no need to wait
+        taker = Lease(engine)
+        assert taker.acquire()
+        taker.release()
+
+        holder = _die_holding_the_lease(url, seconds=2)
+        with engine.begin() as conn:  # the same death seen from another machine, which cannot check the pid
+            conn.execute(update(WatcherState).where(WatcherState.key == LEASE_KEY)
+                         .values(value=json.dumps(holder | {"host": "another-host"})))
         assert not Lease(engine).acquire()
         time.sleep(2.1)
         assert Lease(engine).acquire()

@@ -5,7 +5,8 @@ rejected or failed; the metrics JSON grows stage by stage, so a failed run shows
 
 1. **lock**: a lease row in ``watcher_state`` (`Lease`). A second run while one holds it returns at once with
    status "skipped" and writes nothing. A crashed holder stops renewing; its lease expires after
-   `LEASE_SECONDS` and the next run marks the crashed run failed ("abandoned").
+   `LEASE_SECONDS`, or at once when it was a process on the same host that is gone, and the next run marks
+   the crashed run failed ("abandoned").
 2. **data**: MNIST's training split plus the accepted images that are not duplicates, not excluded, not held
    out and (with ``retrain_require_review``) approved, each repeated ``retrain_accepted_weight`` times. The
    10,000 MNIST test images are never trained on. The snapshot is recorded (counts, id range, a sha256 over
@@ -78,6 +79,30 @@ FINISHED = (RetrainStatus.SUCCEEDED, RetrainStatus.REJECTED, RetrainStatus.FAILE
 
 # -- the lock -------------------------------------------------------------------------------------------
 
+def _pid_namespace() -> str | None:
+    """Which set of pids ours is: containers sharing a host name still each have their own."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    """False only when the holder was a process on this host, among our pids, that no longer exists: a
+    SIGKILLed worker's lease is then free at once instead of after its expiry. A holder elsewhere, or a
+    pid now reused by another process, counts as alive and waits for the expiry (the safe side)."""
+    if (holder.get("host"), holder.get("pids")) != (socket.gethostname(), _pid_namespace()) \
+            or not isinstance(holder.get("pid"), int):
+        return True
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
 class Lease:
     """A lease named `key` in ``watcher_state``: one holder at a time across threads, processes and hosts.
 
@@ -86,7 +111,7 @@ class Lease:
     WHERE re-checked on the committed row) make atomic. The value is "" when free, else JSON naming the
     holder and when the lease expires (the holders' clocks; skew is small next to `seconds`). A holder
     renews from a background thread while it lives (`keep_alive`); one that crashes simply stops, and its
-    lease may be taken once it has expired.
+    lease may be taken once it has expired, or at once if its process on this host is gone (`_alive`).
     """
 
     def __init__(self, engine: Engine, key: str = LEASE_KEY, seconds: float = LEASE_SECONDS) -> None:
@@ -106,7 +131,7 @@ class Lease:
         """Take the lease if it is free or expired; False when someone else holds it."""
         self._ensure_row()
         current = self.current()
-        if current and float(json.loads(current).get("expires", 0)) > time.time():
+        if current and float(json.loads(current).get("expires", 0)) > time.time() and _alive(json.loads(current)):
             return False
         with self._mutex:
             return self._swap(current or "", self._fresh())
@@ -158,7 +183,7 @@ class Lease:
 
     def _fresh(self) -> str:
         return json.dumps({"holder": self.token, "expires": time.time() + self.seconds,
-                           "host": socket.gethostname(), "pid": os.getpid()})
+                           "host": socket.gethostname(), "pid": os.getpid(), "pids": _pid_namespace()})
 
     def _swap(self, old: str, new: str) -> bool:
         with self.engine.begin() as conn:
@@ -570,7 +595,7 @@ def _abandon_stale_runs(rt: Runtime) -> None:
             RetrainRun.status.in_([RetrainStatus.QUEUED, RetrainStatus.RUNNING]))).all()
         for row in stale:
             row.status, row.finished_at = RetrainStatus.FAILED, datetime.now(UTC)
-            row.error = "abandoned: its worker stopped before finishing and its lease expired"
+            row.error = "abandoned: its worker stopped before finishing"
             log.warning("retrain run %d marked failed: abandoned by a worker that died", row.id)
 
 
