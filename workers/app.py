@@ -22,8 +22,16 @@ PERSIST_SWEEP_SECONDS = 60.0  # how often beat re-offers confirmed images that n
 COUNT_CHECK_SECONDS = 60.0  # how often beat checks whether enough new images arrived to retrain
 
 
+# The in-memory transport polls, one task per worker thread per poll: kombu's default (1 s) would cap the
+# embedded workers at two tasks a second. Redis blocks on its queue instead, so this is for memory only.
+MEMORY_POLL_SECONDS = 0.05
+
+
 def make_celery(settings: Settings) -> Celery:
     celery = Celery("digit_bounty", broker=settings.redis_url or "memory://localhost/", include=["workers.tasks"])
+    transport: dict[str, float] = {"visibility_timeout": settings.task_visibility_timeout}
+    if not settings.redis_url:
+        transport["polling_interval"] = MEMORY_POLL_SECONDS
     celery.conf.update(
         task_acks_late=True,  # a task whose worker is killed runs again...
         task_reject_on_worker_lost=True,  # ...at once when only the pool child died
@@ -32,7 +40,7 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue="bounty",
         broker_connection_retry_on_startup=True,
         # a whole worker killed: its tasks come back after this many seconds (longer than any task runs)
-        broker_transport_options={"visibility_timeout": settings.task_visibility_timeout},
+        broker_transport_options=transport,
         beat_schedule={
             "retrain-on-schedule": {"task": "bounty.retrain", "schedule": settings.retrain_every_seconds,
                                     "args": ("schedule",)},
