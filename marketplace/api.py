@@ -306,7 +306,7 @@ def embedded_services(rt: Runtime) -> Callable[[], None]:
     from workers.tasks import persist_accepted_task, use_runtime
 
     use_runtime(rt)
-    stop_workers = start_embedded()
+    stop_workers = start_embedded(rt.settings)
     stop = threading.Event()
     watcher = Watcher(rt, on_confirmed=lambda submission_id: persist_accepted_task.delay(submission_id),
                       on_block=lambda: submissions.send_queued(rt))

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from contracts.bounty import BountyContract
 from contracts.transactions import Utxo
+from marketplace.ledger import record_migration
 from marketplace.runtime import Runtime, script_sha256, terms_of
 from marketplace.schema import (
     Bounty,
@@ -103,18 +104,7 @@ def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, artifact_path: Path |
             _ensure_funds(rt, top_up)
         tx = rt.wallet.build_migrate(rt.chain, contract, utxo, successor, top_up, rt.settings.fee_rate)
         rt.chain.broadcast(tx)
-        if session.scalar(select(Deployment.id).where(Deployment.deploy_txid == tx.txid())) is not None:
-            return {**bounty_view(session, bounty), "migrate_txid": tx.txid()}  # the watcher recorded it first
-        old.status, old.current_satoshis = DeploymentStatus.MIGRATED, 0  # current_* keeps its last outpoint
-        session.flush()  # one active deployment per bounty: retire the old one first
-        new = Deployment(bounty=bounty, version=old.version + 1, model_id=model.id,
-                         locking_script_sha256=script_sha256(successor), deploy_txid=tx.txid(),
-                         current_txid=tx.txid(), current_vout=0, current_satoshis=tx.outputs[0].satoshis)
-        session.add(new)
-        # budget = what the contract was funded with, net of owner-transaction fees it paid itself, so that
-        # budget - payouts - submission fees == the live balance stays true to the satoshi after a migration
-        bounty.budget_sats += tx.outputs[0].satoshis - utxo.satoshis
-        session.flush()
+        record_migration(session, old, model, tx, utxo.satoshis)  # the watcher may have booked it already
         return {**bounty_view(session, bounty), "migrate_txid": tx.txid()}
 
 

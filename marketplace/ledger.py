@@ -4,9 +4,12 @@ The API (for spends it sends) and the watcher (for every spend it sees on chain,
 both record through `record_spend`, which is idempotent: a submission is keyed by txid and input
 index, a payout by its submission, and the contract only moves forward from the outpoint the
 spend consumed. Recording the same spend twice, in either order, changes nothing the second time.
+An owner's migration into a new contract is booked the same way, by `record_migration`.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import bsv
 from bsv import Transaction
@@ -19,6 +22,7 @@ from marketplace.schema import (
     BountyStatus,
     Deployment,
     DeploymentStatus,
+    ModelVersion,
     Payout,
     Submission,
     SubmissionSource,
@@ -77,6 +81,32 @@ def record_spend(session: Session, rt: Runtime, deployment: Deployment, tx: Tran
         advance(deployment, tx)
     session.flush()
     return row
+
+
+def record_migration(session: Session, old: Deployment, model: ModelVersion, tx: Transaction,
+                     spent_satoshis: int) -> None:
+    """Book an owner transaction that moved `old`'s balance (`spent_satoshis`) into output 0 of `tx`, a
+    contract judged by `model`. The service that sent it and the watcher that saw it on chain may both
+    book it, even at the same moment: one new deployment results, keyed by its txid."""
+    txid = tx.txid()
+    bounty = old.bounty
+    try:
+        with session.begin_nested():
+            old.status, old.current_satoshis = DeploymentStatus.MIGRATED, 0  # current_* keeps its last outpoint
+            session.flush()  # one active deployment per bounty: retire the old one first
+            session.add(Deployment(bounty=bounty, version=old.version + 1, model_id=model.id,
+                                   locking_script_sha256=hashlib.sha256(
+                                       tx.outputs[0].locking_script.serialize()).hexdigest(),
+                                   deploy_txid=txid, current_txid=txid, current_vout=0,
+                                   current_satoshis=tx.outputs[0].satoshis))
+            # budget = what the contract was funded with, net of owner-transaction fees it paid itself, so
+            # budget - payouts - submission fees == the live balance stays true to the satoshi
+            bounty.budget_sats += tx.outputs[0].satoshis - spent_satoshis
+            bounty.status = BountyStatus.ACTIVE
+            session.flush()
+    except IntegrityError:  # the other writer booked it first (deploy_txid is unique)
+        if session.scalar(select(Deployment.id).where(Deployment.deploy_txid == txid)) is None:
+            raise
 
 
 def advance(deployment: Deployment, tx: Transaction) -> None:

@@ -31,7 +31,7 @@ from marketplace.chain import (
     TransactionAccepted,
     TransactionDropped,
 )
-from marketplace.ledger import record_spend
+from marketplace.ledger import record_migration, record_spend
 from marketplace.runtime import Runtime, script_sha256, terms_of
 from marketplace.schema import (
     Bounty,
@@ -153,7 +153,7 @@ class Watcher:
 
     def _adopt_migration(self, session: Session, deployment: Deployment, tx: Transaction) -> bool:
         """An owner spend whose output 0 is this bounty's contract under a registered model is a migration
-        the service broadcast but never recorded (its process died in between): record it now."""
+        the service broadcast and has not recorded (yet, or ever if its process died in between): book it."""
         if not tx.outputs:
             return False
         digest = hashlib.sha256(tx.outputs[0].locking_script.serialize()).hexdigest()
@@ -165,14 +165,9 @@ class Watcher:
             spent = tx.inputs[0]
             source = self.rt.chain.get_transaction(spent.source_txid)
             before = int(source.outputs[spent.source_output_index].satoshis) if source else 0
-            deployment.status, deployment.current_satoshis = DeploymentStatus.MIGRATED, 0
-            session.flush()  # one active deployment per bounty: retire the old one first
-            session.add(Deployment(bounty=bounty, version=deployment.version + 1, model_id=model.id,
-                                   locking_script_sha256=digest, deploy_txid=tx.txid(), current_txid=tx.txid(),
-                                   current_vout=0, current_satoshis=tx.outputs[0].satoshis))
-            bounty.budget_sats += tx.outputs[0].satoshis - before
-            bounty.status = BountyStatus.ACTIVE
-            log.warning("bounty %d: recorded migration %s that its sender never recorded", bounty.id, tx.txid())
+            record_migration(session, deployment, model, tx, before)
+            log.warning("bounty %d: booked migration %s from the chain (its sender had not recorded it)", bounty.id,
+                        tx.txid())
             return True
         return False
 

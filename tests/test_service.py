@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bsv import Network, PrivateKey
+from bsv import Network, PrivateKey, Transaction
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import func, select
@@ -20,11 +20,19 @@ from typer.testing import CliRunner
 from contracts.transactions import submission as build_submission
 from marketplace import migrate
 from marketplace.api import create_app
-from marketplace.bounties import active_deployment, create_bounty
+from marketplace.bounties import active_deployment, create_bounty, fund_bounty
 from marketplace.chain import LocalChain
 from marketplace.cli import app as cli
 from marketplace.runtime import Runtime, open_runtime
-from marketplace.schema import Bounty, Payout, RejectReason, Submission, SubmissionSource, SubmissionStatus
+from marketplace.schema import (
+    Bounty,
+    Deployment,
+    Payout,
+    RejectReason,
+    Submission,
+    SubmissionSource,
+    SubmissionStatus,
+)
 from marketplace.settings import Settings
 from marketplace.submissions import send_queued
 from marketplace.watcher import Watcher
@@ -186,6 +194,31 @@ def test_a_watcher_restarted_mid_stream_misses_nothing_and_counts_nothing_twice(
         assert session.scalar(select(func.count(Submission.id))) == 6
         assert session.scalar(select(func.count(Payout.id))) == 6
         assert session.scalar(select(func.count(Submission.id)).where(Submission.source == SubmissionSource.CHAIN)) == 2
+    books_balance(rt, bounty["id"])
+
+
+def test_a_migration_the_watcher_books_first_is_booked_once(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service broadcasts a top-up migration and the watcher books it from the chain before the service
+    records it itself (the window between the two): one new deployment, and the books still balance."""
+    bounty = create_bounty(rt, [7], PAYOUT, 40_000)
+    chain, broadcast = rt.chain, rt.chain.broadcast
+    sent: list[str] = []
+
+    def broadcast_then_watch(tx: Transaction) -> object:
+        result = broadcast(tx)
+        sent.append(tx.txid())
+        Watcher(rt).run_once()  # its own session, committed before the sender goes on
+        return result
+
+    monkeypatch.setattr(chain, "broadcast", broadcast_then_watch)
+    funded = fund_bounty(rt, bounty["id"], 10_000)
+    assert funded["migrate_txid"] == sent[0] and funded["remaining_sats"] == 50_000
+    with rt.session() as session:
+        versions = session.execute(select(Deployment.version, Deployment.status, Deployment.deploy_txid)
+                                   .where(Deployment.bounty_id == bounty["id"]).order_by(Deployment.version)).all()
+        assert session.get(Bounty, bounty["id"]).budget_sats == 50_000  # type: ignore[union-attr]
+    assert [(v, str(s)) for v, s, _ in versions] == [(1, "migrated"), (2, "active")] and versions[1][2] == sent[0]
+    monkeypatch.undo()
     books_balance(rt, bounty["id"])
 
 

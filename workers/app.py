@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Callable
+from typing import Any
 
 from celery import Celery
+from celery.exceptions import SecurityWarning
 from celery.signals import worker_process_init
 
 from marketplace.settings import Settings, get_settings
@@ -27,29 +30,34 @@ COUNT_CHECK_SECONDS = 60.0  # how often beat checks whether enough new images ar
 MEMORY_POLL_SECONDS = 0.05
 
 
-def make_celery(settings: Settings) -> Celery:
-    celery = Celery("digit_bounty", broker=settings.redis_url or "memory://localhost/", include=["workers.tasks"])
+def celery_config(settings: Settings) -> dict[str, Any]:
     transport: dict[str, float] = {"visibility_timeout": settings.task_visibility_timeout}
     if not settings.redis_url:
         transport["polling_interval"] = MEMORY_POLL_SECONDS
-    celery.conf.update(
-        task_acks_late=True,  # a task whose worker is killed runs again...
-        task_reject_on_worker_lost=True,  # ...at once when only the pool child died
-        worker_prefetch_multiplier=1,
-        task_ignore_result=True,
-        task_default_queue="bounty",
-        broker_connection_retry_on_startup=True,
+    return {
+        "broker_url": settings.redis_url or "memory://localhost/",
+        "task_acks_late": True,  # a task whose worker is killed runs again...
+        "task_reject_on_worker_lost": True,  # ...at once when only the pool child died
+        "worker_prefetch_multiplier": 1,
+        "task_ignore_result": True,
+        "task_default_queue": "bounty",
+        "broker_connection_retry_on_startup": True,
         # a whole worker killed: its tasks come back after this many seconds (longer than any task runs)
-        broker_transport_options=transport,
-        beat_schedule={
+        "broker_transport_options": transport,
+        "beat_schedule": {
             "retrain-on-schedule": {"task": "bounty.retrain", "schedule": settings.retrain_every_seconds,
                                     "args": ("schedule",)},
             "retrain-on-count": {"task": "bounty.maybe_retrain", "schedule": COUNT_CHECK_SECONDS},
             "persist-sweep": {"task": "bounty.persist_confirmed", "schedule": PERSIST_SWEEP_SECONDS},
         },
-        worker_hijack_root_logger=False,
-        beat_schedule_filename=str(settings.home / "celerybeat-schedule"),  # beat's state: with the rest
-    )
+        "worker_hijack_root_logger": False,
+        "beat_schedule_filename": str(settings.home / "celerybeat-schedule"),  # beat's state: with the rest
+    }
+
+
+def make_celery(settings: Settings) -> Celery:
+    celery = Celery("digit_bounty", include=["workers.tasks"])
+    celery.conf.update(celery_config(settings))
     return celery
 
 
@@ -64,10 +72,17 @@ def _after_fork(**_kwargs: object) -> None:
     tasks.forget_runtime()
 
 
-def start_embedded(celery: Celery = app) -> Callable[[], None]:
+def start_embedded(settings: Settings, celery: Celery = app) -> Callable[[], None]:
     """Run a worker (threads) and beat inside this process, on the in-memory broker; returns `stop`."""
     from celery.beat import Service
 
+    # The service's settings, not those read at import: `bounty demo` runs in its own BOUNTY_HOME.
+    celery.conf.update(celery_config(settings))
+    settings.home.mkdir(parents=True, exist_ok=True)
+    # Celery warns against running a worker as root (its tasks would run as root). Here the tasks are the
+    # service's own, run by the service's own process, which the operator started with the privileges it has.
+    warnings.filterwarnings("ignore", message="You're running the worker with superuser privileges",
+                            category=SecurityWarning)
     celery.set_default()
     celery.set_current()
     worker = celery.Worker(pool="threads", concurrency=2, loglevel="WARNING", quiet=True, without_heartbeat=True,
