@@ -123,7 +123,7 @@ def verify_images(
     }
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=16)  # a parsed bounty script takes about 3 MB: one per live contract is what is reused
 def parsed_locking_script(raw: bytes) -> Script:
     """A locking script whose chunks bsv-sdk has already parsed. Every submission to a bounty spends
     the same ~42 KB script, and bsv-sdk parses scripts in Python (most of a cold validation's time),
