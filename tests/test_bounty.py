@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from contracts.bounty import BountyContract, BountyTerms
@@ -232,6 +232,41 @@ def test_random_unlocking_scripts_never_spend(contract: BountyContract, items: l
     tx.inputs[0].satoshis, tx.inputs[0].locking_script = utxo.satoshis, utxo.locking_script
     with pytest.raises(ScriptError):
         validate_input(tx, 0)
+
+
+@pytest.fixture(scope="module")
+def paid_spend(contract: BountyContract, images: dict[str, np.ndarray]) -> Transaction:
+    return accepted(contract, images)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_mutated_submissions_spend_only_on_the_bountys_terms(contract: BountyContract, paid_spend: Transaction,
+                                                              data: st.DataObject) -> None:
+    """Overwrite a few bytes of a valid submission's unlocking script, mostly among the pixels, the recipient
+    and the successor value (the first ~1 KB), sometimes anywhere (mostly the preimage). A mutant may still
+    be valid, but only if what it now says is an image the bounty pays for, to the same recipient, with the
+    same successor: the outputs it spends into are unchanged."""
+    raw = bytearray(paid_spend.inputs[0].unlocking_script.serialize())
+    for _ in range(data.draw(st.integers(1, 4), label="mutations")):
+        end = data.draw(st.sampled_from([1_100, len(raw)]), label="region")
+        raw[data.draw(st.integers(0, end - 1), label="at")] = data.draw(st.integers(0, 255), label="byte")
+    mutant = Transaction.from_hex(paid_spend.hex())
+    spent = paid_spend.inputs[0]
+    mutant.inputs[0].satoshis, mutant.inputs[0].locking_script = spent.satoshis, spent.locking_script
+    mutant.inputs[0].unlocking_script = Script(bytes(raw))
+    try:
+        validate_input(mutant, 0)
+    except ScriptError:
+        event("refused")
+        return
+    event("still valid")
+    claim = contract.read_submission(mutant.inputs[0].unlocking_script)
+    assert claim is not None
+    label, margin = (int(v[0]) for v in classify(contract.model, claim.image))
+    assert label in contract.terms.digits and margin >= contract.terms.min_margin
+    assert claim.recipient_pkh == address_pkh(USER.address())
+    assert claim.successor_satoshis == paid_spend.outputs[0].satoshis
 
 
 def test_any_submission_can_be_read_back(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
