@@ -61,10 +61,23 @@ class Watcher:
         self.rt = rt
         self.on_confirmed = on_confirmed
         self.on_block = on_block
+        self._watched: set[tuple[str, int]] = set()  # live contract outputs the chain was asked to watch
+
+    def _watch_live_contracts(self, session: Session) -> None:
+        """Ask the chain to report the spender of every live contract output, whoever makes it: a backend
+        that cannot see everything (NetworkChain) only learns of spends of outputs it watches. Each spend
+        the watcher books moves a contract to a new output, watched from the next step on."""
+        outputs = select(Deployment.current_txid, Deployment.current_vout).where(
+            Deployment.status == DeploymentStatus.ACTIVE)
+        live = {(txid, vout) for txid, vout in session.execute(outputs)}
+        for txid, vout in live - self._watched:
+            self.rt.chain.watch(txid, vout)
+        self._watched = live
 
     def run_once(self, limit: int = 200) -> int:
         """Apply the next events; returns how many there were."""
         with self.rt.session() as session:
+            self._watch_live_contracts(session)
             state = session.get(WatcherState, CURSOR_KEY)
             cursor = Cursor(state.value) if state else START
             events, cursor = self.rt.chain.events_since(cursor, limit)

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 from bsv import P2PKH, PrivateKey, Transaction, TransactionInput, TransactionOutput
+from sqlalchemy import func, select
 
-from contracts.transactions import Utxo
+from contracts.transactions import Utxo, submission
+from marketplace import migrate
+from marketplace.bounties import create_bounty
 from marketplace.chain import (
     BlockMined,
     BlockRemoved,
@@ -21,7 +24,14 @@ from marketplace.chain import (
     TransactionAccepted,
     TxState,
 )
+from marketplace.runtime import Runtime
+from marketplace.schema import Deployment, Payout, Submission
+from marketplace.settings import Settings
+from marketplace.watcher import Watcher
+from model.artifact import ModelArtifact
+from model.data import Mnist
 from model.errors import ChainError, ChainUnavailable, TransactionRejected
+from model.reference import classify
 from tests.network_stand_in import EF_MARKER, WOC_PREFIX, NetworkStandIn
 
 ALICE, BOB = PrivateKey(401), PrivateKey(402)
@@ -214,3 +224,41 @@ def test_events_are_polled_for_watched_outputs_blocks_and_reorgs(stand_in: Netwo
     events, cursor = restarted.events_since(cursor)
     assert [(e.height, e.txids) for e in events if isinstance(e, BlockMined)] == [(3, ()), (4, ()), (5, ())]
     assert restarted.events_since(cursor) == ([], cursor)
+
+
+def test_the_watcher_follows_a_bounty_on_the_network_whoever_spends_it(
+        stand_in: NetworkStandIn, local: LocalChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        shipped: ModelArtifact, mnist: Mnist) -> None:
+    """The service on the network backend: spends of its contract broadcast by someone else (not through
+    our API) are found through the watched contract outputs, step after step along the contract's chain."""
+    monkeypatch.setenv("BOUNTY_OPERATOR_WIF", ALICE.wif())
+    settings = Settings(_env_file=None, home=tmp_path / "home", chain="network",  # type: ignore[call-arg]
+                        arc_url=f"{stand_in.url}/arc", woc_url=f"{stand_in.url}{WOC_PREFIX}")
+    migrate.upgrade(settings.database)
+    rt = Runtime(settings, chain=network(stand_in, tmp_path))
+    coin(local, ALICE, 1_000_000)
+    bounty = create_bounty(rt, [7], 500, 100_000)
+    watcher = Watcher(rt)
+    watcher.run_once()
+    x = mnist.x_test.reshape(-1, 784)
+    labels, _ = classify(shipped.integer, x)
+    sevens = x[labels == 7]
+    with rt.session() as session:
+        deployment = session.scalars(select(Deployment)).one()
+        contract = rt.contract(deployment)
+        utxo = Utxo(deployment.current_txid, 0, deployment.current_satoshis, contract.lock())
+    spent = []
+    for image in sevens[:2]:  # two spends made directly on the network, the second on the first's successor
+        tx = submission(contract, utxo, image, BOB.address())
+        local.broadcast(tx)
+        spent.append(tx.txid())
+        utxo = Utxo.of(tx, 0)
+        watcher.run_once()
+    with rt.session() as session:
+        booked = session.execute(select(Submission.txid, Submission.source)).all()
+        deployment = session.scalars(select(Deployment)).one()
+        paid, fees = session.execute(select(func.sum(Payout.satoshis), func.sum(Payout.fee_sats))).one()
+    assert [(txid, str(source)) for txid, source in booked] == [(t, "chain") for t in spent]
+    assert (deployment.current_txid, deployment.current_satoshis) == (utxo.txid, utxo.satoshis)
+    assert paid == 2 * 500 and bounty["budget_sats"] - paid - fees == utxo.satoshis  # the books, to the satoshi
+    rt.close()
