@@ -41,7 +41,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ class Outcome:
 class _Images:
     accepted: np.ndarray
     rejected: np.ndarray
-    rejected_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    rejected_labels: np.ndarray
 
 
 def _images(digits: list[int], min_margin: int, model_path: Path | str | None = None) -> _Images:

@@ -72,11 +72,9 @@ class ClassifierScript:
     code: AnnotatedScript
     order: tuple[int, ...]
     lane_bits: int
-    offset: int
     extra_items: int
     breakdown: MappingProxyType[str, int]
     max_number_bytes: int
-    chronicle: bool
     body: AnnotatedScript = field(repr=False)
 
     @property
@@ -166,7 +164,7 @@ def _plan_neurons(model: IntegerModel) -> list[_NeuronPlan]:
 
 def _pixel_order(model: IntegerModel, live: list[int]) -> tuple[tuple[int, ...], int]:
     """Least-used pixels first (deepest), most-used last (shallowest), ties by pixel index; and how many are used."""
-    uses = np.count_nonzero(model.w1[:, live], axis=1) if live else np.zeros(PIXELS, dtype=int)
+    uses = np.count_nonzero(model.w1[:, live], axis=1)
     return tuple(int(i) for i in np.lexsort((np.arange(PIXELS), uses))), int(np.count_nonzero(uses))
 
 
@@ -187,6 +185,8 @@ def _lane_layout(model: IntegerModel, plans: list[_NeuronPlan]) -> tuple[int, in
 
 
 def _header(extra_items: int) -> AnnotatedScript:
+    if extra_items < 0:
+        raise ScriptError(f"extra_items must be >= 0, not {extra_items}")
     note = Note(f"expect {PIXELS} pixels and {extra_items} extra items; park the extras on the alt stack")
     items: list[Item] = [note, OP.OP_DEPTH, PIXELS + extra_items, OP.OP_EQUALVERIFY]
     items += [OP.OP_TOALTSTACK] * extra_items
@@ -365,8 +365,6 @@ def compile_classifier(model: IntegerModel, *, extra_items: int = 0, chronicle: 
     OP_RSHIFTNUM) where they save a byte; the default uses only long-standing opcodes.
     """
     _check_model(model)
-    if extra_items < 0:
-        raise ScriptError(f"extra_items must be >= 0, not {extra_items}")
     plans = _plan_neurons(model)
     used = [p for p in plans if np.any(model.w2[p.index])]
     live = [p for p in used if not p.constant]
@@ -398,34 +396,28 @@ def compile_classifier(model: IntegerModel, *, extra_items: int = 0, chronicle: 
     header = _header(extra_items)
     em.sizes[HEADER] += len(header)
     code = header + body
-    _check_limits(code)
+    code.check_limits()  # the numbers are bounded where they are encoded (encode_item)
     sizes = {k: em.sizes[k] for k in (HEADER, PICKS, PICK_ADDS, GROUPS, TAIL, LAYER2, ARGMAX, RANGE)}
-    compiled = ClassifierScript(model=model, code=code, order=order, lane_bits=bits, offset=offset,
+    compiled = ClassifierScript(model=model, code=code, order=order, lane_bits=bits,
                                 extra_items=extra_items, breakdown=MappingProxyType(sizes),
-                                max_number_bytes=max_number_bytes, chronicle=chronicle, body=body)
+                                max_number_bytes=max_number_bytes, body=body)
     log.info("compiled classifier: %d bytes, %d opcodes, %d live neurons, %d-bit lanes",
              compiled.locking_script_bytes, compiled.opcodes, len(live), bits)
     return compiled
 
 
-def _check_limits(code: AnnotatedScript) -> None:
-    code.check_limits()
-    if code.max_push_number_bytes() > MAX_SCRIPT_NUM_BYTES:
-        raise ScriptLimitError(f"the script pushes a {code.max_push_number_bytes()}-byte item")
+_CACHE: dict[str, ClassifierScript] = {}
 
 
-_CACHE: dict[tuple[str, bool], ClassifierScript] = {}
-
-
-def as_classifier(model: IntegerModel | ClassifierScript, *, chronicle: bool = False) -> ClassifierScript:
+def as_classifier(model: IntegerModel | ClassifierScript) -> ClassifierScript:
     """A compiled classifier for ``model`` (compiled once per model and kept)."""
     if isinstance(model, ClassifierScript):
         return model
-    key = (model.sha256(), chronicle)
+    key = model.sha256()
     if key not in _CACHE:
         if len(_CACHE) >= 4:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = compile_classifier(model, chronicle=chronicle)
+        _CACHE[key] = compile_classifier(model)
     return _CACHE[key]
 
 

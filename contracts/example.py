@@ -14,7 +14,7 @@ import numpy as np
 from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
 
 from contracts.bounty import BountyContract, BountyTerms
-from contracts.interpreter import parsed_locking_script, validate_input
+from contracts.interpreter import TX_VERSION, parsed_locking_script, validate_input
 from contracts.transactions import DEFAULT_FEE_RATE, Utxo, deploy, submission, withdraw
 from model.errors import ContractError, ScriptError
 from model.reference import IntegerModel, classify
@@ -44,9 +44,7 @@ def build_example(model: IntegerModel, images: np.ndarray, labels: np.ndarray,
     contract = BountyContract(model, example_terms())
     good, bad = pick_images(model, images, labels, EXAMPLE_DIGIT)
     owner_address = OWNER_KEY.address()
-    # the root: an output the owner's wallet holds (its own input is outside the set)
-    funding = Transaction([TransactionInput(source_txid="00" * 32, unlocking_script=Script(b""))],
-                          [TransactionOutput(P2PKH().lock(owner_address), EXAMPLE_BUDGET + 50_000)], version=1)
+    funding = _funding(EXAMPLE_BUDGET + 50_000)
     deploy_tx = deploy(contract, EXAMPLE_BUDGET, [Utxo.of(funding, 0)], OWNER_KEY, owner_address, fee_rate)
     accept_tx = submission(contract, Utxo.of(deploy_tx, 0), good, SUBMITTER_KEY.address(), fee_rate)
     reject_tx = submission(contract, Utxo.of(deploy_tx, 0), bad, SUBMITTER_KEY.address(), fee_rate)
@@ -67,6 +65,12 @@ def build_example(model: IntegerModel, images: np.ndarray, labels: np.ndarray,
     }
 
 
+def _funding(satoshis: int) -> Transaction:
+    """The root: an output the owner's wallet holds (its own input is outside the set)."""
+    return Transaction([TransactionInput(source_txid="00" * 32, unlocking_script=Script(b""))],
+                       [TransactionOutput(P2PKH().lock(OWNER_KEY.address()), satoshis)], version=TX_VERSION)
+
+
 def _check(tx: Transaction) -> str:
     try:
         for index in range(len(tx.inputs)):
@@ -81,8 +85,7 @@ def bench(model: IntegerModel, images: np.ndarray, labels: np.ndarray, submissio
     """Sizes, fee and interpreter time of real submissions on one contract's chain of outputs."""
     contract = BountyContract(model, example_terms())
     good, _ = pick_images(model, images, labels, EXAMPLE_DIGIT)
-    funding = Transaction([TransactionInput(source_txid="00" * 32, unlocking_script=Script(b""))],
-                          [TransactionOutput(P2PKH().lock(OWNER_KEY.address()), 10_000_000)], version=1)
+    funding = _funding(10_000_000)
     deploy_tx = deploy(contract, 5_000_000, [Utxo.of(funding, 0)], OWNER_KEY, OWNER_KEY.address(), fee_rate)
     utxo, sizes, fees, seconds = Utxo.of(deploy_tx, 0), [], [], []
     parsed_locking_script.cache_clear()  # the first submission pays for parsing, as on a fresh node

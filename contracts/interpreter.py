@@ -33,7 +33,6 @@ TX_VERSION = 1  # version 1 keeps the strict rules (push-only unlocking, minimal
 SOURCE_SATOSHIS = 10_000
 # Any standard output will do for the spending transaction: a bare OP_TRUE keeps it small.
 _SPEND_OUTPUT = Script(b"\x51")
-_FUNDING_SCRIPT = Script(b"\x51")
 
 
 def _as_script(script: Script | AnnotatedScript) -> Script:

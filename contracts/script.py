@@ -10,7 +10,6 @@ get the right ``<depth> OP_PICK`` without counting by hand.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,8 +20,6 @@ from bsv.script.script import Script
 from bsv.utils import encode_pushdata
 
 from model.errors import ScriptError, ScriptLimitError
-
-log = logging.getLogger(__name__)
 
 # Node policy defaults (SV Node, Teranode): see FACTS.md "BSV network policy".
 MAX_SCRIPT_BYTES = 500_000
@@ -275,15 +272,6 @@ class Stack:
     def __len__(self) -> int:
         return len(self._items)
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._index
-
-    @property
-    def top(self) -> str:
-        if not self._items:
-            raise ScriptError("stack model underflow: the stack is empty")
-        return self._items[-1]
-
     def names(self) -> list[str]:
         return list(self._items)
 
@@ -321,13 +309,6 @@ class Stack:
             self.pop()
         for name in produces:
             self.push(name)
-
-    def rename(self, old: str, new: str) -> None:
-        position = self._index.pop(old)
-        if new in self._index:
-            raise ScriptError(f"stack model already holds {new!r}")
-        self._items[position] = new
-        self._index[new] = position
 
     def pick(self, name: str, as_name: str | None = None) -> list[Item]:
         """Copy ``name`` to the top; the cheapest encoding for its depth (OP_DUP, OP_OVER, <d> OP_PICK)."""

@@ -28,13 +28,6 @@ class TrainConfig:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        if "densities" in known:
-            known["densities"] = tuple(known["densities"])
-        return cls(**known)
-
 
 TINY = TrainConfig(epochs=1, densities=(0.3,), prune_epochs=1, qat_epochs=1, train_images=3000,
                    validation_images=1000, batch_size=128)

@@ -127,10 +127,7 @@ def prune(layer: SparseQuantDense, density: float) -> None:
 
 def weights_of(model: keras.Model) -> FloatWeights:
     hidden, out = model.get_layer("hidden"), model.get_layer("out")
-    saved = hidden.bits
-    hidden.bits = 0  # export the float weights; quantize() does the rounding itself
-    w1 = np.asarray(hidden.effective_kernel())
-    hidden.bits = saved
+    w1 = hidden.kernel.numpy() * hidden.mask.numpy()  # the float weights; quantize() does the rounding itself
     return FloatWeights(w1=w1.astype(np.float32), b1=hidden.bias.numpy(), w2=out.kernel.numpy(), b2=out.bias.numpy())
 
 

@@ -37,7 +37,7 @@ from types import TracebackType
 from bsv import P2PKH, Script, Transaction, TransactionInput, TransactionOutput
 from bsv.utils import Reader
 
-from contracts.interpreter import validate_input
+from contracts.interpreter import TX_VERSION, validate_input
 from contracts.transactions import DEFAULT_FEE_RATE, Utxo, address_pkh
 from marketplace.chain import _eventlog
 from marketplace.chain._sqlite import DEFAULT_BUSY_TIMEOUT, Database
@@ -59,7 +59,6 @@ from model.errors import ChainError, ChainUnavailable, MempoolChainTooLong, Scri
 
 log = logging.getLogger(__name__)
 
-TX_VERSION = 1
 DEFAULT_MAX_UNCONFIRMED_ANCESTORS = 1000
 MAX_TX_BYTES = 10_000_000  # node policy
 MAX_SATOSHIS = 21_000_000 * 100_000_000

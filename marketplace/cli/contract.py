@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from marketplace.cli._output import ImagesOption, JsonOption, ModelOption, emit, friendly, progress_bar
+
+if TYPE_CHECKING:  # importing them for real would load numpy and the model on every CLI start
+    from model.artifact import ModelArtifact
+    from model.data import Mnist
 
 contract_app = typer.Typer(help="Compile, check and measure the on-chain classifier and the bounty contract.",
                            no_args_is_help=True)
@@ -28,7 +32,7 @@ def contract_build(model: ModelOption = None, asm: Annotated[bool, typer.Option(
     if asm:
         typer.echo(str(classifier.code))
         return
-    bounty = BountyContract(artifact.integer, example_terms())
+    bounty = BountyContract(classifier, example_terms())
     emit({**classifier.report(), "bounty_locking_script_bytes": bounty.locking_script_bytes,
           "weights_sha256": artifact.weights_sha256}, as_json, "classifier script")
 
@@ -37,14 +41,10 @@ def contract_build(model: ModelOption = None, asm: Annotated[bool, typer.Option(
 @friendly
 def contract_verify(images: ImagesOption = 200, model: ModelOption = None, as_json: JsonOption = False) -> None:
     """Run MNIST test images through bsv-sdk's interpreter and compare with the integer reference."""
-    from contracts.interpreter import verify_images
     from model.artifact import load_artifact
     from model.data import load_mnist
 
-    artifact, data = load_artifact(model), load_mnist()
-    bar, advance = progress_bar(images, "interpreter")
-    with bar:
-        result = verify_images(artifact.integer, data.x_test[:images], data.y_test[:images], progress=advance)
+    result = _verify(load_artifact(model), load_mnist(), images)
     emit(result, as_json, "on-chain classifier against the reference")
     if result["agree"] != result["images"]:
         raise typer.Exit(1)
@@ -73,15 +73,21 @@ def contract_bench(images: ImagesOption = 200, submissions: Annotated[int, typer
                    model: ModelOption = None, as_json: JsonOption = False) -> None:
     """Sizes, fee and validation time of real submissions, and on-chain accuracy on test images."""
     from contracts.example import bench
-    from contracts.interpreter import verify_images
     from model.artifact import load_artifact
     from model.data import load_mnist
 
     artifact, data = load_artifact(model), load_mnist()
     result = bench(artifact.integer, data.x_test, data.y_test, submissions, fee_rate)
-    bar, advance = progress_bar(images, "interpreter")
-    with bar:
-        verified = verify_images(artifact.integer, data.x_test[:images], data.y_test[:images], progress=advance)
+    verified = _verify(artifact, data, images)
     result |= {"script_accuracy": verified["script_accuracy"], "accuracy_images": images,
                "agree": verified["agree"], "classifier_ms_per_image": round(verified["ms_per_image"], 1)}
     emit(result, as_json, "bounty contract benchmark")
+
+
+def _verify(artifact: ModelArtifact, data: Mnist, images: int) -> dict[str, Any]:
+    """The first `images` MNIST test images through the interpreter, with a progress bar."""
+    from contracts.interpreter import verify_images
+
+    bar, advance = progress_bar(images, "interpreter")
+    with bar:
+        return verify_images(artifact.integer, data.x_test[:images], data.y_test[:images], progress=advance)
