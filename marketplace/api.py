@@ -166,9 +166,11 @@ def create_app(rt: Runtime, background: bool | None = None,
                                     headers={"Retry-After": str(max(1, round(wait)))})
         return await call_next(request)
 
+    html = (files("marketplace") / "web" / "index.html").read_text()
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
-        return (files("marketplace") / "web" / "index.html").read_text()
+        return html
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -188,6 +190,10 @@ def create_app(rt: Runtime, background: bool | None = None,
     def get_submission(submission_id: SubmissionId) -> dict[str, Any]:
         return submissions.get_submission(rt, submission_id)
 
+    async def _decode(upload: bytes) -> np.ndarray:
+        """An uploaded photo to MNIST pixels, off the event loop (a large one takes 100 ms or more)."""
+        return await anyio.to_thread.run_sync(to_mnist, upload, rt.settings.max_upload_bytes)
+
     @app.post("/classify", response_model=Verdict, openapi_extra=CLASSIFY_FORMS)
     async def classify(request: Request) -> dict[str, Any]:
         """Dry run: what the on-chain classifier answers for an image; no payment, nothing stored."""
@@ -195,11 +201,11 @@ def create_app(rt: Runtime, background: bool | None = None,
         bounty_id = fields.get("bounty_id")
         if "image" in fields:
             bounty_id = _id(bounty_id, "bounty_id") if bounty_id is not None else None
-            pixels = to_mnist(fields["image"], rt.settings.max_upload_bytes)
+            pixels = await _decode(fields["image"])
         else:
             body = _validated(ClassifyRequest, fields)
             pixels, bounty_id = np.array(body.pixels, dtype=np.uint8), body.bounty_id
-        return submissions.classify_image(rt, pixels, bounty_id)
+        return await anyio.to_thread.run_sync(submissions.classify_image, rt, pixels, bounty_id)
 
     @app.post("/bounties/{bounty_id}/submissions", status_code=202, response_model=SubmissionPublic,
               openapi_extra=UPLOAD_FORMS)
@@ -210,7 +216,7 @@ def create_app(rt: Runtime, background: bool | None = None,
             address = fields.get("address")
             if not isinstance(address, str) or not address.strip():
                 raise InvalidRequest("the form needs an `address` field with your P2PKH address")
-            pixels, address = to_mnist(fields["image"], rt.settings.max_upload_bytes), address.strip()
+            pixels, address = await _decode(fields["image"]), address.strip()
         else:
             body = _validated(SubmissionCreate, fields)
             pixels, address = np.array(body.pixels, dtype=np.uint8), body.address

@@ -11,8 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, selectinload
 
 from contracts.bounty import BountyContract
 from contracts.transactions import Utxo
@@ -26,12 +26,10 @@ from marketplace.schema import (
     ModelVersion,
     Payout,
     Submission,
-    SubmissionStatus,
 )
 from model.errors import BountyClosed, InvalidRequest, NotFound
 
 FAUCET_HEADROOM = 1_000_000  # dev chain only: what the faucet adds on top of a budget, for fees
-PAID = (SubmissionStatus.BROADCAST, SubmissionStatus.SEEN, SubmissionStatus.CONFIRMED)
 
 
 def default_max_fee(contract: BountyContract, fee_rate: int) -> int:
@@ -207,12 +205,17 @@ def submission_view(submission: Submission) -> dict[str, Any]:
     }
 
 
+def _submissions_of(bounty_id: int) -> Select[Submission]:
+    """A bounty's submissions in order, their payouts loaded with them (the views read them)."""
+    return (select(Submission).where(Submission.bounty_id == bounty_id).order_by(Submission.id)
+            .options(selectinload(Submission.payout)))
+
+
 def list_submissions(rt: Runtime, bounty_id: int) -> list[dict[str, Any]]:
     with rt.session() as session:
         if session.get(Bounty, bounty_id) is None:
             raise NotFound(f"there is no bounty {bounty_id}")
-        rows = session.scalars(select(Submission).where(Submission.bounty_id == bounty_id).order_by(Submission.id))
-        return [submission_view(s) for s in rows]
+        return [submission_view(s) for s in session.scalars(_submissions_of(bounty_id))]
 
 
 def export_bounty(rt: Runtime, bounty_id: int) -> dict[str, Any]:
@@ -224,6 +227,6 @@ def export_bounty(rt: Runtime, bounty_id: int) -> dict[str, Any]:
         deployments = [{"version": d.version, "status": str(d.status), "model_sha256": d.model.weights_sha256,
                         "deploy_txid": d.deploy_txid, "locking_script_sha256": d.locking_script_sha256}
                        for d in bounty.deployments]
-        rows = session.scalars(select(Submission).where(Submission.bounty_id == bounty_id).order_by(Submission.id))
-        submissions = [{**submission_view(s), "pixels_hex": s.pixels.hex()} for s in rows]
+        submissions = [{**submission_view(s), "pixels_hex": s.pixels.hex()}
+                       for s in session.scalars(_submissions_of(bounty_id))]
         return {"bounty": bounty_view(session, bounty), "deployments": deployments, "submissions": submissions}

@@ -17,7 +17,7 @@ from contracts.bounty import BountyContract, BountyTerms
 from marketplace.chain import Chain, LocalChain, NetworkChain, Wallet
 from marketplace.db import make_engine, session_scope
 from marketplace.schema import Bounty, Deployment, ModelVersion
-from marketplace.settings import Settings
+from marketplace.settings import Settings, get_settings
 from model.artifact import DEFAULT_ARTIFACT, ModelArtifact, load_artifact
 from model.errors import ConfigError, ContractError, WalletError
 
@@ -135,11 +135,13 @@ def script_sha256(contract: BountyContract) -> str:
     return hashlib.sha256(contract.lock().serialize()).hexdigest()
 
 
-def open_runtime(settings: Settings) -> Runtime:
-    """A Runtime on an up-to-date schema: an SQLite database (the embedded default) is migrated on the
-    spot; any other must already be at head (`bounty db upgrade`), so production migrations stay deliberate."""
+def open_runtime(settings: Settings | None = None) -> Runtime:
+    """A Runtime (on the process's settings unless given) on an up-to-date schema: an SQLite database (the
+    embedded default) is migrated on the spot; any other must already be at head (`bounty db upgrade`), so
+    production migrations stay deliberate."""
     from marketplace import migrate
 
+    settings = settings or get_settings()
     url = settings.database
     if url.startswith("sqlite"):
         migrate.upgrade(url)

@@ -20,7 +20,7 @@ from bsv.utils import decode_address
 from sqlalchemy import select
 
 from contracts.interpreter import validate_input
-from contracts.transactions import address_pkh, submission
+from contracts.transactions import submission
 from marketplace.bounties import current_utxo, live, submission_view
 from marketplace.ledger import record_spend
 from marketplace.runtime import Runtime
@@ -49,22 +49,22 @@ _bounty_locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
 def check_address(rt: Runtime, address: str) -> bytes:
     """The recipient's public key hash, if `address` is a P2PKH address of this service's network."""
     try:
-        _pkh, network = decode_address(address)
+        pkh, network = decode_address(address)
     except Exception:  # bsv raises several types for malformed input
         raise InvalidRequest(f"{address!r} is not a valid P2PKH address") from None
     if network.value != rt.settings.network:
         raise InvalidRequest(f"{address} is a {network.value} address; this service pays on {rt.settings.network}")
-    return address_pkh(address)
+    return bytes(pkh)
 
 
 def classify_image(rt: Runtime, pixels: np.ndarray, bounty_id: int | None = None) -> dict[str, Any]:
     """Dry run: what the on-chain classifier answers, and whether a bounty would pay for it."""
     image = as_pixels(pixels)
+    if bounty_id is None:
+        artifact = rt.artifact()
+        label, margin = (int(v[0]) for v in classify(artifact.integer, image))
+        return {"label": label, "margin": margin, "weights_sha256": artifact.weights_sha256}
     with rt.session() as session:
-        if bounty_id is None:
-            artifact = rt.artifact()
-            label, margin = (int(v[0]) for v in classify(artifact.integer, image))
-            return {"label": label, "margin": margin, "weights_sha256": artifact.weights_sha256}
         bounty, deployment = live(session, bounty_id)
         label, margin = (int(v[0]) for v in classify(rt.contract(deployment).model, image))
         return {"label": label, "margin": margin, "weights_sha256": deployment.model.weights_sha256,

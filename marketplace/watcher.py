@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from contracts.bounty import BountyContract
+from marketplace.bounties import current_utxo
 from marketplace.chain import (
     START,
     BlockMined,
@@ -34,7 +35,6 @@ from marketplace.chain import (
 from marketplace.ledger import record_migration, record_spend
 from marketplace.runtime import Runtime, script_sha256, terms_of
 from marketplace.schema import (
-    Bounty,
     BountyStatus,
     Deployment,
     DeploymentStatus,
@@ -46,6 +46,7 @@ from marketplace.schema import (
     SubmissionStatus,
     WatcherState,
 )
+from model.errors import BountyClosed
 
 log = logging.getLogger(__name__)
 CURSOR_KEY = "chain_cursor"
@@ -155,14 +156,13 @@ class Watcher:
                               .order_by(Deployment.version.desc()))
 
     def _owner_spend(self, session: Session, deployment: Deployment, tx: Transaction) -> None:
-        migration = session.scalar(select(Deployment.id).where(Deployment.deploy_txid == tx.txid()))
-        if migration is None and self._adopt_migration(session, deployment, tx):
+        if session.scalar(select(Deployment.id).where(Deployment.deploy_txid == tx.txid())) is not None:
+            return  # a migration already booked
+        if self._adopt_migration(session, deployment, tx):
             return
-        if migration is None and deployment.status == DeploymentStatus.ACTIVE:
+        if deployment.status == DeploymentStatus.ACTIVE:
             deployment.status, deployment.current_satoshis = DeploymentStatus.WITHDRAWN, 0
-            bounty = session.get(Bounty, deployment.bounty_id)
-            if bounty is not None:
-                bounty.status = BountyStatus.WITHDRAWN
+            deployment.bounty.status = BountyStatus.WITHDRAWN
 
     def _adopt_migration(self, session: Session, deployment: Deployment, tx: Transaction) -> bool:
         """An owner spend whose output 0 is this bounty's contract under a registered model is a migration
@@ -212,11 +212,9 @@ class Watcher:
 
     def _rewind(self, deployment: Deployment) -> None:
         """The contract's live output after a drop: whatever unspent output its script still has."""
-        script = self.rt.contract(deployment).lock().serialize()
-        found = self.rt.chain.utxos_for_script(script)
-        if found:
-            utxo = found[0]
-            deployment.current_txid, deployment.current_vout, deployment.current_satoshis = (
-                utxo.txid, utxo.vout, utxo.satoshis)
-            deployment.status = DeploymentStatus.ACTIVE
-            deployment.bounty.status = BountyStatus.ACTIVE
+        try:
+            current_utxo(self.rt, deployment)
+        except BountyClosed:  # nothing unspent: it stays as it was
+            return
+        deployment.status = DeploymentStatus.ACTIVE
+        deployment.bounty.status = BountyStatus.ACTIVE

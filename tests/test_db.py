@@ -56,7 +56,6 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(name)
     get_settings.cache_clear()
     yield
-    db.dispose_engine(close=True)
     get_settings.cache_clear()
 
 
@@ -248,19 +247,18 @@ def test_sqlite_engines_use_wal_and_enforce_foreign_keys(tmp_path: Path) -> None
 def test_session_scope_commits_or_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOUNTY_HOME", str(tmp_path))
     migrate.upgrade(get_settings().database)
-    with db.session_scope() as session:  # the process-wide engine, from the settings
+    engine = db.make_engine(get_settings().database)
+    with db.session_scope(engine) as session:
         deployment = seed(session)
         deployment_id = deployment.id
     assert deployment.status is DeploymentStatus.ACTIVE  # still readable after the scope ended
-    with pytest.raises(RuntimeError), db.session_scope() as session:
+    with pytest.raises(RuntimeError), db.session_scope(engine) as session:
         session.get_one(Deployment, deployment_id).status = DeploymentStatus.WITHDRAWN
         session.flush()
         raise RuntimeError("the broadcast failed")
-    dependency = db.get_session()
-    session = next(dependency)
-    assert session.get_one(Deployment, deployment_id).status is DeploymentStatus.ACTIVE  # rolled back
-    dependency.close()
-    assert str(db.get_engine().url) == f"sqlite:///{tmp_path / 'bounty.sqlite'}"
+    with db.session_scope(engine) as session:
+        assert session.get_one(Deployment, deployment_id).status is DeploymentStatus.ACTIVE  # rolled back
+    engine.dispose()
 
 
 # -- settings ------------------------------------------------------------------------------------------

@@ -12,9 +12,8 @@ from marketplace.cli._output import JsonOption, emit, friendly
 
 def _runtime() -> Any:  # Runtime, imported lazily so `bounty --help` stays quick
     from marketplace.runtime import open_runtime
-    from marketplace.settings import get_settings
 
-    return open_runtime(get_settings())
+    return open_runtime()
 
 
 def create(

@@ -18,9 +18,8 @@ review_app = typer.Typer(help="The review queue of accepted images (what the nex
 
 def _runtime() -> Runtime:
     from marketplace.runtime import open_runtime
-    from marketplace.settings import get_settings
 
-    return open_runtime(get_settings())
+    return open_runtime()
 
 
 @review_app.command("list")

@@ -20,9 +20,8 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
 
     from marketplace.api import create_app
     from marketplace.runtime import open_runtime
-    from marketplace.settings import get_settings
 
-    rt = open_runtime(get_settings())
+    rt = open_runtime()
     typer.echo(f"digit-bounty on http://{host}:{port}/ (data in {rt.settings.home})", err=True)
     uvicorn.run(create_app(rt), host=host, port=port, log_level="warning")
 
@@ -30,11 +29,10 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
 def daemon(interval: Annotated[float, typer.Option(min=0.05, help="Seconds between idle polls.")] = 1.0) -> None:
     """Follow the chain and keep the books: record spends, confirmations and reorgs."""
     from marketplace.runtime import open_runtime
-    from marketplace.settings import get_settings
     from marketplace.submissions import send_queued
     from marketplace.watcher import Watcher
 
-    rt = open_runtime(get_settings())
+    rt = open_runtime()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
