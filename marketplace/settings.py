@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     def _expand(cls, path: Path | None) -> Path | None:
         return path.expanduser() if path is not None else None
 
+    @field_validator("redis_url")
+    @classmethod
+    def _blank_is_none(cls, url: str | None) -> str | None:
+        # an empty BOUNTY_REDIS_URL= means "not set": the embedded mode, for the API and Celery alike
+        return url.strip() if url is not None and url.strip() else None
+
     @field_validator("database_url")
     @classmethod
     def _psycopg_driver(cls, url: str | None) -> str | None:

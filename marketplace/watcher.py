@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from contracts.bounty import BountyContract
 from marketplace.bounties import current_utxo
 from marketplace.chain import (
+    NULL_TXID,
     START,
     BlockMined,
     BlockRemoved,
@@ -50,7 +51,6 @@ from model.errors import BountyClosed
 
 log = logging.getLogger(__name__)
 CURSOR_KEY = "chain_cursor"
-NULL_TXID = "00" * 32
 UNSETTLED = (SubmissionStatus.BROADCAST, SubmissionStatus.SEEN)
 
 

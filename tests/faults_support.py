@@ -19,22 +19,15 @@ import psycopg
 import redis
 from sqlalchemy import func, select
 
-from bench.load import check_books
+from bench.load import check_books, free_port
 from marketplace.runtime import Runtime
 from marketplace.schema import Payout, Submission, SubmissionStatus, TrainingImage
 from marketplace.settings import Settings
+from tests.conftest import PG_ADMIN
 
 REDIS_DB = 12  # this machine's Redis: db 11 is the e2e test's, 12 is ours
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0, step: float = 0.2) -> None:
@@ -192,7 +185,6 @@ class Stack:
 # -- the servers ------------------------------------------------------------------------------------------
 
 PG_VERSION = sorted(os.listdir("/etc/postgresql"))[-1] if os.path.isdir("/etc/postgresql") else ""
-PG_ADMIN = os.environ.get("BOUNTY_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
 
 
 def pg_ctl(action: str) -> None:

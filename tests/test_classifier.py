@@ -19,8 +19,8 @@ from contracts.classifier import (
 )
 from contracts.interpreter import script_label, verify_images, verify_spend
 from contracts.script import MAX_OPS, MAX_SCRIPT_BYTES, MAX_SCRIPT_NUM_BYTES, encode_item, push_only_script
-from model.artifact import load_artifact
-from model.data import load_mnist
+from model.artifact import ModelArtifact
+from model.data import Mnist
 from model.errors import ScriptError, ScriptLimitError
 from model.reference import IntegerModel, classify, logits
 
@@ -42,9 +42,8 @@ def synthetic_model(seed: int = 0, density: float = 0.15, hidden: int = 64) -> I
 
 
 @pytest.fixture(scope="session")
-def mnist_test() -> tuple[np.ndarray, np.ndarray]:
-    data = load_mnist()
-    return data.x_test, data.y_test
+def mnist_test(mnist: Mnist) -> tuple[np.ndarray, np.ndarray]:
+    return mnist.x_test, mnist.y_test
 
 
 @pytest.fixture(scope="session")
@@ -235,8 +234,8 @@ def test_chronicle_opcodes_agree(model: IntegerModel, mnist_test: tuple) -> None
     assert verify_images(compiled, mnist_test[0][:30])["agree"] == 30
 
 
-def test_shipped_model_agrees(mnist_test: tuple) -> None:
-    compiled = compile_classifier(load_artifact().integer)
+def test_shipped_model_agrees(shipped: ModelArtifact, mnist_test: tuple) -> None:
+    compiled = compile_classifier(shipped.integer)
     images, labels = mnist_test
     _, margins = classify(compiled.model, images)
     chosen = np.concatenate([np.arange(200), np.argsort(margins, kind="stable")[:20]])  # and the closest calls
@@ -247,9 +246,9 @@ def test_shipped_model_agrees(mnist_test: tuple) -> None:
 
 
 @pytest.mark.slow
-def test_all_10000_test_images_agree_on_chain() -> None:
+def test_all_10000_test_images_agree_on_chain(shipped: ModelArtifact, mnist: Mnist) -> None:
     """The final figure: on-chain accuracy of the shipped model over the whole MNIST test set."""
-    artifact, data = load_artifact(), load_mnist()
+    artifact, data = shipped, mnist
     result = verify_images(artifact.integer, data.x_test, data.y_test)
     labels, _ = classify(artifact.integer, data.x_test)
     assert result["agree"] == 10_000

@@ -8,7 +8,6 @@ written to be idempotent (see workers.tasks).
 
 from __future__ import annotations
 
-import logging
 import threading
 import warnings
 from collections.abc import Callable
@@ -20,7 +19,6 @@ from celery.signals import worker_process_init
 
 from marketplace.settings import Settings, get_settings
 
-log = logging.getLogger(__name__)
 PERSIST_SWEEP_SECONDS = 60.0  # how often beat re-offers confirmed images that no task stored yet
 COUNT_CHECK_SECONDS = 60.0  # how often beat checks whether enough new images arrived to retrain
 
@@ -32,7 +30,7 @@ MEMORY_POLL_SECONDS = 0.05
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     transport: dict[str, float] = {"visibility_timeout": settings.task_visibility_timeout}
-    if not settings.redis_url:
+    if settings.embedded:
         transport["polling_interval"] = MEMORY_POLL_SECONDS
     return {
         "broker_url": settings.redis_url or "memory://localhost/",
@@ -72,13 +70,13 @@ def _after_fork(**_kwargs: object) -> None:
     tasks.forget_runtime()
 
 
-def start_embedded(settings: Settings, celery: Celery = app) -> Callable[[], None]:
+def start_embedded(settings: Settings) -> Callable[[], None]:
     """Run a worker (threads) and beat inside this process, on the in-memory broker; returns `stop`."""
     from celery.beat import Service
 
     # The service's settings, not those read at import: `bounty demo` runs in its own BOUNTY_HOME.
+    celery = app
     celery.conf.update(celery_config(settings))
-    settings.home.mkdir(parents=True, exist_ok=True)
     # Celery warns against running a worker as root (its tasks would run as root). Here the tasks are the
     # service's own, run by the service's own process, which the operator started with the privileges it has.
     warnings.filterwarnings("ignore", message="You're running the worker with superuser privileges",

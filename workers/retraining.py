@@ -123,18 +123,14 @@ class Lease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._value is not None and not self._lost.is_set()
-
     def acquire(self) -> bool:
         """Take the lease if it is free or expired; False when someone else holds it."""
-        self._ensure_row()
-        current = self.current()
-        if current and float(json.loads(current).get("expires", 0)) > time.time() and _alive(json.loads(current)):
+        current = self._ensure_row()
+        holder = json.loads(current) if current else None
+        if holder and float(holder.get("expires", 0)) > time.time() and _alive(holder):
             return False
         with self._mutex:
-            return self._swap(current or "", self._fresh())
+            return self._swap(current, self._fresh())
 
     def holder(self) -> dict[str, Any] | None:
         """Who holds the lease and until when (epoch seconds), or None when it is free."""
@@ -194,15 +190,18 @@ class Lease:
             self._value = new or None
         return swapped
 
-    def _ensure_row(self) -> None:
+    def _ensure_row(self) -> str:
+        """The lease's value, its row created ("" = free) if there was none."""
         # Read and insert in separate transactions: a SQLite read transaction cannot always turn into a writer.
-        if self.current() is not None:
-            return
+        current = self.current()
+        if current is not None:
+            return current
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(WatcherState).values(key=self.key, value=""))
-        except IntegrityError:
-            pass  # another process created it first
+            return ""
+        except IntegrityError:  # another process created it first
+            return self.current() or ""
 
 
 # -- the data -------------------------------------------------------------------------------------------
@@ -328,10 +327,10 @@ def find_champion(rt: Runtime) -> Champion:
             .order_by(ModelVersion.version.desc()).limit(1))
         if model is None:
             model = rt.register_model(session)
-        newest = session.scalar(select(func.max(ModelVersion.version))) or model.version
+        newest = session.scalar(select(func.max(ModelVersion.version))) or 0  # at least the champion's
         # The successor's artifact version is the version its models row will get, so the two always agree.
         return Champion(model.id, model.version, model.weights_sha256, model.artifact_path,
-                        next_version=max(newest, model.version) + 1)
+                        next_version=newest + 1)
 
 
 def _train(data: Mnist, config: TrainConfig, images: np.ndarray, labels: np.ndarray,

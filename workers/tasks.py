@@ -6,7 +6,6 @@ lease so runs never overlap. Only transient failures retry, with backoff and a c
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -19,7 +18,6 @@ from model.errors import ChainUnavailable, DatabaseUnavailable
 from workers.app import app
 from workers.persistence import persist_accepted, persist_confirmed
 
-log = logging.getLogger(__name__)
 TRANSIENT = (OperationalError, DatabaseUnavailable, ChainUnavailable, RedisConnectionError, ConnectionError)
 RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": 2, "retry_backoff_max": 120, "retry_jitter": True,
          "max_retries": 8}

@@ -17,11 +17,12 @@ from marketplace.chain.base import (
     TxState,
     TxStatus,
 )
-from marketplace.chain.local import BlockMiner, ChainStats, LocalChain
+from marketplace.chain.local import NULL_TXID, BlockMiner, ChainStats, LocalChain
 from marketplace.chain.network import NetworkChain
 from marketplace.chain.wallet import Wallet
 
 __all__ = [
+    "NULL_TXID",
     "START",
     "BlockMined",
     "BlockMiner",

@@ -40,7 +40,7 @@ from bsv.utils import Reader
 from contracts.interpreter import TX_VERSION, validate_input
 from contracts.transactions import DEFAULT_FEE_RATE, Utxo, address_pkh
 from marketplace.chain import _eventlog
-from marketplace.chain._sqlite import DEFAULT_BUSY_TIMEOUT, Database
+from marketplace.chain._sqlite import Database
 from marketplace.chain.base import (
     START,
     BlockMined,
@@ -109,12 +109,11 @@ class LocalChain(Chain):
     """The embedded chain. Safe to share between threads, and between processes through the file."""
 
     def __init__(self, path: Path | str, *, min_fee_rate: int = DEFAULT_FEE_RATE,
-                 max_unconfirmed_ancestors: int = DEFAULT_MAX_UNCONFIRMED_ANCESTORS,
-                 busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> None:
+                 max_unconfirmed_ancestors: int = DEFAULT_MAX_UNCONFIRMED_ANCESTORS) -> None:
         self.path = Path(path)
         self.min_fee_rate = min_fee_rate
         self.max_unconfirmed_ancestors = max_unconfirmed_ancestors
-        self._db = Database(self.path, "local-chain", SCHEMA, busy_timeout)
+        self._db = Database(self.path, "local-chain", SCHEMA)
         self._miners: list[BlockMiner] = []
         with self._db.write() as conn:
             genesis = hashlib.sha256(f"digit-bounty local genesis {self._db.id}".encode()).hexdigest()

@@ -245,8 +245,7 @@ class NetworkChain(Chain):
     def poll(self) -> None:
         """Ask the network what changed for the watched transactions and outputs; journal it as events."""
         with self._journal.read() as conn:
-            seen = dict(conn.execute("SELECT height, hash FROM seen_blocks ORDER BY height DESC LIMIT ?",
-                                     (REMEMBERED_BLOCKS,)).fetchall())
+            seen = _seen_blocks(conn)
             unconfirmed = [r[0] for r in conn.execute("SELECT txid FROM watched_txs WHERE block_height IS NULL")]
             open_outputs = conn.execute("SELECT txid, vout FROM watched_outputs WHERE spender IS NULL").fetchall()
         tip = self.tip_height()
@@ -267,11 +266,16 @@ class NetworkChain(Chain):
                 "SELECT txid FROM watched_txs WHERE block_height = ?", (h,))]
         found = {txid: self._find(txid) for txid in {*unconfirmed, *moved, *(s.txid for s in spenders.values())}}
         with self._journal.write() as conn:
-            now = dict(conn.execute("SELECT height, hash FROM seen_blocks ORDER BY height DESC LIMIT ?",
-                                    (REMEMBERED_BLOCKS,)).fetchall())
+            now = _seen_blocks(conn)
             if now != seen:  # another process polled meanwhile and journaled the same news
                 return
             _journal_poll(conn, seen, removed, new, spenders, found)
+
+
+def _seen_blocks(conn: sqlite3.Connection) -> dict[int, str]:
+    """The journal's newest block hashes by height (the last REMEMBERED_BLOCKS)."""
+    return dict(conn.execute("SELECT height, hash FROM seen_blocks ORDER BY height DESC LIMIT ?",
+                             (REMEMBERED_BLOCKS,)).fetchall())
 
 
 def _journal_poll(conn: sqlite3.Connection, seen: dict[int, str], removed: list[int], new: list[tuple[int, str]],
@@ -300,10 +304,11 @@ def _journal_poll(conn: sqlite3.Connection, seen: dict[int, str], removed: list[
         if where.height is not None and where.height <= horizon:
             by_height.setdefault(where.height, []).append(txid)
             blocks.setdefault(where.height, where.block_hash or "")
+    new_heights = {height for height, _ in new}
     for height in sorted(blocks):
         txids = tuple(sorted(by_height.get(height, ())))
         conn.executemany("UPDATE watched_txs SET block_height = ? WHERE txid = ?", [(height, t) for t in txids])
-        if height in dict(new):
+        if height in new_heights:
             conn.execute("INSERT OR REPLACE INTO seen_blocks VALUES (?, ?)", (height, blocks[height]))
             if first and not txids:  # the first poll only marks where the journal starts
                 continue

@@ -61,9 +61,8 @@ def mine(n: Annotated[int, typer.Argument(help="Blocks to mine.")] = 1,
 @friendly
 def status(path: PathOption = None, as_json: JsonOption = False) -> None:
     """Tip height, mempool size and UTXO count of the chain file."""
-    chain_path = path or default_chain_path()
-    with _open(chain_path) as chain:
+    with _open(path) as chain:
         stats = chain.stats()
-    result = {"path": str(chain_path), "tip_height": stats.tip_height, "mempool_size": stats.mempool_size,
+    result = {"path": str(chain.path), "tip_height": stats.tip_height, "mempool_size": stats.mempool_size,
               "utxo_count": stats.utxo_count}
     emit(result, as_json, "local chain")
