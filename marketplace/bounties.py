@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from contracts.bounty import BountyContract
 from contracts.transactions import Utxo
 from marketplace.ledger import record_migration
-from marketplace.runtime import Runtime, script_sha256, terms_of
+from marketplace.runtime import Runtime, script_sha256
 from marketplace.schema import (
     Bounty,
     BountyStatus,
@@ -49,10 +49,9 @@ def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_
                         budget_sats=budget, owner_pubkey=rt.wallet.public_key.hex(), network=rt.settings.network)
         session.add(bounty)
         session.flush()  # the id is part of the script (its tag)
-        artifact = rt.artifact(model.artifact_path)
         bounty.max_fee_sats = max_fee if max_fee is not None else default_max_fee(
-            BountyContract(artifact.integer, terms_of(bounty)), rt.settings.fee_rate)
-        contract = BountyContract(artifact.integer, terms_of(bounty))
+            rt.new_contract(model, bounty), rt.settings.fee_rate)  # sized with a zero fee limit first
+        contract = rt.new_contract(model, bounty)
         _ensure_funds(rt, budget)
         tx = rt.wallet.build_deploy(rt.chain, contract, budget, rt.settings.fee_rate)
         rt.chain.broadcast(tx)
@@ -96,7 +95,7 @@ def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, artifact_path: Path |
         bounty, old = live(session, bounty_id)
         contract = rt.contract(old)
         model = rt.register_model(session, artifact_path) if artifact_path else old.model
-        successor = BountyContract(rt.artifact(model.artifact_path).integer, terms_of(bounty))
+        successor = rt.new_contract(model, bounty)
         utxo = current_utxo(rt, old)
         if top_up:
             _ensure_funds(rt, top_up)

@@ -106,13 +106,16 @@ class Runtime:
             session.flush()
         return row
 
+    def new_contract(self, model: ModelVersion, bounty: Bounty) -> BountyContract:
+        """The contract `model` judges under `bounty`'s terms (its artifact is loaded once per process)."""
+        return BountyContract(self.artifact(model.artifact_path).integer, terms_of(bounty))
+
     def contract(self, deployment: Deployment) -> BountyContract:
         """The compiled contract of a deployment (compiled once per process)."""
         with self._lock:
             cached = self._contracts.get(deployment.id)
         if cached is None:
-            artifact = self.artifact(deployment.model.artifact_path)
-            cached = BountyContract(artifact.integer, terms_of(deployment.bounty))
+            cached = self.new_contract(deployment.model, deployment.bounty)
             if script_sha256(cached) != deployment.locking_script_sha256:
                 raise ContractError(f"deployment {deployment.id}: its model and terms no longer give the deployed "
                                   "script (was the artifact changed?)")

@@ -21,7 +21,6 @@ from bsv import Transaction
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from contracts.bounty import BountyContract
 from marketplace.bounties import current_utxo
 from marketplace.chain import (
     NULL_TXID,
@@ -34,7 +33,7 @@ from marketplace.chain import (
     TransactionDropped,
 )
 from marketplace.ledger import record_migration, record_spend
-from marketplace.runtime import Runtime, script_sha256, terms_of
+from marketplace.runtime import Runtime, script_sha256
 from marketplace.schema import (
     BountyStatus,
     Deployment,
@@ -172,7 +171,7 @@ class Watcher:
         digest = hashlib.sha256(tx.outputs[0].locking_script.serialize()).hexdigest()
         bounty = deployment.bounty
         for model in session.scalars(select(ModelVersion).order_by(ModelVersion.version.desc())):
-            contract = BountyContract(self.rt.artifact(model.artifact_path).integer, terms_of(bounty))
+            contract = self.rt.new_contract(model, bounty)
             if script_sha256(contract) != digest:
                 continue
             spent = tx.inputs[0]
