@@ -37,6 +37,7 @@ from bsv.script.type import to_unlock_script_template
 from bsv.script.unlocking_template import UnlockingScriptTemplate
 
 from contracts.classifier import ClassifierScript, as_classifier, pixel_pushes
+from contracts.errors import ContractError
 from contracts.pushtx import SIGHASH_ALL_FORKID, check_preimage
 from contracts.script import (
     AnnotatedScript,
@@ -48,7 +49,6 @@ from contracts.script import (
     is_minimal_number,
     push_only_script,
 )
-from model.errors import ContractError
 from model.reference import PIXELS, IntegerModel
 
 OP = OpCode

@@ -38,6 +38,7 @@ import numpy as np
 from bsv.constants import OpCode
 from bsv.script.script import Script
 
+from contracts.errors import ScriptError, ScriptLimitError
 from contracts.script import (
     MAX_SCRIPT_NUM_BYTES,
     AnnotatedScript,
@@ -48,7 +49,6 @@ from contracts.script import (
     encode_item,
     push_only_script,
 )
-from model.errors import ScriptError, ScriptLimitError
 from model.reference import HIDDEN_MAX, PIXELS, IntegerModel, as_pixels
 
 log = logging.getLogger(__name__)

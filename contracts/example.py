@@ -14,9 +14,9 @@ import numpy as np
 from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
 
 from contracts.bounty import BountyContract, BountyTerms
+from contracts.errors import ContractError, ScriptError
 from contracts.interpreter import TX_VERSION, parsed_locking_script, validate_input
 from contracts.transactions import DEFAULT_FEE_RATE, Utxo, deploy, submission, withdraw
-from model.errors import ContractError, ScriptError
 from model.reference import IntegerModel, classify
 
 OWNER_KEY, SUBMITTER_KEY = PrivateKey(0xB0B), PrivateKey(0xA11CE)

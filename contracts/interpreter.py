@@ -23,8 +23,8 @@ from bsv.transaction_input import TransactionInput
 from bsv.transaction_output import TransactionOutput
 
 from contracts.classifier import ClassifierScript, as_classifier, unlocking_claim, verify_label_script
+from contracts.errors import ScriptError
 from contracts.script import AnnotatedScript
-from model.errors import ScriptError
 from model.reference import IntegerModel, as_pixels, classify
 
 log = logging.getLogger(__name__)

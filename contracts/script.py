@@ -19,7 +19,7 @@ from bsv.constants import OPCODE_VALUE_NAME_DICT, OpCode
 from bsv.script.script import Script
 from bsv.utils import encode_pushdata
 
-from model.errors import ScriptError, ScriptLimitError
+from contracts.errors import ScriptError, ScriptLimitError
 
 # Node policy defaults (SV Node, Teranode): see FACTS.md "BSV network policy".
 MAX_SCRIPT_BYTES = 500_000

@@ -13,9 +13,9 @@ from bsv.fee_models import SatoshisPerKilobyte
 from bsv.utils import decode_address
 
 from contracts.bounty import BountyContract
+from contracts.errors import ContractError
 from contracts.interpreter import TX_VERSION
 from contracts.pushtx import preimage_is_signable
-from model.errors import ContractError
 
 DEFAULT_FEE_RATE = 100  # sat/kB: the common floor in 2026
 MAX_LOCKTIME_TRIES = 256  # each try succeeds with probability ~1/4 (see contracts.pushtx)

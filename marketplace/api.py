@@ -27,20 +27,12 @@ from sqlalchemy.exc import OperationalError
 from starlette.datastructures import UploadFile
 
 from marketplace import bounties, submissions
+from marketplace.chain.errors import ChainUnavailable, TransactionRejected
+from marketplace.errors import BountyClosed, DatabaseUnavailable, ImageError, ImageRefused, InvalidRequest, NotFound
 from marketplace.images import to_mnist
 from marketplace.ratelimit import RateLimiter
 from marketplace.runtime import Runtime
-from model.errors import (
-    BountyClosed,
-    BountyError,
-    ChainUnavailable,
-    DatabaseUnavailable,
-    ImageError,
-    ImageRefused,
-    InvalidRequest,
-    NotFound,
-    TransactionRejected,
-)
+from model.errors import BountyError
 
 log = logging.getLogger(__name__)
 Pixels = Annotated[list[Annotated[int, Field(strict=True, ge=0, le=255)]], Field(min_length=784, max_length=784)]

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from contracts.bounty import BountyContract
 from contracts.transactions import Utxo
+from marketplace.errors import BountyClosed, InvalidRequest, NotFound
 from marketplace.ledger import record_migration
 from marketplace.runtime import Runtime, script_sha256
 from marketplace.schema import (
@@ -27,7 +28,6 @@ from marketplace.schema import (
     Payout,
     Submission,
 )
-from model.errors import BountyClosed, InvalidRequest, NotFound
 
 FAUCET_HEADROOM = 1_000_000  # dev chain only: what the faucet adds on top of a budget, for fees
 

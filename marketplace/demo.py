@@ -21,11 +21,11 @@ from sqlalchemy import func, select
 
 from marketplace.api import create_app
 from marketplace.bounties import create_bounty
+from marketplace.errors import ServiceError
 from marketplace.runtime import open_runtime
 from marketplace.schema import Deployment, RetrainRun, RetrainStatus, TrainingImage
 from marketplace.settings import Settings
 from model.data import load_mnist
-from model.errors import ServiceError
 from model.reference import classify
 
 Say = Callable[[str], None]

@@ -36,7 +36,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, UnidentifiedImageError
 
-from model.errors import ImageError
+from marketplace.errors import ImageError
 
 __all__ = ["MAX_BYTES", "MAX_PIXELS", "to_mnist", "to_png"]
 

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, make_url
 from sqlalchemy import exc as sa_exc
 
 from marketplace.db import make_engine
-from model.errors import DatabaseError, DatabaseUnavailable
+from marketplace.errors import DatabaseError, DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 

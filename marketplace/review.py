@@ -6,9 +6,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from marketplace.errors import NotFound
 from marketplace.runtime import Runtime
 from marketplace.schema import ReviewStatus, TrainingImage
-from model.errors import NotFound
 
 
 def list_images(rt: Runtime, status: ReviewStatus | None = None, limit: int = 100) -> list[dict[str, Any]]:

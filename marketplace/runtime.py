@@ -14,12 +14,14 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from contracts.bounty import BountyContract, BountyTerms
+from contracts.errors import ContractError
 from marketplace.chain import Chain, LocalChain, NetworkChain, Wallet
+from marketplace.chain.errors import WalletError
 from marketplace.db import make_engine, session_scope
+from marketplace.errors import ConfigError
 from marketplace.schema import Bounty, Deployment, ModelVersion
 from marketplace.settings import Settings, get_settings
 from model.artifact import DEFAULT_ARTIFACT, ModelArtifact, load_artifact
-from model.errors import ConfigError, ContractError, WalletError
 
 log = logging.getLogger(__name__)
 OPERATOR_KEY_FILE = "operator.key"

@@ -42,7 +42,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
-PIXELS = 784  # 28 x 28 raw MNIST bytes, row-major
+from model.reference import PIXELS
+
 HEX_HASH = 64  # sha256 / txid as hex
 ENUM_LENGTH = 32
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from model.errors import ConfigError
+from marketplace.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     task_visibility_timeout: Annotated[int, Field(ge=10)] = 3600  # Redis: when a dead worker's tasks come back
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
     max_upload_bytes: Annotated[int, Field(ge=1024)] = 2_000_000
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"  # every process's log threshold
 
     # Retraining (workers.retraining): when to run, on what, and how a challenger must compare with the champion.
     retrain_after_images: Annotated[int, Field(ge=1)] = 100  # a run once this many new accepted images arrived
@@ -73,6 +74,11 @@ class Settings(BaseSettings):
     retrain_accepted_weight: Annotated[int, Field(ge=1)] = 1  # each accepted image is trained on this many times
     retrain_verify_images: Annotated[int, Field(ge=1)] = 20  # script-versus-reference check before deploying
     retrain_min_holdout: Annotated[int, Field(ge=1)] = 10  # fewer held-out accepted images: that check is skipped
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, level: Any) -> Any:
+        return level.strip().upper() if isinstance(level, str) else level
 
     @field_validator("home")
     @classmethod

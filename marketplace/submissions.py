@@ -19,9 +19,12 @@ import numpy as np
 from bsv.utils import decode_address
 from sqlalchemy import select
 
+from contracts.errors import ContractError
 from contracts.interpreter import validate_input
 from contracts.transactions import submission
 from marketplace.bounties import current_utxo, live, submission_view
+from marketplace.chain.errors import MempoolChainTooLong, TransactionRejected
+from marketplace.errors import BountyClosed, ImageRefused, InvalidRequest, NotFound
 from marketplace.ledger import record_spend
 from marketplace.runtime import Runtime
 from marketplace.schema import (
@@ -29,15 +32,6 @@ from marketplace.schema import (
     Submission,
     SubmissionSource,
     SubmissionStatus,
-)
-from model.errors import (
-    BountyClosed,
-    ContractError,
-    ImageRefused,
-    InvalidRequest,
-    MempoolChainTooLong,
-    NotFound,
-    TransactionRejected,
 )
 from model.reference import IntegerModel, as_pixels, classify
 

@@ -32,6 +32,7 @@ from marketplace.chain import (
     TransactionAccepted,
     TransactionDropped,
 )
+from marketplace.errors import BountyClosed
 from marketplace.ledger import record_migration, record_spend
 from marketplace.runtime import Runtime, script_sha256
 from marketplace.schema import (
@@ -46,7 +47,6 @@ from marketplace.schema import (
     SubmissionStatus,
     WatcherState,
 )
-from model.errors import BountyClosed
 
 log = logging.getLogger(__name__)
 CURSOR_KEY = "chain_cursor"

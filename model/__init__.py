@@ -3,11 +3,11 @@
 from model.artifact import DEFAULT_ARTIFACT, FloatWeights, ModelArtifact, load_artifact
 from model.config import TrainConfig
 from model.data import Mnist, load_mnist
-from model.errors import ArtifactError, BountyError, DatasetError, ScriptError, ScriptLimitError
+from model.errors import ArtifactError, BountyError, DatasetError
 from model.reference import SCHEME, IntegerModel, classify, hidden, logits
 
 __all__ = [
     "DEFAULT_ARTIFACT", "SCHEME", "ArtifactError", "BountyError", "DatasetError", "FloatWeights", "IntegerModel",
-    "Mnist", "ModelArtifact", "ScriptError", "ScriptLimitError", "TrainConfig", "classify", "hidden",
+    "Mnist", "ModelArtifact", "TrainConfig", "classify", "hidden",
     "load_artifact", "load_mnist", "logits",
 ]

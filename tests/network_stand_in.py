@@ -21,7 +21,7 @@ from bsv import P2PKH
 from bsv.utils import Reader, unsigned_to_varint
 
 from marketplace.chain import LocalChain, TxState
-from model.errors import TransactionRejected
+from marketplace.chain.errors import TransactionRejected
 
 EF_MARKER = bytes.fromhex("0000000000ef")
 WOC_PREFIX = "/woc/v1/bsv/test"

@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 
 from contracts.bounty import BountyContract, BountyTerms
 from contracts.classifier import pixel_pushes
+from contracts.errors import ContractError, ScriptError
 from contracts.interpreter import validate_input
 from contracts.pushtx import preimage_is_signable
 from contracts.script import push_only_script
 from contracts.transactions import Utxo, address_pkh, deploy, migrate, submission, withdraw
 from model.artifact import ModelArtifact
 from model.data import Mnist
-from model.errors import ContractError, ScriptError
 from model.reference import classify
 
 OWNER, WALLET, USER, THIEF = (PrivateKey(k) for k in (101, 102, 103, 104))

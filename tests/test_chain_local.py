@@ -30,10 +30,10 @@ from marketplace.chain import (
     TxState,
     Wallet,
 )
+from marketplace.chain.errors import ChainError, MempoolChainTooLong, TransactionRejected
 from marketplace.cli.chain import chain_app
 from model.artifact import ModelArtifact
 from model.data import Mnist
-from model.errors import ChainError, MempoolChainTooLong, TransactionRejected
 from model.reference import classify
 
 ALICE, BOB, MALLORY, OPERATOR = (PrivateKey(k) for k in (201, 202, 203, 204))

@@ -24,13 +24,13 @@ from marketplace.chain import (
     TransactionAccepted,
     TxState,
 )
+from marketplace.chain.errors import ChainError, ChainUnavailable, TransactionRejected
 from marketplace.runtime import Runtime
 from marketplace.schema import Deployment, Payout, Submission
 from marketplace.settings import Settings
 from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
 from model.data import Mnist
-from model.errors import ChainError, ChainUnavailable, TransactionRejected
 from model.reference import classify
 from tests.network_stand_in import EF_MARKER, WOC_PREFIX, NetworkStandIn
 

@@ -17,11 +17,11 @@ from contracts.classifier import (
     unlocking_pixels,
     verify_label_script,
 )
+from contracts.errors import ScriptError, ScriptLimitError
 from contracts.interpreter import script_label, verify_images, verify_spend
 from contracts.script import MAX_OPS, MAX_SCRIPT_BYTES, MAX_SCRIPT_NUM_BYTES, encode_item, push_only_script
 from model.artifact import ModelArtifact
 from model.data import Mnist
-from model.errors import ScriptError, ScriptLimitError
 from model.reference import IntegerModel, classify, logits
 
 BORDER_PIXELS = 67  # MNIST has 67 pixels that are zero in every training image; no weights there

@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from marketplace import db, migrate
 from marketplace.cli import app
+from marketplace.errors import ConfigError, DatabaseError, DatabaseUnavailable
 from marketplace.schema import (
     Base,
     Bounty,
@@ -40,7 +41,6 @@ from marketplace.schema import (
     WatcherState,
 )
 from marketplace.settings import Settings, get_settings
-from model.errors import ConfigError, DatabaseError, DatabaseUnavailable
 from tests.conftest import reset_schema
 
 PIXELS = bytes(range(256)) * 3 + bytes(range(16))  # every byte value, 784 in all

@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
+from marketplace.errors import ImageError
 from marketplace.images import BLANK, CORRUPT, NOT_PNG_OR_JPEG, to_mnist, to_png
 from model.artifact import ModelArtifact
 from model.data import Mnist
-from model.errors import ImageError
 from model.reference import classify
 
 SAMPLE = 200

@@ -22,6 +22,7 @@ from sqlalchemy import Engine, func, select, update
 
 from marketplace import migrate
 from marketplace.bounties import create_bounty
+from marketplace.chain.errors import TransactionRejected
 from marketplace.db import make_engine
 from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import (
@@ -43,11 +44,11 @@ from marketplace.schema import (
 from marketplace.settings import Settings
 from model.artifact import DEFAULT_ARTIFACT, ModelArtifact, load_artifact
 from model.data import Mnist
-from model.errors import RetrainError, TransactionRejected
 from model.reference import classify
 from tests.conftest import reset_schema
 from tests.test_service import PAYOUT, USER, books_balance, client, post, settle
 from workers import retraining
+from workers.errors import RetrainError
 from workers.persistence import persist_accepted
 from workers.retraining import LEASE_KEY, Lease, accepted_since_last_run, maybe_retrain, retrain, take_snapshot
 

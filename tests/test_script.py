@@ -13,6 +13,7 @@ from bsv.constants import OpCode
 from bsv.script.script import Script
 from bsv.utils import encode_int
 
+from contracts.errors import ScriptError, ScriptLimitError
 from contracts.interpreter import verify_spend
 from contracts.script import (
     MAX_SCRIPT_BYTES,
@@ -26,7 +27,6 @@ from contracts.script import (
     push_only_script,
     script_number,
 )
-from model.errors import ScriptError, ScriptLimitError
 
 OP = OpCode
 

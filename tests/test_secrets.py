@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 
 from marketplace.api import create_app
 from marketplace.bounties import create_bounty, fund_bounty, withdraw_bounty
+from marketplace.chain.errors import TransactionRejected, WalletError
 from marketplace.chain.wallet import Wallet
 from marketplace.cli import app as cli
 from marketplace.runtime import OPERATOR_KEY_FILE, open_runtime
@@ -32,7 +33,7 @@ from marketplace.settings import Settings, get_settings
 from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
 from model.data import Mnist
-from model.errors import BountyError, TransactionRejected, WalletError
+from model.errors import BountyError
 from model.reference import classify
 
 PAYOUT = 500

@@ -12,7 +12,7 @@ import pytest
 from bsv import P2PKH, PrivateKey
 
 from marketplace.chain import LocalChain, NetworkChain, TxState, Wallet
-from model.errors import WalletError
+from marketplace.chain.errors import WalletError
 
 KEY = PrivateKey(777)
 WIF = KEY.wif()

@@ -44,8 +44,10 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from contracts.errors import ScriptError
 from contracts.interpreter import verify_images
 from marketplace.bounties import redeploy
+from marketplace.errors import BountyClosed
 from marketplace.runtime import Runtime
 from marketplace.schema import (
     Bounty,
@@ -64,8 +66,9 @@ from marketplace.settings import Settings
 from model.artifact import ModelArtifact, load_artifact
 from model.config import FINETUNE, FINETUNE_FAST, TINY, TrainConfig
 from model.data import Mnist, load_mnist
-from model.errors import ArtifactError, BountyClosed, RetrainError, ScriptError
+from model.errors import ArtifactError
 from model.reference import IntegerModel, classify
+from workers.errors import RetrainError
 
 log = logging.getLogger(__name__)
 

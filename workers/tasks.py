@@ -11,10 +11,11 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy.exc import OperationalError
 
+from marketplace.chain.errors import ChainUnavailable
+from marketplace.errors import DatabaseUnavailable
 from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import RetrainTrigger
 from marketplace.settings import get_settings
-from model.errors import ChainUnavailable, DatabaseUnavailable
 from workers.app import app
 from workers.persistence import persist_accepted, persist_confirmed
 

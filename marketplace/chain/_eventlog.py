@@ -20,7 +20,7 @@ from marketplace.chain.base import (
     TransactionAccepted,
     TransactionDropped,
 )
-from model.errors import ChainError
+from marketplace.chain.errors import ChainError
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, " \
          "body TEXT NOT NULL)"

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from model.errors import ChainUnavailable
+from marketplace.chain.errors import ChainUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from model.errors import ChainError, ChainUnavailable
+from marketplace.chain.errors import ChainError, ChainUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ from types import TracebackType
 from bsv import P2PKH, Script, Transaction, TransactionInput, TransactionOutput
 from bsv.utils import Reader
 
+from contracts.errors import ScriptError
 from contracts.interpreter import TX_VERSION, validate_input
 from contracts.transactions import DEFAULT_FEE_RATE, Utxo, address_pkh
 from marketplace.chain import _eventlog
@@ -55,7 +56,7 @@ from marketplace.chain.base import (
     TxState,
     TxStatus,
 )
-from model.errors import ChainError, ChainUnavailable, MempoolChainTooLong, ScriptError, TransactionRejected
+from marketplace.chain.errors import ChainError, ChainUnavailable, MempoolChainTooLong, TransactionRejected
 
 log = logging.getLogger(__name__)
 

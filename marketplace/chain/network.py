@@ -59,7 +59,7 @@ from marketplace.chain.base import (
     TxState,
     TxStatus,
 )
-from model.errors import ChainError, TransactionRejected
+from marketplace.chain.errors import ChainError, TransactionRejected
 
 log = logging.getLogger(__name__)
 

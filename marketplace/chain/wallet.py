@@ -21,8 +21,8 @@ from bsv.constants import Network
 from contracts.bounty import BountyContract
 from contracts.transactions import DEFAULT_FEE_RATE, Utxo, address_pkh, deploy, migrate, pay, withdraw
 from marketplace.chain.base import Chain
+from marketplace.chain.errors import WalletError
 from marketplace.chain.local import LocalChain
-from model.errors import WalletError
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ become one sentence on stderr and exit code 1, never a traceback.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import typer
@@ -20,6 +19,8 @@ from marketplace.cli.model import model_app
 from marketplace.cli.operator import register as register_operator_commands
 from marketplace.cli.review import review_app
 from marketplace.cli.service import daemon, demo, serve
+from marketplace.errors import ConfigError
+from marketplace.settings import get_settings
 
 app = typer.Typer(help="digit-bounty: bounties for handwritten digits, judged on-chain.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -35,7 +36,10 @@ app.command("demo")(friendly(demo))
 
 
 def main() -> None:
-    level = os.environ.get("BOUNTY_LOG_LEVEL", "WARNING").upper()
+    try:
+        level = get_settings().log_level
+    except ConfigError:  # the command itself reports the bad settings, in one sentence
+        level = "WARNING"
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     app()
 

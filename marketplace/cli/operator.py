@@ -26,7 +26,7 @@ def create(
 ) -> None:
     """Deploy and fund a bounty from the operator wallet (the dev chain's faucet funds it when needed)."""
     from marketplace.bounties import create_bounty
-    from model.errors import InvalidRequest
+    from marketplace.errors import InvalidRequest
 
     if any(not 0 <= d <= 9 for d in digit):
         raise InvalidRequest("every --digit must be 0..9")

@@ -27,9 +27,9 @@ def _runtime() -> Runtime:
 def list_(status: Annotated[str | None, typer.Option(help="pending, approved or excluded")] = None,
           limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100, as_json: JsonOption = False) -> None:
     """Accepted images kept for retraining, oldest first."""
+    from marketplace.errors import InvalidRequest
     from marketplace.review import list_images
     from marketplace.schema import ReviewStatus
-    from model.errors import InvalidRequest
 
     if status is not None and status not in {s.value for s in ReviewStatus}:
         raise InvalidRequest("--status is one of pending, approved, excluded")

@@ -55,7 +55,7 @@ def demo(home: Annotated[str | None, typer.Option(help="A fresh directory for th
     from pathlib import Path
 
     from marketplace.demo import run_demo
-    from model.errors import InvalidRequest
+    from marketplace.errors import InvalidRequest
 
     where = Path(home) if home else Path(tempfile.mkdtemp(prefix="digit-bounty-demo-"))
     if where.exists() and any(where.iterdir()):

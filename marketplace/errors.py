@@ -1,0 +1,66 @@
+"""Errors of the service core (the chain's own are in marketplace.chain.errors).
+
+ConfigError                      the BOUNTY_* settings are invalid (marketplace.settings)
+DatabaseError                    the service database cannot do as asked: bad URL, unknown revision (marketplace.db)
+└── DatabaseUnavailable          retry later: the database server cannot be reached, or the file stayed locked
+ImageError                       an upload is refused: too large, not PNG/JPEG, corrupt, blank (marketplace.images)
+ServiceError                     the marketplace refuses a request (caller misuse; the API answers 4xx)
+├── NotFound                     no such bounty or submission
+├── BountyClosed                 the bounty is exhausted, withdrawn or has no live contract
+├── InvalidRequest               malformed input: an address of the wrong network, bad terms
+└── ImageRefused                 the contract would not pay for this image (carries label and margin)
+"""
+
+from __future__ import annotations
+
+from model.errors import BountyError
+
+
+class ConfigError(BountyError):
+    """Raised when the settings (``BOUNTY_*`` variables or ``.env``) fail validation. The message names each
+    variable and what is wrong with it, never its value (it may be a secret)."""
+
+
+class DatabaseError(BountyError):
+    """Raised when the service database cannot do what was asked: a malformed URL or missing driver, an unknown
+    migration revision, a schema newer than this code. Retrying unchanged will not help. `url` has no password."""
+
+    def __init__(self, message: str, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class DatabaseUnavailable(DatabaseError):
+    """Raised when the database cannot answer now (server unreachable or refusing connections, a SQLite file
+    locked past the busy timeout): retry later with the same request."""
+
+
+class ImageError(BountyError):
+    """Raised when an uploaded image is refused (caller error, never worth retrying unchanged): too many
+    bytes or pixels, not a PNG or JPEG, truncated or corrupt, or blank. The message is one sentence a
+    client can be shown as it is (the API layer answers it with a 4xx)."""
+
+
+class ServiceError(BountyError):
+    """Raised when the marketplace refuses a request; nothing was written or paid."""
+
+
+class NotFound(ServiceError):
+    """Raised for an unknown bounty or submission id."""
+
+
+class BountyClosed(ServiceError):
+    """Raised when a bounty cannot take submissions: exhausted, withdrawn, or no live contract."""
+
+
+class InvalidRequest(ServiceError):
+    """Raised for malformed input the schema could not catch: a wrong-network address, impossible terms."""
+
+
+class ImageRefused(ServiceError):
+    """Raised when the reference model says the contract would refuse the image, before any money moves."""
+
+    def __init__(self, message: str, label: int, margin: int) -> None:
+        super().__init__(message)
+        self.label = label
+        self.margin = margin
