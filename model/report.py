@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import matplotlib
 
@@ -13,8 +14,22 @@ import numpy as np  # noqa: E402
 
 from model.reference import IntegerModel, classify  # noqa: E402
 
-if TYPE_CHECKING:
-    from model.train import History
+
+@dataclass
+class History:
+    """Per-epoch curves across all stages, for the report."""
+
+    stage: list[str] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+
+    def add(self, stage: str, fit: Any) -> None:
+        h = fit.history
+        self.stage += [stage] * len(h["loss"])
+        self.loss += [float(v) for v in h["loss"]]
+        self.accuracy += [float(v) for v in h["accuracy"]]
+        self.val_accuracy += [float(v) for v in h["val_accuracy"]]
 
 
 def curves_png(history: History, path: Path) -> Path:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from model.config import TrainConfig  # noqa: E402
 from model.data import Mnist  # noqa: E402
 from model.quantize import quantize  # noqa: E402
 from model.reference import classify  # noqa: E402
+from model.report import History, confusion_png, curves_png  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -33,23 +34,6 @@ class Split:
     y_train: np.ndarray
     x_val: np.ndarray
     y_val: np.ndarray
-
-
-@dataclass
-class History:
-    """Per-epoch curves across all stages, for the report."""
-
-    stage: list[str] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    accuracy: list[float] = field(default_factory=list)
-    val_accuracy: list[float] = field(default_factory=list)
-
-    def add(self, stage: str, fit: Any) -> None:
-        h = fit.history
-        self.stage += [stage] * len(h["loss"])
-        self.loss += [float(v) for v in h["loss"]]
-        self.accuracy += [float(v) for v in h["accuracy"]]
-        self.val_accuracy += [float(v) for v in h["val_accuracy"]]
 
 
 def prepare(data: Mnist, config: TrainConfig) -> Split:
@@ -202,8 +186,6 @@ def train(data: Mnist, config: TrainConfig, extra_images: np.ndarray | None = No
 
 
 def write_report(result: TrainResult, directory: Path) -> list[Path]:
-    from model.report import confusion_png, curves_png
-
     directory.mkdir(parents=True, exist_ok=True)
     return [curves_png(result.history, directory / "curves.png"),
             confusion_png(result.artifact.integer, result.split.x_val, result.split.y_val, directory / "confusion.png")]
