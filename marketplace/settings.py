@@ -14,6 +14,7 @@ never a setting: `operator_wif_env` names the environment variable that holds it
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from functools import lru_cache
 from pathlib import Path
@@ -61,6 +62,9 @@ class Settings(BaseSettings):
     task_visibility_timeout: Annotated[int, Field(ge=10)] = 3600  # Redis: when a dead worker's tasks come back
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
     max_upload_bytes: Annotated[int, Field(ge=1024)] = 2_000_000
+    quota_per_payee_per_hour: Annotated[int, Field(ge=0)] = 20  # vetted submissions per payout address (0: off)
+    quota_per_client_per_hour: Annotated[int, Field(ge=0)] = 60  # ... per client address (0: off)
+    trusted_proxies: str = ""  # comma-separated addresses/networks whose X-Forwarded-For is believed
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"  # every process's log threshold
 
     # Retraining (workers.retraining): when to run, on what, and how a challenger must compare with the champion.
@@ -79,6 +83,21 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, level: Any) -> Any:
         return level.strip().upper() if isinstance(level, str) else level
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, proxies: str) -> str:
+        for part in proxies.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"{part.strip()!r} is not an IP address or network") from None
+        return proxies
+
+    @property
+    def trusted_proxy_networks(self) -> list[str]:
+        return [part.strip() for part in self.trusted_proxies.split(",") if part.strip()]
 
     @field_validator("home")
     @classmethod
