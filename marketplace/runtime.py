@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from contracts.bounty import BountyContract, BountyTerms
 from contracts.errors import ContractError
+from marketplace.attestor import Attestor
 from marketplace.chain import Chain, LocalChain, NetworkChain, Wallet
 from marketplace.chain.errors import WalletError
 from marketplace.db import make_engine, session_scope
@@ -25,6 +26,7 @@ from model.artifact import DEFAULT_ARTIFACT, ModelArtifact, load_artifact
 
 log = logging.getLogger(__name__)
 OPERATOR_KEY_FILE = "operator.key"
+ATTESTOR_KEY_FILE = "attestor.key"
 
 
 class Runtime:
@@ -84,6 +86,26 @@ class Runtime:
         if path.exists():
             return Wallet.from_file(path)
         return Wallet.create_key_file(path, testnet=s.network == "testnet")
+
+    @cached_property
+    def attestor(self) -> Attestor:
+        """The vetted bounties' co-signer, loaded like the wallet (its own variable or key file; a key file
+        under BOUNTY_HOME created on first use on the dev chain). Refused when it is the operator's key."""
+        s = self.settings
+        if s.attestor_key_file is not None:
+            attestor = Attestor.from_file(s.attestor_key_file)
+        else:
+            try:
+                attestor = Attestor.from_env(s.attestor_wif_env)
+            except WalletError:
+                if s.chain != "local":
+                    raise
+                path = s.home / ATTESTOR_KEY_FILE
+                attestor = Attestor.from_file(path) if path.exists() else \
+                    Attestor.create_key_file(path, testnet=s.network == "testnet")
+        if attestor.public_key == self.wallet.public_key:
+            raise ConfigError("the attestor key is the operator's key: give the attestor a key of its own")
+        return attestor
 
     # -- models and contracts -------------------------------------------------------------------------
 

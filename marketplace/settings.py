@@ -55,6 +55,8 @@ class Settings(BaseSettings):
 
     operator_wif_env: Annotated[str, Field(min_length=1)] = "BOUNTY_OPERATOR_WIF"  # the NAME of the variable
     operator_key_file: Path | None = None  # or a file holding the WIF, mode 600 or 400
+    attestor_wif_env: Annotated[str, Field(min_length=1)] = "BOUNTY_ATTESTOR_WIF"  # vetted bounties' co-signer
+    attestor_key_file: Path | None = None  # (the NAME of the variable, or a file; never the operator's key)
 
     model_path: Path | None = None  # None: the artifact shipped in model/default
     min_confirmations: Annotated[int, Field(ge=0)] = 1  # 0 trusts the mempool
@@ -105,7 +107,7 @@ class Settings(BaseSettings):
         # Workers and the daemon may start elsewhere: pin a relative home to where settings were read.
         return home.expanduser().absolute()
 
-    @field_validator("operator_key_file", "model_path")
+    @field_validator("operator_key_file", "attestor_key_file", "model_path")
     @classmethod
     def _expand(cls, path: Path | None) -> Path | None:
         return path.expanduser() if path is not None else None

@@ -9,17 +9,15 @@ file's path between processes instead.
 from __future__ import annotations
 
 import logging
-import os
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from bsv import P2PKH, PrivateKey, Transaction, TransactionOutput
-from bsv.constants import Network
 
 from contracts.bounty import BountyContract
 from contracts.transactions import DEFAULT_FEE_RATE, Utxo, address_pkh, deploy, migrate, pay, withdraw
+from marketplace.chain._keys import key_from_env, key_from_file, new_key_file
 from marketplace.chain.base import Chain
 from marketplace.chain.errors import WalletError
 from marketplace.chain.local import LocalChain
@@ -27,6 +25,7 @@ from marketplace.chain.local import LocalChain
 log = logging.getLogger(__name__)
 
 DEFAULT_KEY_VARIABLE = "BOUNTY_OPERATOR_WIF"
+ROLE = "operator"
 P2PKH_OUTPUT_BYTES = 34  # value 8 + length 1 + script 25
 TX_OVERHEAD_BYTES = 10  # version 4 + input and output counts + locktime 4 (counts below 253)
 
@@ -43,41 +42,17 @@ class Wallet:
 
     @classmethod
     def from_env(cls, variable: str = DEFAULT_KEY_VARIABLE) -> Wallet:
-        wif = os.environ.get(variable, "").strip()
-        if not wif:
-            raise WalletError(f"the environment variable {variable} holds no operator key (a WIF)")
-        return cls(_decode(wif, f"the environment variable {variable}"))
+        return cls(key_from_env(variable, ROLE))
 
     @classmethod
     def from_file(cls, path: Path | str) -> Wallet:
         """Load a WIF from a file that only its owner may read or write (mode 600 or 400)."""
-        path = Path(path)
-        try:
-            mode = path.stat().st_mode
-        except OSError as exc:
-            raise WalletError(f"the operator key file {path} cannot be read: {exc.strerror}") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise WalletError(f"the operator key file {path} is open to other users (mode {stat.S_IMODE(mode):o}): "
-                              f"run `chmod 600 {path}`")
-        try:
-            wif = path.read_text().strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise WalletError(f"the operator key file {path} cannot be read: {type(exc).__name__}") from None
-        return cls(_decode(wif, f"the operator key file {path}"))
+        return cls(key_from_file(path, ROLE))
 
     @classmethod
     def create_key_file(cls, path: Path | str, testnet: bool = False) -> Wallet:
         """Write a new random key to `path` (created with mode 600, never overwritten) and load it."""
-        path = Path(path)
-        key = PrivateKey(network=Network.TESTNET if testnet else Network.MAINNET)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise WalletError(f"{path} already exists: refusing to overwrite a key") from None
-        with os.fdopen(fd, "w") as out:
-            out.write(key.wif() + "\n")
-        log.info("created operator key file %s for %s", path, key.address())
-        return cls(key)
+        return cls(new_key_file(path, testnet, ROLE))
 
     def __repr__(self) -> str:
         return f"Wallet(address={self.address!r})"
@@ -139,11 +114,3 @@ class Wallet:
             raise WalletError("only a LocalChain has a faucet; fund a network wallet with a real payment")
         return chain.faucet(self.address, amount)
 
-
-def _decode(wif: str, where: str) -> PrivateKey:
-    try:
-        return PrivateKey(wif)
-    except Exception:  # bsv raises several types, and its message may quote the WIF
-        pass
-    # raised outside the except block so the SDK's exception is not even kept as __context__
-    raise WalletError(f"{where} does not hold a valid WIF private key")
