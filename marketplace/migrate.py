@@ -81,10 +81,23 @@ def _run(url: str, action: Callable[[Config], None]) -> str | None:
     with _translated(url):
         engine = make_engine(url)
         try:
-            with engine.begin() as connection:
-                config.attributes["connection"] = connection  # env.py runs on it (see migrations/env.py)
-                action(config)
-                return _current(connection)
+            with engine.connect() as connection:
+                sqlite = connection.dialect.name == "sqlite"
+                if sqlite:  # SQLite alters a table by rebuilding it: dropping the old copy must not cascade
+                    connection.exec_driver_sql("PRAGMA foreign_keys = OFF")  # (a no-op inside a transaction)
+                    connection.commit()
+                    # pysqlite runs DDL outside any transaction; begin one ourselves so that a failed
+                    # migration leaves nothing behind (this connection is closed afterwards)
+                    connection.connection.driver_connection.isolation_level = None  # type: ignore[union-attr]
+                with connection.begin():
+                    if sqlite:
+                        connection.exec_driver_sql("BEGIN IMMEDIATE")
+                    config.attributes["connection"] = connection  # env.py runs on it (see migrations/env.py)
+                    action(config)
+                    if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                        raise DatabaseError(f"a migration of {display_url(url)} would break references between "
+                                            "rows; nothing was changed", url=display_url(url))
+                    return _current(connection)
         finally:
             engine.dispose()
 

@@ -77,7 +77,13 @@ class DeploymentStatus(StrEnum):
     EXHAUSTED = "exhausted"
 
 
+class BountyMode(StrEnum):
+    OPEN = "open"  # the contract pays any image its classifier accepts, with nobody's consent
+    VETTED = "vetted"  # each payment also needs the attestor's signature, given after vetting
+
+
 class SubmissionStatus(StrEnum):
+    VETTING = "vetting"  # a vetted bounty's checks are running (novelty, judge, quotas)
     PENDING = "pending"  # accepted by the API, transaction not yet broadcast
     BROADCAST = "broadcast"  # handed to the chain, not yet seen in its mempool
     SEEN = "seen"  # in the mempool
@@ -98,7 +104,12 @@ class RejectReason(StrEnum):
     REORGED_OUT = "reorged_out"
     CONTRACT_MIGRATED = "contract_migrated"
     BROADCAST_FAILED = "broadcast_failed"
-    DUPLICATE = "duplicate"
+    DUPLICATE = "duplicate"  # a copy or near copy of an image this payee already submitted
+    KNOWN_IMAGE = "known_image"  # a copy or near copy of an image the model was trained on (MNIST)
+    CLAIMED_BY_ANOTHER = "claimed_by_another"  # a copy or near copy of an image another payee submitted first
+    JUDGE_DISAGREES = "judge_disagrees"  # the independent judge does not read the claimed digit
+    OUT_OF_DISTRIBUTION = "out_of_distribution"  # not handwriting: blank, noise, strokes, adversarial
+    QUOTA = "quota"  # the payee or the client used up its hourly quota
 
 
 class SubmissionSource(StrEnum):
@@ -204,6 +215,11 @@ class Bounty(Base):
     budget_sats: Mapped[int] = mapped_column(BigInteger)
     owner_pubkey: Mapped[str] = mapped_column(String(66))  # compressed public key, hex
     network: Mapped[Network] = mapped_column(_choice(Network, "network"))
+    mode: Mapped[BountyMode] = mapped_column(_choice(BountyMode, "mode"), default=BountyMode.OPEN,
+                                             server_default=BountyMode.OPEN.value)
+    attestor_pubkey: Mapped[str | None] = mapped_column(String(66))  # vetted: the co-signer's key, hex
+    appeal_gap: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    judge_sha256: Mapped[str | None] = mapped_column(String(HEX_HASH))  # vetted: the published judge's weights
     status: Mapped[BountyStatus] = mapped_column(_choice(BountyStatus, "status"), default=BountyStatus.ACTIVE)
     created_at: Mapped[datetime] = _created()
 
@@ -214,6 +230,8 @@ class Bounty(Base):
         CheckConstraint("min_margin >= 0", name="margin_not_negative"),
         CheckConstraint("max_fee_sats >= 0", name="max_fee_not_negative"),
         CheckConstraint("budget_sats >= payout_sats", name="budget_covers_payout"),
+        CheckConstraint("appeal_gap >= 0", name="appeal_gap_not_negative"),
+        CheckConstraint("mode = 'open' OR attestor_pubkey IS NOT NULL", name="vetted_has_attestor"),
     )
 
 
@@ -272,6 +290,9 @@ class Submission(Base):
     predicted_label: Mapped[int] = mapped_column(Integer)
     margin: Mapped[int] = mapped_column(BigInteger)
     model_sha256: Mapped[str] = mapped_column(String(HEX_HASH))
+    claimed_digit: Mapped[int | None] = mapped_column(Integer)  # vetted: the digit the payment is for
+    appeal: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    vetting: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the checks' figures, for the receipt
     status: Mapped[SubmissionStatus] = mapped_column(_choice(SubmissionStatus, "status"),
                                                      default=SubmissionStatus.PENDING, index=True)
     reason: Mapped[RejectReason | None] = mapped_column(_choice(RejectReason, "reason"))
@@ -289,6 +310,7 @@ class Submission(Base):
         UniqueConstraint("txid", "input_index"),
         CheckConstraint(f"length(pixels) = {PIXELS}", name="pixels_784"),
         CheckConstraint("predicted_label BETWEEN 0 AND 9", name="label_digit"),
+        CheckConstraint("claimed_digit IS NULL OR claimed_digit BETWEEN 0 AND 9", name="claimed_digit"),
         CheckConstraint("input_index >= 0", name="input_index_not_negative"),
         CheckConstraint("confirmations >= 0", name="confirmations_not_negative"),
     )
@@ -373,7 +395,7 @@ class WatcherState(Base):
 
 
 __all__ = [
-    "NAMING_CONVENTION", "PIXELS", "Base", "Bounty", "BountyStatus", "Deployment", "DeploymentStatus",
+    "NAMING_CONVENTION", "PIXELS", "Base", "Bounty", "BountyMode", "BountyStatus", "Deployment", "DeploymentStatus",
     "ModelVersion", "Network", "Payout", "RejectReason", "RetrainRun", "RetrainStatus", "RetrainTrigger",
     "ReviewStatus", "Submission", "SubmissionSource", "SubmissionStatus", "TrainingImage", "UtcDateTime",
     "WatcherState",

@@ -88,13 +88,60 @@ def app_tables(url: str) -> set[str]:
 
 def test_migrations_go_up_down_and_up_again(url: str) -> None:
     assert migrate.current(url) is None
-    assert migrate.upgrade(url) == migrate.head() == "0002"
+    assert migrate.upgrade(url) == migrate.head() == "0003"
     assert app_tables(url) == APP_TABLES
-    assert migrate.upgrade(url) == "0002"  # a second upgrade changes nothing
+    assert migrate.upgrade(url) == "0003"  # a second upgrade changes nothing
     assert migrate.downgrade(url, "base") is None
     assert app_tables(url) == set()
-    assert migrate.upgrade(url, "head") == migrate.current(url) == "0002"
+    assert migrate.upgrade(url, "head") == migrate.current(url) == "0003"
     assert app_tables(url) == APP_TABLES
+
+
+def test_upgrading_a_database_with_data_keeps_every_row_and_its_references(url: str) -> None:
+    """A database in use at 0002 (a bounty, a deployment, a paid submission, a kept image) moves to 0003: the
+    tables the migration rebuilds on SQLite keep their rows, the references into them hold, old bounties are
+    open, and the new statuses and reasons are accepted."""
+    migrate.upgrade(url, "0002")
+    engine = db.make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO models (id, weights_sha256, version, artifact_path, config, metrics) "
+                              "VALUES (1, :h, 1, 'x', '{}', '{}')"), {"h": "0" * 64})
+            conn.execute(text("INSERT INTO bounties (id, digits, payout_sats, min_margin, max_fee_sats, budget_sats, "
+                              "owner_pubkey, network, status) VALUES (1, '[7]', 500, 0, 9000, 100000, :k, "
+                              "'testnet', 'active')"), {"k": "02" + "11" * 32})
+            conn.execute(text("INSERT INTO deployments (id, bounty_id, version, model_id, locking_script_sha256, "
+                              "deploy_txid, current_txid, current_vout, current_satoshis, status) VALUES "
+                              "(1, 1, 1, 1, :h, :t, :t, 0, 100000, 'active')"), {"h": "1" * 64, "t": TXID})
+            conn.execute(text("INSERT INTO submissions (id, bounty_id, deployment_id, txid, input_index, pixels, "
+                              "recipient_address, recipient_pkh, predicted_label, margin, model_sha256, status, "
+                              "source) VALUES (1, 1, 1, :t, 0, :p, 'addr', :pkh, 7, 10, :h, 'confirmed', 'api')"),
+                         {"t": "cd" * 32, "p": PIXELS, "pkh": "22" * 20, "h": "0" * 64})
+            conn.execute(text("INSERT INTO payouts (id, submission_id, bounty_id, txid, vout, satoshis, fee_sats, "
+                              "recipient_address) VALUES (1, 1, 1, :t, 1, 500, 8566, 'addr')"), {"t": "cd" * 32})
+            conn.execute(text("INSERT INTO training_images (id, spend_key, submission_id, bounty_id, label, pixels, "
+                              "pixels_sha256, review, holdout) VALUES (1, 'k', 1, 1, 7, :p, :h, 'pending', false)"),
+                         {"p": PIXELS, "h": "0" * 64})
+        assert migrate.upgrade(url) == "0003"
+        with Session(engine) as session:
+            bounty = session.get(Bounty, 1)
+            row = session.get(Submission, 1)
+            assert bounty is not None and row is not None
+            assert (bounty.mode, bounty.appeal_gap, bounty.attestor_pubkey) == ("open", 0, None)
+            assert (row.pixels, row.appeal, row.claimed_digit, row.payout is not None) == (PIXELS, False, None, True)
+            row.status, row.reason = SubmissionStatus.VETTING, RejectReason.CLAIMED_BY_ANOTHER
+            session.commit()
+            with pytest.raises(IntegrityError):  # a vetted bounty needs its attestor
+                session.execute(text("UPDATE bounties SET mode = 'vetted' WHERE id = 1"))
+            session.rollback()
+        with pytest.raises(DatabaseError, match="refused a migration"):  # a row 0002 cannot hold: nothing changes
+            migrate.downgrade(url, "0002")
+        assert migrate.current(url) == "0003"
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE submissions SET status = 'confirmed', reason = NULL"))
+        assert migrate.downgrade(url, "0002") == "0002"
+    finally:
+        engine.dispose()
 
 
 def test_the_migrations_build_exactly_the_models(engine: Engine) -> None:
@@ -109,7 +156,7 @@ def test_the_migrations_build_exactly_the_models(engine: Engine) -> None:
                                                                    compile_kwargs={"literal_binds": True})))
                 for table in Base.metadata.tables.values()
                 for check in table.constraints if isinstance(check, CheckConstraint)}
-    assert len(declared) == 25 and reflected == declared
+    assert len(declared) == 29 and reflected == declared
 
 
 def _tokens(sql: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -332,10 +379,10 @@ def test_the_cli_migrates_the_configured_database(url: str, tmp_path: Path, monk
         result: dict[str, Any] = json.loads(done.stdout)
         return result
 
-    assert bounty("current") | {"database": ""} == {"database": "", "revision": None, "head": "0002",
+    assert bounty("current") | {"database": ""} == {"database": "", "revision": None, "head": "0003",
                                                       "up_to_date": False}
     assert bounty("upgrade")["up_to_date"] is True
-    assert bounty("current")["revision"] == "0002"
+    assert bounty("current")["revision"] == "0003"
     assert bounty("downgrade", "base")["revision"] is None
     refused = runner.invoke(app, ["db", "upgrade", "--revision", "nope"])
     assert refused.exit_code == 1 and refused.stderr.startswith("error: ") and "'nope'" in refused.stderr
