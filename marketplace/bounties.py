@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from contracts.bounty import BountyContract
 from contracts.transactions import Utxo
+from marketplace.chain.base import TxState
 from marketplace.errors import BountyClosed, InvalidRequest, NotFound
 from marketplace.ledger import record_migration
 from marketplace.runtime import Runtime, script_sha256
@@ -133,13 +134,27 @@ def active_deployment(session: Session, bounty: Bounty) -> Deployment | None:
 
 
 def current_utxo(rt: Runtime, deployment: Deployment) -> Utxo:
-    """The live contract output: where the database says, or further along if spends it has not
-    recorded yet (ours in flight, or someone's made directly on-chain) moved it on."""
+    """The live contract output: the booked outpoint, followed along the spends the database has not
+    recorded yet (ours in flight, or someone's made directly on chain), each of which must leave the
+    contract in its output 0. Other outputs paid to the same script are not the contract: dust sent there
+    must not stall the bounty (the owner can sweep them). Only when the booked output is gone from the
+    chain (a reorg dropped it) is the largest unspent output of the script taken instead."""
     script = rt.contract(deployment).lock().serialize()
-    found = rt.chain.utxos_for_script(script)
-    if not found:
-        raise BountyClosed(f"bounty {deployment.bounty_id} has no unspent contract output: it is exhausted")
-    utxo = found[0]
+    txid, vout = deployment.current_txid, deployment.current_vout
+    while (spender := rt.chain.spender_of(txid, vout)) is not None:
+        tx = rt.chain.get_transaction(spender.txid)
+        if tx is None or tx.outputs[0].locking_script.serialize() != script or len(tx.outputs) < 2:
+            raise BountyClosed(f"bounty {deployment.bounty_id}'s contract was spent without a successor: "
+                               "it takes no more submissions")
+        txid, vout = spender.txid, 0
+    source = rt.chain.get_transaction(txid)
+    if source is not None and rt.chain.status(txid).state != TxState.UNKNOWN:
+        utxo = Utxo.of(source, vout)
+    else:
+        found = rt.chain.utxos_for_script(script)
+        if not found:
+            raise BountyClosed(f"bounty {deployment.bounty_id} has no unspent contract output: it is exhausted")
+        utxo = max(found, key=lambda u: u.satoshis)
     deployment.current_txid, deployment.current_vout, deployment.current_satoshis = utxo.txid, utxo.vout, utxo.satoshis
     return utxo
 

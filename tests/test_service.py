@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from contracts.transactions import submission as build_submission
 from marketplace import migrate
 from marketplace.api import create_app
-from marketplace.bounties import active_deployment, create_bounty, fund_bounty
+from marketplace.bounties import active_deployment, create_bounty, fund_bounty, withdraw_bounty
 from marketplace.chain import LocalChain
 from marketplace.cli import app as cli
 from marketplace.runtime import Runtime, open_runtime
@@ -453,3 +453,60 @@ def test_confirmed_images_are_kept_once_and_reviewed(tmp_path: Path, monkeypatch
     assert unknown.exit_code == 1 and "no training image 999" in unknown.stderr
     rt.close()
     get_settings.cache_clear()
+
+
+# -- griefing: outputs paid to the contract's own script by someone else ---------------------------------
+
+GRIEFER = PrivateKey(7003, network=Network.TESTNET)
+
+
+def _pay_to_script(rt: Runtime, script: bytes, amount: int) -> str:
+    """An outsider pays `amount` sats to the contract's locking script (anyone can)."""
+    from bsv import Script, TransactionOutput
+
+    from contracts.transactions import pay
+
+    chain = rt.local_chain
+    assert chain is not None
+    chain.faucet(GRIEFER.address(), amount + 100_000)
+    coins = chain.utxos_for_address(GRIEFER.address())
+    tx = pay([TransactionOutput(Script(script), amount)], coins, GRIEFER, GRIEFER.address(), rt.settings.fee_rate)
+    chain.broadcast(tx)
+    return tx.txid()
+
+
+@pytest.mark.parametrize("grief", [1, 10_000])
+def test_foreign_outputs_paid_to_the_script_neither_stall_nor_exhaust_the_bounty(
+        rt: Runtime, digits: dict[str, np.ndarray], grief: int) -> None:
+    """Measured on main: 1 sat paid to the bounty's script made every later submission fail with 409 and
+    `withdraw` fail; 10,000 sats made the service spend that output and mark the bounty exhausted while the
+    real contract still held its balance. The live contract is the booked outpoint, followed along its spends."""
+    bounty = create_bounty(rt, [7], PAYOUT, 60_000)
+    with rt.session() as session:
+        deployment = active_deployment(session, session.get(Bounty, bounty["id"]))  # type: ignore[arg-type]
+        assert deployment is not None
+        script = rt.contract(deployment).lock().serialize()
+        funded_outpoint = (deployment.current_txid, deployment.current_vout)
+    foreign = _pay_to_script(rt, script, grief)
+    settle(rt)
+    api = client(rt)
+    for pixels in digits["sevens"][:3]:
+        paid = post(api, bounty["id"], pixels)
+        assert paid["code"] == 202 and paid["status"] == "broadcast", paid
+    settle(rt)
+    with rt.session() as session:
+        b = session.get(Bounty, bounty["id"])
+        assert b is not None and b.status == "active"
+        deployment = active_deployment(session, b)
+        assert deployment is not None
+        paid_sats, fees = session.execute(select(func.coalesce(func.sum(Payout.satoshis), 0),
+                                                 func.coalesce(func.sum(Payout.fee_sats), 0))
+                                          .where(Payout.bounty_id == b.id)).one()
+        assert paid_sats == 3 * PAYOUT
+        # every payment came out of the contract's own chain of outputs, none out of the foreign one
+        assert b.budget_sats - paid_sats - fees == deployment.current_satoshis
+        assert deployment.current_txid not in (foreign, funded_outpoint[0])
+    on_chain = {(u.txid, u.vout): u.satoshis for u in rt.chain.utxos_for_script(script)}
+    assert on_chain == {(deployment.current_txid, 0): deployment.current_satoshis, (foreign, 0): grief}
+    withdrawn = withdraw_bounty(rt, bounty["id"])  # the owner's path takes the contract, not the foreign output
+    assert deployment.current_satoshis - 10_000 < withdrawn["withdrawn_sats"] < deployment.current_satoshis
