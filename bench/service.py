@@ -294,7 +294,7 @@ def bench_retrain(work: Path, say: Callable[[str], None]) -> dict[str, Any]:
         create_bounty(rt, [7], PAYOUT, 1_000_000)
         data = load_mnist()
         started = time.monotonic()
-        summary = retrain(rt, RetrainTrigger.MANUAL, data=data)
+        summary = retrain(rt, RetrainTrigger.MANUAL, data=data).to_json()
         wall = time.monotonic() - started
     finally:
         rt.close()

@@ -8,7 +8,6 @@ after the chain accepted it: a refusal leaves nothing written.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -71,9 +70,9 @@ def fund_bounty(rt: Runtime, bounty_id: int, amount: int) -> dict[str, Any]:
     return _migrate(rt, bounty_id, top_up=amount)
 
 
-def redeploy(rt: Runtime, bounty_id: int, artifact_path: Path | str) -> dict[str, Any]:
-    """Move the balance into a contract judged by another model, in one owner transaction."""
-    return _migrate(rt, bounty_id, artifact_path=artifact_path)
+def redeploy(rt: Runtime, bounty_id: int, model_id: int) -> dict[str, Any]:
+    """Move the balance into a contract judged by the registered model `model_id`, in one owner transaction."""
+    return _migrate(rt, bounty_id, model_id=model_id)
 
 
 def withdraw_bounty(rt: Runtime, bounty_id: int) -> dict[str, Any]:
@@ -90,12 +89,13 @@ def withdraw_bounty(rt: Runtime, bounty_id: int) -> dict[str, Any]:
         return {**view, "withdraw_txid": tx.txid(), "withdrawn_sats": tx.outputs[0].satoshis}
 
 
-def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, artifact_path: Path | str | None = None
-             ) -> dict[str, Any]:
+def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, model_id: int | None = None) -> dict[str, Any]:
     with rt.session() as session:
         bounty, old = live(session, bounty_id)
         contract = rt.contract(old)
-        model = rt.register_model(session, artifact_path) if artifact_path else old.model
+        model = old.model if model_id is None else session.get(ModelVersion, model_id)
+        if model is None:
+            raise NotFound(f"there is no model {model_id}")
         successor = rt.new_contract(model, bounty)
         utxo = current_utxo(rt, old)
         if top_up:

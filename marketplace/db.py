@@ -3,7 +3,7 @@
 - `make_engine(url)`: an engine with the backend's settings (SQLite: WAL, foreign keys, busy timeout,
   usable from several threads; PostgreSQL: connections checked before use).
 - `session_scope(engine)`: a unit of work (commit, or roll back, then close); each process's `Runtime` owns
-  its engine (a forked Celery child opens its own, see `workers.tasks.forget_runtime`).
+  its engine (a forked Celery child opens its own, see `workers.context.forget_runtime`).
 """
 
 from __future__ import annotations

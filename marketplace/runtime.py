@@ -116,13 +116,17 @@ class Runtime:
                 self._artifacts[key] = load_artifact(key)
             return self._artifacts[key]
 
-    def register_model(self, session: Session, artifact_path: Path | str | None = None) -> ModelVersion:
-        """The models row for an artifact, created on first sight (lineage: its parent hash)."""
+    def register_model(self, session: Session, artifact_path: Path | str | None = None, *,
+                       version: int | None = None) -> ModelVersion:
+        """The models row for an artifact, created on first sight (lineage: its parent hash). From then on
+        the model is that row: its id and hash. A new row takes `version` when given (a retraining decides
+        its challenger's version once, and writes it into the artifact too), else the one after the newest."""
         path = Path(artifact_path or self.settings.model_path or DEFAULT_ARTIFACT).resolve()
         artifact = self.artifact(path)
         row = session.scalar(select(ModelVersion).where(ModelVersion.weights_sha256 == artifact.weights_sha256))
         if row is None:
-            version = (session.scalar(select(ModelVersion.version).order_by(ModelVersion.version.desc())) or 0) + 1
+            if version is None:
+                version = (session.scalar(select(ModelVersion.version).order_by(ModelVersion.version.desc())) or 0) + 1
             row = ModelVersion(weights_sha256=artifact.weights_sha256, version=version,
                                parent_sha256=artifact.parent_sha256, artifact_path=str(path),
                                config=artifact.config, metrics=artifact.metrics)

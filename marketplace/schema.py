@@ -385,7 +385,8 @@ class TrainingImage(Base):
 
 
 class WatcherState(Base):
-    """The daemon's durable cursors (for example the chain event cursor), one row per key."""
+    """The service's small key-value state, one row per key: the watcher's durable cursors (the chain event
+    cursor) and the retraining lease (`workers.retraining.lease`)."""
 
     __tablename__ = "watcher_state"
 

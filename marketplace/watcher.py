@@ -34,7 +34,7 @@ from marketplace.chain import (
 )
 from marketplace.errors import BountyClosed
 from marketplace.ledger import record_migration, record_spend
-from marketplace.runtime import Runtime, script_sha256
+from marketplace.runtime import Runtime
 from marketplace.schema import (
     BountyStatus,
     Deployment,
@@ -62,6 +62,7 @@ class Watcher:
         self.on_confirmed = on_confirmed
         self.on_block = on_block
         self._watched: set[tuple[str, int]] = set()  # live contract outputs the chain was asked to watch
+        self._classifiers: dict[int, bytes] = {}  # model id -> its compiled classifier, as contracts embed it
 
     def _watch_live_contracts(self, session: Session) -> None:
         """Ask the chain to report the spender of every live contract output, whoever makes it: a backend
@@ -168,20 +169,43 @@ class Watcher:
         the service broadcast and has not recorded (yet, or ever if its process died in between): book it."""
         if not tx.outputs:
             return False
-        digest = hashlib.sha256(tx.outputs[0].locking_script.serialize()).hexdigest()
-        bounty = deployment.bounty
-        for model in session.scalars(select(ModelVersion).order_by(ModelVersion.version.desc())):
-            contract = self.rt.new_contract(model, bounty)
-            if script_sha256(contract) != digest:
-                continue
-            spent = tx.inputs[0]
-            source = self.rt.chain.get_transaction(spent.source_txid)
-            before = int(source.outputs[spent.source_output_index].satoshis) if source else 0
-            record_migration(session, deployment, model, tx, before)
-            log.warning("bounty %d: booked migration %s from the chain (its sender had not recorded it)", bounty.id,
-                        tx.txid())
-            return True
-        return False
+        model = self._model_judging(session, deployment, tx.outputs[0].locking_script.serialize())
+        if model is None:
+            return False
+        spent = tx.inputs[0]
+        source = self.rt.chain.get_transaction(spent.source_txid)
+        before = int(source.outputs[spent.source_output_index].satoshis) if source else 0
+        record_migration(session, deployment, model, tx, before)
+        log.warning("bounty %d: booked migration %s from the chain (its sender had not recorded it)",
+                    deployment.bounty_id, tx.txid())
+        return True
+
+    def _model_judging(self, session: Session, deployment: Deployment, script: bytes) -> ModelVersion | None:
+        """The registered model whose contract for this bounty `script` is, if any. A contract is the parts
+        the bounty's terms make around a model's classifier: the script must have this bounty's parts (those
+        of its live contract; a withdrawal's output fails here, nothing compiled), and what they enclose must
+        be a registered model's classifier, tried the live contract's model first (a top-up), then newest
+        first (a redeploy), each compiled at most once per process (`_classifier`) and only until one matches."""
+        live = self.rt.contract(deployment)
+        whole, inner = bytes(live.script), bytes(live.classifier.code)
+        at = whole.find(inner)
+        head, tail = whole[:at], whole[at + len(inner):]
+        if at < 0 or len(script) <= len(head) + len(tail) or not (script.startswith(head) and script.endswith(tail)):
+            return None
+        enclosed = script[len(head):len(script) - len(tail)]
+        self._classifiers.setdefault(deployment.model_id, inner)  # the live model's: compiled already
+        others = session.scalars(select(ModelVersion).where(ModelVersion.id != deployment.model_id)
+                                 .order_by(ModelVersion.version.desc()))
+        for model in (deployment.model, *others):
+            if self._classifier(model, deployment) == enclosed:
+                return model
+        return None
+
+    def _classifier(self, model: ModelVersion, deployment: Deployment) -> bytes:
+        """A model's classifier as it sits inside every bounty contract (the terms only surround it)."""
+        if model.id not in self._classifiers:
+            self._classifiers[model.id] = bytes(self.rt.new_contract(model, deployment.bounty).classifier.code)
+        return self._classifiers[model.id]
 
     def _confirm(self, session: Session) -> list[int]:
         tip = self.rt.chain.tip_height()

@@ -244,7 +244,7 @@ def _retrain_and_die(mode: str) -> None:
     """Run `workers.retraining.retrain` and SIGKILL this very process at a chosen point of the redeploy:
     `after-broadcast`: the first migration transaction is on the chain, its database commit not done;
     `after-commit`: the first bounty's migration is committed, the next bounty not started."""
-    import workers.retraining as retraining
+    import workers.retraining.run as retraining
     from marketplace.runtime import open_runtime
     from marketplace.schema import RetrainTrigger
     from marketplace.settings import get_settings

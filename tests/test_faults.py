@@ -284,7 +284,7 @@ def test_retrain_killed_after_a_migration_committed(stack: Stack, sevens: list[n
 
     assert stack.rt is not None
     result = retrain(stack.rt, RetrainTrigger.MANUAL)  # at once: the killed holder's process is gone
-    assert result["status"] == "succeeded", result
+    assert result.status == "succeeded", result
     wait_for("the daemon to read the migrations", lambda: _watcher_caught_up(stack), 30)
     _one_live_contract_each(stack)
     _books_all(stack)

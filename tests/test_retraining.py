@@ -43,14 +43,24 @@ from marketplace.schema import (
 )
 from marketplace.settings import Settings
 from model.artifact import DEFAULT_ARTIFACT, ModelArtifact, load_artifact
+from model.config import TINY
 from model.data import Mnist
 from model.reference import classify
 from tests.conftest import reset_schema
 from tests.test_service import PAYOUT, USER, books_balance, client, post, settle
-from workers import retraining
 from workers.errors import RetrainError
 from workers.persistence import persist_accepted
-from workers.retraining import LEASE_KEY, Lease, accepted_since_last_run, maybe_retrain, retrain, take_snapshot
+from workers.retraining import (
+    LEASE_KEY,
+    Lease,
+    Redeployed,
+    RetrainResult,
+    accepted_since_last_run,
+    maybe_retrain,
+    retrain,
+    take_snapshot,
+)
+from workers.retraining import run as retraining_run
 
 MANUAL = RetrainTrigger.MANUAL
 LENIENT = {"retrain_tolerance": 1.0, "retrain_class_tolerance": 1.0}  # a seconds-long retraining need not be better
@@ -90,7 +100,7 @@ def stand_in(shipped: ModelArtifact, monkeypatch: pytest.MonkeyPatch) -> ModelAr
     """Training replaced by a challenger that classifies exactly like the shipped model (every logit one
     higher: same labels, same margins, other weights), for tests about locking and deploying, not learning."""
     challenger = replace(shipped, integer=replace(shipped.integer, b2=shipped.integer.b2 + 1))
-    monkeypatch.setattr(retraining, "_train", lambda *args, **kwargs: challenger)
+    monkeypatch.setattr(retraining_run, "train_challenger", lambda *args, **kwargs: challenger)
     return challenger
 
 
@@ -154,23 +164,23 @@ def test_duplicates_excluded_holdout_and_unreviewed_images_are_not_trained_on(
     keep(rt, x[13:18], 2, holdout=True)
     keep(rt, x[18:20], 2, holdout=True, review=ReviewStatus.APPROVED)
 
-    snapshot = take_snapshot(rt, mnist, retraining.TINY)
-    assert snapshot.record["accepted_images"] == 10 and snapshot.record["accepted_examples"] == 30
-    assert snapshot.record["left_out"] == {"duplicates": 2, "excluded": 3, "unreviewed": 0}
-    assert snapshot.record["holdout_images"] == 7
-    assert snapshot.record["accepted_id_range"] == [pending[0], approved[-1]]
-    assert snapshot.record["accepted_label_counts"][7] == 6 and snapshot.record["accepted_label_counts"][1] == 4
+    snapshot = take_snapshot(rt, mnist, TINY)
+    assert snapshot.record.accepted_images == 10 and snapshot.record.accepted_examples == 30
+    assert snapshot.record.left_out == {"duplicates": 2, "excluded": 3, "unreviewed": 0}
+    assert snapshot.record.holdout_images == 7
+    assert snapshot.record.accepted_id_range == (pending[0], approved[-1])
+    assert snapshot.record.accepted_label_counts[7] == 6 and snapshot.record.accepted_label_counts[1] == 4
     assert np.array_equal(snapshot.images, x[:10]) and list(snapshot.labels) == [7] * 6 + [1] * 4
     images, labels = snapshot.training_set(3)
     assert len(images) == 30 and list(labels[:3]) == [7, 7, 7]
-    assert snapshot.record["mnist_digest"] == mnist.digest and snapshot.record["mnist_images"] == 3000
+    assert snapshot.record.mnist_digest == mnist.digest and snapshot.record.mnist_images == 3000
 
     rt.settings.retrain_require_review = True  # only what an operator approved
-    reviewed = take_snapshot(rt, mnist, retraining.TINY)
-    assert reviewed.record["accepted_images"] == 4 and np.array_equal(reviewed.images, x[6:10])
-    assert reviewed.record["left_out"] == {"duplicates": 2, "excluded": 3, "unreviewed": 11}
-    assert reviewed.record["holdout_images"] == 2
-    assert reviewed.record["accepted_spend_keys_sha256"] != snapshot.record["accepted_spend_keys_sha256"]
+    reviewed = take_snapshot(rt, mnist, TINY)
+    assert reviewed.record.accepted_images == 4 and np.array_equal(reviewed.images, x[6:10])
+    assert reviewed.record.left_out == {"duplicates": 2, "excluded": 3, "unreviewed": 11}
+    assert reviewed.record.holdout_images == 2
+    assert reviewed.record.accepted_spend_keys_sha256 != snapshot.record.accepted_spend_keys_sha256
 
 
 def test_extra_images_join_the_training_part_only(mnist: Mnist) -> None:
@@ -209,27 +219,27 @@ def test_a_good_enough_model_replaces_the_judge_of_every_bounty(
 
     result = retrain(rt, MANUAL, data=mnist)
 
-    assert result["status"] == "succeeded", result
-    assert result["model_version"] == 2 and result["base_model_version"] == 1
-    assert {r["bounty_id"] for r in result["redeployed"]} == {sevens_bounty["id"], ones_bounty["id"]}
-    snapshot = result["metrics"]["data_snapshot"]
+    assert result.status == "succeeded", result
+    assert result.model_version == 2 and result.base_model_version == 1
+    assert {r.bounty_id for r in result.redeployed} == {sevens_bounty["id"], ones_bounty["id"]}
+    snapshot = result.metrics["data_snapshot"]
     assert snapshot["accepted_images"] == len(trainable) and snapshot["holdout_images"] == len(holdout)
     assert snapshot["left_out"]["duplicates"] == 1 and snapshot["left_out"]["excluded"] == 1
-    assert result["metrics"]["config"]["source"] == "finetune-fast" and result["metrics"]["config"]["qat_epochs"] == 1
-    assert all(check["passed"] for check in result["metrics"]["checks"])
+    assert result.metrics["config"]["source"] == "finetune-fast" and result.metrics["config"]["qat_epochs"] == 1
+    assert all(check["passed"] for check in result.metrics["checks"])
     with rt.session() as session:
         model = session.scalar(select(ModelVersion).where(ModelVersion.version == 2))
         assert model is not None and model.parent_sha256 == shipped.weights_sha256
-        assert model.weights_sha256 == result["weights_sha256"] and model.data_snapshot == snapshot
+        assert model.weights_sha256 == result.weights_sha256 and model.data_snapshot == snapshot
         assert Path(model.artifact_path) == (rt.settings.home / "models" / model.weights_sha256[:12]).resolve()
-        run = session.get(RetrainRun, result["run_id"])
+        run = session.get(RetrainRun, result.run_id)
         assert run is not None and run.status == RetrainStatus.SUCCEEDED and run.new_model_id == model.id
         assert run.started_at is not None and run.finished_at is not None and run.started_at <= run.finished_at
         migrated = {d.bounty_id: d.deploy_txid for d in session.scalars(
             select(Deployment).where(Deployment.status == DeploymentStatus.ACTIVE))}
     artifact = load_artifact(model.artifact_path)
     assert artifact.version == 2 and artifact.parent_sha256 == shipped.weights_sha256
-    assert {r["bounty_id"]: r["migrate_txid"] for r in result["redeployed"]} == migrated
+    assert {r.bounty_id: r.migrate_txid for r in result.redeployed} == migrated
     assert deployments(rt) == [(1, 1, "migrated", 1), (2, 1, "migrated", 1), (1, 2, "active", 2), (2, 2, "active", 2)]
     for bounty in (sevens_bounty, ones_bounty):
         view = api.get(f"/bounties/{bounty['id']}").json()
@@ -257,15 +267,15 @@ def test_a_worse_model_is_rejected_and_deploys_nothing(
 
     result = retrain(rt, MANUAL, data=mnist)
 
-    assert result["status"] == "rejected" and result["model_version"] is None and result["redeployed"] == []
-    assert "test accuracy" in result["reason"] and "per-digit" in result["reason"]
-    assert "holdout accuracy: skipped" not in result["reason"]  # a skipped check is not a reason
+    assert result.status == "rejected" and result.model_version is None and result.redeployed == ()
+    assert "test accuracy" in result.reason and "per-digit" in result.reason
+    assert "holdout accuracy: skipped" not in result.reason  # a skipped check is not a reason
     assert deployments(rt) == before
     with rt.session() as session:
         assert session.scalar(select(func.count(ModelVersion.id))) == 1
-        run = session.get(RetrainRun, result["run_id"])
+        run = session.get(RetrainRun, result.run_id)
         assert run is not None and run.status == RetrainStatus.REJECTED and run.new_model_id is None
-        assert run.error == result["reason"] and run.metrics is not None and run.metrics["test"]["champion"]
+        assert run.error == result.reason and run.metrics is not None and run.metrics["test"]["champion"]
     assert client(rt).get(f"/bounties/{bounty['id']}").json()["model_version"] == 1
     assert post(client(rt), bounty["id"], sevens[0])["code"] == 202  # the old contract still takes images
 
@@ -285,9 +295,9 @@ def test_a_tampered_champion_fails_the_run_before_anything_is_deployed(
 
     result = retrain(runtimes(**LENIENT, model_path=copy), MANUAL, data=mnist)  # a fresh process's view
 
-    assert result["status"] == "failed" and "ArtifactError" in result["error"] and "altered" in result["error"]
-    assert deployments(rt) == before and result["redeployed"] == []
-    assert [(r.status, r.error) for r in runs(rt)] == [(RetrainStatus.FAILED, result["error"])]
+    assert result.status == "failed" and "ArtifactError" in result.error and "altered" in result.error
+    assert deployments(rt) == before and result.redeployed == ()
+    assert [(r.status, r.error) for r in runs(rt)] == [(RetrainStatus.FAILED, result.error)]
 
 
 def test_a_chain_refusing_a_migration_fails_the_run_and_stops_deploying(
@@ -308,13 +318,13 @@ def test_a_chain_refusing_a_migration_fails_the_run_and_stops_deploying(
 
     result = retrain(rt, MANUAL, data=mnist)
 
-    assert result["status"] == "failed" and f"bounty {second['id']}" in result["error"]
-    assert result["redeployed"] == [{"bounty_id": first["id"], "migrate_txid": broadcasts[0]}]
+    assert result.status == "failed" and f"bounty {second['id']}" in result.error
+    assert result.redeployed == (Redeployed(bounty_id=first["id"], migrate_txid=broadcasts[0]),)
     # The first bounty moved completely, the second not at all; the books agree with the chain for both.
     assert deployments(rt) == [(1, 1, "migrated", 1), (2, 1, "active", 1), (1, 2, "active", 2)]
     books_balance(rt, second["id"])
     on_chain_agrees(rt, first["id"])
-    assert runs(rt)[0].status == RetrainStatus.FAILED and runs(rt)[0].error == result["error"]
+    assert runs(rt)[0].status == RetrainStatus.FAILED and runs(rt)[0].error == result.error
 
 
 # -- the lock ---------------------------------------------------------------------------------------------
@@ -330,21 +340,21 @@ def test_a_second_run_while_one_runs_is_skipped_and_runs_never_overlap(
         assert finish.wait(30)
         return stand_in
 
-    monkeypatch.setattr(retraining, "_train", slow_train)
-    results: list[dict[str, Any]] = []
+    monkeypatch.setattr(retraining_run, "train_challenger", slow_train)
+    results: list[RetrainResult] = []
     first = threading.Thread(target=lambda: results.append(retrain(rt, MANUAL, data=mnist)))
     first.start()
     assert training.wait(30)
     other_process = runtimes(**LENIENT)  # its own engine and connections
     skipped = retrain(other_process, RetrainTrigger.SCHEDULE, data=mnist)
-    assert skipped["status"] == "skipped" and skipped["run_id"] is None and "lease" in skipped["reason"]
+    assert skipped.status == "skipped" and skipped.run_id is None and "lease" in skipped.reason
     assert [r.status for r in runs(rt)] == [RetrainStatus.RUNNING]  # the skipped call wrote nothing
     finish.set()
     first.join()
-    assert results[0]["status"] == "succeeded"
+    assert results[0].status == "succeeded"
 
     again = retrain(other_process, RetrainTrigger.SCHEDULE, data=mnist)  # the lease was released
-    assert again["status"] == "succeeded"
+    assert again.status == "succeeded"
     spans = [(r.started_at, r.finished_at) for r in runs(rt)]
     assert len(spans) == 2 and spans[0][1] <= spans[1][0]
 
@@ -360,10 +370,10 @@ def test_a_crashed_runs_lease_expires_and_its_run_is_marked_abandoned(
 
     result = retrain(rt, MANUAL, data=mnist)
 
-    assert result["status"] == "succeeded"
+    assert result.status == "succeeded"
     crashed, current = runs(rt)
     assert crashed.status == RetrainStatus.FAILED and crashed.error is not None and "abandoned" in crashed.error
-    assert current.id == result["run_id"]
+    assert current.id == result.run_id
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -465,8 +475,8 @@ def test_the_count_trigger_retrains_once_enough_new_images_arrived(
 
     keep(rt, x[4:6], 7)
     result = maybe_retrain(rt)
-    assert result is not None and result["status"] == "succeeded" and result["trigger"] == "count"
-    assert result["metrics"]["data_snapshot"]["accepted_images"] == 5
+    assert result is not None and result.status == "succeeded" and result.trigger == "count"
+    assert result.metrics["data_snapshot"]["accepted_images"] == 5
 
     assert accepted_since_last_run(rt) == 0
     keep(rt, x[6:8], 7)

@@ -18,6 +18,7 @@ from celery.exceptions import SecurityWarning
 from celery.signals import worker_process_init
 
 from marketplace.settings import Settings, get_settings
+from workers.context import forget_runtime
 
 PERSIST_SWEEP_SECONDS = 60.0  # how often beat re-offers confirmed images that no task stored yet
 COUNT_CHECK_SECONDS = 60.0  # how often beat checks whether enough new images arrived to retrain
@@ -65,9 +66,7 @@ app = make_celery(get_settings())
 @worker_process_init.connect
 def _after_fork(**_kwargs: object) -> None:
     """A forked pool child must not share the parent's database connections."""
-    from workers import tasks
-
-    tasks.forget_runtime()
+    forget_runtime()
 
 
 def start_embedded(settings: Settings) -> Callable[[], None]:

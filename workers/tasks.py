@@ -1,7 +1,8 @@
 """Celery tasks: thin, named, taking ids and plain JSON, calling plain functions tests can call directly.
 
 Each is idempotent (delivery is at least once): persisting is keyed by the spend, retraining takes a
-lease so runs never overlap. Only transient failures retry, with backoff and a cap.
+lease so runs never overlap. Only transient failures retry, with backoff and a cap. Results leave as plain
+JSON: the typed values of the functions they call are turned into it here, at the edge.
 """
 
 from __future__ import annotations
@@ -13,34 +14,14 @@ from sqlalchemy.exc import OperationalError
 
 from marketplace.chain.errors import ChainUnavailable
 from marketplace.errors import DatabaseUnavailable
-from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import RetrainTrigger
-from marketplace.settings import get_settings
 from workers.app import app
+from workers.context import runtime, use_runtime
 from workers.persistence import persist_accepted, persist_confirmed
 
 TRANSIENT = (OperationalError, DatabaseUnavailable, ChainUnavailable, RedisConnectionError, ConnectionError)
 RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": 2, "retry_backoff_max": 120, "retry_jitter": True,
          "max_retries": 8}
-_runtime: Runtime | None = None
-
-
-def runtime() -> Runtime:
-    """One Runtime per worker process (the embedded mode shares the service's, see `use_runtime`)."""
-    global _runtime
-    if _runtime is None:
-        _runtime = open_runtime(get_settings())
-    return _runtime
-
-
-def use_runtime(rt: Runtime) -> None:
-    global _runtime
-    _runtime = rt
-
-
-def forget_runtime() -> None:
-    global _runtime
-    _runtime = None
 
 
 @app.task(name="bounty.persist_accepted", **RETRY)
@@ -57,13 +38,20 @@ def persist_confirmed_task() -> int:
 
 @app.task(name="bounty.retrain", **RETRY)
 def retrain_task(trigger: str = "manual") -> dict[str, Any]:
+    """One retraining run (its training step in a child process: see `workers.retraining.training`)."""
     from workers.retraining import retrain
 
-    return retrain(runtime(), RetrainTrigger(trigger))
+    return retrain(runtime(), RetrainTrigger(trigger)).to_json()
 
 
 @app.task(name="bounty.maybe_retrain", **RETRY)
 def maybe_retrain_task() -> dict[str, Any] | None:
     from workers.retraining import maybe_retrain
 
-    return maybe_retrain(runtime())
+    result = maybe_retrain(runtime())
+    return result.to_json() if result is not None else None
+
+
+# `use_runtime` stays importable from here for the callers that wire the embedded mode (it lives in
+# workers.context, which workers.app uses too without importing the tasks).
+__all__ = ["maybe_retrain_task", "persist_accepted_task", "persist_confirmed_task", "retrain_task", "use_runtime"]
