@@ -182,6 +182,24 @@ def test_a_signature_of_another_sighash_type_is_refused(contract: BountyContract
         validate_input(push(contract, tx, images.seven, USER, der + bytes([flag])), 0)
 
 
+def test_a_vetted_digit_set_with_a_minimum_margin(contract: BountyContract, images: Images) -> None:
+    margins = {name: int(classify(contract.model, getattr(images, name))[1][0]) for name in ("seven", "three")}
+    weaker = min(margins, key=margins.__getitem__)
+    for min_margin, valid in ((margins[weaker], True), (margins[weaker] + 1, False)):
+        both = exact(BountyContract(contract.classifier, vetted_terms(images.fair_margin, digits=(3, DIGIT),
+                                                                      min_margin=min_margin)))
+        utxo = funded(both)
+        tx = submission(both, utxo, getattr(images, weaker), USER.address(), attestor=ATTESTOR)
+        if valid:
+            validate_input(tx, 0)
+            other = images.three if weaker == "seven" else images.seven
+            validate_input(submission(both, utxo, other, USER.address(), attestor=ATTESTOR), 0)
+            validate_input(appeal(both, utxo, images.fair, USER.address(), DIGIT, ATTESTOR), 0)  # no margin rule
+        else:
+            with pytest.raises(ScriptError, match="truthy after script evaluation"):
+                validate_input(tx, 0)
+
+
 # -- the appeal path -----------------------------------------------------------------------------------------
 
 
