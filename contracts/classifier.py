@@ -4,6 +4,7 @@ Stack contract of the fragment (``ClassifierScript.code``)::
 
     in:   x[order[0]] ... x[order[783]]  e_1 ... e_k      784 pixels as minimal numbers, then k extra items
     out:  margin label                                   the extra items moved to the alt stack
+    out:  runner_up margin label                         the variant compiled with ``runner_up=True``
 
 It checks the stack depth first (so 783 or 785 pixels fail), checks every pixel is 0..255 and consumes
 them all, and computes exactly ``classify(model, image)``. The design, scheme "grouped-picks/packed-lanes":
@@ -19,7 +20,8 @@ them all, and computes exactly ``classify(model, image)``. The design, scheme "g
   so no lane borrows from another and every lane is exactly W/8 bytes: ``OP_SPLIT`` cuts them apart.
 * Argmax: each lane gets a one-byte tag ``10 - c`` below it (``OP_CAT``), so comparing tagged numbers
   compares logits first and prefers the lowest class on a tie; a top-two pass gives the label (from the
-  winner's tag) and margin = top - runner-up, 0 on a tie.
+  winner's tag) and margin = top - runner-up, 0 on a tie. The ``runner_up`` variant (for the vetted
+  bounty's appeal path) also leaves the runner-up's label (from the second's tag) below the margin.
 * Range checks at the end, 4 bytes a pixel instead of 5 with ``OP_WITHIN``: each pixel layer 1 reads is
   widened with ``OP_2 OP_NUM2BIN`` and concatenated, and one OR with (ff 00)*n shows every high byte is
   zero. The few pixels no live neuron reads keep ``OP_WITHIN``, which also insists on minimal encodings.
@@ -76,6 +78,7 @@ class ClassifierScript:
     breakdown: MappingProxyType[str, int]
     max_number_bytes: int
     body: AnnotatedScript = field(repr=False)
+    runner_up: bool = False  # whether the fragment also leaves the runner-up's label (below the margin)
 
     @property
     def locking_script_bytes(self) -> int:
@@ -289,8 +292,8 @@ def _lane_constant(row: Iterable[int], bits: int) -> int:
     return sum(int(w) << (bits * c) for c, w in enumerate(row))
 
 
-def _emit_argmax(em: _Emitter, bits: int) -> None:
-    """[L] -> [margin, label]."""
+def _emit_argmax(em: _Emitter, bits: int, runner_up: bool) -> None:
+    """[L] -> [margin, label], or [runner_up, margin, label]."""
     width = bits // 8
     em.note("cut L into its 10 lanes (lane 0 deepest), tag lane c with the byte 10-c below it")
     em.emit(ARGMAX, *[width, OP.OP_SPLIT] * (CLASSES - 1))
@@ -300,10 +303,21 @@ def _emit_argmax(em: _Emitter, bits: int) -> None:
     for c in range(CLASSES - 3, -1, -1):
         em.emit(ARGMAX, OP.OP_ROT, CLASSES - c, OP.OP_SWAP, OP.OP_CAT)
         em.emit(ARGMAX, OP.OP_2DUP, OP.OP_MAX, OP.OP_TOALTSTACK, OP.OP_MIN, OP.OP_MAX, OP.OP_FROMALTSTACK)
+    if runner_up:
+        em.note("margin = top - second (tags cut off); label = 10 - tag of the top; runner-up = 10 - tag of the second")
+        em.emit(ARGMAX, OP.OP_1, OP.OP_SPLIT, OP.OP_ROT, OP.OP_1, OP.OP_SPLIT, OP.OP_ROT, OP.OP_SWAP, OP.OP_SUB)
+        em.emit(ARGMAX, OP.OP_ROT, CLASSES, OP.OP_SWAP, OP.OP_SUB, OP.OP_ROT, CLASSES, OP.OP_SWAP, OP.OP_SUB)
+        em.emit(ARGMAX, OP.OP_ROT, OP.OP_ROT)
+        em.stack.apply(1, list(_outputs(runner_up)))
+        return
     em.note("margin = top - second (tags cut off); label = 10 - tag of the top")
     em.emit(ARGMAX, OP.OP_1, OP.OP_SPLIT, OP.OP_ROT, OP.OP_1, OP.OP_SPLIT, OP.OP_NIP, OP.OP_SUB)
     em.emit(ARGMAX, CLASSES, OP.OP_ROT, OP.OP_SUB)
     em.stack.apply(1, ["margin", "label"])
+
+
+def _outputs(runner_up: bool) -> tuple[str, ...]:
+    return ("runner_up", "margin", "label") if runner_up else ("margin", "label")
 
 
 def _emit_repeat(em: _Emitter, unit: bytes, count: int) -> None:
@@ -316,8 +330,8 @@ def _emit_repeat(em: _Emitter, unit: bytes, count: int) -> None:
     em.emit(RANGE, OP.OP_NIP)
 
 
-def _emit_range_checks(em: _Emitter, order: tuple[int, ...], weighted: int) -> None:
-    """Check and consume every pixel, top first; [margin, label] wait on the alt stack meanwhile.
+def _emit_range_checks(em: _Emitter, order: tuple[int, ...], weighted: int, outputs: tuple[str, ...]) -> None:
+    """Check and consume every pixel, top first; the outputs ([margin, label]) wait on the alt stack meanwhile.
 
     Weighted pixels (the top ``weighted`` ones) are each widened to two bytes with ``OP_2 OP_NUM2BIN``
     (which fails beyond +-32767) and concatenated; x is in 0..255 exactly when its high byte is 0x00, so
@@ -326,8 +340,8 @@ def _emit_range_checks(em: _Emitter, order: tuple[int, ...], weighted: int) -> N
     checks the range and the minimal encoding (so an unlocking script cannot be malleated there).
     """
     stack = em.stack
-    em.emit(RANGE, OP.OP_TOALTSTACK, OP.OP_TOALTSTACK)
-    stack.apply(2, [])
+    em.emit(RANGE, *[OP.OP_TOALTSTACK] * len(outputs))
+    stack.apply(len(outputs), [])
     if weighted:
         em.note(f"range-check the {weighted} weighted pixels: concatenate them as 2-byte numbers, high bytes 0")
         em.emit(RANGE, OP.OP_0)
@@ -354,15 +368,17 @@ def _emit_range_checks(em: _Emitter, order: tuple[int, ...], weighted: int) -> N
             stack.pop(f"x{i}")
         em.emit(RANGE, OP.OP_2DROP)
         stack.apply(2, [])
-    em.emit(RANGE, OP.OP_FROMALTSTACK, OP.OP_FROMALTSTACK)
-    stack.apply(0, ["margin", "label"])
+    em.emit(RANGE, *[OP.OP_FROMALTSTACK] * len(outputs))
+    stack.apply(0, list(outputs))
 
 
-def compile_classifier(model: IntegerModel, *, extra_items: int = 0, chronicle: bool = False) -> ClassifierScript:
+def compile_classifier(model: IntegerModel, *, extra_items: int = 0, chronicle: bool = False,
+                       runner_up: bool = False) -> ClassifierScript:
     """Compile ``model`` into the locking-script fragment described in the module docstring.
 
     ``chronicle`` allows the opcodes restored by the 2026 Chronicle upgrade (OP_2MUL, OP_2DIV,
-    OP_RSHIFTNUM) where they save a byte; the default uses only long-standing opcodes.
+    OP_RSHIFTNUM) where they save a byte; the default uses only long-standing opcodes. ``runner_up``
+    also leaves the runner-up's label below the margin (the vetted bounty's appeal path reads it).
     """
     _check_model(model)
     plans = _plan_neurons(model)
@@ -387,9 +403,10 @@ def compile_classifier(model: IntegerModel, *, extra_items: int = 0, chronicle: 
         em.stack.pop("acc")
         em.stack.pop("L")
         em.stack.push("L")
-    _emit_argmax(em, bits)
-    _emit_range_checks(em, order, weighted)
-    if em.stack.names() != ["margin", "label"]:
+    outputs = _outputs(runner_up)
+    _emit_argmax(em, bits, runner_up)
+    _emit_range_checks(em, order, weighted, outputs)
+    if em.stack.names() != list(outputs):
         raise ScriptError(f"classifier left {em.stack.names()[-5:]} on the stack")
 
     body = em.builder.build()
@@ -400,24 +417,26 @@ def compile_classifier(model: IntegerModel, *, extra_items: int = 0, chronicle: 
     sizes = {k: em.sizes[k] for k in (HEADER, PICKS, PICK_ADDS, GROUPS, TAIL, LAYER2, ARGMAX, RANGE)}
     compiled = ClassifierScript(model=model, code=code, order=order, lane_bits=bits,
                                 extra_items=extra_items, breakdown=MappingProxyType(sizes),
-                                max_number_bytes=max_number_bytes, body=body)
+                                max_number_bytes=max_number_bytes, body=body, runner_up=runner_up)
     log.info("compiled classifier: %d bytes, %d opcodes, %d live neurons, %d-bit lanes",
              compiled.locking_script_bytes, compiled.opcodes, len(live), bits)
     return compiled
 
 
-_CACHE: dict[str, ClassifierScript] = {}
+_CACHE: dict[tuple[str, bool], ClassifierScript] = {}
 
 
-def as_classifier(model: IntegerModel | ClassifierScript) -> ClassifierScript:
-    """A compiled classifier for ``model`` (compiled once per model and kept)."""
+def as_classifier(model: IntegerModel | ClassifierScript, *, runner_up: bool = False) -> ClassifierScript:
+    """A compiled classifier for ``model`` (compiled once per model and variant, and kept)."""
     if isinstance(model, ClassifierScript):
-        return model
-    key = model.sha256()
+        if model.runner_up == runner_up:
+            return model
+        model = model.model
+    key = (model.sha256(), runner_up)
     if key not in _CACHE:
         if len(_CACHE) >= 4:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = compile_classifier(model)
+        _CACHE[key] = compile_classifier(model, runner_up=runner_up)
     return _CACHE[key]
 
 

@@ -1,5 +1,5 @@
-"""Build every bounty transaction offline: deploy (funded from P2PKH wallet outputs), submission,
-owner withdraw and owner migrate. No network call anywhere; fees follow bsv-sdk's
+"""Build every bounty transaction offline: deploy (funded from P2PKH wallet outputs), submission
+(and a vetted bounty's appeal), owner withdraw and owner migrate. No network call anywhere; fees follow bsv-sdk's
 ``SatoshisPerKilobyte`` at the rate given (100 sat/kB unless told otherwise)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, Transa
 from bsv.fee_models import SatoshisPerKilobyte
 from bsv.utils import decode_address
 
+from contracts.attestor import Attestor
 from contracts.bounty import BountyContract
 from contracts.errors import ContractError
 from contracts.interpreter import TX_VERSION
@@ -88,10 +89,13 @@ def deploy(contract: BountyContract, amount: int, wallet: Sequence[Utxo], wallet
 
 
 def submission(contract: BountyContract, utxo: Utxo, image: np.ndarray, recipient: str,
-               fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
+               fee_rate: int = DEFAULT_FEE_RATE, attestor: Attestor | None = None,
+               appeal: int | None = None) -> Transaction:
     """Spend the contract output with `image`: payout to `recipient`, the rest back to the contract.
 
     Ends the bounty (no successor) when what remains after the payout fits in the maximum fee.
+    A vetted bounty needs its `attestor` (the key, or a signer: see contracts.attestor), which signs
+    last, over the final transaction; `appeal` makes it an appeal claiming that digit.
     """
     terms = contract.terms
     pkh = address_pkh(recipient)
@@ -103,7 +107,7 @@ def submission(contract: BountyContract, utxo: Utxo, image: np.ndarray, recipien
 
     def build(successor: int) -> Transaction:
         outputs = [payout_output] if final else [TransactionOutput(contract.lock(), successor), payout_output]
-        unlock = contract.submission_unlock(image, pkh, successor)
+        unlock = contract.submission_unlock(image, pkh, successor, attestor, appeal)
         return Transaction([_spend(utxo, unlock)], outputs, version=TX_VERSION)
 
     tx = build(0 if final else remaining)
@@ -120,6 +124,18 @@ def submission(contract: BountyContract, utxo: Utxo, image: np.ndarray, recipien
         if remaining - fee < 1:
             raise ContractError("the bounty cannot pay this payout and keep a successor")
         tx = build(remaining - fee)  # a smaller N never needs a longer push: the fee still covers the size
+    return _sign_pushtx(tx)
+
+
+def appeal(contract: BountyContract, utxo: Utxo, image: np.ndarray, recipient: str, digit: int,
+           attestor: Attestor, fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
+    """A vetted bounty's appeal: pay for `image` as `digit`, the classifier's runner-up within the appeal gap."""
+    return submission(contract, utxo, image, recipient, fee_rate, attestor=attestor, appeal=digit)
+
+
+def _sign_pushtx(tx: Transaction) -> Transaction:
+    """Find an nLockTime the compact OP_PUSH_TX check accepts, then sign: every signature (the attestor's
+    included) is made over the final transaction."""
     for locktime in range(MAX_LOCKTIME_TRIES):
         tx.locktime = locktime
         if preimage_is_signable(tx.preimage(0)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -9,8 +10,19 @@ import typer
 from marketplace.cli._output import ImagesOption, JsonOption, ModelOption, emit, friendly, progress_bar
 
 if TYPE_CHECKING:  # importing them for real would load numpy and the model on every CLI start
+    from contracts.bounty import Mode
     from model.artifact import ModelArtifact
     from model.data import Mnist
+
+
+
+class ContractMode(StrEnum):
+    open = "open"
+    vetted = "vetted"
+
+
+ModeOption = Annotated[ContractMode, typer.Option(
+    "--mode", help="open (today's contract, the default here) or vetted (the attestor co-signs; appeals).")]
 
 contract_app = typer.Typer(help="Compile, check and measure the on-chain classifier and the bounty contract.",
                            no_args_is_help=True)
@@ -52,14 +64,15 @@ def contract_verify(images: ImagesOption = 200, model: ModelOption = None, as_js
 
 @contract_app.command("example")
 @friendly
-def contract_example(model: ModelOption = None, as_json: JsonOption = False) -> None:
-    """A self-contained set of raw transactions: funding, deploy, accept, reject, withdraw."""
+def contract_example(model: ModelOption = None, mode: ModeOption = ContractMode.open,
+                     as_json: JsonOption = False) -> None:
+    """A self-contained set of raw transactions: funding, deploy, accept, reject, withdraw (vetted: and appeals)."""
     from contracts.example import build_example
     from model.artifact import load_artifact
     from model.data import load_mnist
 
     data = load_mnist()
-    result = build_example(load_artifact(model).integer, data.x_test, data.y_test)
+    result = build_example(load_artifact(model).integer, data.x_test, data.y_test, mode=_mode(mode))
     if as_json:
         emit(result, True, "")
     else:
@@ -70,18 +83,25 @@ def contract_example(model: ModelOption = None, as_json: JsonOption = False) -> 
 @friendly
 def contract_bench(images: ImagesOption = 200, submissions: Annotated[int, typer.Option(min=1, max=100)] = 5,
                    fee_rate: Annotated[int, typer.Option(min=1, help="sat/kB")] = 100,
-                   model: ModelOption = None, as_json: JsonOption = False) -> None:
-    """Sizes, fee and validation time of real submissions, and on-chain accuracy on test images."""
+                   model: ModelOption = None, mode: ModeOption = ContractMode.open,
+                   as_json: JsonOption = False) -> None:
+    """Sizes, fee and validation time of real submissions (vetted: and appeals), and on-chain accuracy."""
     from contracts.example import bench
     from model.artifact import load_artifact
     from model.data import load_mnist
 
     artifact, data = load_artifact(model), load_mnist()
-    result = bench(artifact.integer, data.x_test, data.y_test, submissions, fee_rate)
+    result = bench(artifact.integer, data.x_test, data.y_test, submissions, fee_rate, _mode(mode))
     verified = _verify(artifact, data, images)
     result |= {"script_accuracy": verified["script_accuracy"], "accuracy_images": images,
                "agree": verified["agree"], "classifier_ms_per_image": round(verified["ms_per_image"], 1)}
     emit(result, as_json, "bounty contract benchmark")
+
+
+def _mode(mode: ContractMode) -> Mode:
+    from contracts.bounty import OPEN, VETTED
+
+    return VETTED if mode is ContractMode.vetted else OPEN
 
 
 def _verify(artifact: ModelArtifact, data: Mnist, images: int) -> dict[str, Any]:
