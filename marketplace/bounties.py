@@ -7,13 +7,12 @@ after the chain accepted it: a refusal leaves nothing written.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from contracts.bounty import BountyContract
+from contracts.fees import default_max_fee
 from contracts.transactions import Utxo
 from marketplace.chain.base import TxState
 from marketplace.errors import BountyClosed, InvalidRequest, NotFound
@@ -32,17 +31,9 @@ from marketplace.schema import (
 FAUCET_HEADROOM = 1_000_000  # dev chain only: what the faucet adds on top of a budget, for fees
 
 
-def default_max_fee(contract: BountyContract, fee_rate: int) -> int:
-    """Twice the fee of a submission: the script twice, the pixels and the preimage's other bytes."""
-    size = 2 * contract.locking_script_bytes + 2_000
-    return 2 * math.ceil(size * fee_rate / 1000)
-
-
 def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_margin: int = 0,
                   max_fee: int | None = None) -> dict[str, Any]:
     """Deploy a new bounty contract funded from the operator wallet (the dev chain's faucet tops it up)."""
-    if budget < payout:
-        raise InvalidRequest(f"a budget of {budget} sats cannot pay one {payout}-sat payout")
     with rt.session() as session:
         model = newest_model(session) or rt.register_model(session)
         bounty = Bounty(digits=sorted(set(digits)), payout_sats=payout, min_margin=min_margin, max_fee_sats=0,
@@ -51,6 +42,11 @@ def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_
         session.flush()  # the id is part of the script (its tag)
         bounty.max_fee_sats = max_fee if max_fee is not None else default_max_fee(
             rt.new_contract(model, bounty), rt.settings.fee_rate)  # sized with a zero fee limit first
+        if budget < payout + bounty.max_fee_sats:  # nothing is written: the session rolls back
+            raise InvalidRequest(f"a budget of {budget:,} sats cannot pay one image: each costs the {payout:,}-sat "
+                                 f"payout plus up to {bounty.max_fee_sats:,} sats of fee at "
+                                 f"{rt.settings.fee_rate} sat/kB, so the budget must be at least "
+                                 f"{payout + bounty.max_fee_sats:,} sats")
         contract = rt.new_contract(model, bounty)
         _ensure_funds(rt, budget)
         tx = rt.wallet.build_deploy(rt.chain, contract, budget, rt.settings.fee_rate)
