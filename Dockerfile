@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for every service of docker-compose.yml (migrate, api, daemon, worker, beat); compose picks the
 # command. Nothing secret is baked in: settings come from BOUNTY_* variables at run time and the operator
-# key from a compose secret. tests/test_compose.py keeps this file and the compose file honest.
+# key from a compose secret. tests/e2e/test_compose.py keeps this file and the compose file honest.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -8,7 +8,7 @@ STAMP = $(VENV)/.installed
 CHROMIUM = /usr/bin/chromium
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run demo test test-all lint bench clean
+.PHONY: run demo test test-all test-random lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: lint $(CHROMIUM)
 
 test-all: lint $(CHROMIUM)
 	$(BIN)/pytest -m ''
+
+# The default suite in a shuffled order (pytest-random-order: modules shuffled, and the tests within each);
+# the seed is printed in the header: rerun one order with `$(BIN)/pytest --random-order-seed=N`.
+test-random: lint $(CHROMIUM)
+	$(BIN)/pytest --random-order
 
 bench: $(STAMP)
 	$(BIN)/python bench/contract.py --images 1000

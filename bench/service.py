@@ -1,6 +1,6 @@
 """Service figures: accepted submissions per second end to end (HTTP in, persisted training_images row out)
 and their latency at 1, 8 and 32 concurrent clients, on the embedded default and on PostgreSQL + Redis +
-one Celery worker (+ `bounty daemon` and Celery beat, as separate processes, as tests/test_workers_e2e.py
+one Celery worker (+ `bounty daemon` and Celery beat, as separate processes, as tests/e2e/test_workers_e2e.py
 starts them); the resident memory of the API process (and whether TensorFlow is loaded in it) and of the
 worker; optionally (`--retrain`) the wall time of one retraining cycle with the default (non-fast) settings.
 
@@ -29,10 +29,8 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +41,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.load import (  # noqa: E402 - after the path is set
+from tests.support.databases import fresh_database  # noqa: E402 - after the path is set
+from tests.support.load import TESTNET_ADDRESS, _images, percentiles  # noqa: E402
+from tests.support.processes import (  # noqa: E402
     BIN,
-    TESTNET_ADDRESS,
     Process,
-    _images,
     create_bounty_cli,
-    percentiles,
     server_env,
     snapshot_model,
     start_server,
@@ -57,7 +54,6 @@ from bench.load import (  # noqa: E402 - after the path is set
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REDIS_DB = 11
-PG_ADMIN = os.environ.get("BOUNTY_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
 PAYOUT = 500
 
 
@@ -220,20 +216,6 @@ def bench_embedded(work: Path, levels: list[int], per_level: int, say: Callable[
         server.stop()
 
 
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    import psycopg
-
-    name = f"bounty_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        info = admin.info
-        try:
-            yield f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def bench_stack(work: Path, levels: list[int], per_level: int, say: Callable[[str], None]) -> dict[str, Any]:
     import redis
 
@@ -243,7 +225,7 @@ def bench_stack(work: Path, levels: list[int], per_level: int, say: Callable[[st
     say("stack: PostgreSQL + Redis + bounty serve + bounty daemon + 1 Celery worker + beat")
     broker = f"redis://127.0.0.1:6379/{REDIS_DB}"
     processes: list[Process] = []
-    with postgres_database() as db_url:
+    with fresh_database("bounty_bench") as db_url:
         migrate.upgrade(db_url)
         redis.Redis.from_url(broker).flushdb()
         env = server_env(work / "home", BOUNTY_DATABASE_URL=db_url, BOUNTY_REDIS_URL=broker,

@@ -6,7 +6,7 @@ stored as plain strings guarded by CHECK constraints rather than native enum typ
 timezone-aware UTC on both (SQLite keeps naive UTC text; `UtcDateTime` restores the zone on read).
 
 The schema changes only through hand-written Alembic revisions in ``migrations/versions``;
-``tests/test_db.py`` checks that these models and the migrations agree on both backends.
+``tests/integration/test_db.py`` checks that these models and the migrations agree on both backends.
 
     bounties ──< deployments >── models      a bounty's contracts, each compiled from one model
     bounties ──< submissions >── deployments  images offered (the deployment is known once built)

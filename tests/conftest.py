@@ -1,15 +1,18 @@
+"""Fixtures every folder shares, and the markers derived from them (see README, Tests)."""
+
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from pathlib import Path
 
-import psycopg
+import numpy as np
 import pytest
 
+from marketplace.chain import LocalChain
 from model.artifact import ModelArtifact, load_artifact
 from model.data import Mnist, load_mnist
+from model.reference import classify
+from tests.support.databases import fresh_database
 
 
 @pytest.fixture(scope="session")
@@ -22,25 +25,20 @@ def shipped() -> ModelArtifact:
     return load_artifact()
 
 
-# Trust authentication on this machine's server (.ci/run starts it); override for another server.
-PG_ADMIN = os.environ.get("BOUNTY_TEST_PG_ADMIN", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+@pytest.fixture(scope="session")
+def sevens(shipped: ModelArtifact, mnist: Mnist) -> np.ndarray:
+    """MNIST test images the shipped model reads as 7, widest margin first."""
+    x = mnist.x_test.reshape(-1, 784)
+    labels, margins = classify(shipped.integer, x)
+    found = np.where(labels == 7)[0]
+    return x[found[np.argsort(-margins[found])]]
 
 
-@contextmanager
-def fresh_database(prefix: str = "bounty_test", before_drop: Callable[[], None] = lambda: None) -> Iterator[str]:
-    """A new, empty PostgreSQL database (dropped afterwards); its SQLAlchemy URL. Every step connects afresh,
-    because the fault tests restart the server in between."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=5) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        info = admin.info
-        url = f"postgresql+psycopg://{info.user}@{info.host}:{info.port}/{name}"
-    try:
-        yield url
-    finally:
-        before_drop()
-        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=30) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+@pytest.fixture
+def chain(tmp_path: Path) -> Iterator[LocalChain]:
+    """A fresh embedded dev chain."""
+    with LocalChain(tmp_path / "chain.sqlite") as local:
+        yield local
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +49,10 @@ def postgres() -> Iterator[str]:
         yield url
 
 
-def reset_schema(url: str) -> str:
-    """Empty the database behind `url` (whatever an earlier test left) and return the URL."""
-    with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as conn:
-        conn.execute("DROP SCHEMA public CASCADE")
-        conn.execute("CREATE SCHEMA public")
-    return url
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that uses the `postgres` fixture is marked `postgres` (tests that reach the database through a
+    parametrised fixture carry the mark on that parameter)."""
+    for item in items:
+        if "postgres" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)

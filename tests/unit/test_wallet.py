@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,12 +16,6 @@ from marketplace.chain.errors import WalletError
 KEY = PrivateKey(777)
 WIF = KEY.wif()
 PAYEE = PrivateKey(778).address()
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> Iterator[LocalChain]:
-    with LocalChain(tmp_path / "chain.sqlite") as local:
-        yield local
 
 
 def key_file(tmp_path: Path, mode: int, content: str = WIF) -> Path:

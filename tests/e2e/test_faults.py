@@ -1,7 +1,7 @@
 """Faults on the real stack (PostgreSQL + Redis db 12; `bounty serve`, `bounty daemon`, Celery worker and beat),
 each followed by the books: every accepted submission paid exactly once and kept for training exactly once, and
 budget - payouts - fees == the live contract's balance, to the satoshi, in the database, the API and on chain
-(`bench.load.check_books`).
+(`tests.support.load.check_books`).
 
 1. the daemon SIGKILLed mid-stream and restarted;
 2. the watcher's cursor set back (to START and to an earlier cursor) and the events replayed;
@@ -10,7 +10,8 @@ budget - payouts - fees == the live contract's balance, to the satoshi, in the d
 4. PostgreSQL stopped during a burst: the API must answer 503, not 500;
 5. a retraining run SIGKILLed in its redeploy (after the first migration broadcast; after its commit).
 
-One stack serves the whole module (the tests run in file order; the retraining ones last, they change the model).
+One stack serves the whole module: its tests run in file order (a shuffled run keeps it: `random_order` below),
+the retraining ones last, because they change the model.
 """
 
 from __future__ import annotations
@@ -34,25 +35,17 @@ from marketplace import migrate
 from marketplace.bounties import create_bounty
 from marketplace.schema import Bounty, Deployment, DeploymentStatus, RetrainRun, TrainingImage, WatcherState
 from marketplace.watcher import CURSOR_KEY, Watcher
-from model.artifact import ModelArtifact
-from model.data import Mnist
-from model.reference import classify
-from tests.conftest import fresh_database
-from tests.faults_support import REDIS_URL, Stack, pg_up, postgres_down, redis_down, wait_for
+from tests.support.databases import fresh_database
+from tests.support.faults import REDIS_URL, Stack, pg_up, postgres_down, redis_down
+from tests.support.processes import wait_for
 from workers.persistence import persist_accepted, persist_confirmed
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.subprocess,
+              pytest.mark.random_order(disabled=True)]  # one stack, shared in file order
 
 ADDRESS = PrivateKey(7301, network=Network.TESTNET).address()
 PAYOUT = 500
 BUDGET = 200_000
-SAVED: dict[str, str] = {}  # an earlier watcher cursor, noted by test 1 for test 2
-
-
-@pytest.fixture(scope="module")
-def sevens(shipped: ModelArtifact, mnist: Mnist) -> list[np.ndarray]:
-    x = mnist.x_test.reshape(-1, 784)
-    labels, margins = classify(shipped.integer, x)
-    idx = np.where(labels == 7)[0]
-    return list(x[idx[np.argsort(-margins[idx])]][:200])
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +76,15 @@ def accepted(results: list[tuple[int, dict]]) -> list[int]:
     return [int(body["id"]) for code, body in results if code == 202]
 
 
+@pytest.fixture
+def earlier_cursor(stack: Stack) -> str | None:
+    """The watcher's cursor before the test sends anything: a point in the history to replay from."""
+    assert stack.rt is not None
+    with stack.rt.session() as session:
+        state = session.get(WatcherState, CURSOR_KEY)
+        return state.value if state is not None else None
+
+
 def settle_and_check(stack: Stack, bounty_id: int, sent: list[int], timeout: float = 60) -> dict:
     wait_for(f"bounty {bounty_id} confirmed and persisted", lambda: stack.settled(bounty_id), timeout, 0.3)
     ids = stack.submission_ids(bounty_id)
@@ -92,17 +94,12 @@ def settle_and_check(stack: Stack, bounty_id: int, sent: list[int], timeout: flo
 
 # -- 1 ------------------------------------------------------------------------------------------------------
 
-def test_daemon_sigkilled_mid_stream(stack: Stack, sevens: list[np.ndarray]) -> None:
+def test_daemon_sigkilled_mid_stream(stack: Stack, sevens: np.ndarray) -> None:
     bounty = new_bounty(stack)
 
     def fault() -> None:
         stack.mine(1)  # some spends confirm while the daemon dies
         stack.kill("daemon", signal.SIGKILL)
-        assert stack.rt is not None
-        with stack.rt.session() as session:
-            state = session.get(WatcherState, CURSOR_KEY)
-            if state is not None:
-                SAVED["cursor"] = state.value
         time.sleep(0.5)  # spends keep arriving with nobody watching
         stack.start_daemon()
 
@@ -115,7 +112,7 @@ def test_daemon_sigkilled_mid_stream(stack: Stack, sevens: list[np.ndarray]) -> 
 
 # -- 2 ------------------------------------------------------------------------------------------------------
 
-def test_events_delivered_twice_change_nothing(stack: Stack, sevens: list[np.ndarray]) -> None:
+def test_events_delivered_twice_change_nothing(stack: Stack, sevens: np.ndarray, earlier_cursor: str | None) -> None:
     bounty = new_bounty(stack)
     sent = accepted(stack.burst(bounty, sevens[20:30], ADDRESS))
     assert len(sent) == 10
@@ -125,7 +122,7 @@ def test_events_delivered_twice_change_nothing(stack: Stack, sevens: list[np.nda
     rt = stack.rt
     try:
         before = stack.counts()
-        for cursor in ([SAVED["cursor"]] if "cursor" in SAVED else []) + [""]:  # an earlier cursor, then START
+        for cursor in ([earlier_cursor] if earlier_cursor else []) + [""]:  # an earlier cursor, then START
             with rt.session() as session:
                 session.execute(update(WatcherState).where(WatcherState.key == CURSOR_KEY).values(value=cursor))
             handed: list[int] = []
@@ -152,7 +149,7 @@ def test_events_delivered_twice_change_nothing(stack: Stack, sevens: list[np.nda
 
 # -- 3 ------------------------------------------------------------------------------------------------------
 
-def test_redis_restarted_during_a_burst(stack: Stack, sevens: list[np.ndarray]) -> None:
+def test_redis_restarted_during_a_burst(stack: Stack, sevens: np.ndarray) -> None:
     bounty = new_bounty(stack)
     codes_down: list[int] = []
 
@@ -192,16 +189,15 @@ def _statuses(stack: Stack, bounty_id: int) -> list[str]:
 
 # -- 4 ------------------------------------------------------------------------------------------------------
 
-def test_postgres_restarted_during_a_burst(stack: Stack, sevens: list[np.ndarray]) -> None:
+def test_postgres_restarted_during_a_burst(stack: Stack, sevens: np.ndarray) -> None:
     """Stopped for a few seconds while 16 submissions arrive: afterwards every spend that went out is booked
     exactly once (a spend broadcast before its booking failed is booked by the watcher), the books exact."""
     bounty = new_bounty(stack)
-    during: list[tuple[int, dict]] = []
 
     def fault() -> None:
         with postgres_down():
             for image in sevens[80:83]:
-                during.append(stack.submit(bounty, image, ADDRESS))
+                stack.submit(bounty, image, ADDRESS)
 
     results = stack.burst(bounty, sevens[60:76], ADDRESS, during=fault)
     wait_for("the API healthy again", lambda: stack.submit(bounty, sevens[90], ADDRESS)[0] == 202, 30, 0.5)
@@ -209,10 +205,9 @@ def test_postgres_restarted_during_a_burst(stack: Stack, sevens: list[np.ndarray
     assert len(sent) >= 8, results
     books = settle_and_check(stack, bounty, sent, 60)
     assert books["payouts"] == len(stack.submission_ids(bounty))
-    SAVED["pg_codes"] = ",".join(str(code) for code, _ in results + during)
 
 
-def test_api_answers_503_while_postgres_is_down(stack: Stack, sevens: list[np.ndarray]) -> None:
+def test_api_answers_503_while_postgres_is_down(stack: Stack, sevens: np.ndarray) -> None:
     bounty = new_bounty(stack)
     codes: list[int] = []
     with postgres_down():
@@ -227,7 +222,7 @@ def test_api_answers_503_while_postgres_is_down(stack: Stack, sevens: list[np.nd
 # -- 5 ------------------------------------------------------------------------------------------------------
 
 def _retrain_killed(stack: Stack, mode: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "tests.faults_support", mode], env=stack.env, cwd=Path.cwd(),
+    done = subprocess.run([sys.executable, "-m", "tests.support.faults", mode], env=stack.env, cwd=Path.cwd(),
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == -signal.SIGKILL, (done.returncode, done.stdout[-2000:], done.stderr[-3000:])
     return done.stdout
@@ -272,7 +267,7 @@ def _books_all(stack: Stack) -> None:
 
 
 @pytest.mark.slow
-def test_retrain_killed_after_a_migration_committed(stack: Stack, sevens: list[np.ndarray]) -> None:
+def test_retrain_killed_after_a_migration_committed(stack: Stack, sevens: np.ndarray) -> None:
     new_bounty(stack)
     new_bounty(stack)
     _retrain_killed(stack, "after-commit")
@@ -293,7 +288,7 @@ def test_retrain_killed_after_a_migration_committed(stack: Stack, sevens: list[n
     assert sorted(runs.values()) == ["failed", "succeeded"], runs  # the killed one marked abandoned
 
 
-def test_retrain_killed_right_after_the_first_migration_broadcast(stack: Stack, sevens: list[np.ndarray]) -> None:
+def test_retrain_killed_right_after_the_first_migration_broadcast(stack: Stack, sevens: np.ndarray) -> None:
     new_bounty(stack)
     new_bounty(stack)
     out = _retrain_killed(stack, "after-broadcast")

@@ -41,7 +41,7 @@ from marketplace.schema import (
     WatcherState,
 )
 from marketplace.settings import Settings, get_settings
-from tests.conftest import reset_schema
+from tests.support.databases import reset_schema
 
 PIXELS = bytes(range(256)) * 3 + bytes(range(16))  # every byte value, 784 in all
 TXID = "ab" * 32
@@ -59,7 +59,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database on each backend. The SQLite file's directory does not exist yet."""
     if request.param == "sqlite":

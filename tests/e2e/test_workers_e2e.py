@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -35,24 +31,12 @@ from marketplace.schema import (
 from model.artifact import ModelArtifact, load_artifact
 from model.data import Mnist
 from model.reference import classify
-from tests.conftest import reset_schema
+from tests.support.databases import reset_schema
+from tests.support.processes import BIN, Process, create_bounty_cli, free_port, healthy, wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.subprocess]
 
 REDIS_DB = 11  # a database of this machine's Redis that nothing else here uses
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
 
 
 @pytest.fixture
@@ -67,20 +51,14 @@ def stack(tmp_path: Path, postgres: str) -> Iterator[dict]:
            "BOUNTY_RETRAIN_AFTER_IMAGES": "100000", "BOUNTY_LOG_LEVEL": "WARNING"}
     logs = tmp_path / "logs"
     logs.mkdir()
-    processes: dict[str, subprocess.Popen] = {}
-    files = []
+    processes: dict[str, Process] = {}
 
-    def start(name: str, *args: str) -> subprocess.Popen:
-        out = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - closed at teardown
-        files.append(out)
-        processes[name] = subprocess.Popen(list(args), env=env, stdout=out, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+    def start(name: str, *args: str) -> Process:
+        processes[name] = Process(list(args), env, logs / f"{name}.log")
         return processes[name]
 
     port = free_port()
-    created = subprocess.run([str(BIN / "bounty"), "create", "--digit", "7", "--payout", "500", "--budget",
-                              "300000", "--json"], env=env, capture_output=True, text=True, timeout=120)
-    assert created.returncode == 0, created.stderr
+    create_bounty_cli(env, [7], 500, 300_000)
     start("api", str(BIN / "bounty"), "serve", "--port", str(port))
     start("daemon", str(BIN / "bounty"), "daemon", "--interval", "0.2")
     worker_args = (str(BIN / "celery"), "-A", "workers.app", "worker", "--concurrency", "1", "--loglevel", "WARNING")
@@ -88,7 +66,7 @@ def stack(tmp_path: Path, postgres: str) -> Iterator[dict]:
     start("beat", str(BIN / "celery"), "-A", "workers.app", "beat", "--loglevel", "WARNING", "--schedule",
           str(tmp_path / "beat-schedule"))
     api = f"http://127.0.0.1:{port}"
-    wait_for("the API", lambda: _up(api), 60)
+    wait_for("the API", lambda: healthy(api), 60)
     engine = make_engine(url)
     chain = LocalChain(tmp_path / "home" / "chain.sqlite")
     try:
@@ -96,25 +74,10 @@ def stack(tmp_path: Path, postgres: str) -> Iterator[dict]:
                "worker_args": worker_args, "logs": logs}
     finally:
         for process in processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+            process.stop()
         chain.close()
         engine.dispose()
-        for out in files:
-            out.close()
         redis.Redis.from_url(broker).flushdb()
-
-
-def _up(api: str) -> bool:
-    try:
-        return httpx.get(f"{api}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def count(engine: object, what: object, *where: object) -> int:
@@ -140,8 +103,7 @@ def test_fund_submit_persist_retrain_redeploy_submit(stack: dict, shipped: Model
     wait_for("confirmations", lambda: count(engine, Submission.id, Submission.status == SubmissionStatus.CONFIRMED)
              == len(first))
     # kill the whole worker while it works through the persist tasks, then start a new one
-    os.killpg(stack["processes"]["worker"].pid, signal.SIGKILL)
-    stack["processes"]["worker"].wait(timeout=10)
+    stack["processes"]["worker"].kill(signal.SIGKILL)
     stack["start"]("worker", *stack["worker_args"])
     wait_for("every accepted image persisted", lambda: count(engine, TrainingImage.id) == len(first), 120)
     with session_scope(engine) as session:

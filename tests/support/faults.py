@@ -1,5 +1,5 @@
-"""Helpers for tests/test_faults.py: the real processes on this machine's PostgreSQL and Redis (db 12), bursts of
-submissions over HTTP, restarting the servers (always brought back), and the books check of bench/load.py."""
+"""Helpers for tests/e2e/test_faults.py: the real processes on this machine's PostgreSQL and Redis (db 12), bursts
+of submissions over HTTP, restarting the servers (always brought back), and the books check of tests/support/load.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,35 +19,15 @@ import psycopg
 import redis
 from sqlalchemy import func, select
 
-from bench.load import check_books, free_port
 from marketplace.runtime import Runtime
 from marketplace.schema import Payout, Submission, SubmissionStatus, TrainingImage
 from marketplace.settings import Settings
-from tests.conftest import PG_ADMIN
+from tests.support.databases import PG_ADMIN
+from tests.support.load import check_books
+from tests.support.processes import BIN, Process, free_port, healthy, wait_for
 
 REDIS_DB = 12  # this machine's Redis: db 11 is the e2e test's, 12 is ours
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
-BIN = Path(sys.executable).parent
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 60.0, step: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except Exception:  # a server still coming back
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(step)
-
-
-def up(api: str) -> bool:
-    try:
-        return httpx.get(f"{api}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 class Stack:
@@ -64,15 +44,13 @@ class Stack:
                     "BOUNTY_RATE_LIMIT_PER_MINUTE": "100000", "BOUNTY_RETRAIN_AFTER_IMAGES": "100000",
                     "BOUNTY_RETRAIN_EVERY_SECONDS": "100000", "BOUNTY_BLOCK_INTERVAL": "1000",
                     "BOUNTY_LOG_LEVEL": "WARNING"}
-        self.processes: dict[str, subprocess.Popen] = {}
+        self.processes: dict[str, Process] = {}
         self.port = free_port()
         self.api = f"http://127.0.0.1:{self.port}"
         self.rt: Runtime | None = None
 
-    def start(self, name: str, *args: str) -> subprocess.Popen:
-        with open(self.logs / f"{name}.log", "ab") as out:
-            self.processes[name] = subprocess.Popen(list(args), env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                                    start_new_session=True)
+    def start(self, name: str, *args: str) -> Process:
+        self.processes[name] = Process(list(args), self.env, self.logs / f"{name}.log")
         return self.processes[name]
 
     def start_api(self) -> None:
@@ -94,26 +72,16 @@ class Stack:
         self.start_daemon()
         self.start_worker()
         self.start_beat()
-        wait_for("the API", lambda: up(self.api), 60)
+        wait_for("the API", lambda: healthy(self.api), 60)
         self.rt = Runtime(Settings(_env_file=None, home=self.home, database_url=self.url,  # type: ignore[call-arg]
                                    redis_url=REDIS_URL))
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        process = self.processes[name]
-        if process.poll() is None:
-            os.killpg(process.pid, sig)
-        process.wait(timeout=20)
+        self.processes[name].kill(sig)
 
     def stop_all(self) -> None:
         for process in self.processes.values():
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+            process.stop()
         if self.rt is not None:
             self.rt.close()
 
@@ -131,7 +99,7 @@ class Stack:
             body = {"text": response.text[:200]}
         return response.status_code, body
 
-    def burst(self, bounty_id: int, images: list[Any], address: str, during: Callable[[], None] | None = None,
+    def burst(self, bounty_id: int, images: Sequence[Any], address: str, during: Callable[[], None] | None = None,
               concurrency: int = 4) -> list[tuple[int, dict]]:
         """Send `images` concurrently; `during()` runs in the test thread once about a third went out."""
         with ThreadPoolExecutor(concurrency) as pool:
@@ -167,7 +135,7 @@ class Stack:
             return bool(total) and total == confirmed == kept
 
     def books(self, bounty_id: int) -> dict[str, Any]:
-        """bench/load.py's check: every submission paid once and kept once; budget - paid - fees == the live
+        """tests/support/load.py's check: every submission paid once and kept once; budget - paid - fees == the live
         contract's balance in the database, the API and on chain."""
         assert self.rt is not None
         result = check_books(self.rt, self.api, bounty_id, self.submission_ids(bounty_id), 0)
@@ -238,7 +206,7 @@ def redis_down() -> Iterator[None]:
         wait_for("Redis back", redis_up, 30)
 
 
-# -- a retraining run that dies during its redeploy (run as `python -m tests.faults_support MODE`) ------------
+# -- a retraining run that dies during its redeploy (run as `python -m tests.support.faults MODE`) ------------
 
 def _retrain_and_die(mode: str) -> None:
     """Run `workers.retraining.retrain` and SIGKILL this very process at a chosen point of the redeploy:

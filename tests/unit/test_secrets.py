@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 from bsv import Network, PrivateKey
 from fastapi.testclient import TestClient
-from PIL import Image
 from pydantic import SecretStr
 from typer.testing import CliRunner
 
@@ -35,6 +34,7 @@ from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.errors import BountyError
 from model.reference import classify
+from tests.support.images import paper_png
 
 PAYOUT = 500
 USER = PrivateKey(7101, network=Network.TESTNET)
@@ -134,12 +134,6 @@ def images(shipped: ModelArtifact, mnist: Mnist) -> dict[str, np.ndarray]:
     return {"sevens": x[sevens[np.argsort(-margins[sevens])]], "others": x[labels != 7]}
 
 
-def _png(pixels: np.ndarray, scale: int = 4) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(255 - pixels.reshape(28, 28)).resize((28 * scale, 28 * scale)).save(out, format="PNG")
-    return out.getvalue()
-
-
 def _files_bytes(home: Path, evidence: Evidence, label: str) -> None:
     for path in sorted(p for p in home.rglob("*") if p.is_file()):
         evidence.blob(f"{label} file {path.relative_to(home)}", path.read_bytes())
@@ -225,17 +219,17 @@ def _run_everything(key: PrivateKey, home: Path, tmp_path: Path, monkeypatch: py
                     for p in images["sevens"][:2]]
         assert [r.status_code for r in accepted] == [202, 202]
         upload = call("POST", f"/bounties/{bid}/submissions", data={"address": address},
-                      files={"image": ("seven.png", _png(images["sevens"][2]), "image/png")})
+                      files={"image": ("seven.png", paper_png(images["sevens"][2], 4), "image/png")})
         assert upload.status_code == 202, upload.text
         refused = call("POST", f"/bounties/{bid}/submissions",
                        json={"pixels": images["others"][0].tolist(), "address": address})
         assert refused.status_code == 422 and refused.json()["detail"]["predicted"] != 7
         refused_upload = call("POST", f"/bounties/{bid}/submissions", data={"address": address},
-                              files={"image": ("other.png", _png(images["others"][1]), "image/png")})
+                              files={"image": ("other.png", paper_png(images["others"][1], 4), "image/png")})
         assert refused_upload.status_code == 422
         assert call("POST", "/classify", json={"pixels": images["sevens"][0].tolist(), "bounty_id": bid}
                     ).status_code == 200
-        assert call("POST", "/classify", files={"image": ("s.png", _png(images["sevens"][3]), "image/png")},
+        assert call("POST", "/classify", files={"image": ("s.png", paper_png(images["sevens"][3], 4), "image/png")},
                     data={"bounty_id": str(bid)}).status_code == 200
 
         # bad input, unknown ids, closed routes
@@ -249,8 +243,8 @@ def _run_everything(key: PrivateKey, home: Path, tmp_path: Path, monkeypatch: py
                 "content-type": "application/json"}}),
             ("POST", f"/bounties/{bid}/submissions", {"files": {"image": ("x.png", os.urandom(3000), "image/png")},
                                                        "data": {"address": address}}),
-            ("POST", f"/bounties/{bid}/submissions", {"files": {"image": ("x.png", _png(images["sevens"][4])[:200],
-                                                                          "image/png")}, "data": {"address": address}}),
+            ("POST", f"/bounties/{bid}/submissions", {"files": {"image": (
+                "x.png", paper_png(images["sevens"][4], 4)[:200], "image/png")}, "data": {"address": address}}),
             ("POST", f"/bounties/{bid}/submissions", {"data": {"address": address},
                                                        "files": {"other": ("x", b"1", "text/plain")}}),
             ("POST", f"/bounties/{bid}/submissions", {"json": {"pixels": "wif", "address": key.wif()[:-1]}}),

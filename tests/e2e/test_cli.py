@@ -12,6 +12,8 @@ from bsv import Transaction
 
 from contracts.interpreter import validate_input
 
+pytestmark = pytest.mark.subprocess  # each test runs the `bounty` command
+
 
 def bounty(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "marketplace.cli", *args], capture_output=True, text=True,

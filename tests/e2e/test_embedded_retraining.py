@@ -4,24 +4,21 @@ the training step runs in a child process (workers.retraining.training)."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine, select
 
 from marketplace.schema import RetrainRun, RetrainStatus
+from tests.support.processes import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.subprocess  # a real `bounty serve`
+
+ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 420.0  # seconds for the service to start, schedule a run and finish it on the fast settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def finished_run(database: Path) -> RetrainRun | None:

@@ -1,7 +1,7 @@
 """The load test's core for CI: a real `bounty serve` on the embedded default (subprocess, fresh BOUNTY_HOME,
-a block every second), a bounty made with the CLI, then `bench.load.run_load` over HTTP with a mix of
-accepted, rejected and hostile submissions from concurrent clients, and the books checked through the API,
-the database and the chain. The 1,000-submission run is marked slow (`make test-all`)."""
+a block every second), a bounty made with the CLI, then `tests.support.load.run_load` (bench/load.py's driver
+too) over HTTP with a mix of accepted, rejected and hostile submissions from concurrent clients, and the books
+checked through the API, the database and the chain. The 1,000-submission run is marked slow (`make test-all`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.load import Process, create_bounty_cli, run_load, server_env, start_server
+from tests.support.load import run_load
+from tests.support.processes import Process, create_bounty_cli, server_env, start_server
+
+pytestmark = pytest.mark.subprocess  # an embedded `bounty serve`
 
 PAYOUT = 500
 

@@ -1,4 +1,4 @@
-"""NetworkChain against a local stand-in for ARC and WhatsOnChain (tests/network_stand_in.py),
+"""NetworkChain against a local stand-in for ARC and WhatsOnChain (tests/support/network_stand_in.py),
 which forwards to a real LocalChain: the retry and error paths, and the polled events."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from bsv import P2PKH, PrivateKey, Transaction, TransactionInput, TransactionOutput
 from sqlalchemy import func, select
@@ -29,10 +30,7 @@ from marketplace.runtime import Runtime
 from marketplace.schema import Deployment, Payout, Submission
 from marketplace.settings import Settings
 from marketplace.watcher import Watcher
-from model.artifact import ModelArtifact
-from model.data import Mnist
-from model.reference import classify
-from tests.network_stand_in import EF_MARKER, WOC_PREFIX, NetworkStandIn
+from tests.support.network_stand_in import EF_MARKER, WOC_PREFIX, NetworkStandIn
 
 ALICE, BOB = PrivateKey(401), PrivateKey(402)
 ARC_KEY, WOC_KEY, TOKEN = "arc-secret-key", "woc-secret-key", "callback-secret"
@@ -228,7 +226,7 @@ def test_events_are_polled_for_watched_outputs_blocks_and_reorgs(stand_in: Netwo
 
 def test_the_watcher_follows_a_bounty_on_the_network_whoever_spends_it(
         stand_in: NetworkStandIn, local: LocalChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        shipped: ModelArtifact, mnist: Mnist) -> None:
+        sevens: np.ndarray) -> None:
     """The service on the network backend: spends of its contract broadcast by someone else (not through
     our API) are found through the watched contract outputs, step after step along the contract's chain."""
     monkeypatch.setenv("BOUNTY_OPERATOR_WIF", ALICE.wif())
@@ -240,9 +238,6 @@ def test_the_watcher_follows_a_bounty_on_the_network_whoever_spends_it(
     bounty = create_bounty(rt, [7], 500, 100_000)
     watcher = Watcher(rt)
     watcher.run_once()
-    x = mnist.x_test.reshape(-1, 784)
-    labels, _ = classify(shipped.integer, x)
-    sevens = x[labels == 7]
     with rt.session() as session:
         deployment = session.scalars(select(Deployment)).one()
         contract = rt.contract(deployment)

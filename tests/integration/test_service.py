@@ -3,7 +3,6 @@ this machine's PostgreSQL, with the real interpreter behind the embedded dev cha
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +12,6 @@ import numpy as np
 import pytest
 from bsv import Network, PrivateKey, Transaction
 from fastapi.testclient import TestClient
-from PIL import Image
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -34,13 +32,14 @@ from marketplace.schema import (
     SubmissionSource,
     SubmissionStatus,
 )
-from marketplace.settings import Settings
 from marketplace.submissions import send_queued
 from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import classify
-from tests.conftest import reset_schema
+from tests.support.databases import reset_schema
+from tests.support.images import paper_png
+from tests.support.settings import settings_for
 
 USER = PrivateKey(7001, network=Network.TESTNET)
 OTHER = PrivateKey(7002, network=Network.TESTNET)
@@ -48,22 +47,14 @@ PAYOUT = 500
 
 
 @pytest.fixture(scope="module")
-def digits(shipped: ModelArtifact, mnist: Mnist) -> dict[str, np.ndarray]:
+def digits(sevens: np.ndarray, shipped: ModelArtifact, mnist: Mnist) -> dict[str, np.ndarray]:
     """Test images the shipped model reads as 7 (sorted by margin, widest first) and as something else."""
     x = mnist.x_test.reshape(-1, 784)
-    labels, margins = classify(shipped.integer, x)
-    sevens = np.where(labels == 7)[0]
-    return {"sevens": x[sevens[np.argsort(-margins[sevens])]], "others": x[labels != 7]}
+    labels, _ = classify(shipped.integer, x)
+    return {"sevens": sevens, "others": x[labels != 7]}
 
 
-def settings_for(home: Path, database_url: str | None = None, **extra: object) -> Settings:
-    """Test settings; every request here comes from one client, so the rate limit is raised unless a test
-    sets it (the limit has its own test)."""
-    extra.setdefault("rate_limit_per_minute", 100_000)
-    return Settings(_env_file=None, home=home, database_url=database_url, **extra)  # type: ignore[arg-type]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def rt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
     url = None
     if request.param == "postgresql":
@@ -308,18 +299,11 @@ def test_an_exhausted_bounty_refuses_cleanly(sqlite_rt: Runtime, digits: dict[st
     assert api.get(f"/bounties/{bounty['id']}").json()["status"] == "exhausted"
 
 
-def _png(pixels: np.ndarray, scale: int = 8) -> bytes:
-    image = Image.fromarray(255 - pixels.reshape(28, 28)).resize((28 * scale, 28 * scale))
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
-
-
 def test_an_uploaded_photo_is_judged_like_the_pixels(sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
     rt = sqlite_rt
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)
     api = client(rt)
-    photo = _png(digits["sevens"][0])  # dark ink on light paper, 224x224
+    photo = paper_png(digits["sevens"][0], 8)  # dark ink on light paper, 224x224
     verdict = api.post("/classify", files={"image": ("seven.png", photo, "image/png")},
                        data={"bounty_id": str(bounty["id"])}).json()
     assert verdict["label"] == 7 and verdict["accepted"] is True

@@ -45,6 +45,7 @@ from marketplace.settings import Settings
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import classify
+from tests.support.images import paper_png
 
 USER = PrivateKey(7201, network=Network.TESTNET)
 INT64 = (-(2**63), 2**63 - 1)  # what the databases store; beyond it see the tests at the end
@@ -79,12 +80,6 @@ def service(tmp_path_factory: pytest.TempPathFactory, shipped: ModelArtifact, mn
     assert first.status_code == 202 and first.json()["id"] == 1, first.text
     yield svc
     rt.close()
-
-
-def _png(pixels: np.ndarray, scale: int = 2) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(255 - pixels.reshape(28, 28)).resize((28 * scale, 28 * scale)).save(out, format="PNG")
-    return out.getvalue()
 
 
 def _jpeg(pixels: np.ndarray) -> bytes:
@@ -187,7 +182,7 @@ def _jpeg_declaring(jpeg: bytes, width: int, height: int) -> bytes:
 
 @st.composite
 def uploads(draw: st.DrawFn, seven: np.ndarray, other: np.ndarray) -> bytes:
-    png, jpeg = _png(seven), _jpeg(other)
+    png, jpeg = paper_png(seven, 2), _jpeg(other)
     dims = st.integers(0, 2**31 - 1)
     kind = draw(st.sampled_from(["bytes", "png-magic", "truncated", "mutated", "huge-png", "huge-jpeg", "bomb"]))
     if kind == "bytes":
@@ -307,7 +302,7 @@ def test_an_id_beyond_64_bits_is_a_client_error(service: Service, request_kind: 
     elif request_kind == "POST classify JSON":
         response = api.post("/classify", json={"pixels": [0] * 784, "bounty_id": BIG})
     else:
-        response = api.post("/classify", files={"image": ("7.png", _png(service.seven), "image/png")},
+        response = api.post("/classify", files={"image": ("7.png", paper_png(service.seven, 2), "image/png")},
                             data={"bounty_id": str(BIG)})
     assert_answer(response.status_code, response.content, request_kind)
 

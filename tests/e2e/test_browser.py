@@ -9,12 +9,8 @@ photo instead of drawing. Playwright's own browser download is never used (see F
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +25,9 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from model.data import Mnist
+from tests.support.processes import create_bounty_cli, start_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.subprocess]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -59,22 +58,6 @@ class Server:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else "(no log)"
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()  # uvicorn shuts down cleanly on SIGTERM, stopping the watcher and the miner
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`bounty serve` on a free port of 127.0.0.1, its state in a fresh BOUNTY_HOME holding one funded bounty."""
@@ -83,32 +66,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # and the working directory is the fresh home so no stray .env file is read either.
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOUNTY_")}
     env.update(BOUNTY_HOME=str(home), BOUNTY_BLOCK_INTERVAL="1")
-    cli = [sys.executable, "-m", "marketplace.cli"]
-    created = subprocess.run([*cli, "create", "--digit", "7", "--payout", "500", "--budget", "100000", "--json"],
-                             env=env, cwd=home, capture_output=True, text=True, timeout=120)
-    assert created.returncode == 0, created.stderr
-    bounty_id = int(json.loads(created.stdout)["id"])
-
-    port = _free_port()
-    log = home / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([*cli, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                                   env=env, cwd=home, stdout=out, stderr=subprocess.STDOUT)
-    live = Server(f"http://127.0.0.1:{port}", bounty_id, log)
+    bounty_id = int(create_bounty_cli(env, [7], 500, 100_000, cwd=home)["id"])
+    process, url = start_server(env, home / "server.log", cwd=home)  # uvicorn stops cleanly on SIGTERM
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, f"the server exited with {process.returncode}:\n{live.log_tail()}"
-            try:
-                if httpx.get(f"{live.url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"no /healthz within 30 s:\n{live.log_tail()}"
-            time.sleep(0.1)
-        yield live
+        yield Server(url, bounty_id, process.log)
     finally:
-        _stop(process)
+        process.stop()
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.subprocess
+
 
 def test_the_demo_runs_the_whole_loop(tmp_path: Path) -> None:
     user_home = tmp_path / "user"  # a new user's: no ~/.digit-bounty yet

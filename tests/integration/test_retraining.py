@@ -41,13 +41,13 @@ from marketplace.schema import (
     TrainingImage,
     WatcherState,
 )
-from marketplace.settings import Settings
 from model.artifact import DEFAULT_ARTIFACT, ModelArtifact, load_artifact
 from model.config import TINY
 from model.data import Mnist
 from model.reference import classify
-from tests.conftest import reset_schema
-from tests.test_service import PAYOUT, USER, books_balance, client, post, settle
+from tests.integration.test_service import PAYOUT, USER, books_balance, client, post, settle
+from tests.support.databases import reset_schema
+from tests.support.settings import settings_for
 from workers.errors import RetrainError
 from workers.persistence import persist_accepted
 from workers.retraining import (
@@ -67,32 +67,18 @@ LENIENT = {"retrain_tolerance": 1.0, "retrain_class_tolerance": 1.0}  # a second
 STRICT = {"retrain_tolerance": 0.0, "retrain_class_tolerance": 0.0}
 
 
-def make_rt(home: Path, **settings: Any) -> Runtime:
-    return open_runtime(Settings(_env_file=None, home=home, rate_limit_per_minute=100_000,  # type: ignore[call-arg]
-                                 retrain_fast=True, **settings))
-
-
 @pytest.fixture
 def runtimes(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
     """Runtimes on one SQLite home (each test picks its settings), closed at the end."""
     opened: list[Runtime] = []
 
     def open_one(**settings: Any) -> Runtime:
-        opened.append(make_rt(tmp_path / "home", **settings))
+        opened.append(open_runtime(settings_for(tmp_path / "home", retrain_fast=True, **settings)))
         return opened[-1]
 
     yield open_one
     for rt in opened:
         rt.close()
-
-
-@pytest.fixture(scope="module")
-def sevens(shipped: ModelArtifact, mnist: Mnist) -> np.ndarray:
-    """Test images the shipped model reads as 7, widest margin first."""
-    x = mnist.x_test.reshape(-1, 784)
-    labels, margins = classify(shipped.integer, x)
-    found = np.where(labels == 7)[0]
-    return x[found[np.argsort(-margins[found])]]
 
 
 @pytest.fixture
@@ -376,7 +362,7 @@ def test_a_crashed_runs_lease_expires_and_its_run_is_marked_abandoned(
     assert current.id == result.run_id
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     url = f"sqlite:///{tmp_path / 'lease.sqlite'}"
     if request.param == "postgresql":
@@ -441,6 +427,7 @@ def _die_holding_the_lease(url: str, seconds: float) -> dict[str, Any]:
     return holder
 
 
+@pytest.mark.subprocess
 def test_a_killed_process_here_frees_its_lease_at_once_one_elsewhere_when_it_expires(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'lease.sqlite'}"
     migrate.upgrade(url)

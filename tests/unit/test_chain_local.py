@@ -7,7 +7,7 @@ import multiprocessing
 import random
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +37,6 @@ from model.data import Mnist
 from model.reference import classify
 
 ALICE, BOB, MALLORY, OPERATOR = (PrivateKey(k) for k in (201, 202, 203, 204))
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> Iterator[LocalChain]:
-    with LocalChain(tmp_path / "chain.sqlite") as local:
-        yield local
 
 
 def spend(utxos: list[Utxo], key: PrivateKey, outputs: list[tuple[str, int]], version: int = 1,
@@ -360,6 +354,7 @@ def _broadcaster(path: str, index: int, own: list[tuple[str, int, int]], shared:
     results.put((accepted, rejected))
 
 
+@pytest.mark.subprocess
 def test_concurrent_broadcasts_from_several_processes_lose_nothing_and_double_spend_nothing(tmp_path: Path) -> None:
     path = tmp_path / "chain.sqlite"
     with LocalChain(path) as chain:

@@ -118,6 +118,7 @@ def test_tiny_training_produces_a_working_artifact(mnist: Mnist, tmp_path: Path)
     assert meta["dataset_digest"] == mnist.digest and meta["config"]["seed"] == TINY.seed
 
 
+@pytest.mark.subprocess  # a fresh interpreter
 def test_the_service_side_never_imports_tensorflow() -> None:
     code = ("import sys, marketplace.cli, marketplace.api, marketplace.watcher, workers.tasks, workers.retraining;"
             "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
