@@ -574,9 +574,9 @@ def _redeploy_all(rt: Runtime, run: _Run, lease: Lease, path: Path) -> None:
         except Exception as exc:
             raise RetrainError(f"redeploying bounty {bounty_id} failed after {len(run.summary['redeployed'])} "
                                f"migrated: {_describe(exc)}") from exc
-        run.summary["redeployed"].append({"bounty_id": bounty_id, "migrate_txid": result["migrate_txid"]})
+        run.summary["redeployed"].append({"bounty_id": bounty_id, "migrate_txid": result.migrate_txid})
         run.record(redeployed=run.summary["redeployed"], skipped_bounties=run.summary["skipped_bounties"])
-        log.info("retrain run %d: bounty %d migrated in %s", run.id, bounty_id, result["migrate_txid"])
+        log.info("retrain run %d: bounty %d migrated in %s", run.id, bounty_id, result.migrate_txid)
 
 
 def _bounties_to_move(rt: Runtime, path: Path) -> list[int]:
