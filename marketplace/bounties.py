@@ -7,8 +7,6 @@ after the chain accepted it: a refusal leaves nothing written.
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -27,12 +25,21 @@ from marketplace.schema import (
     Payout,
     Submission,
 )
+from marketplace.views import (
+    BountyExport,
+    BountyMigrated,
+    BountyPublic,
+    BountyWithdrawn,
+    DeploymentRecord,
+    SubmissionPublic,
+    SubmissionRecord,
+)
 
 FAUCET_HEADROOM = 1_000_000  # dev chain only: what the faucet adds on top of a budget, for fees
 
 
 def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_margin: int = 0,
-                  max_fee: int | None = None) -> dict[str, Any]:
+                  max_fee: int | None = None) -> BountyPublic:
     """Deploy a new bounty contract funded from the operator wallet (the dev chain's faucet tops it up)."""
     with rt.session() as session:
         model = newest_model(session) or rt.register_model(session)
@@ -59,19 +66,19 @@ def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_
         return bounty_view(session, bounty)
 
 
-def fund_bounty(rt: Runtime, bounty_id: int, amount: int) -> dict[str, Any]:
+def fund_bounty(rt: Runtime, bounty_id: int, amount: int) -> BountyMigrated:
     """Top up: migrate the live contract into an identical one holding `amount` more sats."""
     if amount < 1:
         raise InvalidRequest("the amount must be at least 1 satoshi")
     return _migrate(rt, bounty_id, top_up=amount)
 
 
-def redeploy(rt: Runtime, bounty_id: int, model_id: int) -> dict[str, Any]:
+def redeploy(rt: Runtime, bounty_id: int, model_id: int) -> BountyMigrated:
     """Move the balance into a contract judged by the registered model `model_id`, in one owner transaction."""
     return _migrate(rt, bounty_id, model_id=model_id)
 
 
-def withdraw_bounty(rt: Runtime, bounty_id: int) -> dict[str, Any]:
+def withdraw_bounty(rt: Runtime, bounty_id: int) -> BountyWithdrawn:
     """Owner path: the whole balance back to the operator wallet; the bounty closes."""
     with rt.session() as session:
         bounty, deployment = live(session, bounty_id)
@@ -82,10 +89,10 @@ def withdraw_bounty(rt: Runtime, bounty_id: int) -> dict[str, Any]:
         deployment.status, deployment.current_satoshis = DeploymentStatus.WITHDRAWN, 0
         bounty.status = BountyStatus.WITHDRAWN
         view = bounty_view(session, bounty)
-        return {**view, "withdraw_txid": tx.txid(), "withdrawn_sats": tx.outputs[0].satoshis}
+        return BountyWithdrawn(**view.model_dump(), withdraw_txid=tx.txid(), withdrawn_sats=tx.outputs[0].satoshis)
 
 
-def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, model_id: int | None = None) -> dict[str, Any]:
+def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, model_id: int | None = None) -> BountyMigrated:
     with rt.session() as session:
         bounty, old = live(session, bounty_id)
         contract = rt.contract(old)
@@ -99,7 +106,7 @@ def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, model_id: int | None 
         tx = rt.wallet.build_migrate(rt.chain, contract, utxo, successor, top_up, rt.settings.fee_rate)
         rt.chain.broadcast(tx)
         record_migration(session, old, model, tx, utxo.satoshis)  # the watcher may have booked it already
-        return {**bounty_view(session, bounty), "migrate_txid": tx.txid()}
+        return BountyMigrated(**bounty_view(session, bounty).model_dump(), migrate_txid=tx.txid())
 
 
 def newest_model(session: Session) -> ModelVersion | None:
@@ -157,37 +164,37 @@ def current_utxo(rt: Runtime, deployment: Deployment) -> Utxo:
 
 # -- views ---------------------------------------------------------------------------------------------
 
-def bounty_view(session: Session, bounty: Bounty) -> dict[str, Any]:
+def bounty_view(session: Session, bounty: Bounty) -> BountyPublic:
     deployment = active_deployment(session, bounty) or session.scalar(
         select(Deployment).where(Deployment.bounty_id == bounty.id).order_by(Deployment.version.desc()))
     accepted, paid = session.execute(
         select(func.count(Payout.id), func.coalesce(func.sum(Payout.satoshis), 0)).where(Payout.bounty_id == bounty.id)
     ).one()
-    return {
-        "id": bounty.id,
-        "digits": list(bounty.digits),
-        "payout_sats": bounty.payout_sats,
-        "min_margin": bounty.min_margin,
-        "max_fee_sats": bounty.max_fee_sats,
-        "budget_sats": bounty.budget_sats,
-        "status": str(bounty.status),
-        "remaining_sats": deployment.current_satoshis if deployment else 0,
-        "accepted_count": int(accepted),
-        "paid_sats": int(paid),
-        "model_version": deployment.model.version if deployment else None,
-        "weights_sha256": deployment.model.weights_sha256 if deployment else None,
-        "contract_txid": deployment.deploy_txid if deployment else None,
-        "contract_version": deployment.version if deployment else None,
-        "current_outpoint": f"{deployment.current_txid}:{deployment.current_vout}" if deployment else None,
-    }
+    return BountyPublic(
+        id=bounty.id,
+        digits=list(bounty.digits),
+        payout_sats=bounty.payout_sats,
+        min_margin=bounty.min_margin,
+        max_fee_sats=bounty.max_fee_sats,
+        budget_sats=bounty.budget_sats,
+        status=str(bounty.status),
+        remaining_sats=deployment.current_satoshis if deployment else 0,
+        accepted_count=int(accepted),
+        paid_sats=int(paid),
+        model_version=deployment.model.version if deployment else None,
+        weights_sha256=deployment.model.weights_sha256 if deployment else None,
+        contract_txid=deployment.deploy_txid if deployment else None,
+        contract_version=deployment.version if deployment else None,
+        current_outpoint=f"{deployment.current_txid}:{deployment.current_vout}" if deployment else None,
+    )
 
 
-def list_bounties(rt: Runtime) -> list[dict[str, Any]]:
+def list_bounties(rt: Runtime) -> list[BountyPublic]:
     with rt.session() as session:
         return [bounty_view(session, b) for b in session.scalars(select(Bounty).order_by(Bounty.id))]
 
 
-def get_bounty(rt: Runtime, bounty_id: int) -> dict[str, Any]:
+def get_bounty(rt: Runtime, bounty_id: int) -> BountyPublic:
     with rt.session() as session:
         bounty = session.get(Bounty, bounty_id)
         if bounty is None:
@@ -195,24 +202,24 @@ def get_bounty(rt: Runtime, bounty_id: int) -> dict[str, Any]:
         return bounty_view(session, bounty)
 
 
-def submission_view(submission: Submission) -> dict[str, Any]:
-    return {
-        "id": submission.id,
-        "bounty_id": submission.bounty_id,
-        "status": str(submission.status),
-        "reason": str(submission.reason) if submission.reason else None,
-        "digit": submission.predicted_label,
-        "margin": submission.margin,
-        "model_sha256": submission.model_sha256,
-        "model_version": submission.deployment.model.version if submission.deployment else None,
-        "txid": submission.txid,
-        "recipient_address": submission.recipient_address,
-        "source": str(submission.source),
-        "block_height": submission.block_height,
-        "confirmations": submission.confirmations,
-        "payout_sats": submission.payout.satoshis if submission.payout else None,
-        "created_at": submission.created_at.isoformat(),
-    }
+def submission_view(submission: Submission) -> SubmissionPublic:
+    return SubmissionPublic(
+        id=submission.id,
+        bounty_id=submission.bounty_id,
+        status=str(submission.status),
+        reason=str(submission.reason) if submission.reason else None,
+        digit=submission.predicted_label,
+        margin=submission.margin,
+        model_sha256=submission.model_sha256,
+        model_version=submission.deployment.model.version if submission.deployment else None,
+        txid=submission.txid,
+        recipient_address=submission.recipient_address,
+        source=str(submission.source),
+        block_height=submission.block_height,
+        confirmations=submission.confirmations,
+        payout_sats=submission.payout.satoshis if submission.payout else None,
+        created_at=submission.created_at.isoformat(),
+    )
 
 
 def _submissions_of(bounty_id: int) -> Select[Submission]:
@@ -221,22 +228,22 @@ def _submissions_of(bounty_id: int) -> Select[Submission]:
             .options(selectinload(Submission.payout)))
 
 
-def list_submissions(rt: Runtime, bounty_id: int) -> list[dict[str, Any]]:
+def list_submissions(rt: Runtime, bounty_id: int) -> list[SubmissionPublic]:
     with rt.session() as session:
         if session.get(Bounty, bounty_id) is None:
             raise NotFound(f"there is no bounty {bounty_id}")
         return [submission_view(s) for s in session.scalars(_submissions_of(bounty_id))]
 
 
-def export_bounty(rt: Runtime, bounty_id: int) -> dict[str, Any]:
+def export_bounty(rt: Runtime, bounty_id: int) -> BountyExport:
     """The audit export: the terms, every deployment and every submission with its txid and verdict."""
     with rt.session() as session:
         bounty = session.get(Bounty, bounty_id)
         if bounty is None:
             raise NotFound(f"there is no bounty {bounty_id}")
-        deployments = [{"version": d.version, "status": str(d.status), "model_sha256": d.model.weights_sha256,
-                        "deploy_txid": d.deploy_txid, "locking_script_sha256": d.locking_script_sha256}
+        deployments = [DeploymentRecord(version=d.version, status=str(d.status), model_sha256=d.model.weights_sha256,
+                                        deploy_txid=d.deploy_txid, locking_script_sha256=d.locking_script_sha256)
                        for d in bounty.deployments]
-        submissions = [{**submission_view(s), "pixels_hex": s.pixels.hex()}
+        submissions = [SubmissionRecord(**submission_view(s).model_dump(), pixels_hex=s.pixels.hex())
                        for s in session.scalars(_submissions_of(bounty_id))]
-        return {"bounty": bounty_view(session, bounty), "deployments": deployments, "submissions": submissions}
+        return BountyExport(bounty=bounty_view(session, bounty), deployments=deployments, submissions=submissions)

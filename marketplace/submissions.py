@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from typing import Any
 
 import numpy as np
 from bsv.utils import decode_address
@@ -33,6 +32,7 @@ from marketplace.schema import (
     SubmissionSource,
     SubmissionStatus,
 )
+from marketplace.views import SubmissionPublic, Verdict
 from model.reference import IntegerModel, as_pixels, classify
 
 log = logging.getLogger(__name__)
@@ -51,21 +51,21 @@ def check_address(rt: Runtime, address: str) -> bytes:
     return bytes(pkh)
 
 
-def classify_image(rt: Runtime, pixels: np.ndarray, bounty_id: int | None = None) -> dict[str, Any]:
+def classify_image(rt: Runtime, pixels: np.ndarray, bounty_id: int | None = None) -> Verdict:
     """Dry run: what the on-chain classifier answers, and whether a bounty would pay for it."""
     image = as_pixels(pixels)
     if bounty_id is None:
         artifact = rt.artifact()
         label, margin = (int(v[0]) for v in classify(artifact.integer, image))
-        return {"label": label, "margin": margin, "weights_sha256": artifact.weights_sha256}
+        return Verdict(label=label, margin=margin, weights_sha256=artifact.weights_sha256)
     with rt.session() as session:
         bounty, deployment = live(session, bounty_id)
         label, margin = (int(v[0]) for v in classify(rt.contract(deployment).model, image))
-        return {"label": label, "margin": margin, "weights_sha256": deployment.model.weights_sha256,
-                "bounty_id": bounty.id, "accepted": label in bounty.digits and margin >= bounty.min_margin}
+        return Verdict(label=label, margin=margin, weights_sha256=deployment.model.weights_sha256,
+                       bounty_id=bounty.id, accepted=label in bounty.digits and margin >= bounty.min_margin)
 
 
-def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str) -> dict[str, Any]:
+def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str) -> SubmissionPublic:
     """Pay for an image the bounty's contract accepts; refuse one it would not, before any money moves."""
     image = as_pixels(pixels)[0].astype(np.uint8)
     pkh = check_address(rt, address)
@@ -165,7 +165,7 @@ def _reason_of(exc: Exception) -> RejectReason:
     return RejectReason.BOUNTY_EXHAUSTED
 
 
-def get_submission(rt: Runtime, submission_id: int) -> dict[str, Any]:
+def get_submission(rt: Runtime, submission_id: int) -> SubmissionPublic:
     with rt.session() as session:
         row = session.get(Submission, submission_id)
         if row is None:

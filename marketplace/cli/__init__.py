@@ -11,6 +11,7 @@ import sys
 
 import typer
 
+from marketplace.cli import service
 from marketplace.cli._output import friendly
 from marketplace.cli.chain import chain_app
 from marketplace.cli.contract import contract_app
@@ -18,7 +19,6 @@ from marketplace.cli.db import db_app
 from marketplace.cli.model import model_app
 from marketplace.cli.operator import register as register_operator_commands
 from marketplace.cli.review import review_app
-from marketplace.cli.service import daemon, demo, serve
 from marketplace.errors import ConfigError
 from marketplace.settings import get_settings
 
@@ -30,9 +30,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(chain_app, name="chain")
 app.add_typer(review_app, name="review")
 register_operator_commands(app)
-app.command("serve")(friendly(serve))
-app.command("daemon")(friendly(daemon))
-app.command("demo")(friendly(demo))
+app.command("serve")(friendly(service.serve))
+app.command("daemon")(friendly(service.daemon))
+app.command("demo")(friendly(service.demo))
 
 
 def main() -> None:

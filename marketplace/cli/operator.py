@@ -30,7 +30,7 @@ def create(
 
     if any(not 0 <= d <= 9 for d in digit):
         raise InvalidRequest("every --digit must be 0..9")
-    emit(create_bounty(_runtime(), digit, payout, budget, margin, max_fee), as_json, "bounty created")
+    emit(create_bounty(_runtime(), digit, payout, budget, margin, max_fee).model_dump(), as_json, "bounty created")
 
 
 def fund(bounty_id: Annotated[int, typer.Argument()], amount: Annotated[int, typer.Argument(min=1)],
@@ -38,14 +38,14 @@ def fund(bounty_id: Annotated[int, typer.Argument()], amount: Annotated[int, typ
     """Add AMOUNT sats: the contract migrates into an identical one holding more."""
     from marketplace.bounties import fund_bounty
 
-    emit(fund_bounty(_runtime(), bounty_id, amount), as_json, "bounty funded")
+    emit(fund_bounty(_runtime(), bounty_id, amount).model_dump(), as_json, "bounty funded")
 
 
 def withdraw(bounty_id: Annotated[int, typer.Argument()], as_json: JsonOption = False) -> None:
     """Take the whole balance back to the operator wallet and close the bounty."""
     from marketplace.bounties import withdraw_bounty
 
-    emit(withdraw_bounty(_runtime(), bounty_id), as_json, "bounty withdrawn")
+    emit(withdraw_bounty(_runtime(), bounty_id).model_dump(), as_json, "bounty withdrawn")
 
 
 def list_(as_json: JsonOption = False) -> None:
@@ -54,20 +54,19 @@ def list_(as_json: JsonOption = False) -> None:
 
     rows = list_bounties(_runtime())
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps([b.model_dump() for b in rows], indent=2))
         return
     typer.echo(f"{'id':>4} {'digits':<8} {'payout':>8} {'remaining':>10} {'accepted':>8}  status")
     for b in rows:
-        digits = ",".join(map(str, b["digits"]))
-        typer.echo(f"{b['id']:>4} {digits:<8} {b['payout_sats']:>8} {b['remaining_sats']:>10} "
-                   f"{b['accepted_count']:>8}  {b['status']}")
+        digits = ",".join(map(str, b.digits))
+        typer.echo(f"{b.id:>4} {digits:<8} {b.payout_sats:>8} {b.remaining_sats:>10} {b.accepted_count:>8}  {b.status}")
 
 
 def status(bounty_id: Annotated[int, typer.Argument()], as_json: JsonOption = False) -> None:
     """One bounty: terms, balance, accepted count, model and contract."""
     from marketplace.bounties import get_bounty
 
-    emit(get_bounty(_runtime(), bounty_id), as_json, f"bounty {bounty_id}")
+    emit(get_bounty(_runtime(), bounty_id).model_dump(), as_json, f"bounty {bounty_id}")
 
 
 def submissions(bounty_id: Annotated[int, typer.Argument()], as_json: JsonOption = False) -> None:
@@ -76,17 +75,17 @@ def submissions(bounty_id: Annotated[int, typer.Argument()], as_json: JsonOption
 
     rows = list_submissions(_runtime(), bounty_id)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps([s.model_dump() for s in rows], indent=2))
         return
     for s in rows:
-        typer.echo(f"{s['id']:>5} {s['status']:<10} digit {s['digit']} margin {s['margin']:>6} {s['txid'] or '-'}")
+        typer.echo(f"{s.id:>5} {s.status:<10} digit {s.digit} margin {s.margin:>6} {s.txid or '-'}")
 
 
 def export(bounty_id: Annotated[int, typer.Argument()]) -> None:
     """Audit export (JSON): the terms, every deployment, every submission with its txid, verdict and pixels."""
     from marketplace.bounties import export_bounty
 
-    typer.echo(json.dumps(export_bounty(_runtime(), bounty_id), indent=2))
+    typer.echo(json.dumps(export_bounty(_runtime(), bounty_id).model_dump(), indent=2))
 
 
 def register(app: typer.Typer) -> None:

@@ -19,11 +19,12 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
     import uvicorn
 
     from marketplace.api import create_app
+    from marketplace.cli.embedded import embedded_services
     from marketplace.runtime import open_runtime
 
     rt = open_runtime()
     typer.echo(f"digit-bounty on http://{host}:{port}/ (data in {rt.settings.home})", err=True)
-    uvicorn.run(create_app(rt), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(rt, start_background=embedded_services), host=host, port=port, log_level="warning")
 
 
 def daemon(interval: Annotated[float, typer.Option(min=0.05, help="Seconds between idle polls.")] = 1.0) -> None:
@@ -54,7 +55,7 @@ def demo(home: Annotated[str | None, typer.Option(help="A fresh directory for th
     import tempfile
     from pathlib import Path
 
-    from marketplace.demo import run_demo
+    from marketplace.cli.demo import run_demo
     from marketplace.errors import InvalidRequest
 
     where = Path(home) if home else Path(tempfile.mkdtemp(prefix="digit-bounty-demo-"))

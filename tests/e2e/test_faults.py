@@ -69,7 +69,7 @@ def _stack(tmp_path_factory: pytest.TempPathFactory, url: str) -> Iterator[Stack
 
 def new_bounty(stack: Stack) -> int:
     assert stack.rt is not None
-    return int(create_bounty(stack.rt, [7], PAYOUT, BUDGET)["id"])
+    return int(create_bounty(stack.rt, [7], PAYOUT, BUDGET).id)
 
 
 def accepted(results: list[tuple[int, dict]]) -> list[int]:

@@ -190,7 +190,7 @@ def test_a_good_enough_model_replaces_the_judge_of_every_bounty(
     rt = runtimes(**LENIENT, retrain_min_holdout=1)
     sevens_bounty, ones_bounty = create_bounty(rt, [7], PAYOUT, 1_000_000), create_bounty(rt, [1], PAYOUT, 100_000)
     api = client(rt)
-    sent = [post(api, sevens_bounty["id"], image) for image in [*sevens[:12], sevens[0]]]  # the last: a copy
+    sent = [post(api, sevens_bounty.id, image) for image in [*sevens[:12], sevens[0]]]  # the last: a copy
     assert [s["code"] for s in sent] == [202] * 13
     settle(rt)
     kept = [persist_accepted(rt, s["id"]) for s in sent]
@@ -200,14 +200,14 @@ def test_a_good_enough_model_replaces_the_judge_of_every_bounty(
         trainable = [r.id for r in rows if r.duplicate_of is None and r.id != kept[1] and not r.holdout]
         holdout = [r.id for r in rows if r.holdout and r.duplicate_of is None and r.id != kept[1]]
 
-    remaining = {b["id"]: api.get(f"/bounties/{b['id']}").json()["remaining_sats"]
+    remaining = {b.id: api.get(f"/bounties/{b.id}").json()["remaining_sats"]
                  for b in (sevens_bounty, ones_bounty)}
 
     result = retrain(rt, MANUAL, data=mnist)
 
     assert result.status == "succeeded", result
     assert result.model_version == 2 and result.base_model_version == 1
-    assert {r.bounty_id for r in result.redeployed} == {sevens_bounty["id"], ones_bounty["id"]}
+    assert {r.bounty_id for r in result.redeployed} == {sevens_bounty.id, ones_bounty.id}
     snapshot = result.metrics["data_snapshot"]
     assert snapshot["accepted_images"] == len(trainable) and snapshot["holdout_images"] == len(holdout)
     assert snapshot["left_out"]["duplicates"] == 1 and snapshot["left_out"]["excluded"] == 1
@@ -228,20 +228,20 @@ def test_a_good_enough_model_replaces_the_judge_of_every_bounty(
     assert {r.bounty_id: r.migrate_txid for r in result.redeployed} == migrated
     assert deployments(rt) == [(1, 1, "migrated", 1), (2, 1, "migrated", 1), (1, 2, "active", 2), (2, 2, "active", 2)]
     for bounty in (sevens_bounty, ones_bounty):
-        view = api.get(f"/bounties/{bounty['id']}").json()
+        view = api.get(f"/bounties/{bounty.id}").json()
         assert view["model_version"] == 2 and view["weights_sha256"] == artifact.weights_sha256
-        assert 0 < remaining[bounty["id"]] - view["remaining_sats"] <= bounty["max_fee_sats"]  # moved, less a fee
+        assert 0 < remaining[bounty.id] - view["remaining_sats"] <= bounty.max_fee_sats  # moved, less a fee
 
     # The new contract judges with the new model, and pays.
     labels, margins = classify(artifact.integer, mnist.x_test[100:])
     image = mnist.x_test[100:][np.argmax(np.where(labels == 7, margins, -1))].reshape(784)
-    after = post(api, sevens_bounty["id"], image)
+    after = post(api, sevens_bounty.id, image)
     assert after["code"] == 202, after
     settle(rt)
     receipt = api.get(f"/submissions/{after['id']}").json()
     assert receipt["status"] == "confirmed" and receipt["payout_sats"] == PAYOUT and receipt["model_version"] == 2
     for bounty in (sevens_bounty, ones_bounty):
-        on_chain_agrees(rt, bounty["id"])
+        on_chain_agrees(rt, bounty.id)
     assert accepted_since_last_run(rt) == 0 and maybe_retrain(rt) is None
 
 
@@ -262,8 +262,8 @@ def test_a_worse_model_is_rejected_and_deploys_nothing(
         run = session.get(RetrainRun, result.run_id)
         assert run is not None and run.status == RetrainStatus.REJECTED and run.new_model_id is None
         assert run.error == result.reason and run.metrics is not None and run.metrics["test"]["champion"]
-    assert client(rt).get(f"/bounties/{bounty['id']}").json()["model_version"] == 1
-    assert post(client(rt), bounty["id"], sevens[0])["code"] == 202  # the old contract still takes images
+    assert client(rt).get(f"/bounties/{bounty.id}").json()["model_version"] == 1
+    assert post(client(rt), bounty.id, sevens[0])["code"] == 202  # the old contract still takes images
 
 
 # -- failures ---------------------------------------------------------------------------------------------
@@ -304,12 +304,12 @@ def test_a_chain_refusing_a_migration_fails_the_run_and_stops_deploying(
 
     result = retrain(rt, MANUAL, data=mnist)
 
-    assert result.status == "failed" and f"bounty {second['id']}" in result.error
-    assert result.redeployed == (Redeployed(bounty_id=first["id"], migrate_txid=broadcasts[0]),)
+    assert result.status == "failed" and f"bounty {second.id}" in result.error
+    assert result.redeployed == (Redeployed(bounty_id=first.id, migrate_txid=broadcasts[0]),)
     # The first bounty moved completely, the second not at all; the books agree with the chain for both.
     assert deployments(rt) == [(1, 1, "migrated", 1), (2, 1, "active", 1), (1, 2, "active", 2)]
-    books_balance(rt, second["id"])
-    on_chain_agrees(rt, first["id"])
+    books_balance(rt, second.id)
+    on_chain_agrees(rt, first.id)
     assert runs(rt)[0].status == RetrainStatus.FAILED and runs(rt)[0].error == result.error
 
 

@@ -112,19 +112,19 @@ def post(api: TestClient, bounty_id: int, pixels: np.ndarray, address: str = USE
 def test_accepted_images_are_paid_and_confirmed(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)
     api = client(rt)
-    accepted = [post(api, bounty["id"], image) for image in digits["sevens"][:3]]
-    refused = post(api, bounty["id"], digits["others"][0])
+    accepted = [post(api, bounty.id, image) for image in digits["sevens"][:3]]
+    refused = post(api, bounty.id, digits["others"][0])
     assert [a["code"] for a in accepted] == [202] * 3 and all(len(a["txid"]) == 64 for a in accepted)
     assert refused["code"] == 422 and refused["detail"]["predicted"] != 7
     settle(rt)
     receipt = api.get(f"/submissions/{accepted[0]['id']}").json()
     assert receipt["status"] == "confirmed" and receipt["digit"] == 7 and receipt["payout_sats"] == PAYOUT
     assert receipt["model_version"] == 1 and receipt["confirmations"] == 1
-    view = api.get(f"/bounties/{bounty['id']}").json()
+    view = api.get(f"/bounties/{bounty.id}").json()
     assert view["accepted_count"] == 3 and view["paid_sats"] == 3 * PAYOUT
     with rt.session() as session:
         assert session.scalar(select(func.count(Submission.id))) == 3  # the refused image cost nothing
-    books_balance(rt, bounty["id"])
+    books_balance(rt, bounty.id)
 
 
 def test_fifty_concurrent_submissions_to_one_bounty(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
@@ -132,7 +132,7 @@ def test_fifty_concurrent_submissions_to_one_bounty(rt: Runtime, digits: dict[st
     api = client(rt)
     images = [*digits["sevens"][:40], *digits["others"][:10]]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(lambda image: post(api, bounty["id"], image), images))
+        results = list(pool.map(lambda image: post(api, bounty.id, image), images))
     assert [r["code"] for r in results] == [202] * 40 + [422] * 10
     assert len({r["txid"] for r in results[:40]}) == 40
     settle(rt)
@@ -140,19 +140,19 @@ def test_fifty_concurrent_submissions_to_one_bounty(rt: Runtime, digits: dict[st
         statuses = session.scalars(select(Submission.status)).all()
         assert statuses == [SubmissionStatus.CONFIRMED] * 40
         assert session.scalar(select(func.count(Payout.id))) == 40
-    books_balance(rt, bounty["id"])
+    books_balance(rt, bounty.id)
 
 
 def test_a_spend_made_directly_on_chain_is_picked_up(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)
     with rt.session() as session:
-        deployment = active_deployment(session, session.get(Bounty, bounty["id"]))  # type: ignore[arg-type]
+        deployment = active_deployment(session, session.get(Bounty, bounty.id))  # type: ignore[arg-type]
         assert deployment is not None
         contract = rt.contract(deployment)
     utxo = rt.chain.utxos_for_script(contract.lock().serialize())[0]
     direct = build_submission(contract, utxo, digits["sevens"][5], OTHER.address())
     rt.chain.broadcast(direct)  # someone else's wallet, not our API
-    through_api = post(client(rt), bounty["id"], digits["sevens"][6])  # rebuilt on the new tip
+    through_api = post(client(rt), bounty.id, digits["sevens"][6])  # rebuilt on the new tip
     assert through_api["code"] == 202
     settle(rt)
     with rt.session() as session:
@@ -161,7 +161,7 @@ def test_a_spend_made_directly_on_chain_is_picked_up(rt: Runtime, digits: dict[s
         assert row.recipient_address == OTHER.address() and row.status == SubmissionStatus.CONFIRMED
         assert np.array_equal(np.frombuffer(row.pixels, np.uint8), digits["sevens"][5])
         assert row.predicted_label == 7 and row.payout is not None
-    books_balance(rt, bounty["id"])
+    books_balance(rt, bounty.id)
 
 
 def test_a_watcher_restarted_mid_stream_misses_nothing_and_counts_nothing_twice(
@@ -169,9 +169,9 @@ def test_a_watcher_restarted_mid_stream_misses_nothing_and_counts_nothing_twice(
     bounty = create_bounty(rt, [7], PAYOUT, 200_000)
     api = client(rt)
     for image in digits["sevens"][:4]:
-        assert post(api, bounty["id"], image)["code"] == 202
+        assert post(api, bounty.id, image)["code"] == 202
     with rt.session() as session:
-        deployment = active_deployment(session, session.get(Bounty, bounty["id"]))  # type: ignore[arg-type]
+        deployment = active_deployment(session, session.get(Bounty, bounty.id))  # type: ignore[arg-type]
         assert deployment is not None
         contract = rt.contract(deployment)
     for image in digits["sevens"][4:6]:  # two more straight on chain, which only the watcher can book
@@ -186,7 +186,7 @@ def test_a_watcher_restarted_mid_stream_misses_nothing_and_counts_nothing_twice(
         assert session.scalar(select(func.count(Submission.id))) == 6
         assert session.scalar(select(func.count(Payout.id))) == 6
         assert session.scalar(select(func.count(Submission.id)).where(Submission.source == SubmissionSource.CHAIN)) == 2
-    books_balance(rt, bounty["id"])
+    books_balance(rt, bounty.id)
 
 
 def test_a_migration_the_watcher_books_first_is_booked_once(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,22 +203,22 @@ def test_a_migration_the_watcher_books_first_is_booked_once(rt: Runtime, monkeyp
         return result
 
     monkeypatch.setattr(chain, "broadcast", broadcast_then_watch)
-    funded = fund_bounty(rt, bounty["id"], 10_000)
-    assert funded["migrate_txid"] == sent[0] and funded["remaining_sats"] == 50_000
+    funded = fund_bounty(rt, bounty.id, 10_000)
+    assert funded.migrate_txid == sent[0] and funded.remaining_sats == 50_000
     with rt.session() as session:
         versions = session.execute(select(Deployment.version, Deployment.status, Deployment.deploy_txid)
-                                   .where(Deployment.bounty_id == bounty["id"]).order_by(Deployment.version)).all()
-        assert session.get(Bounty, bounty["id"]).budget_sats == 50_000  # type: ignore[union-attr]
+                                   .where(Deployment.bounty_id == bounty.id).order_by(Deployment.version)).all()
+        assert session.get(Bounty, bounty.id).budget_sats == 50_000  # type: ignore[union-attr]
     assert [(v, str(s)) for v, s, _ in versions] == [(1, "migrated"), (2, "active")] and versions[1][2] == sent[0]
     monkeypatch.undo()
-    books_balance(rt, bounty["id"])
+    books_balance(rt, bounty.id)
 
 
 def test_a_reorg_orphans_what_it_drops(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)
     api = client(rt)
     settle(rt)  # the deploy is mined; the submissions go into the next block
-    ours = post(api, bounty["id"], digits["sevens"][0])
+    ours = post(api, bounty.id, digits["sevens"][0])
     settle(rt)
     assert api.get(f"/submissions/{ours['id']}").json()["status"] == "confirmed"
     chain = rt.local_chain
@@ -227,7 +227,7 @@ def test_a_reorg_orphans_what_it_drops(rt: Runtime, digits: dict[str, np.ndarray
     mined = chain.get_transaction(ours["txid"])
     assert mined is not None
     with rt.session() as session:
-        deployment = active_deployment(session, session.get(Bounty, bounty["id"]))  # type: ignore[arg-type]
+        deployment = active_deployment(session, session.get(Bounty, bounty.id))  # type: ignore[arg-type]
         assert deployment is not None
         contract = rt.contract(deployment)
     source = chain.get_transaction(mined.inputs[0].source_txid)
@@ -244,14 +244,14 @@ def test_a_reorg_orphans_what_it_drops(rt: Runtime, digits: dict[str, np.ndarray
     with rt.session() as session:
         winner = session.scalar(select(Submission).where(Submission.txid == rival.txid()))
         assert winner is not None and winner.status == SubmissionStatus.CONFIRMED
-    books_balance(rt, bounty["id"])
-    assert post(api, bounty["id"], digits["sevens"][2])["code"] == 202  # the bounty goes on from the new tip
+    books_balance(rt, bounty.id)
+    assert post(api, bounty.id, digits["sevens"][2])["code"] == 202  # the bounty goes on from the new tip
 
 
 def test_a_rollback_without_a_rival_only_unconfirms(sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
     rt = sqlite_rt
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)
-    ours = post(client(rt), bounty["id"], digits["sevens"][0])
+    ours = post(client(rt), bounty.id, digits["sevens"][0])
     settle(rt)
     assert rt.local_chain is not None
     rt.local_chain.rollback(1)
@@ -260,7 +260,7 @@ def test_a_rollback_without_a_rival_only_unconfirms(sqlite_rt: Runtime, digits: 
         row = session.get(Submission, ours["id"])
         assert row is not None and row.status == SubmissionStatus.SEEN and row.block_height is None
     settle(rt)
-    books_balance(rt, bounty["id"])
+    books_balance(rt, bounty.id)
 
 
 def test_submissions_wait_for_a_block_when_the_unconfirmed_chain_is_too_long(
@@ -270,7 +270,7 @@ def test_submissions_wait_for_a_block_when_the_unconfirmed_chain_is_too_long(
     migrate.upgrade(settings.database)
     bounty = create_bounty(rt, [7], PAYOUT, 200_000)
     api = client(rt)
-    results = [post(api, bounty["id"], image) for image in digits["sevens"][:5]]
+    results = [post(api, bounty.id, image) for image in digits["sevens"][:5]]
     assert all(r["code"] == 202 for r in results)
     queued = [r for r in results if r["txid"] is None]
     assert queued and all(r["status"] == "pending" for r in [api.get(f"/submissions/{q['id']}").json()
@@ -283,7 +283,7 @@ def test_submissions_wait_for_a_block_when_the_unconfirmed_chain_is_too_long(
             pass
     settle(rt)
     assert all(api.get(f"/submissions/{r['id']}").json()["status"] == "confirmed" for r in results)
-    books_balance(rt, bounty["id"])
+    books_balance(rt, bounty.id)
     rt.close()
 
 
@@ -291,12 +291,12 @@ def test_an_exhausted_bounty_refuses_cleanly(sqlite_rt: Runtime, digits: dict[st
     rt = sqlite_rt
     bounty = create_bounty(rt, [7], PAYOUT, PAYOUT + 15_000, max_fee=15_000)  # one payout, fee included
     api = client(rt)
-    first = post(api, bounty["id"], digits["sevens"][0])
+    first = post(api, bounty.id, digits["sevens"][0])
     assert first["code"] == 202
-    second = post(api, bounty["id"], digits["sevens"][1])
+    second = post(api, bounty.id, digits["sevens"][1])
     assert second["code"] == 409 and "takes no submissions" in second["detail"]
     settle(rt)
-    assert api.get(f"/bounties/{bounty['id']}").json()["status"] == "exhausted"
+    assert api.get(f"/bounties/{bounty.id}").json()["status"] == "exhausted"
 
 
 def test_an_uploaded_photo_is_judged_like_the_pixels(sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
@@ -305,9 +305,9 @@ def test_an_uploaded_photo_is_judged_like_the_pixels(sqlite_rt: Runtime, digits:
     api = client(rt)
     photo = paper_png(digits["sevens"][0], 8)  # dark ink on light paper, 224x224
     verdict = api.post("/classify", files={"image": ("seven.png", photo, "image/png")},
-                       data={"bounty_id": str(bounty["id"])}).json()
+                       data={"bounty_id": str(bounty.id)}).json()
     assert verdict["label"] == 7 and verdict["accepted"] is True
-    paid = api.post(f"/bounties/{bounty['id']}/submissions", files={"image": ("seven.png", photo, "image/png")},
+    paid = api.post(f"/bounties/{bounty.id}/submissions", files={"image": ("seven.png", photo, "image/png")},
                     data={"address": USER.address()})
     assert paid.status_code == 202 and paid.json()["digit"] == 7
 
@@ -339,7 +339,7 @@ def test_hostile_input_gets_a_4xx_and_writes_nothing(sqlite_rt: Runtime, case: s
     rt = sqlite_rt
     bounty = create_bounty(rt, [7], PAYOUT, 100_000) if case == HOSTILE[0][0] else None
     api = client(rt)
-    bounty_id = bounty["id"] if bounty else 1
+    bounty_id = bounty.id if bounty else 1
     if bounty is None:
         with rt.session() as session:
             if session.get(Bounty, 1) is None:
@@ -418,7 +418,7 @@ def test_confirmed_images_are_kept_once_and_reviewed(tmp_path: Path, monkeypatch
     rt = open_runtime(get_settings())
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)
     api = client(rt)
-    first, _second, copy = (post(api, bounty["id"], image) for image in
+    first, _second, copy = (post(api, bounty.id, image) for image in
                           (digits["sevens"][0], digits["sevens"][1], digits["sevens"][0]))
     assert persist_accepted(rt, first["id"]) is None  # not confirmed yet: nothing kept
     settle(rt)
@@ -429,7 +429,7 @@ def test_confirmed_images_are_kept_once_and_reviewed(tmp_path: Path, monkeypatch
     listed = json.loads(runner.invoke(cli, ["review", "list", "--json"]).stdout)
     assert [row["review"] for row in listed] == ["pending", "pending", "excluded"]  # the copy of the first
     assert listed[2]["duplicate_of"] == listed[0]["id"]
-    assert get_submission(rt, copy["id"])["status"] == "confirmed"  # still paid: the contract judged it
+    assert get_submission(rt, copy["id"]).status == "confirmed"  # still paid: the contract judged it
     approved = runner.invoke(cli, ["review", "approve", str(listed[0]["id"]), "--json"])
     excluded = runner.invoke(cli, ["review", "exclude", str(listed[1]["id"]), "--json"])
     assert json.loads(approved.stdout)[0]["review"] == "approved"
@@ -468,7 +468,7 @@ def test_foreign_outputs_paid_to_the_script_neither_stall_nor_exhaust_the_bounty
     real contract still held its balance. The live contract is the booked outpoint, followed along its spends."""
     bounty = create_bounty(rt, [7], PAYOUT, 60_000)
     with rt.session() as session:
-        deployment = active_deployment(session, session.get(Bounty, bounty["id"]))  # type: ignore[arg-type]
+        deployment = active_deployment(session, session.get(Bounty, bounty.id))  # type: ignore[arg-type]
         assert deployment is not None
         script = rt.contract(deployment).lock().serialize()
         funded_outpoint = (deployment.current_txid, deployment.current_vout)
@@ -476,11 +476,11 @@ def test_foreign_outputs_paid_to_the_script_neither_stall_nor_exhaust_the_bounty
     settle(rt)
     api = client(rt)
     for pixels in digits["sevens"][:3]:
-        paid = post(api, bounty["id"], pixels)
+        paid = post(api, bounty.id, pixels)
         assert paid["code"] == 202 and paid["status"] == "broadcast", paid
     settle(rt)
     with rt.session() as session:
-        b = session.get(Bounty, bounty["id"])
+        b = session.get(Bounty, bounty.id)
         assert b is not None and b.status == "active"
         deployment = active_deployment(session, b)
         assert deployment is not None
@@ -493,8 +493,8 @@ def test_foreign_outputs_paid_to_the_script_neither_stall_nor_exhaust_the_bounty
         assert deployment.current_txid not in (foreign, funded_outpoint[0])
     on_chain = {(u.txid, u.vout): u.satoshis for u in rt.chain.utxos_for_script(script)}
     assert on_chain == {(deployment.current_txid, 0): deployment.current_satoshis, (foreign, 0): grief}
-    withdrawn = withdraw_bounty(rt, bounty["id"])  # the owner's path takes the contract, not the foreign output
-    assert deployment.current_satoshis - 10_000 < withdrawn["withdrawn_sats"] < deployment.current_satoshis
+    withdrawn = withdraw_bounty(rt, bounty.id)  # the owner's path takes the contract, not the foreign output
+    assert deployment.current_satoshis - 10_000 < withdrawn.withdrawn_sats < deployment.current_satoshis
 
 
 def test_a_budget_that_cannot_pay_one_image_is_refused_and_nothing_is_written(
@@ -506,5 +506,5 @@ def test_a_budget_that_cannot_pay_one_image_is_refused_and_nothing_is_written(
     with rt.session() as session:
         assert session.scalar(select(func.count(Bounty.id))) == 0
     created = create_bounty(rt, [7], PAYOUT, 9_300)  # payout + the largest fee: one image
-    assert created["max_fee_sats"] + PAYOUT <= 9_300
-    assert post(client(rt), created["id"], digits["sevens"][0])["code"] == 202
+    assert created.max_fee_sats + PAYOUT <= 9_300
+    assert post(client(rt), created.id, digits["sevens"][0])["code"] == 202

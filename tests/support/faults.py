@@ -233,7 +233,7 @@ def _retrain_and_die(mode: str) -> None:
 
         def redeploy(*args: Any, **kwargs: Any) -> Any:
             result = real(*args, **kwargs)  # committed when it returns
-            print(f"migrated {result['migrate_txid']}", flush=True)
+            print(f"migrated {result.migrate_txid}", flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
             return result
 

@@ -6,7 +6,7 @@ Three layers:
   random or pinned to the funded bounty 1 and its accepted submission 1;
 - hypothesis sends random bytes, truncated and mutated PNGs and JPEGs and images declaring huge
   dimensions as image uploads;
-- hypothesis sends random path segments, query strings and methods to every route in `app.routes`
+- hypothesis sends random path segments, query strings and methods to every route of the app
   (including those left out of the schema: the page, the docs).
 
 The inputs that once gave server errors (ids beyond 64 bits, JSON nested thousands deep, a schema
@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
+import fastapi.routing
 import numpy as np
 import pytest
 import schemathesis
@@ -73,7 +74,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, shipped: ModelArtifact, mn
     seven = x[int(np.argmax(np.where(labels == 7, margins, -1)))]
     other = x[int(np.argmax(labels != 7))]
     bounty = create_bounty(rt, [7], 500, 1_000_000)
-    assert bounty["id"] == 1
+    assert bounty.id == 1
     app = create_app(rt, background=False)
     svc = Service(rt, app, seven, other)
     first = svc.api.post("/bounties/1/submissions", json={"pixels": seven.tolist(), "address": USER.address()})
@@ -250,7 +251,11 @@ QUERIES = st.lists(st.tuples(st.text(max_size=12), st.text(max_size=24)), max_si
 
 
 def _routes(app: FastAPI) -> list[tuple[str, list[str]]]:
-    return [(r.path, sorted(r.methods or [])) for r in app.routes if isinstance(r, Route)]
+    """Every HTTP route, those of included routers too (FastAPI 0.137+ keeps an included router as one node of
+    `app.routes`; `iter_route_contexts`, where it exists, lists what is inside)."""
+    expand = getattr(fastapi.routing, "iter_route_contexts", None)
+    routes = expand(app.routes) if expand else app.routes
+    return [(r.path, sorted(r.methods or [])) for r in routes if isinstance(getattr(r, "original_route", r), Route)]
 
 
 def test_every_route_with_random_paths_queries_and_methods(service: Service) -> None:

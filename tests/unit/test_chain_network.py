@@ -255,5 +255,5 @@ def test_the_watcher_follows_a_bounty_on_the_network_whoever_spends_it(
         paid, fees = session.execute(select(func.sum(Payout.satoshis), func.sum(Payout.fee_sats))).one()
     assert [(txid, str(source)) for txid, source in booked] == [(t, "chain") for t in spent]
     assert (deployment.current_txid, deployment.current_satoshis) == (utxo.txid, utxo.satoshis)
-    assert paid == 2 * 500 and bounty["budget_sats"] - paid - fees == utxo.satoshis  # the books, to the satoshi
+    assert paid == 2 * 500 and bounty.budget_sats - paid - fees == utxo.satoshis  # the books, to the satoshi
     rt.close()

@@ -209,9 +209,9 @@ def _run_everything(key: PrivateKey, home: Path, tmp_path: Path, monkeypatch: py
         evidence.text("repr(chain)", repr(rt.chain))
 
         bounty = create_bounty(rt, [7], PAYOUT, 100_000)
-        evidence.text("create_bounty", json.dumps(bounty))
-        evidence.text("fund_bounty", json.dumps(fund_bounty(rt, bounty["id"], 20_000)))
-        bid = bounty["id"]
+        evidence.text("create_bounty", bounty.model_dump_json())
+        evidence.text("fund_bounty", fund_bounty(rt, bounty.id, 20_000).model_dump_json())
+        bid = bounty.id
 
         call = Recorder(create_app(rt, background=False), evidence)
         address = USER.address()
@@ -276,7 +276,7 @@ def _run_everything(key: PrivateKey, home: Path, tmp_path: Path, monkeypatch: py
         assert call("GET", f"/submissions/{ids[0]}").json()["status"] == "confirmed"
 
         view = withdraw_bounty(rt, bid)
-        evidence.text("withdraw_bounty", json.dumps(view))
+        evidence.text("withdraw_bounty", view.model_dump_json())
         evidence.raises("withdrawing twice", BountyError, lambda: withdraw_bounty(rt, bid))
         rt.local_chain.mine(1)
         while watcher.run_once():

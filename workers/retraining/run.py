@@ -193,8 +193,8 @@ def _redeploy_all(rt: Runtime, run: _Run, lease: Lease, model_id: int, sha256: s
         except Exception as exc:
             raise RetrainError(f"redeploying bounty {bounty_id} failed after {len(run.redeployed)} "
                                f"migrated: {_describe(exc)}") from exc
-        run.moved(Redeployed(bounty_id, moved["migrate_txid"]))
-        log.info("retrain run %d: bounty %d migrated in %s", run.id, bounty_id, moved["migrate_txid"])
+        run.moved(Redeployed(bounty_id, moved.migrate_txid))
+        log.info("retrain run %d: bounty %d migrated in %s", run.id, bounty_id, moved.migrate_txid)
 
 
 def _bounties_to_move(rt: Runtime, sha256: str) -> list[int]:

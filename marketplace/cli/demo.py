@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from marketplace.api import create_app
 from marketplace.bounties import create_bounty
+from marketplace.cli.embedded import embedded_services
 from marketplace.errors import ServiceError
 from marketplace.runtime import open_runtime
 from marketplace.schema import Deployment, RetrainRun, RetrainStatus, TrainingImage
@@ -39,9 +40,9 @@ def run_demo(home: Path, say: Say, digit: int = 7, payout: int = 500, budget: in
     rt = open_runtime(settings)
     say(f"fresh BOUNTY_HOME {home}; embedded dev chain, SQLite, in-process workers")
     bounty = create_bounty(rt, [digit], payout, budget)
-    say(f"bounty {bounty['id']}: {payout} sats per {digit}, {budget} sats in contract {bounty['contract_txid']}")
-    server = uvicorn.Server(uvicorn.Config(create_app(rt, background=True), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    say(f"bounty {bounty.id}: {payout} sats per {digit}, {budget} sats in contract {bounty.contract_txid}")
+    app = create_app(rt, background=True, start_background=embedded_services)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="demo-api", daemon=True)
     thread.start()
     while not server.started:
@@ -56,7 +57,7 @@ def run_demo(home: Path, say: Say, digit: int = 7, payout: int = 500, budget: in
     tally = {"accepted": 0, "rejected": 0}
     try:
         with httpx.Client(base_url=url, timeout=60) as http:
-            round_one = _submit(http, say, bounty["id"], address, images, targets[:per_round], others[:per_round // 2],
+            round_one = _submit(http, say, bounty.id, address, images, targets[:per_round], others[:per_round // 2],
                                 tally)
             _wait(say, "confirmations and persistence", timeout,
                   lambda: _persisted(rt) >= len(round_one) and _all_confirmed(http, round_one))
@@ -65,16 +66,16 @@ def run_demo(home: Path, say: Say, digit: int = 7, payout: int = 500, budget: in
 
             retrain_task.delay("manual")
             _wait(say, "retraining and redeploy", timeout, lambda: _retrain_done(rt))
-            round_two = _submit(http, say, bounty["id"], address, images, targets[per_round:2 * per_round],
+            round_two = _submit(http, say, bounty.id, address, images, targets[per_round:2 * per_round],
                                 others[per_round // 2:per_round], tally)
             _wait(say, "confirmations on the new contract and persistence", timeout,
                   lambda: _all_confirmed(http, round_two) and _persisted(rt) >= len(round_one) + len(round_two))
-            view = http.get(f"/bounties/{bounty['id']}").json()
+            view = http.get(f"/bounties/{bounty.id}").json()
     finally:
         server.should_exit = True
         thread.join(timeout=30)
     with rt.session() as session:
-        deployments = session.scalars(select(Deployment).where(Deployment.bounty_id == bounty["id"])
+        deployments = session.scalars(select(Deployment).where(Deployment.bounty_id == bounty.id)
                                       .order_by(Deployment.version)).all()
         persisted = session.scalar(select(func.count(TrainingImage.id))) or 0
         run = session.scalar(select(RetrainRun).order_by(RetrainRun.id.desc()))

@@ -1,0 +1,114 @@
+"""Reading the two POST bodies, sent as JSON or as a multipart form carrying a photo, within the size limit;
+a photo is decoded to MNIST pixels off the event loop. Every refusal is a project error (a 422)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+import anyio.to_thread
+import numpy as np
+from fastapi import Request
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import UploadFile
+
+from marketplace.api.schemas import MAX_ID, ClassifyRequest, SubmissionCreate
+from marketplace.errors import ImageError, InvalidRequest
+from marketplace.images import to_mnist
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def submission_body(request: Request, max_bytes: int) -> tuple[np.ndarray, str]:
+    """The image's pixels and the recipient's address."""
+    fields = await read_fields(request, max_bytes)
+    if "image" in fields:
+        address = fields.get("address")
+        if not isinstance(address, str) or not address.strip():
+            raise InvalidRequest("the form needs an `address` field with your P2PKH address")
+        return await decode(fields["image"], max_bytes), address.strip()
+    body = validated(SubmissionCreate, fields)
+    return np.array(body.pixels, dtype=np.uint8), body.address
+
+
+async def classify_body(request: Request, max_bytes: int) -> tuple[np.ndarray, int | None]:
+    """The image's pixels and the bounty to judge it for, if any."""
+    fields = await read_fields(request, max_bytes)
+    if "image" in fields:
+        bounty_id = fields.get("bounty_id")
+        bounty_id = form_id(bounty_id, "bounty_id") if bounty_id is not None else None
+        return await decode(fields["image"], max_bytes), bounty_id
+    body = validated(ClassifyRequest, fields)
+    return np.array(body.pixels, dtype=np.uint8), body.bounty_id
+
+
+async def decode(upload: bytes, max_bytes: int) -> np.ndarray:
+    """An uploaded photo to MNIST pixels, off the event loop (a large one takes 100 ms or more)."""
+    return await anyio.to_thread.run_sync(to_mnist, upload, max_bytes)
+
+
+async def read_fields(request: Request, max_bytes: int) -> dict[str, Any]:
+    """The request's fields, from JSON or a multipart form (the image as bytes), within the size limit."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes + 10_000:
+        raise ImageError(f"the request is {int(declared):,} bytes; the limit is {max_bytes:,}")
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("multipart/form-data"):
+        try:
+            form = await request.form(max_files=1, max_fields=5)
+        except Exception:  # malformed multipart: starlette raises several types
+            raise InvalidRequest("the multipart form could not be read") from None
+        fields: dict[str, Any] = {}
+        try:
+            for key, value in form.multi_items():
+                if isinstance(value, UploadFile):
+                    fields[key] = await value.read(max_bytes + 1)
+                    if len(fields[key]) > max_bytes:
+                        raise ImageError(f"the upload is over the {max_bytes:,}-byte limit")
+                else:
+                    fields[key] = value
+        finally:
+            await form.close()  # spooled upload files
+        if "image" not in fields:
+            raise InvalidRequest("the form needs an `image` file (PNG or JPEG)")
+        return fields
+    raw = await request.body()
+    if len(raw) > max_bytes + 10_000:
+        raise ImageError(f"the request is over the {max_bytes:,}-byte limit")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise InvalidRequest("the body is not valid JSON (send JSON, or a multipart form with an image)") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the JSON body must be an object")
+    return body
+
+
+def validated(model: type[M], fields: dict[str, Any]) -> M:
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise InvalidRequest(explain(exc.errors())) from None
+
+
+def explain(errors: Any) -> str:
+    """Pydantic's errors as one sentence a person can act on."""
+    parts = []
+    for error in list(errors)[:3]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
+        message = error.get("msg", "is invalid")
+        if "pixels" in where and error.get("type") in ("too_short", "too_long"):
+            message = "must be exactly 784 integers 0..255"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def form_id(value: Any, name: str) -> int:
+    """An id sent as a form field (a string): an integer within 1..MAX_ID."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"{name} must be an integer") from None
+    if not 1 <= number <= MAX_ID:
+        raise InvalidRequest(f"{name} must be between 1 and {MAX_ID}")
+    return number

@@ -1,0 +1,111 @@
+"""The app factory: the routers around a Runtime, the project's errors mapped to status codes (the only place that
+does), the per-client rate limit on POSTs, and the OpenAPI document.
+
+The embedded mode's background services (the watcher, the dev chain's miner, the workers) are composed by
+the CLI (`marketplace.cli.embedded`), which hands them in as `start_background`: the service core never
+imports the workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy.exc import OperationalError
+
+from marketplace.api._forms import explain
+from marketplace.api.errors import Refusal, error_response
+from marketplace.api.routers import bounties, classify, pages, submissions
+from marketplace.api.schemas import HAND_READ_BODIES
+from marketplace.chain.errors import ChainUnavailable, TransactionRejected
+from marketplace.errors import BountyClosed, DatabaseUnavailable, ImageError, ImageRefused, InvalidRequest, NotFound
+from marketplace.ratelimit import RateLimiter
+from marketplace.runtime import Runtime
+from model.errors import BountyError
+
+log = logging.getLogger(__name__)
+Starter = Callable[[Runtime], Callable[[], None]]  # starts background services; returns the function that stops them
+STATUS = [(NotFound, 404), (BountyClosed, 409), (ImageRefused, 422), (InvalidRequest, 422), (ImageError, 422),
+          (TransactionRejected, 409), (ChainUnavailable, 503), (DatabaseUnavailable, 503)]
+
+
+def create_app(rt: Runtime, background: bool | None = None, start_background: Starter | None = None) -> FastAPI:
+    """The app around a Runtime. `start_background(rt)`, when given, runs for the app's lifetime if `background`
+    (default: in the embedded mode): the CLI passes the watcher, the dev chain's miner and the workers."""
+    if background and start_background is None:
+        raise ValueError("background=True needs `start_background` (the CLI's is marketplace.cli.embedded)")
+    run = rt.settings.embedded if background is None else background
+    starter = start_background if run else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = starter(rt) if starter is not None else None
+        yield
+        if stop is not None:
+            stop()
+
+    app = FastAPI(title="digit-bounty", version="0.1.0", lifespan=lifespan,
+                  description="Bounties for handwritten digits, judged by a neural network inside a BSV contract.")
+    app.state.runtime = rt
+    for router in (pages.router, bounties.router, submissions.router, classify.router):
+        app.include_router(router)
+    _handle_errors(app)
+    _limit_rate(app, RateLimiter(rt.settings.rate_limit_per_minute))
+    _describe_bodies(app)
+    return app
+
+
+def _handle_errors(app: FastAPI) -> None:
+    @app.exception_handler(BountyError)
+    async def project_error(_request: Request, exc: BountyError) -> Response:
+        code = next((c for kind, c in STATUS if isinstance(exc, kind)), 500)
+        if code == 500:
+            log.error("unexpected project error: %s", exc)
+            return error_response(500, "internal error")
+        if isinstance(exc, ImageRefused):
+            return error_response(code, Refusal(message=str(exc), predicted=exc.label, margin=exc.margin))
+        return error_response(code, str(exc))
+
+    @app.exception_handler(OperationalError)
+    async def database_down(_request: Request, exc: OperationalError) -> Response:
+        log.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else exc)
+        return error_response(503, "the database is unavailable: retry in a moment", {"Retry-After": "5"})
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, exc: RequestValidationError) -> Response:
+        return error_response(422, explain(exc.errors()))
+
+
+def _limit_rate(app: FastAPI, limiter: RateLimiter) -> None:
+    """Each client's POSTs (the routes that do work) within the limit; reads are free."""
+
+    @app.middleware("http")
+    async def rate_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        if request.method == "POST":
+            client = request.client.host if request.client else "unknown"
+            wait = limiter.allow(client)
+            if wait:
+                return error_response(429, f"too many requests: retry in {wait:.0f} s",
+                                      {"Retry-After": str(max(1, round(wait)))})
+        return await call_next(request)
+
+
+def _describe_bodies(app: FastAPI) -> None:
+    """FastAPI's schema plus the JSON request bodies the two POST routes read by hand."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in HAND_READ_BODIES:
+                components[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,43 @@
+"""The API's one error schema: every 4xx and 5xx answer is `{"detail": ...}`, a sentence a person can act on,
+or, when the contract would refuse an image, what the classifier read. Each route lists the statuses it can
+answer with `responses=error_responses(...)`, so the OpenAPI document shows them all with this schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+
+class Refusal(BaseModel):
+    """Why the bounty's contract would not pay for an image (a 422 on a submission): nothing was spent."""
+
+    message: str
+    predicted: int
+    margin: int
+
+
+class ErrorResponse(BaseModel):
+    """An error: one sentence, or for an image the contract would refuse, the classifier's reading."""
+
+    detail: str | Refusal
+
+
+WHY = {
+    404: "There is no such bounty or submission.",
+    409: "The bounty takes no submissions (closed, exhausted or busy), or the chain refused the transaction.",
+    422: "The request is malformed, the image is unreadable or too large, or the contract would refuse the image "
+         "(then `detail` holds what the classifier read).",
+    429: "Too many requests from this client: retry after `Retry-After` seconds.",
+    503: "The database or the chain is unavailable: retry in a moment.",
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses=` of a route that can answer these statuses."""
+    return {code: {"model": ErrorResponse, "description": WHY[code]} for code in codes}
+
+
+def error_response(status_code: int, detail: str | Refusal, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(ErrorResponse(detail=detail).model_dump(), status_code=status_code, headers=headers)

@@ -1,0 +1,29 @@
+"""Submissions: send an image for payment, and read a submission's progress."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+from fastapi import APIRouter, Request
+
+from marketplace import submissions
+from marketplace.api._forms import submission_body
+from marketplace.api.deps import RuntimeDep
+from marketplace.api.errors import error_responses
+from marketplace.api.schemas import UPLOAD_FORMS, BountyId, SubmissionId
+from marketplace.views import SubmissionPublic
+
+router = APIRouter()
+
+
+@router.get("/submissions/{submission_id}", response_model=SubmissionPublic, responses=error_responses(404, 422, 503))
+def get_submission(submission_id: SubmissionId, rt: RuntimeDep) -> SubmissionPublic:
+    return submissions.get_submission(rt, submission_id)
+
+
+@router.post("/bounties/{bounty_id}/submissions", status_code=202, response_model=SubmissionPublic,
+             responses=error_responses(404, 409, 422, 429, 503), openapi_extra=UPLOAD_FORMS)
+async def submit(bounty_id: BountyId, request: Request, rt: RuntimeDep) -> SubmissionPublic:
+    """Submit an image for payment. One the contract would refuse gets 422 and costs nothing."""
+    pixels, address = await submission_body(request, rt.settings.max_upload_bytes)
+    # building and validating a ~86 KB spend takes tens of ms: keep the event loop free meanwhile
+    return await anyio.to_thread.run_sync(submissions.submit, rt, bounty_id, pixels, address)

@@ -1,0 +1,93 @@
+"""What the service shows of its records: the typed views its functions return, the HTTP API serves as
+response models and the CLI prints (`model_dump()`). Defined here once; field order is output order."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class BountyPublic(BaseModel):
+    """A bounty's terms and live numbers, with the contract that holds its balance now."""
+
+    id: int
+    digits: list[int]
+    payout_sats: int
+    min_margin: int
+    max_fee_sats: int
+    budget_sats: int
+    status: str
+    remaining_sats: int
+    accepted_count: int
+    paid_sats: int
+    model_version: int | None
+    weights_sha256: str | None
+    contract_txid: str | None
+    contract_version: int | None
+    current_outpoint: str | None
+
+
+class BountyMigrated(BountyPublic):
+    """A bounty after its balance moved into a new contract (a top-up or a redeploy)."""
+
+    migrate_txid: str
+
+
+class BountyWithdrawn(BountyPublic):
+    """A bounty after the owner took its balance back."""
+
+    withdraw_txid: str
+    withdrawn_sats: int
+
+
+class SubmissionPublic(BaseModel):
+    """A submission's verdict, payment and progress on the chain."""
+
+    id: int
+    bounty_id: int
+    status: str
+    reason: str | None
+    digit: int
+    margin: int
+    model_sha256: str
+    model_version: int | None
+    txid: str | None
+    recipient_address: str
+    source: str
+    block_height: int | None
+    confirmations: int
+    payout_sats: int | None
+    created_at: str
+
+
+class SubmissionRecord(SubmissionPublic):
+    """A submission in the audit export: with its pixels."""
+
+    pixels_hex: str
+
+
+class DeploymentRecord(BaseModel):
+    """One contract a bounty has lived in, for the audit export."""
+
+    version: int
+    status: str
+    model_sha256: str
+    deploy_txid: str
+    locking_script_sha256: str
+
+
+class BountyExport(BaseModel):
+    """The audit export: the terms, every deployment and every submission with its txid and verdict."""
+
+    bounty: BountyPublic
+    deployments: list[DeploymentRecord]
+    submissions: list[SubmissionRecord]
+
+
+class Verdict(BaseModel):
+    """The dry run's answer: what the on-chain classifier reads and, for a bounty, whether it would pay."""
+
+    label: int
+    margin: int
+    weights_sha256: str
+    bounty_id: int | None = None
+    accepted: bool | None = None
