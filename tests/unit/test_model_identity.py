@@ -70,27 +70,27 @@ def test_a_redeploy_names_a_registered_model_and_the_watcher_compiles_only_what_
     monkeypatch.setattr(rt, "new_contract", spy)
     monkeypatch.setattr(rt.chain, "broadcast", broadcast_then_watch)
 
-    moved = redeploy(rt, bounty["id"], third)
+    moved = redeploy(rt, bounty.id, third)
 
     with rt.session() as session:
         rows = session.execute(select(Deployment.version, Deployment.status, Deployment.model_id,
                                       Deployment.deploy_txid)
-                               .where(Deployment.bounty_id == bounty["id"]).order_by(Deployment.version)).all()
-    assert [(v, str(s), m, txid) for v, s, m, txid in rows][1:] == [(2, "active", third, moved["migrate_txid"])]
+                               .where(Deployment.bounty_id == bounty.id).order_by(Deployment.version)).all()
+    assert [(v, str(s), m, txid) for v, s, m, txid in rows][1:] == [(2, "active", third, moved.migrate_txid)]
     assert compiled == [4, 3]  # after the live model (compiled already), newest first until one matched: never 2
-    assert get_bounty(rt, bounty["id"])["model_version"] == 3
+    assert get_bounty(rt, bounty.id).model_version == 3
 
     compiled.clear()
-    withdraw_bounty(rt, bounty["id"])
+    withdraw_bounty(rt, bounty.id)
     assert compiled == []  # the withdrawal pays the owner: not a contract shape, nothing compiled
     with rt.session() as session:
-        closed = session.get(Bounty, bounty["id"])
+        closed = session.get(Bounty, bounty.id)
         assert closed is not None and closed.status == BountyStatus.WITHDRAWN
 
 
 def test_a_redeploy_to_an_unknown_model_is_refused_and_moves_nothing(rt: Runtime) -> None:
     bounty = create_bounty(rt, [7], PAYOUT, 40_000)
     with pytest.raises(NotFound, match="no model 99"):
-        redeploy(rt, bounty["id"], 99)
+        redeploy(rt, bounty.id, 99)
     with rt.session() as session:
         assert [str(d.status) for d in session.scalars(select(Deployment))] == ["active"]
