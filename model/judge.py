@@ -171,7 +171,7 @@ class Judge:
         x = (pixels.astype(np.float32) / 255.0).reshape(-1, 28, 28, 1)
         x = _max_pool(_conv_relu(x, w["conv1_kernel"], w["conv1_bias"]))
         x = _max_pool(_conv_relu(x, w["conv2_kernel"], w["conv2_bias"]))
-        x = np.maximum(x.reshape(len(x), -1) @ w["dense_kernel"] + w["dense_bias"], 0)
+        x = np.maximum(x.reshape(len(x), w["dense_kernel"].shape[0]) @ w["dense_kernel"] + w["dense_bias"], 0)
         return np.asarray(x @ w["out_kernel"] + w["out_bias"])
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:

@@ -21,6 +21,8 @@ class JudgeConfig:
     stroke_share: float = 0.5  # ... of which random straight strokes (the family most like digits)
     salt_share: float = 0.15  # digits with a few pixels flipped to 0 or 255, label kept (sparse attacks)
     haze_share: float = 0.1  # digits with small random changes on every pixel, label kept (gradient attacks)
+    transfer_examples: int = 500  # per attack (pixel flips, gradient) and margin: made from training digits
+    transfer_margins: tuple[int, ...] = (0, 8000)  # against the public classifier, labelled with the true digit
     autoencoder: tuple[int, int] = (256, 32)  # denoising autoencoder 784-256-32-256-784 for the OOD score
     autoencoder_epochs: int = 3
     threshold_attacks: int = 150  # attacks of each kind crafted from validation images to choose thresholds
@@ -31,4 +33,5 @@ class JudgeConfig:
 
 
 TINY_JUDGE = JudgeConfig(conv=(8, 16), dense=32, epochs=2, learning_rate=3e-3, autoencoder=(64, 16),
-                         autoencoder_epochs=1, train_images=3000, validation_images=1000, threshold_attacks=20)
+                         autoencoder_epochs=1, train_images=3000, validation_images=1000, threshold_attacks=20,
+                         transfer_examples=10)

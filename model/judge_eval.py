@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from model.adversary import KINDS, craft
+from model.adversary import ADVERSARIAL, KINDS, craft
 from model.artifact import ModelArtifact
 from model.augment import CANVAS_STYLE, restyle, to_uint8, to_unit
 from model.data import Mnist
@@ -37,17 +37,18 @@ def honest(judge: Judge, images: np.ndarray, labels: np.ndarray) -> dict[str, An
 
 
 def attack_transfer(judge: Judge, classifier: ModelArtifact, images: np.ndarray, labels: np.ndarray,
-                    per_kind: int, seed: int = EVAL_SEED) -> dict[str, Any]:
-    """Attacks crafted from `images` (test digits with their `labels`) and garbage, each paid by the classifier."""
+                    per_kind: int, margin: int = 0, seed: int = EVAL_SEED) -> dict[str, Any]:
+    """Attacks crafted from `images` (test digits with their `labels`) and garbage, each paid by the classifier
+    at the given margin."""
     out: dict[str, Any] = {}
     for i, kind in enumerate(KINDS):
-        attacks = craft(kind, classifier, per_kind, seed + i, images=images, labels=labels)
+        attacks = craft(kind, classifier, per_kind, seed + i, margin, images, labels)
         assessment = judge.assess(attacks.images, attacks.claimed)
         reasons = [r for r in assessment.reason if r is not None]
         top = np.argmax(assessment.probabilities[:, :10], axis=1)
         entry: dict[str, Any] = {"attacks": len(attacks), "passed": int(assessment.passed.sum()),
                                  "refused_as": {r: reasons.count(r) for r in sorted(set(reasons))}}
-        if attacks.source.min() >= 0:
+        if kind in ADVERSARIAL and len(attacks):
             entry["judge_reads_source_digit"] = round(float(np.mean(top == attacks.source)), 4)
             entry["median_change"] = float(np.median(attacks.changed))
         out[kind] = entry
@@ -67,11 +68,12 @@ def speed(judge: Judge, images: np.ndarray, single: int = 200) -> dict[str, floa
 
 
 def evaluate(judge: Judge, classifier: ModelArtifact, data: Mnist, attacks_per_kind: int = 200,
-             images: int = 10000) -> dict[str, Any]:
-    """Every figure, on the first `images` test images (all 10,000 by default) and `attacks_per_kind` attacks."""
+             images: int = 10000, margin: int = 0) -> dict[str, Any]:
+    """Every figure, on the first `images` test images (all 10,000 by default) and `attacks_per_kind` attacks
+    that a bounty with the given minimum margin pays."""
     x, y = data.x_test[:images], data.y_test[:images].astype(np.int64)
     styled = to_uint8(restyle(to_unit(x), CANVAS_STYLE, np.random.default_rng(EVAL_SEED)))
-    transfer = attack_transfer(judge, classifier, x, y, attacks_per_kind)
+    transfer = attack_transfer(judge, classifier, x, y, attacks_per_kind, margin)
     return {
         "judge_weights_sha256": judge.weights_sha256,
         "judge_policy_sha256": judge.policy_sha256,
@@ -79,6 +81,7 @@ def evaluate(judge: Judge, classifier: ModelArtifact, data: Mnist, attacks_per_k
         "thresholds": judge.metadata()["thresholds"],
         "honest_mnist_test": honest(judge, x, y),
         "honest_unlike_mnist": honest(judge, styled, y),
+        "attack_margin": margin,
         "attacks": transfer,
         "attacks_total": sum(v["attacks"] for v in transfer.values()),
         "attacks_passed": sum(v["passed"] for v in transfer.values()),

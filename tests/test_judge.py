@@ -90,6 +90,11 @@ def test_verdicts_give_a_reason(judge: Judge, mnist: Mnist) -> None:
     assert set(honest.to_json()) == {"claimed", "p_claimed", "top_digit", "p_top", "ood", "reason"}
 
 
+def test_an_empty_batch_gives_empty_answers(judge: Judge) -> None:
+    assessment = judge.assess(np.zeros((0, 784), dtype=np.uint8), 3)
+    assert assessment.probabilities.shape == (0, 11) and assessment.passed.shape == (0,)
+
+
 def test_thicker_strokes_stay_in_distribution(judge: Judge, mnist: Mnist) -> None:
     thick = to_uint8(dilate(to_unit(mnist.x_test[:200])))
     assert (judge.assess(thick, mnist.y_test[:200].astype(np.int64)).ood < 1).mean() >= 0.9

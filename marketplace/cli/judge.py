@@ -46,6 +46,7 @@ def judge_eval(
     model: ModelOption = None,
     attacks: Annotated[int, typer.Option(min=1, max=2000, help="Attacks of each kind to craft.")] = 200,
     images: ImagesOption = 10000,
+    margin: Annotated[int, typer.Option(min=0, help="The bounty's minimum margin the attacks must reach.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
     """Honest pass rates on MNIST test digits (plain and unlike MNIST), attacks on the classifier let through
@@ -55,5 +56,5 @@ def judge_eval(
     from model.judge import load_judge
     from model.judge_eval import evaluate
 
-    emit(evaluate(load_judge(judge), load_artifact(model), load_mnist(), attacks, images), as_json,
+    emit(evaluate(load_judge(judge), load_artifact(model), load_mnist(), attacks, images, margin), as_json,
          "judge evaluation (MNIST test set)")
