@@ -39,7 +39,9 @@ CNN_ARRAYS = ("conv1_kernel", "conv1_bias", "conv2_kernel", "conv2_bias", "dense
               "out_kernel", "out_bias")
 AE_ARRAYS = tuple(f"ae{i}_{part}" for i in range(4) for part in ("kernel", "bias"))
 ARRAYS = CNN_ARRAYS + AE_ARRAYS
-REASONS = ("judge_disagrees", "out_of_distribution")
+JUDGE_DISAGREES = "judge_disagrees"
+OUT_OF_DISTRIBUTION = "out_of_distribution"
+REASONS = (JUDGE_DISAGREES, OUT_OF_DISTRIBUTION)
 CHUNK = 256  # images per convolution batch: bounds the memory of the unfolded windows
 
 
@@ -200,7 +202,7 @@ class Judge:
         ood = np.max(np.stack([p[:, GARBAGE_CLASS] / t.max_garbage, reconstruction / t.max_reconstruction,
                                t.min_ink / np.maximum(ink, 1e-6), ink / t.max_ink]), axis=0)
         agrees = p[np.arange(len(x)), claims] >= t.min_probability
-        reason = np.where(ood >= 1.0, "out_of_distribution", np.where(agrees, "", "judge_disagrees")).astype(object)
+        reason = np.where(ood >= 1.0, OUT_OF_DISTRIBUTION, np.where(agrees, "", JUDGE_DISAGREES)).astype(object)
         reason[reason == ""] = None
         return Assessment(claims, p, reconstruction, ink, ood, reason)
 
@@ -209,6 +211,11 @@ class Judge:
         if as_pixels(pixels).shape[0] != 1:
             raise ValueError("verdict() judges one image; use assess() for a batch")
         return self.assess(pixels, claimed).verdict(0)
+
+    def policy(self) -> dict[str, Any]:
+        """What an operator publishes with a vetted bounty: the judge's hashes and thresholds."""
+        return {"scheme": SCHEME, "judge_weights_sha256": self.weights_sha256, "policy_sha256": self.policy_sha256,
+                "thresholds": asdict(self.thresholds)}
 
     def metadata(self) -> dict[str, Any]:
         return {"format": FORMAT, "scheme": SCHEME, "weights_sha256": self.weights_sha256,

@@ -57,6 +57,8 @@ def test_tiny_training_through_the_cli_matches_keras(mnist: Mnist, tmp_path: Pat
 def test_shipped_judge_is_small(judge: Judge) -> None:
     assert (DEFAULT_JUDGE / WEIGHTS_FILE).stat().st_size < 2_000_000
     assert judge.parameters < 1_000_000 and len(judge.weights_sha256) == 64
+    policy = judge.policy()
+    assert policy["policy_sha256"] == judge.policy_sha256 and policy["thresholds"]["min_probability"] >= 0.5
 
 
 @pytest.mark.parametrize("kind", KINDS)
