@@ -16,6 +16,7 @@ from marketplace.cli._output import friendly
 from marketplace.cli.chain import chain_app
 from marketplace.cli.contract import contract_app
 from marketplace.cli.db import db_app
+from marketplace.cli.judge import judge_app
 from marketplace.cli.model import model_app
 from marketplace.cli.operator import register as register_operator_commands
 from marketplace.cli.review import review_app
@@ -25,6 +26,7 @@ from marketplace.settings import get_settings
 app = typer.Typer(help="digit-bounty: bounties for handwritten digits, judged on-chain.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(model_app, name="model")
+app.add_typer(judge_app, name="judge")
 app.add_typer(contract_app, name="contract")
 app.add_typer(db_app, name="db")
 app.add_typer(chain_app, name="chain")
