@@ -30,6 +30,7 @@ def judge() -> Judge:
     return load_judge()
 
 
+@pytest.mark.subprocess
 def test_tiny_training_through_the_cli_matches_keras(mnist: Mnist, tmp_path: Path) -> None:
     from model.judge_config import TINY_JUDGE
     from model.judge_train import keras_models
@@ -132,6 +133,7 @@ def test_missing_judge_is_a_clear_error(tmp_path: Path) -> None:
         load_judge(tmp_path)
 
 
+@pytest.mark.subprocess
 def test_cli_eval_on_a_sample_and_a_missing_judge(tmp_path: Path) -> None:
     done = bounty("judge", "eval", "--images", "300", "--attacks", "10", "--json")
     assert done.returncode == 0, done.stderr
