@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from model.data import Mnist
 INDEXED = 3000  # the first training images are indexed
 SAMPLE = 100  # edited copies of the first indexed images per edit
 HONEST = 1000  # test images looked up
+Edit = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def test_an_exact_copy_is_found_at_distance_zero(index: NoveltyIndex, mnist: Mni
         ("thickened by a pixel (4 neighbours)", lambda x, rng: edit.thicken(x), 0.4),
     ],
 )
-def test_near_copies_are_found(index: NoveltyIndex, mnist: Mnist, name: str, make, floor: float) -> None:  # type: ignore[no-untyped-def]
+def test_near_copies_are_found(index: NoveltyIndex, mnist: Mnist, name: str, make: Edit, floor: float) -> None:
     edited = make(mnist.x_train[:SAMPLE], np.random.default_rng(7))
     assert not np.array_equal(edited, mnist.x_train[:SAMPLE].reshape(edited.shape)), name
     assert found_share(index, edited) >= floor, name
