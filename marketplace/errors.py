@@ -9,6 +9,8 @@ ServiceError                     the marketplace refuses a request (caller misus
 ├── BountyClosed                 the bounty is exhausted, withdrawn or has no live contract
 ├── InvalidRequest               malformed input: an address of the wrong network, bad terms
 └── ImageRefused                 the contract would not pay for this image (carries label and margin)
+NoveltyError                     the novelty index refuses: pixels not 784 values in 0..255, a key added twice,
+                                 an unreadable index file (marketplace.novelty)
 """
 
 from __future__ import annotations
@@ -64,3 +66,9 @@ class ImageRefused(ServiceError):
         super().__init__(message)
         self.label = label
         self.margin = margin
+
+
+class NoveltyError(BountyError):
+    """Raised by the novelty index for caller misuse or a bad file: pixels that are not 784 integers in 0..255,
+    a key added twice, keys and images of different counts, an index file that is missing, corrupt or of another
+    format. The message is one sentence; retrying unchanged will not help."""
