@@ -18,6 +18,7 @@ from marketplace.ledger import record_migration
 from marketplace.runtime import Runtime, script_sha256
 from marketplace.schema import (
     Bounty,
+    BountyMode,
     BountyStatus,
     Deployment,
     DeploymentStatus,
@@ -39,12 +40,23 @@ FAUCET_HEADROOM = 1_000_000  # dev chain only: what the faucet adds on top of a 
 
 
 def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_margin: int = 0,
-                  max_fee: int | None = None) -> BountyPublic:
-    """Deploy a new bounty contract funded from the operator wallet (the dev chain's faucet tops it up)."""
+                  max_fee: int | None = None, mode: BountyMode = BountyMode.OPEN,
+                  appeal_gap: int | None = None) -> BountyPublic:
+    """Deploy a new bounty contract funded from the operator wallet (the dev chain's faucet tops it up).
+
+    A vetted bounty (the CLI's default) is co-signed by this service's attestor after vetting, with the
+    settings' appeal gap unless given; an open one pays any image its classifier accepts."""
     with rt.session() as session:
         model = newest_model(session) or rt.register_model(session)
         bounty = Bounty(digits=sorted(set(digits)), payout_sats=payout, min_margin=min_margin, max_fee_sats=0,
-                        budget_sats=budget, owner_pubkey=rt.wallet.public_key.hex(), network=rt.settings.network)
+                        budget_sats=budget, owner_pubkey=rt.wallet.public_key.hex(), network=rt.settings.network,
+                        mode=mode)
+        if mode == BountyMode.VETTED:
+            bounty.attestor_pubkey = rt.attestor.public_key.hex()
+            bounty.appeal_gap = rt.settings.appeal_gap if appeal_gap is None else appeal_gap
+            bounty.judge_sha256 = rt.vetting.judge.policy_sha256
+        elif appeal_gap:
+            raise InvalidRequest("an open bounty takes no appeals: --appeal-gap is for vetted bounties")
         session.add(bounty)
         session.flush()  # the id is part of the script (its tag)
         bounty.max_fee_sats = max_fee if max_fee is not None else default_max_fee(
@@ -186,12 +198,16 @@ def bounty_view(session: Session, bounty: Bounty) -> BountyPublic:
         contract_txid=deployment.deploy_txid if deployment else None,
         contract_version=deployment.version if deployment else None,
         current_outpoint=f"{deployment.current_txid}:{deployment.current_vout}" if deployment else None,
+        mode=str(bounty.mode),
+        appeal_gap=bounty.appeal_gap,
+        attestor_pubkey=bounty.attestor_pubkey,
+        judge_sha256=bounty.judge_sha256,
     )
 
 
 def list_bounties(rt: Runtime) -> list[BountyPublic]:
     with rt.session() as session:
-        return [bounty_view(session, b) for b in session.scalars(select(Bounty).order_by(Bounty.id))]
+        return [_published(rt, bounty_view(session, b)) for b in session.scalars(select(Bounty).order_by(Bounty.id))]
 
 
 def get_bounty(rt: Runtime, bounty_id: int) -> BountyPublic:
@@ -199,7 +215,12 @@ def get_bounty(rt: Runtime, bounty_id: int) -> BountyPublic:
         bounty = session.get(Bounty, bounty_id)
         if bounty is None:
             raise NotFound(f"there is no bounty {bounty_id}")
-        return bounty_view(session, bounty)
+        return _published(rt, bounty_view(session, bounty))
+
+
+def _published(rt: Runtime, view: BountyPublic) -> BountyPublic:
+    """A vetted bounty's view with its published vetting policy."""
+    return view.model_copy(update={"vetting_policy": rt.vetting.policy()}) if view.mode == BountyMode.VETTED else view
 
 
 def submission_view(submission: Submission) -> SubmissionPublic:
@@ -219,6 +240,9 @@ def submission_view(submission: Submission) -> SubmissionPublic:
         confirmations=submission.confirmations,
         payout_sats=submission.payout.satoshis if submission.payout else None,
         created_at=submission.created_at.isoformat(),
+        claimed_digit=submission.claimed_digit,
+        appeal=submission.appeal,
+        vetting=submission.vetting,
     )
 
 

@@ -8,12 +8,15 @@ ServiceError                     the marketplace refuses a request (caller misus
 ├── NotFound                     no such bounty or submission
 ├── BountyClosed                 the bounty is exhausted, withdrawn or has no live contract
 ├── InvalidRequest               malformed input: an address of the wrong network, bad terms
-└── ImageRefused                 the contract would not pay for this image (carries label and margin)
+├── ImageRefused                 the contract would not pay for this image (carries label and margin)
+└── SubmissionRefused            vetting refused a vetted bounty's submission (carries its stored receipt)
 NoveltyError                     the novelty index refuses: pixels not 784 values in 0..255, a key added twice,
                                  an unreadable index file (marketplace.novelty)
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from model.errors import BountyError
 
@@ -60,12 +63,34 @@ class InvalidRequest(ServiceError):
 
 
 class ImageRefused(ServiceError):
-    """Raised when the reference model says the contract would refuse the image, before any money moves."""
+    """Raised when the reference model says the contract would refuse the image, before any money moves.
+    `appealable`: a vetted bounty would take an appeal of it (the claim is the classifier's close second)."""
 
-    def __init__(self, message: str, label: int, margin: int) -> None:
+    def __init__(self, message: str, label: int, margin: int, appealable: bool = False) -> None:
         super().__init__(message)
         self.label = label
         self.margin = margin
+        self.appealable = appealable
+
+
+class SubmissionRefused(ServiceError):
+    """Raised when vetting refuses a vetted bounty's submission; its receipt (the submission, rejected with
+    `reason`) is stored. Nothing was paid."""
+
+    def __init__(self, receipt: Any, reason: str) -> None:
+        super().__init__(f"submission {receipt.id} was refused: {REASON_TEXT.get(reason, reason)}")
+        self.receipt = receipt
+        self.reason = reason
+
+
+REASON_TEXT = {
+    "duplicate": "you already submitted this image or one very like it",
+    "known_image": "this image is (nearly) one of MNIST's, which the model was trained on",
+    "claimed_by_another": "someone else submitted this image or one very like it first",
+    "judge_disagrees": "the independent judge does not read the claimed digit in it",
+    "out_of_distribution": "it does not look like a handwritten digit (blank, noise, stray strokes or tampered)",
+    "quota": "the payout address or this client used up its hourly quota; try again later",
+}
 
 
 class NoveltyError(BountyError):

@@ -53,7 +53,10 @@ def record_spend(session: Session, rt: Runtime, deployment: Deployment, tx: Tran
                            input_index=input_index, pixels=claim.image.tobytes(),
                            recipient_address=pkh_address(claim.recipient_pkh, deployment.bounty.network),
                            recipient_pkh=claim.recipient_pkh.hex(), predicted_label=label, margin=margin,
-                           model_sha256=deployment.model.weights_sha256, status=status, source=source)
+                           model_sha256=deployment.model.weights_sha256, status=status, source=source,
+                           appeal=claim.appeal is not None,
+                           claimed_digit=claim.appeal if claim.appeal is not None else
+                           label if contract.terms.vetted else None)
         try:
             with session.begin_nested():  # the API and the watcher may book the same spend at once
                 session.add(fresh)

@@ -9,11 +9,12 @@ import threading
 from contextlib import AbstractContextManager
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from contracts.bounty import BountyContract, BountyTerms
+from contracts.bounty import BountyContract, BountyTerms, Mode
 from contracts.errors import ContractError
 from marketplace.attestor import Attestor
 from marketplace.chain import Chain, LocalChain, NetworkChain, Wallet
@@ -23,6 +24,9 @@ from marketplace.errors import ConfigError
 from marketplace.schema import Bounty, Deployment, ModelVersion
 from marketplace.settings import Settings, get_settings
 from model.artifact import DEFAULT_ARTIFACT, ModelArtifact, load_artifact
+
+if TYPE_CHECKING:
+    from marketplace.vetting import Vetting
 
 log = logging.getLogger(__name__)
 OPERATOR_KEY_FILE = "operator.key"
@@ -107,6 +111,13 @@ class Runtime:
             raise ConfigError("the attestor key is the operator's key: give the attestor a key of its own")
         return attestor
 
+    @cached_property
+    def vetting(self) -> Vetting:
+        """The vetted bounties' checks (novelty index, judge, quotas), built on first use."""
+        from marketplace.vetting import Vetting
+
+        return Vetting(self.settings)
+
     # -- models and contracts -------------------------------------------------------------------------
 
     def artifact(self, path: Path | str | None = None) -> ModelArtifact:
@@ -159,7 +170,9 @@ class Runtime:
 
 def terms_of(bounty: Bounty) -> BountyTerms:
     return BountyTerms(digits=tuple(bounty.digits), payout=bounty.payout_sats, min_margin=bounty.min_margin,
-                       max_fee=bounty.max_fee_sats, owner_pubkey=bytes.fromhex(bounty.owner_pubkey), tag=bounty.id)
+                       max_fee=bounty.max_fee_sats, owner_pubkey=bytes.fromhex(bounty.owner_pubkey), tag=bounty.id,
+                       mode=cast(Mode, str(bounty.mode)), attestor_pubkey=bytes.fromhex(bounty.attestor_pubkey)
+                       if bounty.attestor_pubkey else None, appeal_gap=bounty.appeal_gap)
 
 
 def script_sha256(contract: BountyContract) -> str:

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     task_visibility_timeout: Annotated[int, Field(ge=10)] = 3600  # Redis: when a dead worker's tasks come back
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
     max_upload_bytes: Annotated[int, Field(ge=1024)] = 2_000_000
+    # Vetted bounties (marketplace.vetting): the judge, the novelty index, the appeal gap, the quotas.
+    judge_path: Path | None = None  # None: the judge shipped in model/judge_default
+    novelty_index_mnist_test: bool = True  # index MNIST's test images too (a benchmark may hold them back)
+    novelty_cache_dir: Path | None = None  # where the MNIST novelty index file is kept (None: home)
+    appeal_gap: Annotated[int, Field(ge=0)] = 4_000  # new vetted bounties: how far behind an appeal may be
     quota_per_payee_per_hour: Annotated[int, Field(ge=0)] = 20  # vetted submissions per payout address (0: off)
     quota_per_client_per_hour: Annotated[int, Field(ge=0)] = 60  # ... per client address (0: off)
     trusted_proxies: str = ""  # comma-separated addresses/networks whose X-Forwarded-For is believed
@@ -107,7 +112,7 @@ class Settings(BaseSettings):
         # Workers and the daemon may start elsewhere: pin a relative home to where settings were read.
         return home.expanduser().absolute()
 
-    @field_validator("operator_key_file", "attestor_key_file", "model_path")
+    @field_validator("operator_key_file", "attestor_key_file", "model_path", "judge_path", "novelty_cache_dir")
     @classmethod
     def _expand(cls, path: Path | None) -> Path | None:
         return path.expanduser() if path is not None else None

@@ -17,23 +17,26 @@ from collections import defaultdict
 import numpy as np
 from bsv.utils import decode_address
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from contracts.errors import ContractError
 from contracts.interpreter import validate_input
 from contracts.transactions import submission
 from marketplace.bounties import current_utxo, live, submission_view
 from marketplace.chain.errors import MempoolChainTooLong, TransactionRejected
-from marketplace.errors import BountyClosed, ImageRefused, InvalidRequest, NotFound
+from marketplace.errors import BountyClosed, ImageRefused, InvalidRequest, NotFound, SubmissionRefused
 from marketplace.ledger import record_spend
 from marketplace.runtime import Runtime
 from marketplace.schema import (
+    Bounty,
+    BountyMode,
     RejectReason,
     Submission,
     SubmissionSource,
     SubmissionStatus,
 )
 from marketplace.views import SubmissionPublic, Verdict
-from model.reference import IntegerModel, as_pixels, classify
+from model.reference import IntegerModel, as_pixels, classify, logits
 
 log = logging.getLogger(__name__)
 RACE_RETRIES = 8
@@ -65,44 +68,62 @@ def classify_image(rt: Runtime, pixels: np.ndarray, bounty_id: int | None = None
                        bounty_id=bounty.id, accepted=label in bounty.digits and margin >= bounty.min_margin)
 
 
-def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str) -> SubmissionPublic:
-    """Pay for an image the bounty's contract accepts; refuse one it would not, before any money moves."""
+def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appeal: bool = False,
+           digit: int | None = None, client: str | None = None) -> SubmissionPublic:
+    """Pay for an image the bounty's contract accepts; refuse one it would not, before any money moves.
+
+    A vetted bounty first vets the image (marketplace.vetting) and its attestor then co-signs the payment;
+    an `appeal` claims `digit` (the bounty's own when it has one) for an image the classifier ranks second.
+    """
     image = as_pixels(pixels)[0].astype(np.uint8)
     pkh = check_address(rt, address)
     with rt.session() as session:  # judge first, outside the bounty's lock: a refusal waits for nobody
         bounty, deployment = live(session, bounty_id)
-        label, margin = _judge(rt.contract(deployment).model, image, bounty.digits, bounty.min_margin)
+        vetted = bounty.mode == BountyMode.VETTED
+        if (appeal or digit is not None) and not vetted:
+            raise InvalidRequest(f"bounty {bounty_id} is open: it takes no appeals and no claimed digit")
+        label, margin, claimed = _gate(rt.contract(deployment).model, image, bounty, appeal, digit)
         judged_by = deployment.model_id
+        row = Submission(bounty_id=bounty.id, deployment_id=deployment.id, pixels=image.tobytes(),
+                         recipient_address=address, recipient_pkh=pkh.hex(), predicted_label=label, margin=margin,
+                         model_sha256=deployment.model.weights_sha256, claimed_digit=claimed, appeal=appeal,
+                         status=SubmissionStatus.VETTING, source=SubmissionSource.API)
+    row_id = _vet(rt, row, image, client) if vetted else None
     with _bounty_locks[bounty_id]:
         for _attempt in range(RACE_RETRIES):
             with rt.session() as session:
                 bounty, deployment = live(session, bounty_id)
                 contract = rt.contract(deployment)
                 if deployment.model_id != judged_by:  # redeployed meanwhile: the new model decides
-                    label, margin = _judge(contract.model, image, bounty.digits, bounty.min_margin)
+                    label, margin, claimed = _gate(contract.model, image, bounty, appeal, claimed)
                     judged_by = deployment.model_id
                 utxo = current_utxo(rt, deployment)
                 try:
-                    tx = submission(contract, utxo, image, address, rt.settings.fee_rate)
+                    tx = submission(contract, utxo, image, address, rt.settings.fee_rate,
+                                    attestor=rt.attestor.sign if vetted else None, appeal=claimed if appeal else None)
                 except ContractError as exc:
                     raise BountyClosed(f"bounty {bounty_id} cannot pay: {exc}") from None
                 validate_input(tx, 0)  # never broadcast what the interpreter refuses
+                spend = session.get(Submission, row_id) if row_id is not None else Submission(
+                    bounty_id=bounty.id, pixels=image.tobytes(), recipient_address=address, recipient_pkh=pkh.hex(),
+                    source=SubmissionSource.API)
+                assert spend is not None
+                spend.deployment_id, spend.predicted_label, spend.margin = deployment.id, label, margin
+                spend.model_sha256 = deployment.model.weights_sha256
                 try:
                     rt.chain.broadcast(tx)
-                except MempoolChainTooLong:
-                    row = Submission(bounty_id=bounty.id, deployment_id=deployment.id, pixels=image.tobytes(),
-                                     recipient_address=address, recipient_pkh=pkh.hex(), predicted_label=label,
-                                     margin=margin, model_sha256=deployment.model.weights_sha256,
-                                     status=SubmissionStatus.PENDING, reason=RejectReason.CHAIN_TOO_LONG,
-                                     source=SubmissionSource.API)  # queued: sent after the next block
-                    session.add(row)
+                except MempoolChainTooLong:  # queued: sent after the next block
+                    spend.status, spend.reason = SubmissionStatus.PENDING, RejectReason.CHAIN_TOO_LONG
+                    session.add(spend)
                     session.flush()
-                    return submission_view(row)
+                    return submission_view(spend)
                 except TransactionRejected as exc:
                     if _lost_race(exc):
                         log.info("bounty %d: lost a race for %s:%d, rebuilding", bounty_id, utxo.txid, utxo.vout)
                         continue
                     raise
+                if row_id is not None:  # the vetted row becomes the spend's (the watcher may book it too)
+                    _attach(session, spend, tx.txid())
                 booked = record_spend(session, rt, deployment, tx, 0, SubmissionSource.API,
                                       SubmissionStatus.BROADCAST)
                 assert booked is not None  # a submission spend always reads back
@@ -111,14 +132,64 @@ def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str) -> Sub
     raise BountyClosed(f"bounty {bounty_id} is too busy: {RACE_RETRIES} attempts lost the race; try again")
 
 
-def _judge(model: IntegerModel, image: np.ndarray, digits: list[int], min_margin: int) -> tuple[int, int]:
-    """The reference verdict; ImageRefused when the contract would not pay for the image."""
-    label, margin = (int(v[0]) for v in classify(model, image))
-    if label not in digits or margin < min_margin:
-        why = "is not" if label not in digits else "is too close to call for"
-        raise ImageRefused(f"the classifier reads a {label} (margin {margin}), which {why} this "
-                           f"bounty's {' or '.join(map(str, digits))}", label, margin)
-    return label, margin
+def _gate(model: IntegerModel, image: np.ndarray, bounty: Bounty, appeal: bool, digit: int | None
+          ) -> tuple[int, int, int | None]:
+    """What the contract's classifier checks, in advance: (label, margin, claimed digit), or ImageRefused.
+
+    A submission needs the label to be one of the bounty's digits with the minimum margin (a vetted one may
+    name that digit; it must be the label). An appeal (vetted only) claims a digit of the bounty that the
+    classifier ranks second, within the bounty's appeal gap."""
+    z = logits(model, image)[0]
+    order = sorted(range(10), key=lambda c: (-int(z[c]), c))  # ties to the lowest digit, as the script
+    label, second = order[0], order[1]
+    margin = int(z[label] - z[second])
+    targets = " or ".join(map(str, bounty.digits))
+    if not appeal:
+        if label not in bounty.digits or margin < bounty.min_margin or digit not in (None, label):
+            why = "is not" if label not in bounty.digits or digit not in (None, label) else "is too close to call for"
+            appealable = bounty.mode == BountyMode.VETTED and second in bounty.digits and margin <= bounty.appeal_gap
+            raise ImageRefused(f"the classifier reads a {label} (margin {margin}), which {why} this bounty's "
+                               f"{targets}" + (f"; you may appeal, claiming a {second}" if appealable else ""),
+                               label, margin, appealable=appealable)
+        return label, margin, label if bounty.mode == BountyMode.VETTED else None
+    claimed = digit if digit is not None else bounty.digits[0] if len(bounty.digits) == 1 else None
+    if claimed is None:
+        raise InvalidRequest(f"bounty {bounty.id} pays for {targets}: an appeal must say which digit it claims")
+    if claimed not in bounty.digits:
+        raise InvalidRequest(f"bounty {bounty.id} pays for {targets}, not for {claimed}")
+    if claimed != second or margin > bounty.appeal_gap:
+        raise ImageRefused(f"an appeal needs the classifier to rank the {claimed} second, within {bounty.appeal_gap} "
+                           f"of its first choice; it reads a {label} first and a {second} second, {margin} apart",
+                           label, margin)
+    return label, margin, claimed
+
+
+def _vet(rt: Runtime, row: Submission, image: np.ndarray, client: str | None) -> int:
+    """Vet a vetted bounty's submission (`row`, not yet stored): the row, its receipt, is written either way;
+    a refusal is raised as SubmissionRefused once the row is committed as rejected. Returns the row's id."""
+    assert row.claimed_digit is not None  # a vetted gate always names the digit
+    with rt.session() as session:
+        outcome = rt.vetting.vet(session, row, image, client)
+        if outcome.reason is not None:
+            row.status, row.reason = SubmissionStatus.REJECTED, outcome.reason
+        session.flush()
+        receipt = submission_view(row)
+    if outcome.reason is not None:
+        log.info("submission %d to bounty %d refused by vetting: %s", receipt.id, row.bounty_id, outcome.reason)
+        raise SubmissionRefused(receipt, str(outcome.reason))
+    return receipt.id
+
+
+def _attach(session: Session, row: Submission, txid: str) -> None:
+    """Give the vetted row its spend. If the watcher booked the spend in the meantime, its row takes the
+    vetting's fields and ours goes (it has no payout yet): one row per spend either way."""
+    other = session.scalar(select(Submission).where(Submission.txid == txid, Submission.input_index == 0))
+    if other is not None and other.id != row.id:
+        other.claimed_digit, other.appeal, other.vetting = row.claimed_digit, row.appeal, row.vetting
+        session.delete(row)
+    else:
+        row.txid, row.input_index, row.status, row.reason = txid, 0, SubmissionStatus.BROADCAST, None
+    session.flush()
 
 
 def _lost_race(exc: TransactionRejected) -> bool:
@@ -138,10 +209,13 @@ def send_queued(rt: Runtime) -> int:
             if row is None or row.txid is not None:
                 continue
             try:
-                _bounty, deployment = live(session, row.bounty_id)
+                bounty, deployment = live(session, row.bounty_id)
                 contract = rt.contract(deployment)
+                vetted = bounty.mode == BountyMode.VETTED
                 tx = submission(contract, current_utxo(rt, deployment), np.frombuffer(row.pixels, np.uint8),
-                                row.recipient_address, rt.settings.fee_rate)
+                                row.recipient_address, rt.settings.fee_rate,
+                                attestor=rt.attestor.sign if vetted else None,
+                                appeal=row.claimed_digit if row.appeal else None)
                 validate_input(tx, 0)
                 rt.chain.broadcast(tx)
             except MempoolChainTooLong:

@@ -3,6 +3,8 @@ response models and the CLI prints (`model_dump()`). Defined here once; field or
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel
 
 
@@ -24,6 +26,11 @@ class BountyPublic(BaseModel):
     contract_txid: str | None
     contract_version: int | None
     current_outpoint: str | None
+    mode: str  # "vetted": every payment is also co-signed by the attestor after vetting; "open": none is
+    appeal_gap: int  # vetted: an appeal's digit may trail the classifier's first choice by at most this much
+    attestor_pubkey: str | None  # vetted: the co-signer's public key, as written in the contract
+    judge_sha256: str | None  # vetted: the policy hash of the judge the bounty was published with
+    vetting_policy: dict[str, Any] | None = None  # vetted: the judge's hashes and thresholds, the quotas
 
 
 class BountyMigrated(BountyPublic):
@@ -57,6 +64,9 @@ class SubmissionPublic(BaseModel):
     confirmations: int
     payout_sats: int | None
     created_at: str
+    claimed_digit: int | None = None  # vetted: the digit the payment is for (an appeal's claim)
+    appeal: bool = False
+    vetting: dict[str, Any] | None = None  # vetted: what each check found (novelty, judge, quota)
 
 
 class SubmissionRecord(SubmissionPublic):

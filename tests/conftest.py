@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +15,9 @@ from model.artifact import ModelArtifact, load_artifact
 from model.data import Mnist, load_mnist
 from model.reference import classify
 from tests.support.databases import fresh_database
+
+# The MNIST novelty index takes about 30 s to build: every test (and process it starts) shares one built file.
+os.environ.setdefault("BOUNTY_NOVELTY_CACHE_DIR", str(Path(tempfile.gettempdir()) / "digit-bounty-test-cache"))
 
 
 @pytest.fixture(scope="session")

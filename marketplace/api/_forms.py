@@ -4,6 +4,7 @@ a photo is decoded to MNIST pixels off the event loop. Every refusal is a projec
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -19,16 +20,31 @@ from marketplace.images import to_mnist
 M = TypeVar("M", bound=BaseModel)
 
 
-async def submission_body(request: Request, max_bytes: int) -> tuple[np.ndarray, str]:
-    """The image's pixels and the recipient's address."""
+@dataclass(frozen=True)
+class SubmissionRequest:
+    pixels: np.ndarray
+    address: str
+    appeal: bool = False
+    digit: int | None = None
+
+
+async def submission_body(request: Request, max_bytes: int) -> SubmissionRequest:
+    """The image's pixels, the recipient's address and, for a vetted bounty, an appeal and its claimed digit."""
     fields = await read_fields(request, max_bytes)
     if "image" in fields:
         address = fields.get("address")
         if not isinstance(address, str) or not address.strip():
             raise InvalidRequest("the form needs an `address` field with your P2PKH address")
-        return await decode(fields["image"], max_bytes), address.strip()
+        appeal = str(fields.get("appeal", "false")).strip().lower()
+        if appeal not in ("true", "false"):
+            raise InvalidRequest("the form's `appeal` field is `true` or `false`")
+        digit = fields.get("digit")
+        if digit is not None and (not str(digit).strip().isdigit() or not 0 <= int(str(digit)) <= 9):
+            raise InvalidRequest("the form's `digit` field is a digit 0..9")
+        return SubmissionRequest(await decode(fields["image"], max_bytes), address.strip(), appeal == "true",
+                                 None if digit is None else int(str(digit)))
     body = validated(SubmissionCreate, fields)
-    return np.array(body.pixels, dtype=np.uint8), body.address
+    return SubmissionRequest(np.array(body.pixels, dtype=np.uint8), body.address, body.appeal, body.digit)
 
 
 async def classify_body(request: Request, max_bytes: int) -> tuple[np.ndarray, int | None]:

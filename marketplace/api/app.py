@@ -18,20 +18,31 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.exc import OperationalError
 
+from contracts.errors import ContractError, ScriptError
 from marketplace.api._forms import explain
+from marketplace.api.deps import client_address
 from marketplace.api.errors import Refusal, error_response
 from marketplace.api.routers import bounties, classify, pages, submissions
 from marketplace.api.schemas import HAND_READ_BODIES
 from marketplace.chain.errors import ChainUnavailable, TransactionRejected
-from marketplace.errors import BountyClosed, DatabaseUnavailable, ImageError, ImageRefused, InvalidRequest, NotFound
+from marketplace.errors import (
+    BountyClosed,
+    DatabaseUnavailable,
+    ImageError,
+    ImageRefused,
+    InvalidRequest,
+    NotFound,
+    SubmissionRefused,
+)
 from marketplace.ratelimit import RateLimiter
 from marketplace.runtime import Runtime
 from model.errors import BountyError
 
 log = logging.getLogger(__name__)
 Starter = Callable[[Runtime], Callable[[], None]]  # starts background services; returns the function that stops them
-STATUS = [(NotFound, 404), (BountyClosed, 409), (ImageRefused, 422), (InvalidRequest, 422), (ImageError, 422),
-          (TransactionRejected, 409), (ChainUnavailable, 503), (DatabaseUnavailable, 503)]
+STATUS = [(NotFound, 404), (BountyClosed, 409), (ImageRefused, 422), (SubmissionRefused, 422), (InvalidRequest, 422),
+          (ImageError, 422), (ScriptError, 422), (ContractError, 409), (TransactionRejected, 409),
+          (ChainUnavailable, 503), (DatabaseUnavailable, 503)]
 
 
 def create_app(rt: Runtime, background: bool | None = None, start_background: Starter | None = None) -> FastAPI:
@@ -68,7 +79,12 @@ def _handle_errors(app: FastAPI) -> None:
             log.error("unexpected project error: %s", exc)
             return error_response(500, "internal error")
         if isinstance(exc, ImageRefused):
-            return error_response(code, Refusal(message=str(exc), predicted=exc.label, margin=exc.margin))
+            return error_response(code, Refusal(message=str(exc), predicted=exc.label, margin=exc.margin,
+                                                appealable=exc.appealable))
+        if isinstance(exc, SubmissionRefused):
+            receipt = exc.receipt
+            return error_response(code, Refusal(message=str(exc), predicted=receipt.digit, margin=receipt.margin,
+                                                reason=exc.reason, submission_id=receipt.id))
         return error_response(code, str(exc))
 
     @app.exception_handler(OperationalError)
@@ -87,8 +103,7 @@ def _limit_rate(app: FastAPI, limiter: RateLimiter) -> None:
     @app.middleware("http")
     async def rate_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if request.method == "POST":
-            client = request.client.host if request.client else "unknown"
-            wait = limiter.allow(client)
+            wait = limiter.allow(client_address(request.app.state.runtime, request))
             if wait:
                 return error_response(429, f"too many requests: retry in {wait:.0f} s",
                                       {"Retry-After": str(max(1, round(wait)))})

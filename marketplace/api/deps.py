@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from marketplace.quota import ClientAddress
 from marketplace.runtime import Runtime
 
 
@@ -15,3 +16,9 @@ async def _runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+
+
+def client_address(rt: Runtime, request: Request) -> str:
+    """Who sent the request: its peer, or the address a configured trusted proxy forwarded it for."""
+    return ClientAddress(rt.settings.trusted_proxy_networks).of(
+        request.client.host if request.client else None, request.headers.get("x-forwarded-for"))

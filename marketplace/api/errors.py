@@ -16,6 +16,9 @@ class Refusal(BaseModel):
     message: str
     predicted: int
     margin: int
+    appealable: bool = False  # a vetted bounty would take an appeal of this image (see SubmissionCreate)
+    reason: str | None = None  # vetting's refusal: duplicate, known_image, claimed_by_another, judge_disagrees, ...
+    submission_id: int | None = None  # vetting's refusal: the stored receipt
 
 
 class ErrorResponse(BaseModel):

@@ -15,10 +15,14 @@ SubmissionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class SubmissionCreate(BaseModel):
-    """An image as 784 integers 0..255 (row-major, white ink on black, as MNIST), and a P2PKH address."""
+    """An image as 784 integers 0..255 (row-major, white ink on black, as MNIST), and a P2PKH address.
+    Vetted bounties only: `appeal` asks for payment of an image the classifier refused, claiming `digit` (the
+    bounty's own when it has one); `digit` may also name the digit of an ordinary submission."""
 
     pixels: Pixels
     address: Annotated[str, Field(min_length=1, max_length=100)]
+    appeal: Annotated[bool, Field(strict=True)] = False
+    digit: Annotated[int, Field(strict=True, ge=0, le=9)] | None = None
 
 
 class ClassifyRequest(BaseModel):
@@ -37,7 +41,10 @@ UPLOAD_FORMS: dict[str, Any] = {"requestBody": {"content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/SubmissionCreate"}},
     "multipart/form-data": {"schema": {"type": "object", "required": ["image", "address"], "properties": {
         "image": {"type": "string", "format": "binary", "description": "PNG or JPEG of a digit, any size"},
-        "address": {"type": "string"}}}}}, "required": True}}
+        "address": {"type": "string"},
+        "appeal": {"type": "string", "enum": ["true", "false"], "description": "vetted bounties: an appeal"},
+        "digit": {"type": "integer", "minimum": 0, "maximum": 9, "description": "the claimed digit"}}}}},
+    "required": True}}
 CLASSIFY_FORMS: dict[str, Any] = {"requestBody": {"content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/ClassifyRequest"}},
     "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {

@@ -22,15 +22,27 @@ def create(
     budget: Annotated[int, typer.Option(min=1, help="Satoshis locked in the contract.")],
     margin: Annotated[int, typer.Option(min=0, help="Minimum margin (top logit minus runner-up).")] = 0,
     max_fee: Annotated[int | None, typer.Option(min=0, help="Largest fee one submission may pay.")] = None,
+    open_: Annotated[bool, typer.Option("--open", help="An open bounty: pays any image its classifier accepts, "
+                                                        "with nobody's consent (default: vetted).")] = False,
+    appeal_gap: Annotated[int | None, typer.Option(min=0, help="Vetted: how far an appeal's digit may trail the "
+                                                               "classifier's first choice (default: the settings').")
+                          ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Deploy and fund a bounty from the operator wallet (the dev chain's faucet funds it when needed)."""
+    """Deploy and fund a bounty from the operator wallet (the dev chain's faucet funds it when needed).
+
+    By default the bounty is vetted: each payment also needs the attestor's signature, given after the image
+    passed the novelty check, the independent judge and the quotas. `--open` keeps the unvetted contract."""
     from marketplace.bounties import create_bounty
     from marketplace.errors import InvalidRequest
 
     if any(not 0 <= d <= 9 for d in digit):
         raise InvalidRequest("every --digit must be 0..9")
-    emit(create_bounty(_runtime(), digit, payout, budget, margin, max_fee).model_dump(), as_json, "bounty created")
+    from marketplace.schema import BountyMode
+
+    mode = BountyMode.OPEN if open_ else BountyMode.VETTED
+    emit(create_bounty(_runtime(), digit, payout, budget, margin, max_fee, mode, appeal_gap).model_dump(), as_json,
+         "bounty created")
 
 
 def fund(bounty_id: Annotated[int, typer.Argument()], amount: Annotated[int, typer.Argument(min=1)],
