@@ -55,6 +55,7 @@ def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_
             bounty.attestor_pubkey = rt.attestor.public_key.hex()
             bounty.appeal_gap = rt.settings.appeal_gap if appeal_gap is None else appeal_gap
             bounty.judge_sha256 = rt.vetting.judge.policy_sha256
+            rt.vetting.index()  # the MNIST novelty index is built now (once), not on the first submission
         elif appeal_gap:
             raise InvalidRequest("an open bounty takes no appeals: --appeal-gap is for vetted bounties")
         session.add(bounty)
@@ -119,6 +120,16 @@ def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, model_id: int | None 
         rt.chain.broadcast(tx)
         record_migration(session, old, model, tx, utxo.satoshis)  # the watcher may have booked it already
         return BountyMigrated(**bounty_view(session, bounty).model_dump(), migrate_txid=tx.txid())
+
+
+def prepare_vetting(rt: Runtime) -> None:
+    """Load the vetting state (novelty index, judge) when there are vetted bounties, so the first submission
+    does not wait for it. Run in the background at the API's start."""
+    with rt.session() as session:
+        if session.scalar(select(Bounty.id).where(Bounty.mode == BountyMode.VETTED).limit(1)) is None:
+            return
+    rt.vetting.index()
+    _ = rt.vetting.judge
 
 
 def newest_model(session: Session) -> ModelVersion | None:

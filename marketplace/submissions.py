@@ -17,6 +17,7 @@ from collections import defaultdict
 import numpy as np
 from bsv.utils import decode_address
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contracts.errors import ContractError
@@ -181,15 +182,21 @@ def _vet(rt: Runtime, row: Submission, image: np.ndarray, client: str | None) ->
 
 
 def _attach(session: Session, row: Submission, txid: str) -> None:
-    """Give the vetted row its spend. If the watcher booked the spend in the meantime, its row takes the
-    vetting's fields and ours goes (it has no payout yet): one row per spend either way."""
-    other = session.scalar(select(Submission).where(Submission.txid == txid, Submission.input_index == 0))
-    if other is not None and other.id != row.id:
-        other.claimed_digit, other.appeal, other.vetting = row.claimed_digit, row.appeal, row.vetting
-        session.delete(row)
-    else:
-        row.txid, row.input_index, row.status, row.reason = txid, 0, SubmissionStatus.BROADCAST, None
-    session.flush()
+    """Give the vetted row its spend. If the watcher booked the spend meanwhile (it sees the broadcast at once),
+    its row takes the vetting's fields and ours goes (it has no payout): one row per spend either way."""
+    for _attempt in range(2):
+        other = session.scalar(select(Submission).where(Submission.txid == txid, Submission.input_index == 0))
+        if other is not None and other.id != row.id:
+            other.claimed_digit, other.appeal, other.vetting = row.claimed_digit, row.appeal, row.vetting
+            session.delete(row)
+            session.flush()
+            return
+        try:
+            with session.begin_nested():
+                row.txid, row.input_index, row.status, row.reason = txid, 0, SubmissionStatus.BROADCAST, None
+        except IntegrityError:  # the watcher's row was committed between the look and the write
+            continue
+        return
 
 
 def _lost_race(exc: TransactionRejected) -> bool:

@@ -9,6 +9,7 @@ imports the workers.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,6 +25,7 @@ from marketplace.api.deps import client_address
 from marketplace.api.errors import Refusal, error_response
 from marketplace.api.routers import bounties, classify, pages, submissions
 from marketplace.api.schemas import HAND_READ_BODIES
+from marketplace.bounties import prepare_vetting
 from marketplace.chain.errors import ChainUnavailable, TransactionRejected
 from marketplace.errors import (
     BountyClosed,
@@ -55,6 +57,7 @@ def create_app(rt: Runtime, background: bool | None = None, start_background: St
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        threading.Thread(target=_prepare_vetting, args=(rt,), name="prepare-vetting", daemon=True).start()
         stop = starter(rt) if starter is not None else None
         yield
         if stop is not None:
@@ -69,6 +72,13 @@ def create_app(rt: Runtime, background: bool | None = None, start_background: St
     _limit_rate(app, RateLimiter(rt.settings.rate_limit_per_minute))
     _describe_bodies(app)
     return app
+
+
+def _prepare_vetting(rt: Runtime) -> None:
+    try:
+        prepare_vetting(rt)
+    except Exception as exc:  # the first vetted submission will try again, and say what is wrong
+        log.warning("could not prepare vetting: %s", exc)
 
 
 def _handle_errors(app: FastAPI) -> None:

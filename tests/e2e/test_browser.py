@@ -65,8 +65,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # Only this test's settings: no BOUNTY_* variable of the caller (a database URL, a Redis URL, a key) leaks in,
     # and the working directory is the fresh home so no stray .env file is read either.
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOUNTY_")}
-    env.update(BOUNTY_HOME=str(home), BOUNTY_BLOCK_INTERVAL="1")
-    bounty_id = int(create_bounty_cli(env, [7], 500, 100_000, cwd=home)["id"])
+    env.update(BOUNTY_HOME=str(home), BOUNTY_BLOCK_INTERVAL="1",
+               BOUNTY_NOVELTY_CACHE_DIR=os.environ["BOUNTY_NOVELTY_CACHE_DIR"])  # the tests' one built MNIST index
+    bounty_id = int(create_bounty_cli(env, [7], 500, 100_000, cwd=home, vetted=True)["id"])
     process, url = start_server(env, home / "server.log", cwd=home)  # uvicorn stops cleanly on SIGTERM
     try:
         yield Server(url, bounty_id, process.log)

@@ -216,3 +216,29 @@ def test_open_bounties_take_no_appeals(rt: Runtime, honest: dict[int, np.ndarray
     no = api.post(f"/bounties/{bounty.id}/submissions",
                   json={"pixels": honest[7][0].tolist(), "address": USER.address(), "appeal": True})
     assert no.status_code == 422 and "open" in no.json()["detail"]
+
+
+def test_a_vetted_spend_the_watcher_books_first_keeps_one_row_with_its_vetting(
+        rt: Runtime, honest: dict[int, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher sees the broadcast at once and books the spend from the chain before the sender attaches it
+    to the vetted row (seen in the browser test): one row per spend, with the vetting's figures."""
+    from marketplace.watcher import Watcher
+
+    bounty_id = vetted(rt, [7])
+    chain, broadcast = rt.chain, rt.chain.broadcast
+
+    def broadcast_then_watch(tx: Transaction) -> object:
+        result = broadcast(tx)
+        Watcher(rt).run_once()  # its own session, committed before the sender goes on
+        return result
+
+    monkeypatch.setattr(chain, "broadcast", broadcast_then_watch)
+    sent = post(client(rt), bounty_id, honest[7][20])
+    monkeypatch.undo()
+    assert sent["code"] == 202 and sent["claimed_digit"] == 7 and sent["vetting"]["judge"]["reason"] is None
+    with rt.session() as session:
+        rows = session.scalars(select(Submission).where(Submission.bounty_id == bounty_id)).all()
+        assert [(r.txid, r.claimed_digit, r.source) for r in rows] == [(sent["txid"], 7, "api")]
+    settle(rt)
+    assert paid_count(rt, bounty_id) == 1
+    books_balance(rt, bounty_id)
