@@ -124,6 +124,14 @@ def test_bad_pixels_are_refused_with_a_sentence(index: NoveltyIndex, pixels: lis
         index.is_copy(pixels)  # type: ignore[arg-type]
 
 
+def test_nprobe_is_bounded_by_the_clusters(index: NoveltyIndex) -> None:
+    before = index.nprobe
+    for bad in (0, 10**6):
+        with pytest.raises(NoveltyError, match="nprobe"):
+            index.nprobe = bad
+    assert index.nprobe == before
+
+
 def test_a_file_that_is_no_index_is_refused(tmp_path: Path) -> None:
     for content in (b"", b"not a zip", b"PK\x03\x04 truncated", b"\x93NUMPY"):
         path = tmp_path / "bad.npz"
