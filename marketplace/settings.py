@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     retrain_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.002  # may lose this much MNIST test accuracy
     retrain_class_tolerance: Annotated[float, Field(ge=0, le=1)] = 0.01  # ... per digit, and on the holdout slice
     retrain_require_review: bool = False  # train only on approved images (else pending and approved)
+    retrain_open_needs_review: bool = True  # ... and open bounties' images only once approved, whatever the above
     retrain_accepted_weight: Annotated[int, Field(ge=1)] = 1  # each accepted image is trained on this many times
     retrain_verify_images: Annotated[int, Field(ge=1)] = 20  # script-versus-reference check before deploying
     retrain_min_holdout: Annotated[int, Field(ge=1)] = 10  # fewer held-out accepted images: that check is skipped

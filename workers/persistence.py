@@ -36,10 +36,12 @@ def persist_accepted(rt: Runtime, submission_id: int) -> int | None:
         if existing is not None:
             return existing
         digest = hashlib.sha256(row.pixels).hexdigest()
+        # the vetted label (the claim the judge confirmed, an appeal's included), never the model's own reading
+        label = row.claimed_digit if row.claimed_digit is not None else row.predicted_label
         image = TrainingImage(spend_key=key, submission_id=row.id, bounty_id=row.bounty_id,
-                              label=row.predicted_label, pixels=row.pixels, pixels_sha256=digest,
+                              label=label, pixels=row.pixels, pixels_sha256=digest,
                               holdout=int(digest[:8], 16) % HOLDOUT_EVERY == 0, review=ReviewStatus.PENDING)
-        original = _copy_of(session, row.pixels, digest, row.predicted_label)
+        original = _copy_of(session, row.pixels, digest, label)
         if original is not None:
             image.duplicate_of, image.review = original, ReviewStatus.EXCLUDED
         session.add(image)

@@ -24,7 +24,7 @@ from marketplace.bounties import create_bounty
 from marketplace.cli.embedded import embedded_services
 from marketplace.errors import ServiceError
 from marketplace.runtime import open_runtime
-from marketplace.schema import Deployment, RetrainRun, RetrainStatus, TrainingImage
+from marketplace.schema import BountyMode, Deployment, RetrainRun, RetrainStatus, TrainingImage
 from marketplace.settings import Settings
 from model.data import load_mnist
 from model.reference import classify
@@ -36,11 +36,13 @@ def run_demo(home: Path, say: Say, digit: int = 7, payout: int = 500, budget: in
              port: int = 0, timeout: float = 300.0) -> dict[str, Any]:
     started = time.monotonic()
     settings = Settings(_env_file=None, home=home, block_interval=1.0, min_confirmations=1, retrain_fast=True,  # type: ignore[call-arg]
-                        retrain_tolerance=0.005, retrain_class_tolerance=0.02, rate_limit_per_minute=10_000)
+                        retrain_tolerance=0.005, retrain_class_tolerance=0.02, rate_limit_per_minute=10_000,
+                        novelty_index_mnist_test=False)  # MNIST's test images play new handwriting here
     rt = open_runtime(settings)
     say(f"fresh BOUNTY_HOME {home}; embedded dev chain, SQLite, in-process workers")
-    bounty = create_bounty(rt, [digit], payout, budget)
-    say(f"bounty {bounty.id}: {payout} sats per {digit}, {budget} sats in contract {bounty.contract_txid}")
+    say("a vetted bounty: building the MNIST novelty index once (about 30 s the first time)")
+    bounty = create_bounty(rt, [digit], payout, budget, mode=BountyMode.VETTED)
+    say(f"bounty {bounty.id} (vetted): {payout} sats per {digit}, {budget} sats in contract {bounty.contract_txid}")
     app = create_app(rt, background=True, start_background=embedded_services)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="demo-api", daemon=True)

@@ -73,6 +73,8 @@ def runtimes(tmp_path: Path) -> Iterator[Callable[..., Runtime]]:
     opened: list[Runtime] = []
 
     def open_one(**settings: Any) -> Runtime:
+        # these tests train on open bounties' images without a review step (its own test below)
+        settings.setdefault("retrain_open_needs_review", False)
         opened.append(open_runtime(settings_for(tmp_path / "home", retrain_fast=True, **settings)))
         return opened[-1]
 
@@ -167,6 +169,12 @@ def test_duplicates_excluded_holdout_and_unreviewed_images_are_not_trained_on(
     assert reviewed.record.left_out == {"duplicates": 2, "excluded": 3, "unreviewed": 11}
     assert reviewed.record.holdout_images == 2
     assert reviewed.record.accepted_spend_keys_sha256 != snapshot.record.accepted_spend_keys_sha256
+
+    # the default: an open bounty's images (these are all open) wait for review even when others need none
+    rt.settings.retrain_require_review, rt.settings.retrain_open_needs_review = False, True
+    default = take_snapshot(rt, mnist, TINY)
+    assert default.record.accepted_images == 4 and np.array_equal(default.images, x[6:10])
+    assert default.record.left_out == reviewed.record.left_out
 
 
 def test_extra_images_join_the_training_part_only(mnist: Mnist) -> None:

@@ -23,7 +23,7 @@ from marketplace import migrate
 from marketplace.bounties import create_bounty
 from marketplace.chain.errors import TransactionRejected
 from marketplace.runtime import Runtime, open_runtime
-from marketplace.schema import BountyMode, Payout, Submission
+from marketplace.schema import BountyMode, Payout, Submission, TrainingImage
 from model.adversary import craft
 from model.artifact import ModelArtifact
 from model.data import Mnist
@@ -31,6 +31,7 @@ from model.reference import classify, logits
 from tests.integration.test_service import PAYOUT, USER, books_balance, client, post, settle
 from tests.support.databases import reset_schema
 from tests.support.settings import settings_for
+from workers.persistence import persist_accepted
 
 THIEF = PrivateKey(7101, network=Network.TESTNET)
 ALL_DIGITS = list(range(10))
@@ -144,7 +145,7 @@ def test_an_appeal_pays_the_classifiers_close_second_and_false_appeals_are_refus
                                                                    "appeal": True}) for i in misread_sevens[:3]]
     assert [p.status_code for p in paid].count(202) >= 2, [p.json() for p in paid]
     receipt = paid[0].json()
-    assert receipt["appeal"] and receipt["claimed_digit"] == 7
+    assert receipt["appeal"] and receipt["claimed_digit"] == 7 and receipt["digit"] != 7
     # a three the classifier does not rank second for 7: refused before any vetting
     threes = np.flatnonzero((mnist.y_test == 3) & (order[:, 1] != 7))
     no = api.post(f"/bounties/{bounty_id}/submissions",
@@ -157,6 +158,11 @@ def test_an_appeal_pays_the_classifiers_close_second_and_false_appeals_are_refus
     assert false.status_code == 422 and false.json()["detail"]["reason"] == "judge_disagrees"
     settle(rt)
     books_balance(rt, bounty_id)
+    # kept for retraining under the vetted label (7), not the classifier's own reading
+    kept = persist_accepted(rt, receipt["id"])
+    with rt.session() as session:
+        image = session.get(TrainingImage, kept)
+        assert image is not None and image.label == 7
 
 
 def test_a_broadcast_submission_cannot_be_rebuilt_to_pay_someone_else(rt: Runtime,

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from marketplace.runtime import Runtime
-from marketplace.schema import ReviewStatus, TrainingImage
+from marketplace.schema import Bounty, BountyMode, ReviewStatus, TrainingImage
 from model.config import TrainConfig
 from model.data import Mnist
 
@@ -72,11 +72,16 @@ def take_snapshot(rt: Runtime, data: Mnist, config: TrainConfig) -> Snapshot:
     settings = rt.settings
     with rt.session() as session:
         rows = session.execute(select(TrainingImage.id, TrainingImage.spend_key, TrainingImage.label,
-                                      TrainingImage.review, TrainingImage.duplicate_of, TrainingImage.holdout)
+                                      TrainingImage.review, TrainingImage.duplicate_of, TrainingImage.holdout,
+                                      Bounty.mode)
+                               .join(Bounty, Bounty.id == TrainingImage.bounty_id)
                                .order_by(TrainingImage.id)).all()
         groups: dict[str, list[Any]] = {name: [] for name in GROUPS}
         for row in rows:
-            groups[_group(row.review, row.duplicate_of, row.holdout, settings.retrain_require_review)].append(row)
+            # an open bounty pays whatever its classifier accepts: nothing it bought is trained on unreviewed
+            review_needed = settings.retrain_require_review or (
+                row.mode == BountyMode.OPEN and settings.retrain_open_needs_review)
+            groups[_group(row.review, row.duplicate_of, row.holdout, review_needed)].append(row)
         pixels = _pixels(session, [r.id for r in groups["trained"] + groups["holdout"]])
     images, labels = _arrays(groups["trained"], pixels)
     holdout_images, holdout_labels = _arrays(groups["holdout"], pixels)
