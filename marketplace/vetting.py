@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+import faiss
 import numpy as np
 from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -78,6 +79,7 @@ class Vetting:
         with self._lock:
             if self._index is None:
                 s = self.settings
+                faiss.omp_set_num_threads(1)  # one lookup per request thread; faiss's own threads only contend
                 self._index = load_or_build(s.novelty_cache_dir or s.home, s.novelty_index_mnist_test)
             return self._index
 

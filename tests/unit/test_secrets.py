@@ -28,6 +28,7 @@ from marketplace.chain.errors import TransactionRejected, WalletError
 from marketplace.chain.wallet import Wallet
 from marketplace.cli import app as cli
 from marketplace.runtime import OPERATOR_KEY_FILE, open_runtime
+from marketplace.schema import BountyMode
 from marketplace.settings import Settings, get_settings
 from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
@@ -155,16 +156,19 @@ def test_the_operator_key_never_leaks(tmp_path: Path, monkeypatch: pytest.Monkey
                                       all_logs: io.StringIO, caplog: pytest.LogCaptureFixture,
                                       images: dict[str, np.ndarray]) -> None:
     key = PrivateKey(network=Network.TESTNET)
+    attestor = PrivateKey(network=Network.TESTNET)  # the vetted bounties' co-signer: a secret just the same
     wif = key.wif()
     home = tmp_path / "home"
     monkeypatch.chdir(tmp_path)  # no stray .env
     monkeypatch.setenv("BOUNTY_HOME", str(home))
     monkeypatch.setenv("BOUNTY_OPERATOR_WIF", wif)
+    monkeypatch.setenv("BOUNTY_ATTESTOR_WIF", attestor.wif())
+    monkeypatch.setenv("BOUNTY_NOVELTY_INDEX_MNIST_TEST", "false")  # MNIST's test images count as new here
     monkeypatch.setenv("BOUNTY_RATE_LIMIT_PER_MINUTE", "100000")
     monkeypatch.delenv("BOUNTY_OPERATOR_KEY_FILE", raising=False)
     get_settings.cache_clear()
     try:
-        _run_everything(key, home, tmp_path, monkeypatch, evidence, images)
+        _run_everything(key, home, tmp_path, monkeypatch, evidence, images, attestor)
     finally:
         get_settings.cache_clear()
 
@@ -189,11 +193,13 @@ def test_the_operator_key_never_leaks(tmp_path: Path, monkeypatch: pytest.Monkey
     assert any(public in blob for blob in evidence.blobs.values())  # the owner pubkey is stored, as it should be
 
     assert evidence.leaks(secret_forms(key)) == []
+    assert evidence.leaks(secret_forms(attestor)) == []
+    assert any(attestor.public_key().serialize().hex().encode() in blob for blob in evidence.blobs.values())
     assert len(evidence.texts) > 60 and len(evidence.blobs) > 40  # sanity: the run produced what was searched
 
 
 def _run_everything(key: PrivateKey, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                    evidence: Evidence, images: dict[str, np.ndarray]) -> None:
+                    evidence: Evidence, images: dict[str, np.ndarray], attestor: PrivateKey) -> None:
     settings = get_settings()
     evidence.text("repr(settings)", repr(settings))
     evidence.text("str(settings)", str(settings))
@@ -229,6 +235,15 @@ def _run_everything(key: PrivateKey, home: Path, tmp_path: Path, monkeypatch: py
         assert refused_upload.status_code == 422
         assert call("POST", "/classify", json={"pixels": images["sevens"][0].tolist(), "bounty_id": bid}
                     ).status_code == 200
+        vetted = create_bounty(rt, [7], PAYOUT, 100_000, mode=BountyMode.VETTED)  # the attestor co-signs its pay
+        assert vetted.attestor_pubkey == attestor.public_key().serialize().hex()
+        evidence.text("create vetted", vetted.model_dump_json())
+        paid = call("POST", f"/bounties/{vetted.id}/submissions",
+                    json={"pixels": images["sevens"][5].tolist(), "address": address})
+        assert paid.status_code == 202, paid.text
+        replay = call("POST", f"/bounties/{vetted.id}/submissions",
+                      json={"pixels": images["sevens"][5].tolist(), "address": address})
+        assert replay.status_code == 422 and replay.json()["detail"]["reason"] == "duplicate"
         assert call("POST", "/classify", files={"image": ("s.png", paper_png(images["sevens"][3], 4), "image/png")},
                     data={"bounty_id": str(bid)}).status_code == 200
 
