@@ -66,11 +66,13 @@ class ImageRefused(ServiceError):
     """Raised when the reference model says the contract would refuse the image, before any money moves.
     `appealable`: a vetted bounty would take an appeal of it (the claim is the classifier's close second)."""
 
-    def __init__(self, message: str, label: int, margin: int, appealable: bool = False) -> None:
+    def __init__(self, message: str, label: int, margin: int, appealable: bool = False,
+                 digits: tuple[int, ...] = ()) -> None:
         super().__init__(message)
         self.label = label
         self.margin = margin
         self.appealable = appealable
+        self.digits = digits  # the bounty's
 
 
 class SubmissionRefused(ServiceError):

@@ -96,13 +96,10 @@ class RejectReason(StrEnum):
     WRONG_DIGIT = "wrong_digit"
     LOW_MARGIN = "low_margin"
     BOUNTY_EXHAUSTED = "bounty_exhausted"
-    BOUNTY_INACTIVE = "bounty_inactive"
     DOUBLE_SPEND = "double_spend"
-    FEE_TOO_LOW = "fee_too_low"
     INVALID_SCRIPT = "invalid_script"
     CHAIN_TOO_LONG = "chain_too_long"
     REORGED_OUT = "reorged_out"
-    CONTRACT_MIGRATED = "contract_migrated"
     BROADCAST_FAILED = "broadcast_failed"
     DUPLICATE = "duplicate"  # a copy or near copy of an image this payee already submitted
     KNOWN_IMAGE = "known_image"  # a copy or near copy of an image the model was trained on (MNIST)

@@ -20,12 +20,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from contracts.errors import ContractError
+from contracts.errors import ContractError, ScriptError
 from contracts.interpreter import validate_input
 from contracts.transactions import submission
 from marketplace.bounties import current_utxo, live, submission_view
-from marketplace.chain.errors import MempoolChainTooLong, TransactionRejected
-from marketplace.errors import BountyClosed, ImageRefused, InvalidRequest, NotFound, SubmissionRefused
+from marketplace.chain.errors import ChainError, MempoolChainTooLong, TransactionRejected
+from marketplace.errors import (
+    BountyClosed,
+    ImageRefused,
+    InvalidRequest,
+    NotFound,
+    ServiceError,
+    SubmissionRefused,
+)
 from marketplace.ledger import record_spend
 from marketplace.runtime import Runtime
 from marketplace.schema import (
@@ -90,47 +97,53 @@ def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appeal
                          model_sha256=deployment.model.weights_sha256, claimed_digit=claimed, appeal=appeal,
                          status=SubmissionStatus.VETTING, source=SubmissionSource.API)
     row_id = _vet(rt, row, image, client) if vetted else None
-    with _bounty_locks[bounty_id]:
-        for _attempt in range(RACE_RETRIES):
-            with rt.session() as session:
-                bounty, deployment = live(session, bounty_id)
-                contract = rt.contract(deployment)
-                if deployment.model_id != judged_by:  # redeployed meanwhile: the new model decides
-                    label, margin, claimed = _gate(contract.model, image, bounty, appeal, claimed)
-                    judged_by = deployment.model_id
-                utxo = current_utxo(rt, deployment)
-                try:
-                    tx = submission(contract, utxo, image, address, rt.settings.fee_rate,
-                                    attestor=rt.attestor.sign if vetted else None, appeal=claimed if appeal else None)
-                except ContractError as exc:
-                    raise BountyClosed(f"bounty {bounty_id} cannot pay: {exc}") from None
-                validate_input(tx, 0)  # never broadcast what the interpreter refuses
-                spend = session.get(Submission, row_id) if row_id is not None else Submission(
-                    bounty_id=bounty.id, pixels=image.tobytes(), recipient_address=address, recipient_pkh=pkh.hex(),
-                    source=SubmissionSource.API)
-                assert spend is not None
-                spend.deployment_id, spend.predicted_label, spend.margin = deployment.id, label, margin
-                spend.model_sha256 = deployment.model.weights_sha256
-                try:
-                    rt.chain.broadcast(tx)
-                except MempoolChainTooLong:  # queued: sent after the next block
-                    spend.status, spend.reason = SubmissionStatus.PENDING, RejectReason.CHAIN_TOO_LONG
-                    session.add(spend)
-                    session.flush()
-                    return submission_view(spend)
-                except TransactionRejected as exc:
-                    if _lost_race(exc):
-                        log.info("bounty %d: lost a race for %s:%d, rebuilding", bounty_id, utxo.txid, utxo.vout)
-                        continue
-                    raise
-                if row_id is not None:  # the vetted row becomes the spend's (the watcher may book it too)
-                    _attach(session, spend, tx.txid())
-                booked = record_spend(session, rt, deployment, tx, 0, SubmissionSource.API,
-                                      SubmissionStatus.BROADCAST)
-                assert booked is not None  # a submission spend always reads back
-                booked.source = SubmissionSource.API  # even if the watcher booked it first
-                return submission_view(booked)
-    raise BountyClosed(f"bounty {bounty_id} is too busy: {RACE_RETRIES} attempts lost the race; try again")
+    try:
+        with _bounty_locks[bounty_id]:
+            for _attempt in range(RACE_RETRIES):
+                with rt.session() as session:
+                    bounty, deployment = live(session, bounty_id)
+                    contract = rt.contract(deployment)
+                    if deployment.model_id != judged_by:  # redeployed meanwhile: the new model decides
+                        label, margin, claimed = _gate(contract.model, image, bounty, appeal, claimed)
+                        judged_by = deployment.model_id
+                    utxo = current_utxo(rt, deployment)
+                    try:
+                        tx = submission(contract, utxo, image, address, rt.settings.fee_rate,
+                                        attestor=rt.attestor.sign if vetted else None,
+                                        appeal=claimed if appeal else None)
+                    except ContractError as exc:
+                        raise BountyClosed(f"bounty {bounty_id} cannot pay: {exc}") from None
+                    validate_input(tx, 0)  # never broadcast what the interpreter refuses
+                    spend = session.get(Submission, row_id) if row_id is not None else Submission(
+                        bounty_id=bounty.id, pixels=image.tobytes(), recipient_address=address, recipient_pkh=pkh.hex(),
+                        source=SubmissionSource.API)
+                    assert spend is not None
+                    spend.deployment_id, spend.predicted_label, spend.margin = deployment.id, label, margin
+                    spend.model_sha256 = deployment.model.weights_sha256
+                    try:
+                        rt.chain.broadcast(tx)
+                    except MempoolChainTooLong:  # queued: sent after the next block
+                        spend.status, spend.reason = SubmissionStatus.PENDING, RejectReason.CHAIN_TOO_LONG
+                        session.add(spend)
+                        session.flush()
+                        return submission_view(spend)
+                    except TransactionRejected as exc:
+                        if _lost_race(exc):
+                            log.info("bounty %d: lost a race for %s:%d, rebuilding", bounty_id, utxo.txid, utxo.vout)
+                            continue
+                        raise
+                    if row_id is not None:  # the vetted row becomes the spend's (the watcher may book it too)
+                        _attach(session, spend, tx.txid())
+                    booked = record_spend(session, rt, deployment, tx, 0, SubmissionSource.API,
+                                          SubmissionStatus.BROADCAST)
+                    assert booked is not None  # a submission spend always reads back
+                    booked.source = SubmissionSource.API  # even if the watcher booked it first
+                    return submission_view(booked)
+        raise BountyClosed(f"bounty {bounty_id} is too busy: {RACE_RETRIES} attempts lost the race; try again")
+    except (ServiceError, ChainError, ScriptError) as exc:
+        if row_id is not None:  # vetted, then not paid: its receipt must not stay `vetting`
+            _close(rt, row_id, _reason_of(exc))
+        raise
 
 
 def _gate(model: IntegerModel, image: np.ndarray, bounty: Bounty, appeal: bool, digit: int | None
@@ -151,7 +164,7 @@ def _gate(model: IntegerModel, image: np.ndarray, bounty: Bounty, appeal: bool, 
             appealable = bounty.mode == BountyMode.VETTED and second in bounty.digits and margin <= bounty.appeal_gap
             raise ImageRefused(f"the classifier reads a {label} (margin {margin}), which {why} this bounty's "
                                f"{targets}" + (f"; you may appeal, claiming a {second}" if appealable else ""),
-                               label, margin, appealable=appealable)
+                               label, margin, appealable=appealable, digits=tuple(bounty.digits))
         return label, margin, label if bounty.mode == BountyMode.VETTED else None
     claimed = digit if digit is not None else bounty.digits[0] if len(bounty.digits) == 1 else None
     if claimed is None:
@@ -161,7 +174,7 @@ def _gate(model: IntegerModel, image: np.ndarray, bounty: Bounty, appeal: bool, 
     if claimed != second or margin > bounty.appeal_gap:
         raise ImageRefused(f"an appeal needs the classifier to rank the {claimed} second, within {bounty.appeal_gap} "
                            f"of its first choice; it reads a {label} first and a {second} second, {margin} apart",
-                           label, margin)
+                           label, margin, digits=tuple(bounty.digits))
     return label, margin, claimed
 
 
@@ -239,11 +252,20 @@ def send_queued(rt: Runtime) -> int:
 
 
 def _reason_of(exc: Exception) -> RejectReason:
-    if isinstance(exc, BountyClosed):
-        return RejectReason.BOUNTY_EXHAUSTED
+    if isinstance(exc, ImageRefused):  # a redeployed model decided otherwise
+        return RejectReason.LOW_MARGIN if exc.label in exc.digits else RejectReason.WRONG_DIGIT
+    if isinstance(exc, ScriptError):
+        return RejectReason.INVALID_SCRIPT
     if isinstance(exc, TransactionRejected):
         return RejectReason.DOUBLE_SPEND if _lost_race(exc) else RejectReason.BROADCAST_FAILED
     return RejectReason.BOUNTY_EXHAUSTED
+
+
+def _close(rt: Runtime, row_id: int, reason: RejectReason) -> None:
+    with rt.session() as session:
+        row = session.get(Submission, row_id)
+        if row is not None and row.txid is None:
+            row.status, row.reason = SubmissionStatus.REJECTED, reason
 
 
 def get_submission(rt: Runtime, submission_id: int) -> SubmissionPublic:

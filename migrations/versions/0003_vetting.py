@@ -26,7 +26,9 @@ STATUSES = ("vetting", *OLD_STATUSES)
 OLD_REASONS = ("wrong_digit", "low_margin", "bounty_exhausted", "bounty_inactive", "double_spend",
                "fee_too_low", "invalid_script", "chain_too_long", "reorged_out", "contract_migrated",
                "broadcast_failed", "duplicate")
-REASONS = (*OLD_REASONS, "known_image", "claimed_by_another", "judge_disagrees", "out_of_distribution", "quota")
+# three reasons nothing ever wrote are dropped (bounty_inactive, fee_too_low, contract_migrated)
+REASONS = (*(r for r in OLD_REASONS if r not in ("bounty_inactive", "fee_too_low", "contract_migrated")),
+           "known_image", "claimed_by_another", "judge_disagrees", "out_of_distribution", "quota")
 
 
 def one_of(column: str, values: Sequence[str]) -> str:

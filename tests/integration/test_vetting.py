@@ -248,3 +248,21 @@ def test_a_vetted_spend_the_watcher_books_first_keeps_one_row_with_its_vetting(
     settle(rt)
     assert paid_count(rt, bounty_id) == 1
     books_balance(rt, bounty_id)
+
+
+def test_a_vetted_image_that_cannot_be_paid_ends_rejected_not_vetting(rt: Runtime,
+                                                                      honest: dict[int, np.ndarray]) -> None:
+    """A bounty with one image's worth left: the second image passes vetting, then the contract cannot pay it.
+    Its receipt says so (409, then `rejected` with `bounty_exhausted`), instead of staying `vetting`."""
+    bounty = create_bounty(rt, [7], PAYOUT, 9_300, mode=BountyMode.VETTED)
+    api = client(rt)
+    assert post(api, bounty.id, honest[7][30])["code"] == 202
+    second = post(api, bounty.id, honest[7][31])
+    assert second["code"] == 409, second
+    with rt.session() as session:
+        rows = session.scalars(select(Submission).where(Submission.bounty_id == bounty.id)
+                               .order_by(Submission.id)).all()
+        assert [(str(r.status), str(r.reason) if r.reason else None) for r in rows] == [
+            ("broadcast", None), ("rejected", "bounty_exhausted")]
+    settle(rt)
+    assert paid_count(rt, bounty.id) == 1
