@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 from bsv.utils import decode_address
@@ -76,6 +77,21 @@ def classify_image(rt: Runtime, pixels: np.ndarray, bounty_id: int | None = None
                        bounty_id=bounty.id, accepted=label in bounty.digits and margin >= bounty.min_margin)
 
 
+@dataclass
+class _Offer:
+    """One submission on its way to payment: the image, who is paid, and the contract's verdict so far."""
+
+    image: np.ndarray
+    address: str
+    pkh: bytes
+    appeal: bool
+    label: int
+    margin: int
+    claimed: int | None
+    judged_by: int  # the model whose verdict this is
+    row_id: int | None = None  # a vetted bounty's receipt, written by vetting
+
+
 def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appeal: bool = False,
            digit: int | None = None, client: str | None = None) -> SubmissionPublic:
     """Pay for an image the bounty's contract accepts; refuse one it would not, before any money moves.
@@ -91,59 +107,68 @@ def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appeal
         if (appeal or digit is not None) and not vetted:
             raise InvalidRequest(f"bounty {bounty_id} is open: it takes no appeals and no claimed digit")
         label, margin, claimed = _gate(rt.contract(deployment).model, image, bounty, appeal, digit)
-        judged_by = deployment.model_id
+        offer = _Offer(image, address, pkh, appeal, label, margin, claimed, deployment.model_id)
         row = Submission(bounty_id=bounty.id, deployment_id=deployment.id, pixels=image.tobytes(),
                          recipient_address=address, recipient_pkh=pkh.hex(), predicted_label=label, margin=margin,
                          model_sha256=deployment.model.weights_sha256, claimed_digit=claimed, appeal=appeal,
                          status=SubmissionStatus.VETTING, source=SubmissionSource.API)
-    row_id = _vet(rt, row, image, client) if vetted else None
+    if not vetted:
+        return _pay(rt, bounty_id, offer)
+    offer.row_id = _vet(rt, row, image, client)
     try:
-        with _bounty_locks[bounty_id]:
-            for _attempt in range(RACE_RETRIES):
-                with rt.session() as session:
-                    bounty, deployment = live(session, bounty_id)
-                    contract = rt.contract(deployment)
-                    if deployment.model_id != judged_by:  # redeployed meanwhile: the new model decides
-                        label, margin, claimed = _gate(contract.model, image, bounty, appeal, claimed)
-                        judged_by = deployment.model_id
-                    utxo = current_utxo(rt, deployment)
-                    try:
-                        tx = submission(contract, utxo, image, address, rt.settings.fee_rate,
-                                        attestor=rt.attestor.sign if vetted else None,
-                                        appeal=claimed if appeal else None)
-                    except ContractError as exc:
-                        raise BountyClosed(f"bounty {bounty_id} cannot pay: {exc}") from None
-                    validate_input(tx, 0)  # never broadcast what the interpreter refuses
-                    spend = session.get(Submission, row_id) if row_id is not None else Submission(
-                        bounty_id=bounty.id, pixels=image.tobytes(), recipient_address=address, recipient_pkh=pkh.hex(),
-                        source=SubmissionSource.API)
-                    assert spend is not None
-                    spend.deployment_id, spend.predicted_label, spend.margin = deployment.id, label, margin
-                    spend.model_sha256 = deployment.model.weights_sha256
-                    try:
-                        rt.chain.broadcast(tx)
-                    except MempoolChainTooLong:  # queued: sent after the next block
-                        spend.status, spend.reason = SubmissionStatus.PENDING, RejectReason.CHAIN_TOO_LONG
-                        session.add(spend)
-                        session.flush()
-                        return submission_view(spend)
-                    except TransactionRejected as exc:
-                        if _lost_race(exc):
-                            log.info("bounty %d: lost a race for %s:%d, rebuilding", bounty_id, utxo.txid, utxo.vout)
-                            continue
-                        raise
-                    if row_id is not None:  # the vetted row becomes the spend's (the watcher may book it too)
-                        _attach(session, spend, tx.txid())
-                    booked = record_spend(session, rt, deployment, tx, 0, SubmissionSource.API,
-                                          SubmissionStatus.BROADCAST)
-                    assert booked is not None  # a submission spend always reads back
-                    booked.source = SubmissionSource.API  # even if the watcher booked it first
-                    return submission_view(booked)
-        raise BountyClosed(f"bounty {bounty_id} is too busy: {RACE_RETRIES} attempts lost the race; try again")
-    except (ServiceError, ChainError, ScriptError) as exc:
-        if row_id is not None:  # vetted, then not paid: its receipt must not stay `vetting`
-            _close(rt, row_id, _reason_of(exc))
+        return _pay(rt, bounty_id, offer)
+    except (ServiceError, ChainError, ScriptError) as exc:  # vetted, then not paid: the receipt says why
+        _close(rt, offer.row_id, _reason_of(exc))
         raise
+
+
+def _pay(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
+    """Build, validate and broadcast the spend on the bounty's live output (the attestor co-signs a vetted one),
+    and book it. Spends of one bounty take turns; one that loses a race is rebuilt on the new tip."""
+    vetted = offer.row_id is not None
+    with _bounty_locks[bounty_id]:
+        for _attempt in range(RACE_RETRIES):
+            with rt.session() as session:
+                bounty, deployment = live(session, bounty_id)
+                contract = rt.contract(deployment)
+                if deployment.model_id != offer.judged_by:  # redeployed meanwhile: the new model decides
+                    offer.label, offer.margin, offer.claimed = _gate(contract.model, offer.image, bounty,
+                                                                     offer.appeal, offer.claimed)
+                    offer.judged_by = deployment.model_id
+                utxo = current_utxo(rt, deployment)
+                try:
+                    tx = submission(contract, utxo, offer.image, offer.address, rt.settings.fee_rate,
+                                    attestor=rt.attestor.sign if vetted else None,
+                                    appeal=offer.claimed if offer.appeal else None)
+                except ContractError as exc:
+                    raise BountyClosed(f"bounty {bounty_id} cannot pay: {exc}") from None
+                validate_input(tx, 0)  # never broadcast what the interpreter refuses
+                spend = session.get(Submission, offer.row_id) if vetted else Submission(
+                    bounty_id=bounty.id, pixels=offer.image.tobytes(), recipient_address=offer.address,
+                    recipient_pkh=offer.pkh.hex(), source=SubmissionSource.API)
+                assert spend is not None
+                spend.deployment_id, spend.predicted_label, spend.margin = deployment.id, offer.label, offer.margin
+                spend.model_sha256 = deployment.model.weights_sha256
+                try:
+                    rt.chain.broadcast(tx)
+                except MempoolChainTooLong:  # queued: sent after the next block
+                    spend.status, spend.reason = SubmissionStatus.PENDING, RejectReason.CHAIN_TOO_LONG
+                    session.add(spend)
+                    session.flush()
+                    return submission_view(spend)
+                except TransactionRejected as exc:
+                    if _lost_race(exc):
+                        log.info("bounty %d: lost a race for %s:%d, rebuilding", bounty_id, utxo.txid, utxo.vout)
+                        continue
+                    raise
+                if vetted:  # the vetted row becomes the spend's (the watcher may have booked it already)
+                    _attach(session, spend, tx.txid())
+                booked = record_spend(session, rt, deployment, tx, 0, SubmissionSource.API,
+                                      SubmissionStatus.BROADCAST)
+                assert booked is not None  # a submission spend always reads back
+                booked.source = SubmissionSource.API  # even if the watcher booked it first
+                return submission_view(booked)
+    raise BountyClosed(f"bounty {bounty_id} is too busy: {RACE_RETRIES} attempts lost the race; try again")
 
 
 def _gate(model: IntegerModel, image: np.ndarray, bounty: Bounty, appeal: bool, digit: int | None

@@ -34,6 +34,7 @@ from tests.support.settings import settings_for
 from workers.persistence import persist_accepted
 
 THIEF = PrivateKey(7101, network=Network.TESTNET)
+REDIS_QUOTAS = "redis://127.0.0.1:6379/13"  # a database of its own: the test empties it
 ALL_DIGITS = list(range(10))
 
 
@@ -199,8 +200,21 @@ def test_two_payees_racing_for_one_image_get_one_payment(rt: Runtime, honest: di
     books_balance(rt, bounty_id)
 
 
-def test_hourly_quotas_per_payee(tmp_path: Path, honest: dict[int, np.ndarray]) -> None:
-    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, quota_per_payee_per_hour=2))
+@pytest.mark.parametrize("store", ["memory", pytest.param("redis", marks=[pytest.mark.postgres, pytest.mark.redis])])
+def test_hourly_quotas_per_payee(request: pytest.FixtureRequest, tmp_path: Path, honest: dict[int, np.ndarray],
+                                 store: str) -> None:
+    """Embedded: counted in memory. With PostgreSQL and Redis (production): counted in Redis, where every API
+    process sees the same count (a fresh Redis database keeps earlier runs' counts out)."""
+    extra: dict[str, object] = {}
+    if store == "redis":
+        from redis import Redis
+
+        Redis.from_url(REDIS_QUOTAS).flushdb()
+        url = reset_schema(request.getfixturevalue("postgres"))
+        migrate.upgrade(url)
+        extra = {"database_url": url, "redis_url": REDIS_QUOTAS}
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, quota_per_payee_per_hour=2,
+                                   **extra))
     bounty_id = vetted(rt, [7])
     api = client(rt)
     answers = [post(api, bounty_id, image) for image in honest[7][10:13]]
