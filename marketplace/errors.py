@@ -92,6 +92,7 @@ REASON_TEXT = {
     "judge_disagrees": "the independent judge does not read the claimed digit in it",
     "out_of_distribution": "it does not look like a handwritten digit (blank, noise, stray strokes or tampered)",
     "quota": "the payout address or this client used up its hourly quota; try again later",
+    "refused_on_review": "the operator refused the appeal on review",
 }
 
 

@@ -107,6 +107,7 @@ class RejectReason(StrEnum):
     JUDGE_DISAGREES = "judge_disagrees"  # the independent judge does not read the claimed digit
     OUT_OF_DISTRIBUTION = "out_of_distribution"  # not handwriting: blank, noise, strokes, adversarial
     QUOTA = "quota"  # the payee or the client used up its hourly quota
+    REFUSED_ON_REVIEW = "refused_on_review"  # an operator refused an appeal held for review
 
 
 class SubmissionSource(StrEnum):

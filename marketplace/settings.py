@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     novelty_index_mnist_test: bool = True  # index MNIST's test images too (a benchmark may hold them back)
     novelty_cache_dir: Path | None = None  # where the MNIST novelty index file is kept (None: home)
     appeal_gap: Annotated[int, Field(ge=0)] = 4_000  # new vetted bounties: how far behind an appeal may be
+    appeals_need_review: bool = False  # hold appeals that passed vetting until an operator approves them
     quota_per_payee_per_hour: Annotated[int, Field(ge=0)] = 20  # vetted submissions per payout address (0: off)
     quota_per_client_per_hour: Annotated[int, Field(ge=0)] = 60  # ... per client address (0: off)
     trusted_proxies: str = ""  # comma-separated addresses/networks whose X-Forwarded-For is believed

@@ -49,6 +49,7 @@ from model.reference import IntegerModel, as_pixels, classify, logits
 
 log = logging.getLogger(__name__)
 RACE_RETRIES = 8
+AWAITING = "awaiting"  # an appeal's vetting["review"] while an operator has not decided
 _bounty_locks: defaultdict[int, threading.Lock] = defaultdict(threading.Lock)
 
 
@@ -115,11 +116,60 @@ def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appeal
     if not vetted:
         return _pay(rt, bounty_id, offer)
     offer.row_id = _vet(rt, row, image, client)
+    if appeal and rt.settings.appeals_need_review:  # a person decides (decide_appeals), then it is paid
+        return _hold_for_review(rt, offer.row_id)
+    return _pay_vetted(rt, bounty_id, offer)
+
+
+def _pay_vetted(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
+    assert offer.row_id is not None
     try:
         return _pay(rt, bounty_id, offer)
     except (ServiceError, ChainError, ScriptError) as exc:  # vetted, then not paid: the receipt says why
         _close(rt, offer.row_id, _reason_of(exc))
         raise
+
+
+def _hold_for_review(rt: Runtime, row_id: int) -> SubmissionPublic:
+    with rt.session() as session:
+        row = session.get(Submission, row_id)
+        assert row is not None
+        row.vetting = {**(row.vetting or {}), "review": AWAITING}
+        return submission_view(row)
+
+
+def appeals_awaiting_review(rt: Runtime) -> list[SubmissionPublic]:
+    """Appeals that passed vetting and wait for an operator (with BOUNTY_APPEALS_NEED_REVIEW), oldest first."""
+    with rt.session() as session:
+        rows = session.scalars(select(Submission).where(Submission.status == SubmissionStatus.VETTING,
+                                                        Submission.appeal.is_(True)).order_by(Submission.id))
+        return [submission_view(r) for r in rows if (r.vetting or {}).get("review") == AWAITING]
+
+
+def decide_appeals(rt: Runtime, submission_ids: list[int], approve: bool) -> list[SubmissionPublic]:
+    """An operator's decision on held appeals: approved ones are paid now (the attestor co-signs, the
+    contract checks the runner-up rule as ever); refused ones end `rejected` (`refused_on_review`). An id that
+    is not a held appeal changes nothing, for any id."""
+    waiting = {view.id for view in appeals_awaiting_review(rt)}
+    unknown = sorted(set(submission_ids) - waiting)
+    if unknown:
+        raise NotFound(f"no appeal awaits review as submission {', '.join(map(str, unknown))}")
+    decided = []
+    for submission_id in submission_ids:
+        with rt.session() as session:
+            row = session.get(Submission, submission_id)
+            assert row is not None and row.deployment is not None
+            row.vetting = {**(row.vetting or {}), "review": "approved" if approve else "refused"}
+            if not approve:
+                row.status, row.reason = SubmissionStatus.REJECTED, RejectReason.REFUSED_ON_REVIEW
+                decided.append(submission_view(row))
+                continue
+            offer = _Offer(np.frombuffer(row.pixels, dtype=np.uint8).copy(), row.recipient_address,
+                           bytes.fromhex(row.recipient_pkh), True, row.predicted_label, row.margin,
+                           row.claimed_digit, row.deployment.model_id, row.id)
+            bounty_id = row.bounty_id
+        decided.append(_pay_vetted(rt, bounty_id, offer))
+    return decided
 
 
 def _pay(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:

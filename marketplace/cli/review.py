@@ -64,3 +64,45 @@ def exclude(image_ids: Annotated[list[int], typer.Argument(help="Training image 
             as_json: JsonOption = False) -> None:
     """Exclude images from training for good."""
     _set(image_ids, "excluded", as_json)
+
+
+@review_app.command("appeals")
+@friendly
+def appeals(as_json: JsonOption = False) -> None:
+    """Appeals that passed vetting and wait for your decision (with BOUNTY_APPEALS_NEED_REVIEW)."""
+    from marketplace.submissions import appeals_awaiting_review
+
+    rows = [view.model_dump() for view in appeals_awaiting_review(_runtime())]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        typer.echo(f"{row['id']:>6} bounty {row['bounty_id']:>3} claims a {row['claimed_digit']} "
+                   f"(the classifier read a {row['digit']}, margin {row['margin']}) pay {row['recipient_address']}")
+
+
+def _decide(submission_ids: list[int], approve: bool, as_json: bool) -> None:
+    from marketplace.submissions import decide_appeals
+
+    rows = [view.model_dump() for view in decide_appeals(_runtime(), submission_ids, approve)]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        typer.echo(f"{row['id']:>6} {row['status']} {row['txid'] or row['reason']}")
+
+
+@review_app.command("approve-appeal")
+@friendly
+def approve_appeal(submission_ids: Annotated[list[int], typer.Argument(help="Submission ids of held appeals.")],
+                   as_json: JsonOption = False) -> None:
+    """Pay held appeals now (the attestor co-signs; the contract still checks the runner-up rule)."""
+    _decide(submission_ids, True, as_json)
+
+
+@review_app.command("refuse-appeal")
+@friendly
+def refuse_appeal(submission_ids: Annotated[list[int], typer.Argument(help="Submission ids of held appeals.")],
+                  as_json: JsonOption = False) -> None:
+    """Refuse held appeals: they end rejected (refused_on_review) and nothing is paid."""
+    _decide(submission_ids, False, as_json)

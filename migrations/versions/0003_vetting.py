@@ -28,7 +28,8 @@ OLD_REASONS = ("wrong_digit", "low_margin", "bounty_exhausted", "bounty_inactive
                "broadcast_failed", "duplicate")
 # three reasons nothing ever wrote are dropped (bounty_inactive, fee_too_low, contract_migrated)
 REASONS = (*(r for r in OLD_REASONS if r not in ("bounty_inactive", "fee_too_low", "contract_migrated")),
-           "known_image", "claimed_by_another", "judge_disagrees", "out_of_distribution", "quota")
+           "known_image", "claimed_by_another", "judge_disagrees", "out_of_distribution", "quota",
+           "refused_on_review")
 
 
 def one_of(column: str, values: Sequence[str]) -> str:

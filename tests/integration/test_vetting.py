@@ -8,6 +8,7 @@ MNIST's test images stand in for new handwriting here: the novelty index is buil
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -280,3 +281,56 @@ def test_a_vetted_image_that_cannot_be_paid_ends_rejected_not_vetting(rt: Runtim
             ("broadcast", None), ("rejected", "bounty_exhausted")]
     settle(rt)
     assert paid_count(rt, bounty.id) == 1
+
+
+def test_appeals_held_for_review_are_paid_only_once_an_operator_approves(
+        tmp_path: Path, shipped: ModelArtifact, mnist: Mnist) -> None:
+    from typer.testing import CliRunner
+
+    from marketplace.cli import app as cli
+    from marketplace.settings import get_settings
+
+    home = tmp_path / "home"
+    rt = open_runtime(settings_for(home, novelty_index_mnist_test=False, appeals_need_review=True))
+    x = mnist.x_test.reshape(-1, 784)
+    z = logits(shipped.integer, x)
+    order = np.argsort(-z, axis=1, kind="stable")
+    gap = z[np.arange(len(z)), order[:, 0]] - z[np.arange(len(z)), order[:, 1]]
+    misread = np.flatnonzero((mnist.y_test == 7) & (order[:, 1] == 7) & (gap <= 4_000))
+    bounty_id = vetted(rt, [7])
+    api = client(rt)
+    held = []
+    for i in misread[:6]:
+        r = api.post(f"/bounties/{bounty_id}/submissions", json={"pixels": x[i].tolist(), "address": USER.address(),
+                                                                 "appeal": True})
+        if r.status_code == 202:
+            held.append(r.json())
+        if len(held) == 2:
+            break
+    assert len(held) == 2 and all(h["status"] == "vetting" and h["txid"] is None for h in held), held
+    settle(rt)
+    assert paid_count(rt, bounty_id) == 0, "nothing is paid before the operator decides"
+
+    env = {"BOUNTY_HOME": str(home), "BOUNTY_NOVELTY_INDEX_MNIST_TEST": "false", "BOUNTY_APPEALS_NEED_REVIEW": "true"}
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        listed = runner.invoke(cli, ["review", "appeals", "--json"], env=env)
+        assert listed.exit_code == 0, listed.output
+        assert [row["id"] for row in json.loads(listed.stdout)] == [h["id"] for h in held]
+        approved = runner.invoke(cli, ["review", "approve-appeal", str(held[0]["id"]), "--json"], env=env)
+        assert approved.exit_code == 0, approved.output
+        refused = runner.invoke(cli, ["review", "refuse-appeal", str(held[1]["id"]), "--json"], env=env)
+        assert refused.exit_code == 0, refused.output
+        again = runner.invoke(cli, ["review", "approve-appeal", str(held[1]["id"])], env=env)
+        assert again.exit_code == 1 and "no appeal awaits review" in again.stderr
+    finally:
+        get_settings.cache_clear()
+    settle(rt)
+    with rt.session() as session:
+        rows = {r.id: r for r in session.scalars(select(Submission).where(Submission.bounty_id == bounty_id))}
+        assert rows[held[0]["id"]].txid is not None and rows[held[0]["id"]].payout is not None
+        assert (str(rows[held[1]["id"]].status), str(rows[held[1]["id"]].reason)) == ("rejected", "refused_on_review")
+    assert paid_count(rt, bounty_id) == 1
+    books_balance(rt, bounty_id)
+    rt.close()
