@@ -12,7 +12,8 @@ What it does, in a fresh BOUNTY_HOME on 127.0.0.1:
   of other digits, blank, one pixel, strokes, noise), each one the public classifier pays; each is sent to the
   bounty of the digit it was crafted for, from its own payout address, then every paid honest image is replayed
   to its bounty by another payee, and 100 MNIST training images are sent as they are;
-- `--clients` threads send everything; the time from request to answer (the decision) is measured per request.
+- `--clients` threads send everything; the time from request to answer (the decision) is measured per request;
+- the API's memory at the end of that run, and that of an idle service with one open or one vetted bounty.
 
 Prints one JSON object and writes bench/results/vetting.json. Quotas are off here (they would refuse the attack
 flood for its volume, which would hide what the other checks catch).
@@ -132,10 +133,27 @@ def main() -> None:
         "decision_ms": percentiles(decisions),
         "clients": args.clients,
         "api_memory": api_memory,
+        "api_memory_idle_one_bounty_mb": {"open": idle_memory(False), "vetted": idle_memory(True)},
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "vetting.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
+
+
+def idle_memory(vetted: bool) -> float | None:
+    """The RSS (MB) of an idle `bounty serve` with one bounty, open or vetted, once it has loaded what it needs."""
+    with tempfile.TemporaryDirectory(prefix="bench-vetting-idle-") as tmp:
+        home = Path(tmp) / "home"
+        home.mkdir()
+        env = server_env(home, BOUNTY_NOVELTY_INDEX_MNIST_TEST="false")
+        create_bounty_cli(env, [7], PAYOUT, 100_000, vetted=vetted)
+        server, url = start_server(env, Path(tmp) / "server.log")
+        try:
+            time.sleep(8)  # the vetting state loads in the background at start
+            httpx.get(f"{url}/bounties", timeout=60)
+            return memory(server.pid)["rss_mb"]
+        finally:
+            server.stop()
 
 
 def _reasons(answers: list[dict[str, Any]]) -> dict[str, int]:
