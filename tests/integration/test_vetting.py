@@ -334,3 +334,31 @@ def test_appeals_held_for_review_are_paid_only_once_an_operator_approves(
     assert paid_count(rt, bounty_id) == 1
     books_balance(rt, bounty_id)
     rt.close()
+
+
+@pytest.mark.parametrize("grief", [1, 10_000])
+def test_dust_paid_to_a_vetted_contract_neither_stalls_nor_exhausts_it(rt: Runtime, honest: dict[int, np.ndarray],
+                                                                       grief: int) -> None:
+    from marketplace.bounties import active_deployment, withdraw_bounty
+    from marketplace.schema import Bounty
+    from tests.integration.test_service import _pay_to_script
+
+    bounty_id = vetted(rt, [7], budget=60_000)
+    with rt.session() as session:
+        deployment = active_deployment(session, session.get(Bounty, bounty_id))  # type: ignore[arg-type]
+        assert deployment is not None
+        script = rt.contract(deployment).lock().serialize()
+    foreign = _pay_to_script(rt, script, grief)
+    settle(rt)
+    api = client(rt)
+    assert [post(api, bounty_id, image)["code"] for image in honest[7][40:43]] == [202] * 3
+    settle(rt)
+    assert paid_count(rt, bounty_id) == 3
+    with rt.session() as session:
+        deployment = active_deployment(session, session.get(Bounty, bounty_id))  # type: ignore[arg-type]
+        assert deployment is not None and deployment.current_txid != foreign
+        live = deployment.current_satoshis
+    assert {(u.txid, u.satoshis) for u in rt.chain.utxos_for_script(script)} == {(deployment.current_txid, live),
+                                                                                  (foreign, grief)}
+    withdrawn = withdraw_bounty(rt, bounty_id)
+    assert live - 100 < withdrawn.withdrawn_sats < live
