@@ -76,7 +76,7 @@ def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_
                                 current_txid=tx.txid(), current_vout=0, current_satoshis=budget)
         session.add(deployment)
         session.flush()
-        return bounty_view(session, bounty)
+        return _published(rt, bounty_view(session, bounty))
 
 
 def fund_bounty(rt: Runtime, bounty_id: int, amount: int) -> BountyMigrated:
