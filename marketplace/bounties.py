@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from contracts.fees import default_max_fee
 from contracts.transactions import Utxo
 from marketplace.chain.base import TxState
-from marketplace.errors import BountyClosed, InvalidRequest, NotFound
+from marketplace.errors import BountyClosed, ConfigError, InvalidRequest, NotFound
 from marketplace.ledger import record_migration
 from marketplace.runtime import Runtime, script_sha256
 from marketplace.schema import (
@@ -52,6 +52,8 @@ def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_
                         budget_sats=budget, owner_pubkey=rt.wallet.public_key.hex(), network=rt.settings.network,
                         mode=mode)
         if mode == BountyMode.VETTED:
+            if rt.attestor.public_key == rt.wallet.public_key:
+                raise ConfigError("the attestor key is the operator's key: give the attestor a key of its own")
             bounty.attestor_pubkey = rt.attestor.public_key.hex()
             bounty.appeal_gap = rt.settings.appeal_gap if appeal_gap is None else appeal_gap
             bounty.judge_sha256 = rt.vetting.judge.policy_sha256

@@ -94,7 +94,8 @@ class Runtime:
     @cached_property
     def attestor(self) -> Attestor:
         """The vetted bounties' co-signer, loaded like the wallet (its own variable or key file; a key file
-        under BOUNTY_HOME created on first use on the dev chain). Refused when it is the operator's key."""
+        under BOUNTY_HOME created on first use on the dev chain). `create_bounty` refuses the operator's own key;
+        this does not load the operator wallet, which the API process does not hold in production."""
         s = self.settings
         if s.attestor_key_file is not None:
             attestor = Attestor.from_file(s.attestor_key_file)
@@ -107,8 +108,6 @@ class Runtime:
                 path = s.home / ATTESTOR_KEY_FILE
                 attestor = Attestor.from_file(path) if path.exists() else \
                     Attestor.create_key_file(path, testnet=s.network == "testnet")
-        if attestor.public_key == self.wallet.public_key:
-            raise ConfigError("the attestor key is the operator's key: give the attestor a key of its own")
         return attestor
 
     @cached_property

@@ -83,7 +83,8 @@ class BountyMode(StrEnum):
 
 
 class SubmissionStatus(StrEnum):
-    VETTING = "vetting"  # a vetted bounty's checks are running (novelty, judge, quotas)
+    VETTING = "vetting"  # a vetted bounty's checks are running (novelty, judge, quotas), or an appeal awaits review
+    PAYING = "paying"  # vetted: its spend is being built, co-signed and broadcast (taken by one process only)
     PENDING = "pending"  # accepted by the API, transaction not yet broadcast
     BROADCAST = "broadcast"  # handed to the chain, not yet seen in its mempool
     SEEN = "seen"  # in the mempool

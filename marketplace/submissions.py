@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from bsv.utils import decode_address
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,13 +25,12 @@ from contracts.errors import ContractError, ScriptError
 from contracts.interpreter import validate_input
 from contracts.transactions import submission
 from marketplace.bounties import current_utxo, live, submission_view
-from marketplace.chain.errors import ChainError, MempoolChainTooLong, TransactionRejected
+from marketplace.chain.errors import MempoolChainTooLong, TransactionRejected
 from marketplace.errors import (
     BountyClosed,
     ImageRefused,
     InvalidRequest,
     NotFound,
-    ServiceError,
     SubmissionRefused,
 )
 from marketplace.ledger import record_spend
@@ -45,6 +44,7 @@ from marketplace.schema import (
     SubmissionStatus,
 )
 from marketplace.views import SubmissionPublic, Verdict
+from model.errors import BountyError
 from model.reference import IntegerModel, as_pixels, classify, logits
 
 log = logging.getLogger(__name__)
@@ -122,10 +122,19 @@ def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appeal
 
 
 def _pay_vetted(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
+    """Pay a vetted submission once: its row moves from `vetting` to `paying` in one conditional update, so of
+    two processes (or one approval repeated) only one builds, co-signs and broadcasts its spend."""
     assert offer.row_id is not None
+    with rt.session() as session:
+        result = session.execute(update(Submission).where(Submission.id == offer.row_id,
+                                                          Submission.status == SubmissionStatus.VETTING)
+                                 .values(status=SubmissionStatus.PAYING))
+        taken = getattr(result, "rowcount", 0)  # a CursorResult: how many rows the condition matched
+    if taken != 1:
+        raise InvalidRequest(f"submission {offer.row_id} is already being paid or was decided")
     try:
         return _pay(rt, bounty_id, offer)
-    except (ServiceError, ChainError, ScriptError) as exc:  # vetted, then not paid: the receipt says why
+    except BountyError as exc:  # vetted, then not paid: the receipt says why (and the image is not claimed)
         _close(rt, offer.row_id, _reason_of(exc))
         raise
 
@@ -150,6 +159,7 @@ def decide_appeals(rt: Runtime, submission_ids: list[int], approve: bool) -> lis
     """An operator's decision on held appeals: approved ones are paid now (the attestor co-signs, the
     contract checks the runner-up rule as ever); refused ones end `rejected` (`refused_on_review`). An id that
     is not a held appeal changes nothing, for any id."""
+    submission_ids = list(dict.fromkeys(submission_ids))  # each once: an id named twice is decided once
     waiting = {view.id for view in appeals_awaiting_review(rt)}
     unknown = sorted(set(submission_ids) - waiting)
     if unknown:
@@ -159,6 +169,8 @@ def decide_appeals(rt: Runtime, submission_ids: list[int], approve: bool) -> lis
         with rt.session() as session:
             row = session.get(Submission, submission_id)
             assert row is not None and row.deployment is not None
+            if row.status != SubmissionStatus.VETTING:  # decided meanwhile (another operator, another process)
+                raise InvalidRequest(f"submission {submission_id} was decided meanwhile")
             row.vetting = {**(row.vetting or {}), "review": "approved" if approve else "refused"}
             if not approve:
                 row.status, row.reason = SubmissionStatus.REJECTED, RejectReason.REFUSED_ON_REVIEW
@@ -315,7 +327,7 @@ def send_queued(rt: Runtime) -> int:
                 rt.chain.broadcast(tx)
             except MempoolChainTooLong:
                 return sent  # still too long: wait for the next block
-            except (BountyClosed, ContractError, TransactionRejected) as exc:
+            except (BountyClosed, ContractError, TransactionRejected, ScriptError) as exc:
                 row.status, row.reason = SubmissionStatus.REJECTED, _reason_of(exc)
                 continue
             row.txid, row.deployment_id, row.reason = tx.txid(), deployment.id, None
@@ -339,7 +351,7 @@ def _reason_of(exc: Exception) -> RejectReason:
 def _close(rt: Runtime, row_id: int, reason: RejectReason) -> None:
     with rt.session() as session:
         row = session.get(Submission, row_id)
-        if row is not None and row.txid is None:
+        if row is not None and row.txid is None and row.status in (SubmissionStatus.VETTING, SubmissionStatus.PAYING):
             row.status, row.reason = SubmissionStatus.REJECTED, reason
 
 

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from marketplace.novelty import THRESHOLD, Match, NoveltyIndex
 from marketplace.novelty.mnist import load_or_build
 from marketplace.quota import ClientAddress, Quota, counters_for
-from marketplace.schema import RejectReason, Submission, WatcherState
+from marketplace.schema import RejectReason, Submission, SubmissionStatus, WatcherState
 from marketplace.settings import Settings
 from model.judge import Judge, load_judge
 
@@ -41,6 +41,10 @@ log = logging.getLogger(__name__)
 LOCK_KEY = "novelty_lock"  # a watcher_state row whose update serialises claims across processes
 CATCH_UP_SLACK = 1_000  # re-read this many ids below the newest indexed one (ids may commit out of order)
 SUBMISSION_KEY = "submission:"
+# refusals that leave an image unclaimed: a quota, or a payment that failed after vetting (retry it)
+NOT_CLAIMING = (RejectReason.QUOTA, RejectReason.BOUNTY_EXHAUSTED, RejectReason.DOUBLE_SPEND,
+                RejectReason.BROADCAST_FAILED, RejectReason.INVALID_SCRIPT, RejectReason.WRONG_DIGIT,
+                RejectReason.LOW_MARGIN)
 
 
 @dataclass
@@ -94,25 +98,21 @@ class Vetting:
         """Quotas, then the claim and the novelty check, then the judge; `row` is stored either way, its
         `vetting` figures set (the caller marks it rejected when a reason is returned)."""
         assert row.claimed_digit is not None
-        outcome = self.quotas(row.recipient_address, client)
-        if outcome.reason is None:
-            outcome = self.claim(session, row)
-            if outcome.reason is None:
-                judged = self.judged(image, row.claimed_digit)
-                outcome = Outcome(judged.reason, {**outcome.figures, **judged.figures})
-        else:
+        if client is not None and not self.client_quota.take(client):  # every attempt counts against a client
             session.add(row)
+            row.vetting = {"quota": "this client used its hourly quota"}
+            return Outcome(RejectReason.QUOTA, row.vetting)
+        outcome = self.claim(session, row)
+        if outcome.reason is None:
+            judged = self.judged(image, row.claimed_digit)
+            outcome = Outcome(judged.reason, {**outcome.figures, **judged.figures})
+        # a payee's quota counts payments only: nobody can use up someone else's with images that fail
+        if outcome.reason is None and not self.payee_quota.take(row.recipient_address):
+            outcome = Outcome(RejectReason.QUOTA, {**outcome.figures, "quota": "the payee used its hourly quota"})
         row.vetting = outcome.figures
         return outcome
 
     # -- the checks ------------------------------------------------------------------------------------
-
-    def quotas(self, payee: str, client: str | None) -> Outcome:
-        if not self.payee_quota.take(payee):
-            return Outcome(RejectReason.QUOTA, {"quota": f"the payee {payee} used its hourly quota"})
-        if client is not None and not self.client_quota.take(client):
-            return Outcome(RejectReason.QUOTA, {"quota": "this client used its hourly quota"})
-        return Outcome()
 
     def claim(self, session: Session, row: Submission) -> Outcome:
         """Check `row`'s image for copies and claim it (insert the row), atomically across processes."""
@@ -121,14 +121,14 @@ class Vetting:
         self._catch_up(session, index)
         image = np.frombuffer(row.pixels, dtype=np.uint8)
         match = index.is_copy(image)
+        reason = None if match is None else _copy_reason(session, match, row.recipient_pkh)
         session.add(row)
-        session.flush()  # the row's id: the image is claimed once this transaction commits
-        index.add(f"{SUBMISSION_KEY}{row.id}", image)
-        self._newest_indexed = max(self._newest_indexed, row.id)
-        if match is None:
+        session.flush()  # the image is claimed once this transaction commits (the index learns it then, from
+        # the database, in the next claim's catch-up: a transaction that fails leaves no trace in the index)
+        if match is None or reason is None:
             return Outcome(figures={"novelty": {"passed": True}})
-        return Outcome(_copy_reason(session, match, row.recipient_pkh),
-                       {"novelty": {"passed": False, "copy_of": match.key, "distance": round(match.distance, 4)}})
+        return Outcome(reason, {"novelty": {"passed": False, "copy_of": match.key,
+                                            "distance": round(match.distance, 4)}})
 
     def judged(self, image: np.ndarray, claimed: int) -> Outcome:
         verdict = self.judge.verdict(image, claimed)
@@ -139,8 +139,8 @@ class Vetting:
         """Index the submissions stored since this process last looked (by any process, any bounty)."""
         rows = session.execute(select(Submission.id, Submission.pixels)
                                .where(Submission.id > self._newest_indexed - CATCH_UP_SLACK,
-                                      or_(Submission.reason.is_(None), Submission.reason != RejectReason.QUOTA))
-                               .order_by(Submission.id)).all()  # a refusal for quota claims nothing
+                                      or_(Submission.reason.is_(None), Submission.reason.not_in(NOT_CLAIMING)))
+                               .order_by(Submission.id)).all()
         fresh = [(f"{SUBMISSION_KEY}{i}", pixels) for i, pixels in rows if f"{SUBMISSION_KEY}{i}" not in index]
         if fresh:
             index.add_many([key for key, _ in fresh],
@@ -157,9 +157,12 @@ def _take_lock(session: Session) -> None:
     session.execute(update(WatcherState).where(WatcherState.key == LOCK_KEY).values(value=WatcherState.value))
 
 
-def _copy_reason(session: Session, match: Match, payee_pkh: str) -> RejectReason:
+def _copy_reason(session: Session, match: Match, payee_pkh: str) -> RejectReason | None:
+    """Why a copy is refused; None when what it copies holds no claim (refused for a quota, or for a payment
+    that failed: its sender may try again)."""
     if not match.key.startswith(SUBMISSION_KEY):
         return RejectReason.KNOWN_IMAGE
     first = session.get(Submission, int(match.key.removeprefix(SUBMISSION_KEY)))
-    return RejectReason.DUPLICATE if first is not None and first.recipient_pkh == payee_pkh \
-        else RejectReason.CLAIMED_BY_ANOTHER
+    if first is None or (first.status == SubmissionStatus.REJECTED and first.reason in NOT_CLAIMING):
+        return None
+    return RejectReason.DUPLICATE if first.recipient_pkh == payee_pkh else RejectReason.CLAIMED_BY_ANOTHER

@@ -4,6 +4,7 @@ a photo is decoded to MNIST pixels off the event loop. Every refusal is a projec
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -39,10 +40,10 @@ async def submission_body(request: Request, max_bytes: int) -> SubmissionRequest
         if appeal not in ("true", "false"):
             raise InvalidRequest("the form's `appeal` field is `true` or `false`")
         digit = fields.get("digit")
-        if digit is not None and (not str(digit).strip().isdigit() or not 0 <= int(str(digit)) <= 9):
+        if digit is not None and re.fullmatch(r"[0-9]", str(digit).strip()) is None:
             raise InvalidRequest("the form's `digit` field is a digit 0..9")
         return SubmissionRequest(await decode(fields["image"], max_bytes), address.strip(), appeal == "true",
-                                 None if digit is None else int(str(digit)))
+                                 None if digit is None else int(str(digit).strip()))
     body = validated(SubmissionCreate, fields)
     return SubmissionRequest(np.array(body.pixels, dtype=np.uint8), body.address, body.appeal, body.digit)
 

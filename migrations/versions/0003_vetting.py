@@ -22,7 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 MODES = ("open", "vetted")
 OLD_STATUSES = ("pending", "broadcast", "seen", "confirmed", "rejected", "orphaned")
-STATUSES = ("vetting", *OLD_STATUSES)
+STATUSES = ("vetting", "paying", *OLD_STATUSES)
 OLD_REASONS = ("wrong_digit", "low_margin", "bounty_exhausted", "bounty_inactive", "double_spend",
                "fee_too_low", "invalid_script", "chain_too_long", "reorged_out", "contract_migrated",
                "broadcast_failed", "duplicate")

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from contracts.interpreter import validate_input
 from contracts.transactions import address_pkh
 from marketplace import migrate
-from marketplace.bounties import create_bounty
+from marketplace.bounties import create_bounty, fund_bounty
 from marketplace.chain.errors import TransactionRejected
 from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import BountyMode, Payout, Submission, TrainingImage
@@ -31,6 +31,7 @@ from model.data import Mnist
 from model.reference import classify, logits
 from tests.integration.test_service import PAYOUT, USER, books_balance, client, post, settle
 from tests.support.databases import reset_schema
+from tests.support.images import paper_png
 from tests.support.settings import settings_for
 from workers.persistence import persist_accepted
 
@@ -148,6 +149,10 @@ def test_an_appeal_pays_the_classifiers_close_second_and_false_appeals_are_refus
     assert [p.status_code for p in paid].count(202) >= 2, [p.json() for p in paid]
     receipt = paid[0].json()
     assert receipt["appeal"] and receipt["claimed_digit"] == 7 and receipt["digit"] != 7
+    odd = api.post(f"/bounties/{bounty_id}/submissions", data={"address": USER.address(), "appeal": "true",
+                                                                "digit": "\u00b2"},
+                   files={"image": ("x.png", paper_png(x[misread_sevens[0]], 4), "image/png")})
+    assert odd.status_code == 422 and "digit" in odd.json()["detail"]  # a superscript two is no digit
     # a three the classifier does not rank second for 7: refused before any vetting
     threes = np.flatnonzero((mnist.y_test == 3) & (order[:, 1] != 7))
     no = api.post(f"/bounties/{bounty_id}/submissions",
@@ -203,7 +208,7 @@ def test_two_payees_racing_for_one_image_get_one_payment(rt: Runtime, honest: di
 
 @pytest.mark.parametrize("store", ["memory", pytest.param("redis", marks=[pytest.mark.postgres, pytest.mark.redis])])
 def test_hourly_quotas_per_payee(request: pytest.FixtureRequest, tmp_path: Path, honest: dict[int, np.ndarray],
-                                 store: str) -> None:
+                                 mnist: Mnist, store: str) -> None:
     """Embedded: counted in memory. With PostgreSQL and Redis (production): counted in Redis, where every API
     process sees the same count (a fresh Redis database keeps earlier runs' counts out)."""
     extra: dict[str, object] = {}
@@ -218,13 +223,16 @@ def test_hourly_quotas_per_payee(request: pytest.FixtureRequest, tmp_path: Path,
                                    **extra))
     bounty_id = vetted(rt, [7])
     api = client(rt)
+    # images that fail vetting do not use up a payee's quota: nobody can exhaust someone else's with MNIST
+    known = [post(api, bounty_id, image) for image in mnist.x_train.reshape(-1, 784)[mnist.y_train == 7][:3]]
+    assert [refusal(k) for k in known] == ["known_image"] * 3
     answers = [post(api, bounty_id, image) for image in honest[7][10:13]]
     assert [a["code"] for a in answers] == [202, 202, 422] and refusal(answers[2]) == "quota"
     other = post(api, bounty_id, honest[7][12], THIEF.address())
     assert other["code"] == 202, "a quota refusal claims nothing: the same image is still new for another payee"
     with rt.session() as session:
         rows = session.scalars(select(Submission).where(Submission.bounty_id == bounty_id)).all()
-        assert [str(r.reason) if r.reason else None for r in rows] == [None, None, "quota", None]
+        assert [str(r.reason) if r.reason else None for r in rows] == ["known_image"] * 3 + [None, None, "quota", None]
     settle(rt)
     books_balance(rt, bounty_id)
     rt.close()
@@ -281,6 +289,12 @@ def test_a_vetted_image_that_cannot_be_paid_ends_rejected_not_vetting(rt: Runtim
             ("broadcast", None), ("rejected", "bounty_exhausted")]
     settle(rt)
     assert paid_count(rt, bounty.id) == 1
+    # the failed payment claimed nothing: once the operator tops the bounty up, the same payee's retry is paid
+    fund_bounty(rt, bounty.id, 20_000)
+    retry = post(api, bounty.id, honest[7][31])
+    assert retry["code"] == 202, retry
+    settle(rt)
+    assert paid_count(rt, bounty.id) == 2
 
 
 def test_appeals_held_for_review_are_paid_only_once_an_operator_approves(
@@ -318,7 +332,9 @@ def test_appeals_held_for_review_are_paid_only_once_an_operator_approves(
         listed = runner.invoke(cli, ["review", "appeals", "--json"], env=env)
         assert listed.exit_code == 0, listed.output
         assert [row["id"] for row in json.loads(listed.stdout)] == [h["id"] for h in held]
-        approved = runner.invoke(cli, ["review", "approve-appeal", str(held[0]["id"]), "--json"], env=env)
+        # named twice in one command: decided, and paid, once
+        approved = runner.invoke(cli, ["review", "approve-appeal", str(held[0]["id"]), str(held[0]["id"]), "--json"],
+                                 env=env)
         assert approved.exit_code == 0, approved.output
         refused = runner.invoke(cli, ["review", "refuse-appeal", str(held[1]["id"]), "--json"], env=env)
         assert refused.exit_code == 0, refused.output

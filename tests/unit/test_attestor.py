@@ -14,7 +14,7 @@ from bsv import P2PKH, PrivateKey, Transaction, TransactionInput, TransactionOut
 from marketplace.attestor import Attestor
 from marketplace.chain.errors import WalletError
 from marketplace.errors import ConfigError
-from marketplace.runtime import Runtime
+from marketplace.runtime import Runtime, open_runtime
 from marketplace.settings import Settings
 
 ATTESTOR = PrivateKey(4242)
@@ -22,7 +22,7 @@ OPERATOR = PrivateKey(4343)
 
 
 def runtime(tmp_path: Path, **overrides: object) -> Runtime:
-    return Runtime(Settings(_env_file=None, home=tmp_path, **overrides))  # type: ignore[arg-type]
+    return open_runtime(Settings(_env_file=None, home=tmp_path, **overrides))  # type: ignore[arg-type]
 
 
 def test_on_the_dev_chain_a_key_file_is_created_once_and_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -60,11 +60,22 @@ def test_on_a_network_chain_a_missing_key_is_an_error_not_a_new_key(tmp_path: Pa
 
 
 def test_the_operator_key_cannot_be_the_attestor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused when a vetted bounty is created; loading the attestor alone never loads the operator wallet (the
+    API process holds only the attestor key in production)."""
+    from marketplace.bounties import create_bounty
+    from marketplace.schema import Bounty, BountyMode
+
     monkeypatch.setenv("BOUNTY_ATTESTOR_WIF", OPERATOR.wif())
     monkeypatch.setenv("BOUNTY_OPERATOR_WIF", OPERATOR.wif())
+    rt = runtime(tmp_path)
     with pytest.raises(ConfigError, match="attestor key is the operator's key") as refused:
-        _ = runtime(tmp_path).attestor
+        create_bounty(rt, [7], 500, 100_000, mode=BountyMode.VETTED)
     assert OPERATOR.wif() not in str(refused.value)
+    with rt.session() as session:
+        assert session.query(Bounty).count() == 0
+    monkeypatch.delenv("BOUNTY_OPERATOR_WIF")
+    only_attestor = runtime(tmp_path / "api")  # no operator key here, as in the API service
+    assert only_attestor.attestor.public_key == OPERATOR.public_key().serialize()
 
 
 def test_a_bad_wif_is_refused_without_quoting_it(monkeypatch: pytest.MonkeyPatch) -> None:
