@@ -508,3 +508,52 @@ def test_a_budget_that_cannot_pay_one_image_is_refused_and_nothing_is_written(
     created = create_bounty(rt, [7], PAYOUT, 9_300)  # payout + the largest fee: one image
     assert created.max_fee_sats + PAYOUT <= 9_300
     assert post(client(rt), created.id, digits["sevens"][0])["code"] == 202
+
+
+# -- edges that let money leak if they break (issue 16's surviving mutants) ------------------------------------
+
+def test_an_image_the_bounty_would_pay_is_refused_for_a_bad_or_wrong_network_address(
+        rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """The address checks must hold on their own: the image here is one the contract would pay for."""
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    api = client(rt)
+    mainnet = PrivateKey(7201, network=Network.MAINNET).address()
+    for address, words in [(mainnet, "mainnet address"), ("1" * 34, "not a valid P2PKH address"),
+                           (USER.address()[:-1] + ("A" if USER.address()[-1] != "A" else "B"), "not a valid")]:
+        refused = post(api, bounty.id, digits["sevens"][0], address)
+        assert refused["code"] == 422 and words in refused["detail"], refused
+    assert post(api, bounty.id, digits["sevens"][0])["code"] == 202  # the same image, a good address: paid
+    settle(rt)
+    books_balance(rt, bounty.id)
+
+
+def test_a_margin_above_zero_is_enforced_through_the_api(rt: Runtime, shipped: ModelArtifact,
+                                                         digits: dict[str, np.ndarray]) -> None:
+    """A 7 below the bounty's margin gets a 422 with the reading (never a 500 from the script's refusal), one
+    above it is paid."""
+    _, margins = classify(shipped.integer, digits["sevens"])
+    median = int(np.median(margins))
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000, min_margin=median)
+    api = client(rt)
+    low = digits["sevens"][int(np.flatnonzero(margins < median)[0])]
+    high = digits["sevens"][int(np.flatnonzero(margins > median)[0])]
+    refused = post(api, bounty.id, low)
+    assert refused["code"] == 422 and refused["detail"]["predicted"] == 7 and refused["detail"]["margin"] < median
+    assert "too close to call" in refused["detail"]["message"]
+    assert post(api, bounty.id, high)["code"] == 202
+    settle(rt)
+    books_balance(rt, bounty.id)
+
+
+def test_a_submission_is_confirmed_only_with_the_configured_confirmations(tmp_path: Path,
+                                                                          digits: dict[str, np.ndarray]) -> None:
+    rt = open_runtime(settings_for(tmp_path / "home", min_confirmations=3))
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    api = client(rt)
+    sent = post(api, bounty.id, digits["sevens"][0])
+    seen = []
+    for _ in range(3):
+        settle(rt)  # one block each
+        seen.append(api.get(f"/submissions/{sent['id']}").json()["status"])
+    assert seen == ["seen", "seen", "confirmed"], seen
+    rt.close()
