@@ -37,9 +37,8 @@ from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import classify
-from tests.support.databases import reset_schema
 from tests.support.images import paper_png
-from tests.support.settings import settings_for
+from tests.support.settings import runtime_on, settings_for
 
 USER = PrivateKey(7001, network=Network.TESTNET)
 OTHER = PrivateKey(7002, network=Network.TESTNET)
@@ -56,11 +55,7 @@ def digits(sevens: np.ndarray, shipped: ModelArtifact, mnist: Mnist) -> dict[str
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def rt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
-    url = None
-    if request.param == "postgresql":
-        url = reset_schema(request.getfixturevalue("postgres"))
-        migrate.upgrade(url)
-    runtime = open_runtime(settings_for(tmp_path / "home", url))
+    runtime = runtime_on(request.param, request, tmp_path)
     yield runtime
     runtime.close()
 

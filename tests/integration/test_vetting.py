@@ -32,7 +32,7 @@ from model.reference import classify, logits
 from tests.integration.test_service import PAYOUT, USER, books_balance, client, post, settle
 from tests.support.databases import reset_schema
 from tests.support.images import paper_png
-from tests.support.settings import settings_for
+from tests.support.settings import runtime_on, settings_for
 from workers.persistence import persist_accepted
 
 THIEF = PrivateKey(7101, network=Network.TESTNET)
@@ -42,12 +42,8 @@ ALL_DIGITS = list(range(10))
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def rt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
-    url = None
-    if request.param == "postgresql":
-        url = reset_schema(request.getfixturevalue("postgres"))
-        migrate.upgrade(url)
-    runtime = open_runtime(settings_for(tmp_path / "home", url, novelty_index_mnist_test=False,
-                                        quota_per_payee_per_hour=0, quota_per_client_per_hour=0))
+    runtime = runtime_on(request.param, request, tmp_path, novelty_index_mnist_test=False,
+                         quota_per_payee_per_hour=0, quota_per_client_per_hour=0)
     yield runtime
     runtime.close()
 
