@@ -11,7 +11,7 @@ import hashlib
 import logging
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -21,7 +21,7 @@ from marketplace.schema import ReviewStatus, Submission, SubmissionStatus, Train
 log = logging.getLogger(__name__)
 NEAR_PIXEL_DELTA = 48  # a pixel "differs" when it moved by more than this (of 255)
 NEAR_MAX_DIFFERING = 12  # at most this many differing pixels makes a near copy
-HOLDOUT_EVERY = 5  # one image in five (by hash, so it never changes) is kept out of training to judge models
+HOLDOUT_EVERY = 5  # of each digit's kept images, every fifth (set once, never changed) only judges models
 
 
 def persist_accepted(rt: Runtime, submission_id: int) -> int | None:
@@ -39,11 +39,12 @@ def persist_accepted(rt: Runtime, submission_id: int) -> int | None:
         # the vetted label (the claim the judge confirmed, an appeal's included), never the model's own reading
         label = row.claimed_digit if row.claimed_digit is not None else row.predicted_label
         image = TrainingImage(spend_key=key, submission_id=row.id, bounty_id=row.bounty_id,
-                              label=label, pixels=row.pixels, pixels_sha256=digest,
-                              holdout=int(digest[:8], 16) % HOLDOUT_EVERY == 0, review=ReviewStatus.PENDING)
+                              label=label, pixels=row.pixels, pixels_sha256=digest, review=ReviewStatus.PENDING)
         original = _copy_of(session, row.pixels, digest, label)
         if original is not None:
             image.duplicate_of, image.review = original, ReviewStatus.EXCLUDED
+        else:
+            image.holdout = _kept_with(session, label) % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
         session.add(image)
         try:
             session.flush()
@@ -53,6 +54,14 @@ def persist_accepted(rt: Runtime, submission_id: int) -> int | None:
         log.info("kept submission %d as training image %d%s", row.id, image.id,
                  f" (copy of {original})" if original else "")
         return image.id
+
+
+def _kept_with(session: Session, label: int) -> int:
+    """How many images with this label were kept before (duplicates not counted): the per-digit position
+    that makes the held-out share exact for every digit. Two images of one digit kept at the same instant may
+    share a position; the share stays within one image of exact."""
+    return session.scalar(select(func.count()).select_from(TrainingImage).where(
+        TrainingImage.label == label, TrainingImage.duplicate_of.is_(None))) or 0
 
 
 def _copy_of(session: Session, pixels: bytes, digest: str, label: int) -> int | None:

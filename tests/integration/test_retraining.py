@@ -42,7 +42,6 @@ from marketplace.schema import (
     WatcherState,
 )
 from model.artifact import DEFAULT_ARTIFACT, ModelArtifact, load_artifact
-from model.config import TINY
 from model.data import Mnist
 from model.reference import classify
 from tests.integration.test_service import PAYOUT, USER, books_balance, client, post, settle
@@ -61,6 +60,8 @@ from workers.retraining import (
     take_snapshot,
 )
 from workers.retraining import run as retraining_run
+from workers.retraining.recipe import Recipe
+from workers.retraining.training import Trained
 
 MANUAL = RetrainTrigger.MANUAL
 LENIENT = {"retrain_tolerance": 1.0, "retrain_class_tolerance": 1.0}  # a seconds-long retraining need not be better
@@ -88,8 +89,12 @@ def stand_in(shipped: ModelArtifact, monkeypatch: pytest.MonkeyPatch) -> ModelAr
     """Training replaced by a challenger that classifies exactly like the shipped model (every logit one
     higher: same labels, same margins, other weights), for tests about locking and deploying, not learning."""
     challenger = replace(shipped, integer=replace(shipped.integer, b2=shipped.integer.b2 + 1))
-    monkeypatch.setattr(retraining_run, "train_challenger", lambda *args, **kwargs: challenger)
+    monkeypatch.setattr(retraining_run, "train_challenger", lambda *args, **kwargs: as_trained(challenger))
     return challenger
+
+
+def as_trained(challenger: ModelArtifact) -> Trained:
+    return Trained(challenger, Recipe(1, 1, fast=True), {"candidates": [], "stand_in": True})
 
 
 def keep(rt: Runtime, images: np.ndarray, label: int, **flags: Any) -> list[int]:
@@ -143,37 +148,40 @@ def runs(rt: Runtime) -> list[RetrainRun]:
 
 def test_duplicates_excluded_holdout_and_unreviewed_images_are_not_trained_on(
         runtimes: Callable[..., Runtime], mnist: Mnist) -> None:
-    rt = runtimes(retrain_accepted_weight=3)
+    rt = runtimes(retrain_validation_every=3)
     x = mnist.x_test[:40].reshape(-1, 784)
     pending = keep(rt, x[:6], 7)
     approved = keep(rt, x[6:10], 1, review=ReviewStatus.APPROVED)
     keep(rt, x[10:13], 7, review=ReviewStatus.EXCLUDED)
     keep(rt, x[:2], 7, duplicate_of=pending[0])
-    keep(rt, x[13:18], 2, holdout=True)
-    keep(rt, x[18:20], 2, holdout=True, review=ReviewStatus.APPROVED)
+    keep(rt, x[13:18], 2, holdout=True)  # an open bounty's, unreviewed: the model's own label, so not used
+    held = keep(rt, x[18:20], 2, holdout=True, review=ReviewStatus.APPROVED)
 
-    snapshot = take_snapshot(rt, mnist, TINY)
-    assert snapshot.record.accepted_images == 10 and snapshot.record.accepted_examples == 30
-    assert snapshot.record.left_out == {"duplicates": 2, "excluded": 3, "unreviewed": 0}
-    assert snapshot.record.holdout_images == 7
-    assert snapshot.record.accepted_id_range == (pending[0], approved[-1])
-    assert snapshot.record.accepted_label_counts[7] == 6 and snapshot.record.accepted_label_counts[1] == 4
-    assert np.array_equal(snapshot.images, x[:10]) and list(snapshot.labels) == [7] * 6 + [1] * 4
-    images, labels = snapshot.training_set(3)
-    assert len(images) == 30 and list(labels[:3]) == [7, 7, 7]
-    assert snapshot.record.mnist_digest == mnist.digest and snapshot.record.mnist_images == 3000
+    snapshot = take_snapshot(rt, mnist)
+    record = snapshot.record
+    assert record.accepted_images == 10 and record.validation_images == 3  # the 3rd and 6th 7, the 3rd 1
+    assert record.left_out == {"duplicates": 2, "excluded": 3, "unreviewed": 5}
+    assert record.holdout_images == 2 and np.array_equal(snapshot.holdout_images, x[18:20])
+    assert list(snapshot.holdout_labels) == [2, 2] and record.holdout_label_counts[2] == 2
+    assert record.holdout_ids_sha256 == hashlib.sha256(",".join(map(str, held)).encode()).hexdigest()
+    assert record.accepted_id_range == (pending[0], approved[-1])
+    assert record.accepted_label_counts[7] == 6 and record.accepted_label_counts[1] == 4
+    assert np.array_equal(snapshot.validation_images, x[[2, 5, 8]]) and list(snapshot.validation_labels) == [7, 7, 1]
+    assert np.array_equal(snapshot.images, x[[0, 1, 3, 4, 6, 7, 9]])
+    assert list(snapshot.labels) == [7, 7, 7, 7, 1, 1, 1]
+    assert record.mnist_digest == mnist.digest
 
     rt.settings.retrain_require_review = True  # only what an operator approved
-    reviewed = take_snapshot(rt, mnist, TINY)
-    assert reviewed.record.accepted_images == 4 and np.array_equal(reviewed.images, x[6:10])
+    reviewed = take_snapshot(rt, mnist)
+    assert reviewed.record.accepted_images == 4 and reviewed.record.validation_images == 1
     assert reviewed.record.left_out == {"duplicates": 2, "excluded": 3, "unreviewed": 11}
     assert reviewed.record.holdout_images == 2
-    assert reviewed.record.accepted_spend_keys_sha256 != snapshot.record.accepted_spend_keys_sha256
+    assert reviewed.record.accepted_spend_keys_sha256 != record.accepted_spend_keys_sha256
 
     # the default: an open bounty's images (these are all open) wait for review even when others need none
     rt.settings.retrain_require_review, rt.settings.retrain_open_needs_review = False, True
-    default = take_snapshot(rt, mnist, TINY)
-    assert default.record.accepted_images == 4 and np.array_equal(default.images, x[6:10])
+    default = take_snapshot(rt, mnist)
+    assert default.record.accepted_images == 4
     assert default.record.left_out == reviewed.record.left_out
 
 
@@ -206,7 +214,7 @@ def test_a_good_enough_model_replaces_the_judge_of_every_bounty(
         session.execute(update(TrainingImage).where(TrainingImage.id == kept[1]).values(review=ReviewStatus.EXCLUDED))
         rows = session.scalars(select(TrainingImage)).all()
         trainable = [r.id for r in rows if r.duplicate_of is None and r.id != kept[1] and not r.holdout]
-        holdout = [r.id for r in rows if r.holdout and r.duplicate_of is None and r.id != kept[1]]
+        unvetted_holdout = [r.id for r in rows if r.holdout and r.duplicate_of is None and r.id != kept[1]]
 
     remaining = {b.id: api.get(f"/bounties/{b.id}").json()["remaining_sats"]
                  for b in (sevens_bounty, ones_bounty)}
@@ -217,9 +225,12 @@ def test_a_good_enough_model_replaces_the_judge_of_every_bounty(
     assert result.model_version == 2 and result.base_model_version == 1
     assert {r.bounty_id for r in result.redeployed} == {sevens_bounty.id, ones_bounty.id}
     snapshot = result.metrics["data_snapshot"]
-    assert snapshot["accepted_images"] == len(trainable) and snapshot["holdout_images"] == len(holdout)
-    assert snapshot["left_out"]["duplicates"] == 1 and snapshot["left_out"]["excluded"] == 1
-    assert result.metrics["config"]["source"] == "finetune-fast" and result.metrics["config"]["qat_epochs"] == 1
+    # an open bounty's unreviewed images: trained on here, but never held out (their label is the model's)
+    assert snapshot["accepted_images"] == len(trainable) and snapshot["holdout_images"] == 0
+    assert snapshot["left_out"] == {"duplicates": 1, "excluded": 1, "unreviewed": len(unvetted_holdout)}
+    assert result.metrics["images"]["trained"] == len(trainable) and result.metrics["images"]["epochs"] == 1
+    assert result.metrics["recipe"]["chosen"]["fast"] and result.metrics["crowd_holdout_accuracy_before"] is None
+    assert result.metrics["mnist_test_accuracy"] == result.metrics["test"]["challenger"]["accuracy"]
     assert all(check["passed"] for check in result.metrics["checks"])
     with rt.session() as session:
         model = session.scalar(select(ModelVersion).where(ModelVersion.version == 2))
@@ -262,8 +273,8 @@ def test_a_worse_model_is_rejected_and_deploys_nothing(
     result = retrain(rt, MANUAL, data=mnist)
 
     assert result.status == "rejected" and result.model_version is None and result.redeployed == ()
-    assert "test accuracy" in result.reason and "per-digit" in result.reason
-    assert "holdout accuracy: skipped" not in result.reason  # a skipped check is not a reason
+    assert "MNIST test accuracy" in result.reason and "per-digit" in result.reason
+    assert "held-out crowd accuracy" not in result.reason  # a skipped check is not a reason
     assert deployments(rt) == before
     with rt.session() as session:
         assert session.scalar(select(func.count(ModelVersion.id))) == 1
@@ -329,10 +340,10 @@ def test_a_second_run_while_one_runs_is_skipped_and_runs_never_overlap(
     rt = runtimes(**LENIENT)
     training, finish = threading.Event(), threading.Event()
 
-    def slow_train(*args: Any, **kwargs: Any) -> ModelArtifact:
+    def slow_train(*args: Any, **kwargs: Any) -> Trained:
         training.set()
         assert finish.wait(30)
-        return stand_in
+        return as_trained(stand_in)
 
     monkeypatch.setattr(retraining_run, "train_challenger", slow_train)
     results: list[RetrainResult] = []

@@ -4,10 +4,12 @@ rejected or failed; the metrics JSON grows stage by stage, so a failed run shows
 1. **lock**: the lease (`workers.retraining.lease`); a second run while one holds it returns "skipped" and
    writes nothing. The next run marks a crashed holder's run failed ("abandoned").
 2. **data**: the snapshot (`workers.retraining.snapshot`). The 10,000 MNIST test images are never trained on.
-3. **train**: in a child process (`workers.retraining.training`); the challenger is saved under
-   ``{home}/models/{sha[:12]}/`` with its lineage.
-4. **judge**: the challenger must not be worse than the champion (`workers.retraining.judge`), and its script
-   must agree with its reference. A challenger that fails a check is *rejected*: nothing is deployed.
+3. **train**: the candidate recipes (`workers.retraining.recipe`), trained and chosen on validation in a
+   child process (`workers.retraining.training`); the challenger is saved under ``{home}/models/{sha[:12]}/``
+   with its lineage.
+4. **judge**: the gate (`workers.retraining.judge`): the held-out crowd images, MNIST test overall and per
+   digit, and the script against its reference. A challenger that fails a check is *rejected*: nothing is
+   deployed. Every check is recorded with its numbers.
 5. **deploy**: the challenger is registered once (its `models` row: from then on it is that row's id and
    hash) and every active bounty is migrated into a contract it judges, one owner transaction per bounty. If
    a migration fails the run is *failed* and no further bounty is migrated; the bounties already migrated
@@ -40,14 +42,14 @@ from marketplace.schema import (
     RetrainTrigger,
 )
 from model.artifact import ModelArtifact
-from model.config import TrainConfig
 from model.data import Mnist, load_mnist
 from workers.errors import RetrainError
 from workers.retraining.judge import Champion, find_champion, judge
 from workers.retraining.lease import Lease
+from workers.retraining.recipe import candidates
 from workers.retraining.result import SKIPPED, Redeployed, RetrainResult, SkippedBounty
 from workers.retraining.snapshot import take_snapshot
-from workers.retraining.training import choose_config, save_challenger, train_challenger
+from workers.retraining.training import save_challenger, train_challenger
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +105,7 @@ class _Run:
             row.metrics = json.loads(json.dumps(self.metrics))  # a new object, so the JSON column is written
 
 
-def retrain(rt: Runtime, trigger: RetrainTrigger, config: TrainConfig | None = None, *,
-            data: Mnist | None = None) -> RetrainResult:
+def retrain(rt: Runtime, trigger: RetrainTrigger, *, data: Mnist | None = None) -> RetrainResult:
     """Run one whole retraining cycle (see the module docstring). `data` is MNIST already loaded (tests
     share theirs). Failures are recorded in the run and returned, not raised: a rerun would only repeat them.
     """
@@ -124,7 +125,7 @@ def retrain(rt: Runtime, trigger: RetrainTrigger, config: TrainConfig | None = N
             return RetrainResult(status=str(RetrainStatus.FAILED), trigger=str(trigger), error=_describe(exc))
         run = _Run(rt, trigger, champion)
         try:
-            return _cycle(rt, run, lease, champion, config, data)
+            return _cycle(rt, run, lease, champion, data)
         except Exception as exc:
             log.exception("retrain run %d failed", run.id)
             return run.finish(RetrainStatus.FAILED, _describe(exc))
@@ -132,26 +133,30 @@ def retrain(rt: Runtime, trigger: RetrainTrigger, config: TrainConfig | None = N
         lease.release()
 
 
-def _cycle(rt: Runtime, run: _Run, lease: Lease, champion: Champion, config: TrainConfig | None,
-           data: Mnist | None) -> RetrainResult:
+def _cycle(rt: Runtime, run: _Run, lease: Lease, champion: Champion, data: Mnist | None) -> RetrainResult:
     run.start()
     settings = rt.settings
-    config, source = choose_config(settings, config)
-    run.record(config={"source": source, **config.to_json()})
+    recipes = candidates(settings)
+    run.record(recipes=[r.to_json() for r in recipes])
     old = rt.artifact(champion.artifact_path)
     data = data if data is not None else load_mnist()
-    snapshot = take_snapshot(rt, data, config)
-    run.record(data_snapshot=snapshot.record.to_json())
-    log.info("retrain run %d: training (%s config) on %d accepted images x %d", run.id, source,
-             snapshot.record.accepted_images, settings.retrain_accepted_weight)
-    images, labels = snapshot.training_set(settings.retrain_accepted_weight)
-    trained = train_challenger(data, config, images, labels, base=champion.artifact_path)
+    snapshot = take_snapshot(rt, data)
+    record = snapshot.record
+    run.record(data_snapshot=record.to_json(),
+               images={"trained": record.accepted_images, "validation": record.validation_images,
+                       "held_out": record.holdout_images, **record.left_out})
+    log.info("retrain run %d: %d candidate recipes on %d accepted images (%d held out)", run.id, len(recipes),
+             record.accepted_images, record.holdout_images)
+    trained = train_challenger(data, snapshot, recipes, champion.artifact_path, settings)
+    run.record(recipe=trained.selection, images={**run.metrics["images"], "weight": trained.recipe.weight,
+                                                 "epochs": trained.recipe.epochs, "scratch": trained.recipe.scratch})
     lease.check()
-    if trained.weights_sha256 == champion.weights_sha256:
+    if trained.challenger.weights_sha256 == champion.weights_sha256:
         return run.finish(RetrainStatus.REJECTED, "the challenger has the champion's weights: nothing to deploy")
-    verdict = judge(old, trained, data, snapshot, settings)
-    challenger = replace(trained, version=champion.next_version, parent_sha256=champion.weights_sha256,
-                         metrics={**trained.metrics, **verdict.figures(), "data_snapshot": snapshot.record.to_json()})
+    verdict = judge(old, trained.challenger, data, snapshot, settings)
+    challenger = replace(trained.challenger, version=champion.next_version, parent_sha256=champion.weights_sha256,
+                         metrics={**trained.challenger.metrics, **verdict.figures(), "recipe": trained.recipe.to_json(),
+                                  "data_snapshot": record.to_json()})
     path = save_challenger(challenger, settings.home)
     run.update(weights_sha256=challenger.weights_sha256, artifact_path=str(path))
     run.record(challenger={"version": challenger.version, "weights_sha256": challenger.weights_sha256,
@@ -159,7 +164,7 @@ def _cycle(rt: Runtime, run: _Run, lease: Lease, champion: Champion, config: Tra
     if not verdict.passed:
         return run.finish(RetrainStatus.REJECTED, "; ".join(verdict.reasons))
     lease.renew()  # still ours before anything is deployed
-    model_id, sha256 = _register(rt, run, challenger, str(path), snapshot.record.to_json())
+    model_id, sha256 = _register(rt, run, challenger, str(path), record.to_json())
     _redeploy_all(rt, run, lease, model_id, sha256)
     return run.finish(RetrainStatus.SUCCEEDED)
 

@@ -1,8 +1,18 @@
 """The data a retraining run uses: the accepted images to train on and to judge with, read once, and its record.
 
-MNIST's training split plus the accepted images that are not duplicates, not excluded, not held out and
-(with ``retrain_require_review``) approved. The record names exactly what was read (counts, id range, a
-sha256 over the spend keys and one over the pixels and labels, the MNIST digest).
+Every image is labelled with the digit that was vetted (the claim the judge or a person confirmed), never
+the model's own reading. Left out: duplicates, excluded images and, where review is needed (open
+bounties by default, everything with ``retrain_require_review``), images not approved.
+
+- **held out** (`TrainingImage.holdout`, set once when the image was kept: one in five of each digit): the
+  gate's crowd images. Only images whose label was vetted count: an open bounty's unreviewed image carries
+  the model's own reading, and a held-out set labelled by the champion would score it 100%.
+- **validation**: one in ``retrain_validation_every`` of each digit's other images, by arrival: chooses the
+  recipe (`workers.retraining.recipe`), then joins the final training.
+- **trained**: the rest.
+
+The record names exactly what was read (counts, id range, a sha256 over the spend keys, one over the
+pixels and labels, one over the held-out ids, the MNIST digest).
 """
 
 from __future__ import annotations
@@ -18,7 +28,6 @@ from sqlalchemy.orm import Session
 
 from marketplace.runtime import Runtime
 from marketplace.schema import Bounty, BountyMode, ReviewStatus, TrainingImage
-from model.config import TrainConfig
 from model.data import Mnist
 
 PIXEL_CHUNK = 500  # ids per query when reading pixels (SQLite caps bound parameters)
@@ -32,15 +41,15 @@ class SnapshotRecord:
     taken_at: str
     mnist_digest: str
     mnist_source: str
-    mnist_images: int
-    accepted_images: int
-    accepted_weight: int
-    accepted_examples: int
+    accepted_images: int  # trained on in the end: the trained and the validation images
+    validation_images: int
     accepted_label_counts: tuple[int, ...]
     accepted_id_range: tuple[int, int] | None
     accepted_spend_keys_sha256: str
     accepted_data_sha256: str
     holdout_images: int
+    holdout_label_counts: tuple[int, ...]
+    holdout_ids_sha256: str  # champion and challenger are judged on exactly these
     left_out: dict[str, int]  # duplicates, excluded, unreviewed
     require_review: bool
     seen_up_to_id: int  # the highest training-image id read: where the count trigger starts counting again
@@ -48,25 +57,25 @@ class SnapshotRecord:
     def to_json(self) -> dict[str, Any]:
         record = asdict(self)
         record["accepted_label_counts"] = list(self.accepted_label_counts)
+        record["holdout_label_counts"] = list(self.holdout_label_counts)
         record["accepted_id_range"] = list(self.accepted_id_range) if self.accepted_id_range else None
         return record
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The accepted images a run uses, each once (weighting happens in `training_set`), and its record."""
+    """The accepted images a run uses, each once (the recipe weighs them), and its record."""
 
     images: np.ndarray  # (n, 784) uint8, trained on
     labels: np.ndarray  # (n,) uint8
+    validation_images: np.ndarray  # (v, 784) uint8, choose the recipe, then trained on
+    validation_labels: np.ndarray
     holdout_images: np.ndarray  # (m, 784) uint8, only to judge models
     holdout_labels: np.ndarray
     record: SnapshotRecord
 
-    def training_set(self, weight: int) -> tuple[np.ndarray, np.ndarray]:
-        return np.repeat(self.images, weight, axis=0), np.repeat(self.labels, weight)
 
-
-def take_snapshot(rt: Runtime, data: Mnist, config: TrainConfig) -> Snapshot:
+def take_snapshot(rt: Runtime, data: Mnist) -> Snapshot:
     """Read the accepted images to train on and to judge with. One metadata query decides which rows count,
     so the counts and the images always agree however many rows arrive meanwhile."""
     settings = rt.settings
@@ -81,40 +90,60 @@ def take_snapshot(rt: Runtime, data: Mnist, config: TrainConfig) -> Snapshot:
             # an open bounty pays whatever its classifier accepts: nothing it bought is trained on unreviewed
             review_needed = settings.retrain_require_review or (
                 row.mode == BountyMode.OPEN and settings.retrain_open_needs_review)
-            groups[_group(row.review, row.duplicate_of, row.holdout, review_needed)].append(row)
+            approved = row.review == ReviewStatus.APPROVED
+            vetted = approved or (row.mode == BountyMode.VETTED and not review_needed)
+            groups[_group(row.review, row.duplicate_of, row.holdout, vetted, review_needed)].append(row)
         pixels = _pixels(session, [r.id for r in groups["trained"] + groups["holdout"]])
-    images, labels = _arrays(groups["trained"], pixels)
+    trained, validation = _split_validation(groups["trained"], settings.retrain_validation_every)
+    images, labels = _arrays(trained, pixels)
+    validation_images, validation_labels = _arrays(validation, pixels)
     holdout_images, holdout_labels = _arrays(groups["holdout"], pixels)
-    trained = groups["trained"]
+    used = sorted(trained + validation, key=lambda r: r.id)
     record = SnapshotRecord(
         taken_at=datetime.now(UTC).isoformat(),
         mnist_digest=data.digest,
         mnist_source=data.source.split(":", 1)[0],
-        mnist_images=_mnist_images(data, config),
-        accepted_images=len(trained),
-        accepted_weight=settings.retrain_accepted_weight,
-        accepted_examples=len(trained) * settings.retrain_accepted_weight,
-        accepted_label_counts=tuple(int(n) for n in np.bincount(labels, minlength=10)),
-        accepted_id_range=(trained[0].id, trained[-1].id) if trained else None,
-        accepted_spend_keys_sha256=hashlib.sha256("\n".join(r.spend_key for r in trained).encode()).hexdigest(),
-        accepted_data_sha256=_data_sha256(images, labels),
+        accepted_images=len(used),
+        validation_images=len(validation),
+        accepted_label_counts=_counts([r.label for r in used]),
+        accepted_id_range=(used[0].id, used[-1].id) if used else None,
+        accepted_spend_keys_sha256=hashlib.sha256("\n".join(r.spend_key for r in used).encode()).hexdigest(),
+        accepted_data_sha256=_data_sha256(*_arrays(used, pixels)),
         holdout_images=len(groups["holdout"]),
+        holdout_label_counts=_counts([r.label for r in groups["holdout"]]),
+        holdout_ids_sha256=hashlib.sha256(",".join(str(r.id) for r in groups["holdout"]).encode()).hexdigest(),
         left_out={name: len(groups[name]) for name in ("duplicates", "excluded", "unreviewed")},
         require_review=settings.retrain_require_review,
         seen_up_to_id=rows[-1].id if rows else 0,
     )
-    return Snapshot(images, labels, holdout_images, holdout_labels, record)
+    return Snapshot(images, labels, validation_images, validation_labels, holdout_images, holdout_labels, record)
 
 
-def _group(review: ReviewStatus, duplicate_of: int | None, holdout: bool, require_review: bool) -> str:
-    """Where one accepted image goes; the first rule that applies wins."""
+def _group(review: ReviewStatus, duplicate_of: int | None, holdout: bool, vetted: bool, review_needed: bool) -> str:
+    """Where one accepted image goes; the first rule that applies wins. A held-out image whose label was not
+    vetted is not used at all: trained on now, it could not judge a later model fairly once approved."""
     if duplicate_of is not None:
         return "duplicates"
     if review == ReviewStatus.EXCLUDED:
         return "excluded"
-    if require_review and review != ReviewStatus.APPROVED:
+    if (review_needed or holdout) and not vetted:
         return "unreviewed"
     return "holdout" if holdout else "trained"
+
+
+def _split_validation(rows: list[Any], every: int) -> tuple[list[Any], list[Any]]:
+    """(trained, validation): the last of every `every` images of each digit, in arrival order, validates."""
+    seen = [0] * 10
+    trained: list[Any] = []
+    validation: list[Any] = []
+    for row in rows:
+        seen[row.label] += 1
+        (validation if seen[row.label] % every == 0 else trained).append(row)
+    return trained, validation
+
+
+def _counts(labels: list[int]) -> tuple[int, ...]:
+    return tuple(int(n) for n in np.bincount(np.asarray(labels, dtype=np.int64), minlength=10))
 
 
 def _pixels(session: Session, ids: list[int]) -> dict[int, bytes]:
@@ -135,12 +164,6 @@ def _data_sha256(images: np.ndarray, labels: np.ndarray) -> str:
     h = hashlib.sha256(np.ascontiguousarray(labels, dtype=np.uint8).tobytes())
     h.update(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
     return h.hexdigest()
-
-
-def _mnist_images(data: Mnist, config: TrainConfig) -> int:
-    """How many MNIST training images the config trains on (the rest of the 60k less validation)."""
-    available = len(data.x_train) - config.validation_images
-    return available if config.train_images is None else min(available, config.train_images)
 
 
 __all__ = ["Snapshot", "SnapshotRecord", "take_snapshot"]
