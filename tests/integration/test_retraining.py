@@ -27,6 +27,7 @@ from marketplace.db import make_engine
 from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import (
     Bounty,
+    BountyMode,
     Deployment,
     DeploymentStatus,
     ModelVersion,
@@ -55,13 +56,14 @@ from workers.retraining import (
     Redeployed,
     RetrainResult,
     accepted_since_last_run,
+    judge,
     maybe_retrain,
     retrain,
     take_snapshot,
 )
 from workers.retraining import run as retraining_run
-from workers.retraining.recipe import Recipe
-from workers.retraining.training import Trained
+from workers.retraining.recipe import Recipe, Validation, choose, stuck
+from workers.retraining.training import Trained, train_challenger
 
 MANUAL = RetrainTrigger.MANUAL
 LENIENT = {"retrain_tolerance": 1.0, "retrain_class_tolerance": 1.0}  # a seconds-long retraining need not be better
@@ -97,14 +99,16 @@ def as_trained(challenger: ModelArtifact) -> Trained:
     return Trained(challenger, Recipe(1, 1, fast=True), {"candidates": [], "stand_in": True})
 
 
-def keep(rt: Runtime, images: np.ndarray, label: int, **flags: Any) -> list[int]:
+def keep(rt: Runtime, images: np.ndarray, label: int, vetted: bool = False, **flags: Any) -> list[int]:
     """Store accepted images straight into the database (a confirmed submission and its training image each),
-    for tests about which stored images a run uses."""
+    for tests about which stored images a run uses; `vetted`: bought by a vetted bounty (the label confirmed)."""
     ids = []
+    mode = BountyMode.VETTED if vetted else BountyMode.OPEN
     with rt.session() as session:
-        bounty = session.scalar(select(Bounty).order_by(Bounty.id)) or Bounty(
+        bounty = session.scalar(select(Bounty).where(Bounty.mode == mode).order_by(Bounty.id)) or Bounty(
             digits=[label], payout_sats=PAYOUT, min_margin=0, max_fee_sats=0, budget_sats=PAYOUT,
-            owner_pubkey="02" + "11" * 32, network=Network.TESTNET)
+            owner_pubkey="02" + "11" * 32, network=Network.TESTNET, mode=mode,
+            attestor_pubkey="02" + "22" * 32 if vetted else None)
         for pixels in images:
             raw = np.asarray(pixels, np.uint8).tobytes()
             txid = os.urandom(32).hex()
@@ -199,6 +203,34 @@ def test_extra_images_join_the_training_part_only(mnist: Mnist) -> None:
             with_extra(split, images, labels)
 
 
+# -- the recipe -------------------------------------------------------------------------------------------
+
+def test_the_recipe_is_chosen_on_the_validation_slice_and_the_choice_refitted_on_every_bought_image(
+        runtimes: Callable[..., Runtime], mnist: Mnist, shipped: ModelArtifact) -> None:
+    rt = runtimes(retrain_validation_every=4)
+    x, y = mnist.x_train[:400].reshape(-1, 784), mnist.y_train[:400]
+    for digit in range(10):
+        keep(rt, x[y == digit][:12], digit, vetted=True)
+    snapshot = take_snapshot(rt, mnist)
+    assert snapshot.record.validation_images == 30 and len(snapshot.labels) == 90
+    recipes = [Recipe(1, 1, fast=True), Recipe(8, 1, fast=True)]
+
+    rt.settings.retrain_fast = False  # the recipes given are the fast ones; this lets a scratch one join
+    trained = train_challenger(mnist, snapshot, recipes, DEFAULT_ARTIFACT, rt.settings)
+
+    chosen = trained.selection
+    tried = chosen["candidates"]
+    champion = Validation(chosen["champion"]["mnist"], chosen["champion"]["crowd"])
+    fine_tuned = [Validation(c["mnist"], c["crowd"]) for c in tried[:2]]
+    assert [Recipe.from_json(c) for c in tried[:2]] == recipes and chosen["validation"]["crowd_images"] == 30
+    assert chosen["stuck"] == stuck(champion, fine_tuned[choose(champion, fine_tuned, rt.settings.retrain_tolerance)])
+    assert len(tried) == 3 if chosen["stuck"] else 2  # stuck: a network trained anew joined the candidates
+    scored = [Validation(c["mnist"], c["crowd"]) for c in tried]
+    assert Recipe.from_json(chosen["chosen"]) == Recipe.from_json(tried[choose(champion, scored, 0.003)])
+    assert trained.recipe == Recipe.from_json(chosen["chosen"]) and chosen["refit"]
+    assert trained.challenger.weights_sha256 != shipped.weights_sha256
+
+
 # -- a whole run ------------------------------------------------------------------------------------------
 
 def test_a_good_enough_model_replaces_the_judge_of_every_bounty(
@@ -283,6 +315,98 @@ def test_a_worse_model_is_rejected_and_deploys_nothing(
         assert run.error == result.reason and run.metrics is not None and run.metrics["test"]["champion"]
     assert client(rt).get(f"/bounties/{bounty.id}").json()["model_version"] == 1
     assert post(client(rt), bounty.id, sevens[0])["code"] == 202  # the old contract still takes images
+
+
+# -- the gate, on crafted challengers ---------------------------------------------------------------------
+# The shipped model with one output's bias raised reads more images as that digit. The held-out crowd images
+# carry their vetted labels, so a challenger that fixes the champion's mistakes scores better there (labelled
+# by the champion's own reading, it could only score worse), and the MNIST allowance is spent only on a gain.
+
+EIGHT = 8
+
+
+def favouring(shipped: ModelArtifact, digit: int, by: int) -> ModelArtifact:
+    """The shipped model with the logit of `digit` raised by `by`: more images read as `digit`."""
+    raised = shipped.integer.b2 + by * np.eye(10, dtype=np.int64)[digit]
+    return replace(shipped, integer=replace(shipped.integer, b2=raised))
+
+
+def eights(shipped: ModelArtifact, mnist: Mnist, misread: bool) -> np.ndarray:
+    """MNIST training images of 8 (never the test images the gate also uses) the shipped model misreads,
+    or reads right."""
+    x, y = mnist.x_train[:20_000].reshape(-1, 784), mnist.y_train[:20_000]
+    labels = classify(shipped.integer, x)[0]
+    return x[(y == EIGHT) & ((labels != EIGHT) if misread else (labels == EIGHT))]
+
+
+def held_out_crowd(rt: Runtime, shipped: ModelArtifact, mnist: Mnist) -> None:
+    """Vetted, held-out 8s: 40 the champion reads right and every one it misreads (59)."""
+    keep(rt, eights(shipped, mnist, misread=False)[:40], EIGHT, vetted=True, holdout=True)
+    keep(rt, eights(shipped, mnist, misread=True), EIGHT, vetted=True, holdout=True)
+
+
+def test_a_challenger_that_fixes_the_champions_mistakes_wins_though_one_digit_slips(
+        runtimes: Callable[..., Runtime], mnist: Mnist, shipped: ModelArtifact,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = runtimes()  # the default gate
+    bounty_ids = [create_bounty(rt, [8], 500, 100_000).id]
+    held_out_crowd(rt, shipped, mnist)
+    challenger = favouring(shipped, EIGHT, 2_000)
+    monkeypatch.setattr(retraining_run, "train_challenger", lambda *args, **kwargs: as_trained(challenger))
+
+    result = retrain(rt, MANUAL, data=mnist)
+
+    assert result.status == "succeeded", result.reason
+    figures = result.metrics
+    before, after = figures["crowd_holdout_accuracy_before"], figures["crowd_holdout_accuracy_after"]
+    assert figures["crowd_holdout_images"] == 99 and before == pytest.approx(40 / 99)  # not 100%: vetted labels
+    assert after > before + 0.2
+    drop = figures["mnist_test_accuracy_before"] - figures["mnist_test_accuracy"]
+    assert 0 < drop <= rt.settings.retrain_tolerance
+    slipped = [old - new for old, new in zip(figures["test"]["champion"]["per_digit"],
+                                             figures["test"]["challenger"]["per_digit"], strict=True)]
+    assert 0.005 < max(slipped) <= rt.settings.retrain_class_tolerance  # one digit slightly worse: still deployed
+    assert all(check["passed"] for check in figures["checks"])
+    assert {r.bounty_id for r in result.redeployed} == set(bounty_ids)
+    assert deployments(rt)[-1][3] == 2
+
+
+def test_a_challenger_much_worse_on_mnist_is_rejected_however_it_reads_the_crowd(
+        runtimes: Callable[..., Runtime], mnist: Mnist, shipped: ModelArtifact,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = runtimes()
+    held_out_crowd(rt, shipped, mnist)
+    before = deployments(rt)
+    challenger = favouring(shipped, EIGHT, 8_000)  # every 8 right, and MNIST test down to about 85%
+    monkeypatch.setattr(retraining_run, "train_challenger", lambda *args, **kwargs: as_trained(challenger))
+
+    result = retrain(rt, MANUAL, data=mnist)
+
+    assert result.status == "rejected" and result.model_version is None and result.redeployed == ()
+    assert result.metrics["crowd_holdout_accuracy_after"] == 1.0
+    assert "MNIST test accuracy" in result.reason and "per-digit MNIST test accuracy" in result.reason
+    assert "held-out crowd" not in result.reason
+    assert deployments(rt) == before
+    assert [(r.status, r.error) for r in runs(rt)] == [(RetrainStatus.REJECTED, result.reason)]
+
+
+def test_a_challenger_that_gains_nothing_on_the_crowd_may_not_spend_mnist_accuracy(
+        runtimes: Callable[..., Runtime], mnist: Mnist, shipped: ModelArtifact) -> None:
+    rt = runtimes()
+    challenger = favouring(shipped, 5, 500)  # MNIST test 0.07 points lower, the 8s read as before
+    read_by_both = [x for x in eights(shipped, mnist, misread=False)
+                    if classify(challenger.integer, x)[0][0] == EIGHT][:50]
+    keep(rt, np.array(read_by_both), EIGHT, vetted=True, holdout=True)
+
+    verdict = judge(shipped, challenger, mnist, take_snapshot(rt, mnist), rt.settings)
+
+    assert not verdict.passed
+    assert verdict.holdout is not None and verdict.holdout.champion == verdict.holdout.challenger
+    (reason,) = verdict.reasons
+    assert reason.startswith("MNIST test accuracy") and "none: it reads the held-out crowd no better" in reason
+
+    rt.settings.retrain_min_holdout = 51  # without a held-out set to tell, the allowance applies
+    assert judge(shipped, challenger, mnist, take_snapshot(rt, mnist), rt.settings).passed
 
 
 # -- failures ---------------------------------------------------------------------------------------------
