@@ -37,10 +37,10 @@ def lineage_in(session: Session) -> ModelLineage:
     models = session.scalars(select(ModelVersion).order_by(ModelVersion.version)).all()
     made_by: dict[int, dict[str, Any]] = {}  # model id -> metrics of the run that made it (the latest, if several)
     judged_as_champion: dict[int, list[dict[str, Any]]] = {}  # model id -> metrics of runs that started from it
-    for run in session.scalars(select(RetrainRun).order_by(RetrainRun.id)):
-        if run.new_model_id is not None:
-            made_by[run.new_model_id] = run.metrics or {}
-        judged_as_champion.setdefault(run.base_model_id, []).append(run.metrics or {})
+    for row in session.scalars(select(RetrainRun).order_by(RetrainRun.id)):
+        if row.new_model_id is not None:
+            made_by[row.new_model_id] = row.metrics or {}
+        judged_as_champion.setdefault(row.base_model_id, []).append(row.metrics or {})
     deployed = set(session.scalars(select(Deployment.model_id).where(Deployment.status == DeploymentStatus.ACTIVE)))
 
     versions, read_up_to = [], 0
