@@ -17,18 +17,22 @@ def models(plot: Annotated[Path | None, typer.Option(
                               "model anyway).")] = None,
            as_json: JsonOption = False) -> None:
     """Every model version: images bought for it, sats spent on them, held-out gain and sats per point gained."""
+    from marketplace.errors import InvalidRequest
     from marketplace.lineage import model_lineage
-    from marketplace.lineage_plot import plot_beside_newest, write_lineage_plot
+    from marketplace.lineage_plot import plot_beside_newest_quietly, write_lineage_plot
     from marketplace.runtime import open_runtime
 
     rt = open_runtime()
     try:
-        plot_beside_newest(rt)  # before listing, so the newest version names its fresh plot
+        plot_beside_newest_quietly(rt)  # before listing, so the newest version names its fresh plot
         lineage = model_lineage(rt)
-        if plot is not None:
-            write_lineage_plot(lineage, plot)
     finally:
         rt.close()
+    if plot is not None:
+        try:
+            write_lineage_plot(lineage, plot)
+        except OSError as exc:
+            raise InvalidRequest(f"cannot write the plot to {plot}: {exc.strerror or exc}") from None
     if as_json:
         typer.echo(json.dumps(lineage.model_dump(), indent=2))
         return
