@@ -75,8 +75,8 @@ def plot_beside_newest_quietly(rt: Runtime) -> Path | None:
     never a failed run."""
     try:
         return plot_beside_newest(rt)
-    except Exception:
-        log.exception("the lineage plot could not be written")
+    except Exception as exc:  # a warning, not a traceback: `bounty models` uses this too
+        log.warning("the lineage plot could not be written: %s: %s", type(exc).__name__, exc)
         return None
 
 
