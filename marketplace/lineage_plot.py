@@ -40,16 +40,22 @@ def write_lineage_plot(lineage: ModelLineage, path: Path | str) -> Path:
             label="crowd held-out, the champion it replaced")
     ax.plot(versions, percent([v.crowd_holdout_accuracy_after for v in lineage.versions]), "s-",
             label="crowd held-out, this version")
-    for v in lineage.versions:
-        ax.annotate(f"{v.images_bought} img\n{v.sats_spent} sats", (v.version, 0), xycoords=("data", "axes fraction"),
-                    xytext=(0, 4), textcoords="offset points", ha="center", va="bottom", fontsize=7)
-    ax.set_xticks(versions)
-    ax.set_xlabel("model version (images bought for it, and their cost, at the bottom)")
+    ax.set_xticks(versions, [f"v{v.version}\n{v.images_bought} img\n{v.sats_spent} sats" for v in lineage.versions],
+                  fontsize=8)
+    ax.set_xlim(versions[0] - 0.5, versions[-1] + 0.5)
+    measured = [a for v in lineage.versions for a in (v.mnist_test_accuracy, v.crowd_holdout_accuracy_before,
+                                                     v.crowd_holdout_accuracy_after) if a is not None]
+    if measured:
+        ax.margins(y=0.15)
+    else:  # the shipped model alone, nothing judged yet: an empty but readable chart
+        ax.set_ylim(80, 100)
+        ax.text(0.5, 0.5, "no accuracy measured yet", transform=ax.transAxes, ha="center", color="grey")
+    ax.set_xlabel("model version, the images bought for it and what they cost")
     ax.set_ylabel("accuracy of the integer model (%)")
     pending = lineage.pending
     ax.set_title(f"Model lineage: {len(versions)} version(s); not yet used: {pending.images_bought} images, "
                  f"{pending.sats_spent} sats", fontsize=10)
-    ax.legend(loc="upper left", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
