@@ -101,3 +101,43 @@ class Verdict(BaseModel):
     weights_sha256: str
     bounty_id: int | None = None
     accepted: bool | None = None
+
+
+class LineageSpend(BaseModel):
+    """Paid images and what they cost: the contract's payouts to the submitters and the fees their spends paid."""
+
+    images_bought: int
+    sats_spent: int  # payout_sats + fee_sats
+    payout_sats: int
+    fee_sats: int
+
+
+class LineageVersion(BaseModel):
+    """One model version, the images bought for it (those it was the first to read) with what they cost, and what
+    it gained on the held-out crowd images. Accuracies are the integer model's, 0..1; None where nothing measured
+    them (the shipped model's crowd figures, runs recorded before the crowd gate)."""
+
+    version: int
+    weights_sha256: str
+    parent_sha256: str | None
+    deployed: bool  # an active deployment's contract is judged by it
+    created_at: str
+    images_bought: int
+    sats_spent: int  # payout_sats + fee_sats
+    payout_sats: int
+    fee_sats: int
+    mnist_test_accuracy: float | None
+    crowd_holdout_accuracy_before: float | None  # the champion it replaced, on the held-out crowd images
+    crowd_holdout_accuracy_after: float | None  # this version, on the same images
+    holdout_gain_points: float | None  # (after - before) * 100
+    sats_per_point: float | None  # sats_spent / holdout_gain_points, when the gain is positive
+    plot: str | None  # the lineage PNG beside this version's artifact, once written
+
+
+class ModelLineage(BaseModel):
+    """Every model version in version order, the images bought since the newest one read its data (`pending`),
+    and the totals, which equal the payouts and fees of every paid image kept for training."""
+
+    versions: list[LineageVersion]
+    pending: LineageSpend
+    totals: LineageSpend

@@ -17,6 +17,7 @@ from marketplace.cli.chain import chain_app
 from marketplace.cli.contract import contract_app
 from marketplace.cli.db import db_app
 from marketplace.cli.judge import judge_app
+from marketplace.cli.lineage import models
 from marketplace.cli.model import model_app
 from marketplace.cli.operator import register as register_operator_commands
 from marketplace.cli.review import review_app
@@ -32,6 +33,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(chain_app, name="chain")
 app.add_typer(review_app, name="review")
 register_operator_commands(app)
+app.command("models")(models)
 app.command("serve")(friendly(service.serve))
 app.command("daemon")(friendly(service.daemon))
 app.command("demo")(friendly(service.demo))

@@ -30,6 +30,7 @@ from sqlalchemy import select
 
 from marketplace.bounties import redeploy
 from marketplace.errors import BountyClosed
+from marketplace.lineage_plot import plot_beside_newest_quietly
 from marketplace.runtime import Runtime
 from marketplace.schema import (
     Bounty,
@@ -166,7 +167,9 @@ def _cycle(rt: Runtime, run: _Run, lease: Lease, champion: Champion, data: Mnist
     lease.renew()  # still ours before anything is deployed
     model_id, sha256 = _register(rt, run, challenger, str(path), record.to_json())
     _redeploy_all(rt, run, lease, model_id, sha256)
-    return run.finish(RetrainStatus.SUCCEEDED)
+    finished = run.finish(RetrainStatus.SUCCEEDED)
+    plot_beside_newest_quietly(rt)  # the lineage PNG beside the new model; a failure is only logged
+    return finished
 
 
 def _register(rt: Runtime, run: _Run, challenger: ModelArtifact, path: str, snapshot: dict[str, Any]
