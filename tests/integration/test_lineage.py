@@ -25,6 +25,7 @@ from marketplace.schema import ModelVersion, Payout, RetrainRun, RetrainTrigger,
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import classify
+from tests.integration.test_retraining import as_trained
 from tests.integration.test_service import PAYOUT, client, post, settle
 from tests.support.settings import runtime_on
 from workers.persistence import persist_accepted
@@ -52,8 +53,8 @@ def stand_ins(shipped: ModelArtifact, monkeypatch: pytest.MonkeyPatch) -> None:
     """Training replaced by challengers that classify exactly like the shipped model (every logit k higher, k = 1,
     2, ...: the same labels and margins, other weights), so a run deploys in seconds."""
     shifts = itertools.count(1)
-    monkeypatch.setattr(retraining_run, "train_challenger", lambda *args, **kwargs: replace(
-        shipped, integer=replace(shipped.integer, b2=shipped.integer.b2 + next(shifts))))
+    monkeypatch.setattr(retraining_run, "train_challenger", lambda *args, **kwargs: as_trained(replace(
+        shipped, integer=replace(shipped.integer, b2=shipped.integer.b2 + next(shifts)))))
 
 
 def buy(rt: Runtime, bounty_id: int, images: np.ndarray) -> list[int]:
@@ -77,8 +78,9 @@ def books(rt: Runtime, submission_ids: list[int]) -> dict[str, int]:
 
 
 def record_crowd_figures(rt: Runtime, model_version: int, before: float | None, after: float | None) -> None:
-    """The crowd held-out figures the gate records in the run that made `model_version` (the crowd gate writes
-    them; the stand-in runs here have no crowd to measure)."""
+    """Set the crowd held-out figures the gate recorded in the run that made `model_version` (the stand-ins
+    classify like the shipped model, so their own figures show no gain: these give the arithmetic something
+    to do; the gate's own recording is tested in test_retraining.py)."""
     with rt.session() as session:
         run = session.scalar(select(RetrainRun).join(ModelVersion, ModelVersion.id == RetrainRun.new_model_id)
                              .where(ModelVersion.version == model_version))
