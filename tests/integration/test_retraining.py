@@ -99,9 +99,11 @@ def as_trained(challenger: ModelArtifact) -> Trained:
     return Trained(challenger, Recipe(1, 1, fast=True), {"candidates": [], "stand_in": True})
 
 
-def keep(rt: Runtime, images: np.ndarray, label: int, vetted: bool = False, **flags: Any) -> list[int]:
+def keep(rt: Runtime, images: np.ndarray, label: int, vetted: bool = False, judged: bool = True,
+         **flags: Any) -> list[int]:
     """Store accepted images straight into the database (a confirmed submission and its training image each),
-    for tests about which stored images a run uses; `vetted`: bought by a vetted bounty (the label confirmed)."""
+    for tests about which stored images a run uses; `vetted`: bought by a vetted bounty, the label confirmed
+    by the judge unless not `judged` (a spend the service never vetted)."""
     ids = []
     mode = BountyMode.VETTED if vetted else BountyMode.OPEN
     with rt.session() as session:
@@ -114,7 +116,9 @@ def keep(rt: Runtime, images: np.ndarray, label: int, vetted: bool = False, **fl
             txid = os.urandom(32).hex()
             submission = Submission(bounty=bounty, txid=txid, pixels=raw, recipient_address=USER.address(),
                                     recipient_pkh="00" * 20, predicted_label=label, margin=1, model_sha256="0" * 64,
-                                    status=SubmissionStatus.CONFIRMED, source=SubmissionSource.API)
+                                    status=SubmissionStatus.CONFIRMED, source=SubmissionSource.API,
+                                    claimed_digit=label if vetted else None,
+                                    vetting={"judge": {"passed": True}} if vetted and judged else None)
             session.add(submission)
             session.flush()
             row = TrainingImage(spend_key=f"{txid}:0", submission_id=submission.id, bounty_id=bounty.id, label=label,
@@ -160,11 +164,12 @@ def test_duplicates_excluded_holdout_and_unreviewed_images_are_not_trained_on(
     keep(rt, x[:2], 7, duplicate_of=pending[0])
     keep(rt, x[13:18], 2, holdout=True)  # an open bounty's, unreviewed: the model's own label, so not used
     held = keep(rt, x[18:20], 2, holdout=True, review=ReviewStatus.APPROVED)
+    keep(rt, x[20:23], 3, vetted=True, judged=False)  # paid by a vetted bounty, but nobody vetted these pixels
 
     snapshot = take_snapshot(rt, mnist)
     record = snapshot.record
     assert record.accepted_images == 10 and record.validation_images == 3  # the 3rd and 6th 7, the 3rd 1
-    assert record.left_out == {"duplicates": 2, "excluded": 3, "unreviewed": 5}
+    assert record.left_out == {"duplicates": 2, "excluded": 3, "unreviewed": 5 + 3}
     assert record.holdout_images == 2 and np.array_equal(snapshot.holdout_images, x[18:20])
     assert list(snapshot.holdout_labels) == [2, 2] and record.holdout_label_counts[2] == 2
     assert record.holdout_ids_sha256 == hashlib.sha256(",".join(map(str, held)).encode()).hexdigest()
@@ -178,7 +183,7 @@ def test_duplicates_excluded_holdout_and_unreviewed_images_are_not_trained_on(
     rt.settings.retrain_require_review = True  # only what an operator approved
     reviewed = take_snapshot(rt, mnist)
     assert reviewed.record.accepted_images == 4 and reviewed.record.validation_images == 1
-    assert reviewed.record.left_out == {"duplicates": 2, "excluded": 3, "unreviewed": 11}
+    assert reviewed.record.left_out == {"duplicates": 2, "excluded": 3, "unreviewed": 11 + 3}
     assert reviewed.record.holdout_images == 2
     assert reviewed.record.accepted_spend_keys_sha256 != record.accepted_spend_keys_sha256
 

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from marketplace.runtime import Runtime
-from marketplace.schema import Bounty, BountyMode, ReviewStatus, TrainingImage
+from marketplace.schema import Bounty, BountyMode, ReviewStatus, Submission, TrainingImage
 from model.data import Mnist
 
 PIXEL_CHUNK = 500  # ids per query when reading pixels (SQLite caps bound parameters)
@@ -82,16 +82,18 @@ def take_snapshot(rt: Runtime, data: Mnist) -> Snapshot:
     with rt.session() as session:
         rows = session.execute(select(TrainingImage.id, TrainingImage.spend_key, TrainingImage.label,
                                       TrainingImage.review, TrainingImage.duplicate_of, TrainingImage.holdout,
-                                      Bounty.mode)
+                                      Bounty.mode, Submission.vetting)
                                .join(Bounty, Bounty.id == TrainingImage.bounty_id)
+                               .join(Submission, Submission.id == TrainingImage.submission_id)
                                .order_by(TrainingImage.id)).all()
         groups: dict[str, list[Any]] = {name: [] for name in GROUPS}
         for row in rows:
-            # an open bounty pays whatever its classifier accepts: nothing it bought is trained on unreviewed
-            review_needed = settings.retrain_require_review or (
-                row.mode == BountyMode.OPEN and settings.retrain_open_needs_review)
-            approved = row.review == ReviewStatus.APPROVED
-            vetted = approved or (row.mode == BountyMode.VETTED and not review_needed)
+            judged = row.mode == BountyMode.VETTED and _judged(row.vetting)
+            # an open bounty pays whatever its classifier accepts, and so does a vetted spend nobody vetted:
+            # their labels are the classifier's reading until a person approves them
+            review_needed = settings.retrain_require_review or (not judged and (
+                row.mode == BountyMode.VETTED or settings.retrain_open_needs_review))
+            vetted = row.review == ReviewStatus.APPROVED or (judged and not review_needed)
             groups[_group(row.review, row.duplicate_of, row.holdout, vetted, review_needed)].append(row)
         pixels = _pixels(session, [r.id for r in groups["trained"] + groups["holdout"]])
     trained, validation = _split_validation(groups["trained"], settings.retrain_validation_every)
@@ -129,6 +131,13 @@ def _group(review: ReviewStatus, duplicate_of: int | None, holdout: bool, vetted
     if (review_needed or holdout) and not vetted:
         return "unreviewed"
     return "holdout" if holdout else "trained"
+
+
+def _judged(vetting: Any) -> bool:
+    """The service vetted exactly these pixels. A vetted bounty's spend the service never vetted (the
+    attestor's signature does not cover the image, so a relay or miner can swap in another one the classifier
+    accepts) is paid, but its label is only the classifier's reading: it waits for review like an open one."""
+    return isinstance(vetting, dict) and "judge" in vetting
 
 
 def _split_validation(rows: list[Any], every: int) -> tuple[list[Any], list[Any]]:
