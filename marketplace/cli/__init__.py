@@ -19,6 +19,7 @@ from marketplace.cli.db import db_app
 from marketplace.cli.judge import judge_app
 from marketplace.cli.model import model_app
 from marketplace.cli.operator import register as register_operator_commands
+from marketplace.cli.retrain import retrain
 from marketplace.cli.review import review_app
 from marketplace.errors import ConfigError
 from marketplace.settings import get_settings
@@ -35,6 +36,7 @@ register_operator_commands(app)
 app.command("serve")(friendly(service.serve))
 app.command("daemon")(friendly(service.daemon))
 app.command("demo")(friendly(service.demo))
+app.command("retrain")(friendly(retrain))
 
 
 def main() -> None:
