@@ -76,13 +76,18 @@ def _lease_held(rt: Runtime) -> bool:
 
 def _nowhere(task_id: str) -> bool:
     """The task is on no worker (active, reserved or waiting for a retry) and nothing waits in its queue."""
+    from kombu.exceptions import ChannelError
+
     from workers.app import app
 
     replies = app.control.inspect(timeout=ANSWER_SECONDS).query_task(task_id) or {}
     if any(task_id in (reply or {}) for reply in replies.values()):
         return False
     with app.connection_for_read() as conn:
-        queued = conn.default_channel.queue_declare(queue=app.conf.task_default_queue, passive=True).message_count
+        try:
+            queued = conn.default_channel.queue_declare(queue=app.conf.task_default_queue, passive=True).message_count
+        except ChannelError:  # Redis keeps no empty list: a queue with nothing in it is "not found"
+            return True
     return int(queued) == 0
 
 

@@ -12,6 +12,7 @@ a detached background process whose output, ending with the report, goes to a lo
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -71,10 +72,18 @@ def _here(rt: Runtime) -> RetrainReport:
     from marketplace.schema import RetrainTrigger
     from workers.retraining import retrain as retrain_cycle
 
+    for handler in logging.getLogger().handlers:  # the report says what broke, in one sentence
+        handler.addFilter(_without_traceback)
     result = retrain_cycle(rt, RetrainTrigger.MANUAL)
     if result.run_id is None:  # skipped (the lease was held), or failed before its run could be recorded
         return report_without_run(result.status, result.reason or result.error, PROCESS)
     return run_report(rt, result.run_id, PROCESS)
+
+
+def _without_traceback(record: logging.LogRecord) -> bool:
+    """Keep a log line but drop its traceback: a command prints sentences, never a traceback."""
+    record.exc_info, record.exc_text = None, None
+    return True
 
 
 def _detach(settings: Settings, as_json: bool) -> None:
@@ -104,10 +113,11 @@ def _finish(report: RetrainReport, as_json: bool) -> None:
 
 def _print_lines(report: RetrainReport) -> None:
     m = report.metrics
-    run = f"run {report.run_id}" if report.run_id is not None else "no run"
+    run = f" run {report.run_id}" if report.run_id is not None else ""
     outcome = f"deployed model version {report.version}" if report.status == "deployed" else report.status
     base = f" (the champion: version {report.base_version})" if report.base_version is not None else ""
-    typer.echo(f"retraining {run} on the {report.where}: {outcome}{base}")
+    where = "on the workers" if report.where == "workers" else "in this process"
+    typer.echo(f"retraining{run} {where}: {outcome}{base}")
     if m.get("mnist_test_accuracy") is not None:
         typer.echo(f"  MNIST test accuracy      {_pct(m['mnist_test_accuracy'])} "
                    f"(champion {_pct(m.get('mnist_test_accuracy_before'))})")
