@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 PROCESS = "process"
 WaitOption = Annotated[bool, typer.Option("--wait", help="Wait for the run and print it.")]
-TimeoutOption = Annotated[float, typer.Option(min=1, help="With --wait: give up waiting after this many seconds.")]
+TimeoutOption = Annotated[float, typer.Option(min=1, help="With --wait on the workers: stop waiting after this many "
+                                                           "seconds (the run goes on).")]
 
 
 def retrain(wait: WaitOption = False, as_json: JsonOption = False, timeout: TimeoutOption = 7200.0) -> None:
