@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 from sqlalchemy import Engine, select
@@ -20,7 +21,7 @@ from marketplace import migrate
 from marketplace.db import make_engine, session_scope
 from marketplace.schema import Deployment, DeploymentStatus, RetrainRun, RetrainStatus
 from tests.support.databases import reset_schema
-from tests.support.processes import BIN, Process, create_bounty_cli, server_env, wait_for
+from tests.support.processes import BIN, Process, create_bounty_cli, server_env, start_server, wait_for
 from workers.retraining.lease import Lease
 
 pytestmark = pytest.mark.subprocess  # the `bounty` command, and a Celery worker
@@ -91,11 +92,20 @@ def embedded(tmp_path: Path) -> Iterator[tuple[dict[str, str], Engine]]:
 
 def test_retrain_wait_json_deploys_in_its_own_process_on_the_embedded_default(
         embedded: tuple[dict[str, str], Engine], tmp_path: Path) -> None:
+    """Beside a running `bounty serve`, whose workers no other process can reach: the command runs the cycle
+    itself, and the service then serves the bounty under the new model."""
     env, engine = embedded
-    report = report_of(retrain({**env, **ANY_CHALLENGER}, tmp_path, "--wait", "--json"))
-    assert report["where"] == "process" and report["status"] == "deployed", report
-    assert_matches_its_run(report, engine, 1)
-    assert [run.status for run in runs(engine)] == [RetrainStatus.SUCCEEDED]
+    server, url = start_server(env, tmp_path / "serve.log", cwd=tmp_path)
+    try:
+        report = report_of(retrain({**env, **ANY_CHALLENGER}, tmp_path, "--wait", "--json"))
+        assert report["where"] == "process" and report["status"] == "deployed", report
+        assert_matches_its_run(report, engine, 1)
+        assert [run.status for run in runs(engine)] == [RetrainStatus.SUCCEEDED]
+        bounty = httpx.get(f"{url}/bounties/1", timeout=10).json()
+        assert bounty["model_version"] == report["version"], bounty
+        assert bounty["contract_txid"] == report["redeployed"][0]["txid"], bounty
+    finally:
+        server.stop()
 
 
 def test_a_challenger_the_gate_refuses_is_reported_rejected_with_its_reasons(
