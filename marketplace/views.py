@@ -141,3 +141,27 @@ class ModelLineage(BaseModel):
     versions: list[LineageVersion]
     pending: LineageSpend
     totals: LineageSpend
+
+
+class RetrainRedeploy(BaseModel):
+    """A bounty moved into a contract of the new model by a retraining run."""
+
+    bounty_id: int
+    txid: str
+
+
+class RetrainReport(BaseModel):
+    """What one retraining cycle did (`bounty retrain --wait`). `status`: deployed (a succeeded run), rejected
+    (the gate refused the challenger), skipped (another run held the lease) or failed. `reasons`: the gate's
+    failed checks, or why it was skipped. `where`: the run ran on the workers or in the command's own process."""
+
+    status: str
+    run_id: int | None
+    version: int | None  # the new model's version; None unless deployed
+    base_version: int | None  # the champion's version
+    metrics: dict[str, Any]  # mnist_test_accuracy(_before), crowd_holdout_accuracy_before/_after, ...
+    images: dict[str, Any] | None  # what the run trained on and held out
+    reasons: list[str]
+    redeployed: list[RetrainRedeploy]
+    error: str | None
+    where: str

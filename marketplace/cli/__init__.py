@@ -20,6 +20,7 @@ from marketplace.cli.judge import judge_app
 from marketplace.cli.lineage import models
 from marketplace.cli.model import model_app
 from marketplace.cli.operator import register as register_operator_commands
+from marketplace.cli.retrain import retrain
 from marketplace.cli.review import review_app
 from marketplace.errors import ConfigError
 from marketplace.settings import get_settings
@@ -37,6 +38,7 @@ app.command("models")(models)
 app.command("serve")(friendly(service.serve))
 app.command("daemon")(friendly(service.daemon))
 app.command("demo")(friendly(service.demo))
+app.command("retrain")(friendly(retrain))
 
 
 def main() -> None:

@@ -121,7 +121,8 @@ def test_tiny_training_produces_a_working_artifact(mnist: Mnist, tmp_path: Path)
 @pytest.mark.subprocess  # a fresh interpreter
 def test_the_service_side_never_imports_tensorflow() -> None:
     code = ("import sys, marketplace.cli, marketplace.api, marketplace.watcher, workers.tasks, workers.retraining,"
-            " model.judge, model.judge_eval, model.adversary, marketplace.cli.judge;"
+            " model.judge, model.judge_eval, model.adversary, marketplace.cli.judge, marketplace.cli.retrain,"
+            " marketplace.cli._retrain_workers, marketplace.retrain_report;"
             "from model.judge import load_judge; load_judge().verdict([0] * 784, 5);"
             "bad = [m for m in ('tensorflow', 'keras') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
