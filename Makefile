@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/load.py --start --total 1000 --concurrency 16 --mix 300,400,300 --budget 10000000
 	$(BIN)/python bench/vetting.py --honest 40 --attacks 40 --clients 8
 	$(BIN)/python bench/novelty.py
+	$(BIN)/python bench/crowd.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
