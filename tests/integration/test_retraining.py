@@ -395,22 +395,24 @@ def test_a_challenger_much_worse_on_mnist_is_rejected_however_it_reads_the_crowd
     assert [(r.status, r.error) for r in runs(rt)] == [(RetrainStatus.REJECTED, result.reason)]
 
 
-def test_a_challenger_that_gains_nothing_on_the_crowd_may_not_spend_mnist_accuracy(
+def test_a_challenger_that_reads_the_crowd_worse_is_rejected_though_mnist_allows_it(
         runtimes: Callable[..., Runtime], mnist: Mnist, shipped: ModelArtifact) -> None:
     rt = runtimes()
-    challenger = favouring(shipped, 5, 500)  # MNIST test 0.07 points lower, the 8s read as before
-    read_by_both = [x for x in eights(shipped, mnist, misread=False)
-                    if classify(challenger.integer, x)[0][0] == EIGHT][:50]
-    keep(rt, np.array(read_by_both), EIGHT, vetted=True, holdout=True)
+    challenger = favouring(shipped, 5, 1_000)  # MNIST test 0.16 points lower: within the allowance
+    read_right = eights(shipped, mnist, misread=False)
+    now_misread = read_right[classify(challenger.integer, read_right)[0] != EIGHT]
+    assert len(now_misread) > 0
+    keep(rt, np.concatenate([read_right[:40], now_misread]), EIGHT, vetted=True, holdout=True)
 
     verdict = judge(shipped, challenger, mnist, take_snapshot(rt, mnist), rt.settings)
 
     assert not verdict.passed
-    assert verdict.holdout is not None and verdict.holdout.champion == verdict.holdout.challenger
     (reason,) = verdict.reasons
-    assert reason.startswith("MNIST test accuracy") and "none: it reads the held-out crowd no better" in reason
+    assert verdict.holdout is not None and verdict.holdout.champion.accuracy == 1.0
+    loss = 1.0 - (verdict.holdout.challenger.accuracy or 0)
+    assert reason.startswith("held-out crowd accuracy") and f"a gain of -{loss:.4f}" in reason and loss > 0
 
-    rt.settings.retrain_min_holdout = 51  # without a held-out set to tell, the allowance applies
+    rt.settings.retrain_min_holdout = 41 + len(now_misread)  # without a held-out set to tell, MNIST alone decides
     assert judge(shipped, challenger, mnist, take_snapshot(rt, mnist), rt.settings).passed
 
 
