@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from contracts.fees import default_max_fee
+from contracts.fees import default_max_fee, images_payable
 from contracts.transactions import Utxo
 from marketplace.chain.base import TxState
 from marketplace.errors import BountyClosed, ConfigError, InvalidRequest, NotFound
@@ -192,9 +192,11 @@ def current_utxo(rt: Runtime, deployment: Deployment) -> Utxo:
 def bounty_view(session: Session, bounty: Bounty) -> BountyPublic:
     deployment = active_deployment(session, bounty) or session.scalar(
         select(Deployment).where(Deployment.bounty_id == bounty.id).order_by(Deployment.version.desc()))
-    accepted, paid = session.execute(
-        select(func.count(Payout.id), func.coalesce(func.sum(Payout.satoshis), 0)).where(Payout.bounty_id == bounty.id)
+    accepted, paid, fees = session.execute(
+        select(func.count(Payout.id), func.coalesce(func.sum(Payout.satoshis), 0),
+               func.coalesce(func.sum(Payout.fee_sats), 0)).where(Payout.bounty_id == bounty.id)
     ).one()
+    remaining = deployment.current_satoshis if deployment else 0
     return BountyPublic(
         id=bounty.id,
         digits=list(bounty.digits),
@@ -203,9 +205,14 @@ def bounty_view(session: Session, bounty: Bounty) -> BountyPublic:
         max_fee_sats=bounty.max_fee_sats,
         budget_sats=bounty.budget_sats,
         status=str(bounty.status),
-        remaining_sats=deployment.current_satoshis if deployment else 0,
+        remaining_sats=remaining,
+        fee_sats_per_image=bounty.max_fee_sats,
+        cost_sats_per_image=bounty.payout_sats + bounty.max_fee_sats,
+        images_left=images_payable(remaining, bounty.payout_sats, bounty.max_fee_sats)
+        if bounty.status == BountyStatus.ACTIVE else 0,
         accepted_count=int(accepted),
         paid_sats=int(paid),
+        fees_spent_sats=int(fees),
         model_version=deployment.model.version if deployment else None,
         weights_sha256=deployment.model.weights_sha256 if deployment else None,
         contract_txid=deployment.deploy_txid if deployment else None,

@@ -19,8 +19,12 @@ class BountyPublic(BaseModel):
     budget_sats: int
     status: str
     remaining_sats: int
+    fee_sats_per_image: int  # the most fee one paid image takes from the balance: the contract's maximum fee
+    cost_sats_per_image: int  # payout + fee_sats_per_image: what one paid image costs the balance at most
+    images_left: int  # images the live balance pays for whatever they are (each at cost_sats_per_image)
     accepted_count: int
     paid_sats: int
+    fees_spent_sats: int  # the fees of every paid image's spend so far, from the books
     model_version: int | None
     weights_sha256: str | None
     contract_txid: str | None
