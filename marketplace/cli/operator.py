@@ -93,7 +93,7 @@ def submissions(bounty_id: Annotated[int, typer.Argument()], as_json: JsonOption
         typer.echo(json.dumps([s.model_dump() for s in rows], indent=2))
         return
     for s in rows:
-        typer.echo(f"{s.id:>5} {s.status:<10} digit {s.digit} margin {s.margin:>6} {s.txid or '-'}")
+        typer.echo(f"{s.id:>5} {s.status:<10} digit {s.digit} margin {s.margin:>6} {s.txid_url or '-'}")
 
 
 def export(bounty_id: Annotated[int, typer.Argument()]) -> None:
