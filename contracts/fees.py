@@ -80,3 +80,14 @@ def with_max_fee(contract: BountyContract, max_fee: int) -> BountyContract:
     if contract.terms.max_fee == max_fee:
         return contract
     return BountyContract(contract.classifier, replace(contract.terms, max_fee=max_fee))
+
+
+def images_payable(balance: int, payout: int, max_fee: int) -> int:
+    """How many images a contract holding `balance` pays for whatever the images are: each spend takes the
+    payout and at most `max_fee` of fee (a spend's fee is bounded by the contract, and the last one, which
+    ends the contract, takes all that remains after its payout as fee). Cheaper spends can leave room for
+    one more than this; none can pay for fewer."""
+    if payout < 1 or max_fee < 0:
+        raise ContractError(f"a bounty needs a payout of at least 1 sat and a maximum fee of at least 0, got "
+                            f"{payout} and {max_fee}")
+    return max(balance, 0) // (payout + max_fee)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
-from contracts.fees import default_max_fee
+from contracts.fees import default_max_fee, images_payable
 from contracts.transactions import Utxo
 from marketplace.chain.base import TxState
 from marketplace.errors import BountyClosed, ConfigError, InvalidRequest, NotFound
+from marketplace.explorer import linked
 from marketplace.ledger import record_migration
 from marketplace.runtime import Runtime, script_sha256
 from marketplace.schema import (
@@ -62,8 +63,12 @@ def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_
             raise InvalidRequest("an open bounty takes no appeals: --appeal-gap is for vetted bounties")
         session.add(bounty)
         session.flush()  # the id is part of the script (its tag)
-        bounty.max_fee_sats = max_fee if max_fee is not None else default_max_fee(
-            rt.new_contract(model, bounty), rt.settings.fee_rate)  # sized with a zero fee limit first
+        needed = default_max_fee(rt.new_contract(model, bounty), rt.settings.fee_rate)  # sized with a zero limit
+        if max_fee is not None and max_fee < needed:  # some images could never be paid: images_left would lie
+            raise InvalidRequest(f"a maximum fee of {max_fee:,} sats is below the {needed:,} sats the largest "
+                                 f"submission to this bounty needs at {rt.settings.fee_rate} sat/kB: leave --max-fee "
+                                 f"out, or give at least {needed:,}")
+        bounty.max_fee_sats = needed if max_fee is None else max_fee
         if budget < payout + bounty.max_fee_sats:  # nothing is written: the session rolls back
             raise InvalidRequest(f"a budget of {budget:,} sats cannot pay one image: each costs the {payout:,}-sat "
                                  f"payout plus up to {bounty.max_fee_sats:,} sats of fee at "
@@ -104,7 +109,8 @@ def withdraw_bounty(rt: Runtime, bounty_id: int) -> BountyWithdrawn:
         deployment.status, deployment.current_satoshis = DeploymentStatus.WITHDRAWN, 0
         bounty.status = BountyStatus.WITHDRAWN
         view = bounty_view(session, bounty)
-        return BountyWithdrawn(**view.model_dump(), withdraw_txid=tx.txid(), withdrawn_sats=tx.outputs[0].satoshis)
+        return linked(BountyWithdrawn(**view.model_dump(), withdraw_txid=tx.txid(),
+                                      withdrawn_sats=tx.outputs[0].satoshis), rt.settings)
 
 
 def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, model_id: int | None = None) -> BountyMigrated:
@@ -121,7 +127,8 @@ def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, model_id: int | None 
         tx = rt.wallet.build_migrate(rt.chain, contract, utxo, successor, top_up, rt.settings.fee_rate)
         rt.chain.broadcast(tx)
         record_migration(session, old, model, tx, utxo.satoshis)  # the watcher may have booked it already
-        return BountyMigrated(**bounty_view(session, bounty).model_dump(), migrate_txid=tx.txid())
+        return linked(BountyMigrated(**bounty_view(session, bounty).model_dump(), migrate_txid=tx.txid()),
+                      rt.settings)
 
 
 def prepare_vetting(rt: Runtime) -> None:
@@ -192,9 +199,11 @@ def current_utxo(rt: Runtime, deployment: Deployment) -> Utxo:
 def bounty_view(session: Session, bounty: Bounty) -> BountyPublic:
     deployment = active_deployment(session, bounty) or session.scalar(
         select(Deployment).where(Deployment.bounty_id == bounty.id).order_by(Deployment.version.desc()))
-    accepted, paid = session.execute(
-        select(func.count(Payout.id), func.coalesce(func.sum(Payout.satoshis), 0)).where(Payout.bounty_id == bounty.id)
+    accepted, paid, fees = session.execute(
+        select(func.count(Payout.id), func.coalesce(func.sum(Payout.satoshis), 0),
+               func.coalesce(func.sum(Payout.fee_sats), 0)).where(Payout.bounty_id == bounty.id)
     ).one()
+    remaining = deployment.current_satoshis if deployment else 0
     return BountyPublic(
         id=bounty.id,
         digits=list(bounty.digits),
@@ -203,9 +212,14 @@ def bounty_view(session: Session, bounty: Bounty) -> BountyPublic:
         max_fee_sats=bounty.max_fee_sats,
         budget_sats=bounty.budget_sats,
         status=str(bounty.status),
-        remaining_sats=deployment.current_satoshis if deployment else 0,
+        remaining_sats=remaining,
+        fee_sats_per_image=bounty.max_fee_sats,
+        cost_sats_per_image=bounty.payout_sats + bounty.max_fee_sats,
+        images_left=images_payable(remaining, bounty.payout_sats, bounty.max_fee_sats)
+        if bounty.status == BountyStatus.ACTIVE else 0,
         accepted_count=int(accepted),
         paid_sats=int(paid),
+        fees_spent_sats=int(fees),
         model_version=deployment.model.version if deployment else None,
         weights_sha256=deployment.model.weights_sha256 if deployment else None,
         contract_txid=deployment.deploy_txid if deployment else None,
@@ -232,7 +246,8 @@ def get_bounty(rt: Runtime, bounty_id: int) -> BountyPublic:
 
 
 def _published(rt: Runtime, view: BountyPublic) -> BountyPublic:
-    """A vetted bounty's view with its published vetting policy."""
+    """A bounty's view as served: its explorer links, and for a vetted bounty its published vetting policy."""
+    view = linked(view, rt.settings)
     return view.model_copy(update={"vetting_policy": rt.vetting.policy()}) if view.mode == BountyMode.VETTED else view
 
 
@@ -269,7 +284,7 @@ def list_submissions(rt: Runtime, bounty_id: int) -> list[SubmissionPublic]:
     with rt.session() as session:
         if session.get(Bounty, bounty_id) is None:
             raise NotFound(f"there is no bounty {bounty_id}")
-        return [submission_view(s) for s in session.scalars(_submissions_of(bounty_id))]
+        return [linked(submission_view(s), rt.settings) for s in session.scalars(_submissions_of(bounty_id))]
 
 
 def export_bounty(rt: Runtime, bounty_id: int) -> BountyExport:
@@ -283,4 +298,5 @@ def export_bounty(rt: Runtime, bounty_id: int) -> BountyExport:
                        for d in bounty.deployments]
         submissions = [SubmissionRecord(**submission_view(s).model_dump(), pixels_hex=s.pixels.hex())
                        for s in session.scalars(_submissions_of(bounty_id))]
-        return BountyExport(bounty=bounty_view(session, bounty), deployments=deployments, submissions=submissions)
+        return linked(BountyExport(bounty=bounty_view(session, bounty), deployments=deployments,
+                                   submissions=submissions), rt.settings)

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from marketplace.errors import NotFound
+from marketplace.explorer import linked
 from marketplace.runtime import Runtime
 from marketplace.schema import RetrainRun, RetrainStatus, RetrainTrigger
 from marketplace.views import RetrainRedeploy, RetrainReport
@@ -48,13 +49,13 @@ def run_report(rt: Runtime, run_id: int, where: str) -> RetrainReport:
         metrics = row.metrics or {}
         status = DEPLOYED if row.status == RetrainStatus.SUCCEEDED else str(row.status)
         rejected = row.status == RetrainStatus.REJECTED
-        return RetrainReport(
+        return linked(RetrainReport(
             status=status, run_id=row.id, version=row.new_model.version if row.new_model else None,
             base_version=row.base_model.version, metrics=figures(metrics), images=images(metrics),
             reasons=gate_reasons(metrics, row.error) if rejected else [],
             redeployed=[RetrainRedeploy(bounty_id=r["bounty_id"], txid=r["migrate_txid"])
                         for r in metrics.get("redeployed", [])],
-            error=None if rejected else row.error, where=where)
+            error=None if rejected else row.error, where=where), rt.settings)
 
 
 def report_without_run(status: str, message: str | None, where: str) -> RetrainReport:

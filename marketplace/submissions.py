@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from contracts.errors import ContractError, ScriptError
+from contracts.fees import images_payable
 from contracts.interpreter import validate_input
 from contracts.transactions import submission
 from marketplace.bounties import current_utxo, live, submission_view
@@ -33,6 +34,7 @@ from marketplace.errors import (
     NotFound,
     SubmissionRefused,
 )
+from marketplace.explorer import linked
 from marketplace.ledger import record_spend
 from marketplace.runtime import Runtime
 from marketplace.schema import (
@@ -65,7 +67,10 @@ def check_address(rt: Runtime, address: str) -> bytes:
 
 
 def classify_image(rt: Runtime, pixels: np.ndarray, bounty_id: int | None = None) -> Verdict:
-    """Dry run: what the on-chain classifier answers, and whether a bounty would pay for it."""
+    """Dry run: what the on-chain classifier answers and, for a bounty, the verdict a submission of the image
+    would get before vetting: refused as closed or exhausted (BountyClosed, as `submit` raises it), or
+    accepted or not with the refusal's sentence. A vetted bounty's vetting (novelty, judge, quotas) is not run:
+    it would claim the image."""
     image = as_pixels(pixels)
     if bounty_id is None:
         artifact = rt.artifact()
@@ -73,9 +78,26 @@ def classify_image(rt: Runtime, pixels: np.ndarray, bounty_id: int | None = None
         return Verdict(label=label, margin=margin, weights_sha256=artifact.weights_sha256)
     with rt.session() as session:
         bounty, deployment = live(session, bounty_id)
-        label, margin = (int(v[0]) for v in classify(rt.contract(deployment).model, image))
-        return Verdict(label=label, margin=margin, weights_sha256=deployment.model.weights_sha256,
-                       bounty_id=bounty.id, accepted=label in bounty.digits and margin >= bounty.min_margin)
+        check_balance(bounty, deployment.current_satoshis)
+        verdict = Verdict(label=0, margin=0, weights_sha256=deployment.model.weights_sha256, bounty_id=bounty.id,
+                          accepted=True)
+        try:
+            verdict.label, verdict.margin, _ = _gate(rt.contract(deployment).model, image[0].astype(np.uint8), bounty,
+                                                     False, None)
+        except ImageRefused as refused:
+            verdict.label, verdict.margin, verdict.accepted, verdict.reason = (refused.label, refused.margin, False,
+                                                                               str(refused))
+        return verdict
+
+
+def check_balance(bounty: Bounty, satoshis: int) -> None:
+    """Refuse before any work when a bounty's balance cannot pay one more image, whatever the image (the
+    same count as the bounty view's `images_left`)."""
+    if images_payable(satoshis, bounty.payout_sats, bounty.max_fee_sats) < 1:
+        raise BountyClosed(f"bounty {bounty.id} is exhausted and takes no submissions: it holds {satoshis:,} sats, "
+                           f"less than the {bounty.payout_sats + bounty.max_fee_sats:,} sats one image may cost "
+                           f"({bounty.payout_sats:,} payout + up to {bounty.max_fee_sats:,} fee); only its owner "
+                           "can withdraw the rest")
 
 
 @dataclass
@@ -104,6 +126,7 @@ def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appeal
     pkh = check_address(rt, address)
     with rt.session() as session:  # judge first, outside the bounty's lock: a refusal waits for nobody
         bounty, deployment = live(session, bounty_id)
+        check_balance(bounty, deployment.current_satoshis)
         vetted = bounty.mode == BountyMode.VETTED
         if (appeal or digit is not None) and not vetted:
             raise InvalidRequest(f"bounty {bounty_id} is open: it takes no appeals and no claimed digit")
@@ -114,11 +137,11 @@ def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appeal
                          model_sha256=deployment.model.weights_sha256, claimed_digit=claimed, appeal=appeal,
                          status=SubmissionStatus.VETTING, source=SubmissionSource.API)
     if not vetted:
-        return _pay(rt, bounty_id, offer)
+        return linked(_pay(rt, bounty_id, offer), rt.settings)
     offer.row_id = _vet(rt, row, image, client)
     if appeal and rt.settings.appeals_need_review:  # a person decides (decide_appeals), then it is paid
         return _hold_for_review(rt, offer.row_id)
-    return _pay_vetted(rt, bounty_id, offer)
+    return linked(_pay_vetted(rt, bounty_id, offer), rt.settings)
 
 
 def _pay_vetted(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
@@ -181,7 +204,7 @@ def decide_appeals(rt: Runtime, submission_ids: list[int], approve: bool) -> lis
                            row.claimed_digit, row.deployment.model_id, row.id)
             bounty_id = row.bounty_id
         decided.append(_pay_vetted(rt, bounty_id, offer))
-    return decided
+    return [linked(view, rt.settings) for view in decided]
 
 
 def _pay(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
@@ -198,6 +221,7 @@ def _pay(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
                                                                      offer.appeal, offer.claimed)
                     offer.judged_by = deployment.model_id
                 utxo = current_utxo(rt, deployment)
+                check_balance(bounty, utxo.satoshis)  # the chain's balance, which may be newer than the books'
                 try:
                     tx = submission(contract, utxo, offer.image, offer.address, rt.settings.fee_rate,
                                     attestor=rt.attestor.sign if vetted else None,
@@ -360,4 +384,4 @@ def get_submission(rt: Runtime, submission_id: int) -> SubmissionPublic:
         row = session.get(Submission, submission_id)
         if row is None:
             raise NotFound(f"there is no submission {submission_id}")
-        return submission_view(row)
+        return linked(submission_view(row), rt.settings)

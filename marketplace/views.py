@@ -19,11 +19,16 @@ class BountyPublic(BaseModel):
     budget_sats: int
     status: str
     remaining_sats: int
+    fee_sats_per_image: int  # the most fee one paid image takes from the balance: the contract's maximum fee
+    cost_sats_per_image: int  # payout + fee_sats_per_image: what one paid image costs the balance at most
+    images_left: int  # images the live balance pays for whatever they are (each at cost_sats_per_image)
     accepted_count: int
     paid_sats: int
+    fees_spent_sats: int  # the fees of every paid image's spend so far, from the books
     model_version: int | None
     weights_sha256: str | None
     contract_txid: str | None
+    contract_txid_url: str | None = None  # its explorer page (marketplace.explorer); so for every *txid_url
     contract_version: int | None
     current_outpoint: str | None
     mode: str  # "vetted": every payment is also co-signed by the attestor after vetting; "open": none is
@@ -37,12 +42,14 @@ class BountyMigrated(BountyPublic):
     """A bounty after its balance moved into a new contract (a top-up or a redeploy)."""
 
     migrate_txid: str
+    migrate_txid_url: str | None = None
 
 
 class BountyWithdrawn(BountyPublic):
     """A bounty after the owner took its balance back."""
 
     withdraw_txid: str
+    withdraw_txid_url: str | None = None
     withdrawn_sats: int
 
 
@@ -57,7 +64,8 @@ class SubmissionPublic(BaseModel):
     margin: int
     model_sha256: str
     model_version: int | None
-    txid: str | None
+    txid: str | None  # the spend that pays the payout
+    txid_url: str | None = None
     recipient_address: str
     source: str
     block_height: int | None
@@ -82,6 +90,7 @@ class DeploymentRecord(BaseModel):
     status: str
     model_sha256: str
     deploy_txid: str
+    deploy_txid_url: str | None = None
     locking_script_sha256: str
 
 
@@ -100,7 +109,8 @@ class Verdict(BaseModel):
     margin: int
     weights_sha256: str
     bounty_id: int | None = None
-    accepted: bool | None = None
+    accepted: bool | None = None  # for a bounty: whether a submission would pass the contract's checks
+    reason: str | None = None  # why not: the sentence a submission of it would be refused with
 
 
 class LineageSpend(BaseModel):
@@ -147,7 +157,8 @@ class RetrainRedeploy(BaseModel):
     """A bounty moved into a contract of the new model by a retraining run."""
 
     bounty_id: int
-    txid: str
+    txid: str  # the migration
+    txid_url: str | None = None
 
 
 class RetrainReport(BaseModel):
@@ -165,3 +176,38 @@ class RetrainReport(BaseModel):
     redeployed: list[RetrainRedeploy]
     error: str | None
     where: str
+
+
+class ChainTxInput(BaseModel):
+    """An input of a dev-chain transaction: the output it spends (and its value, when the chain has it)."""
+
+    source_txid: str
+    source_txid_url: str | None = None
+    source_vout: int
+    satoshis: int | None
+
+
+class ChainTxOutput(BaseModel):
+    """An output of a dev-chain transaction: its value, whom it pays (a P2PKH address, else the script's size)
+    and the transaction that spent it, if any."""
+
+    vout: int
+    satoshis: int
+    address: str | None
+    script_bytes: int
+    spent_by_txid: str | None
+    spent_by_txid_url: str | None = None
+
+
+class ChainTx(BaseModel):
+    """One transaction as the embedded dev chain holds it (the page `bounty serve` serves at /chain/tx/{txid})."""
+
+    txid: str
+    txid_url: str | None = None  # this page
+    state: str  # mempool, mined, ... (marketplace.chain.TxState)
+    block_height: int | None
+    confirmations: int
+    size_bytes: int
+    fee_sats: int | None  # inputs minus outputs, when every input's value is known
+    inputs: list[ChainTxInput]
+    outputs: list[ChainTxOutput]

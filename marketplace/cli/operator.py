@@ -41,8 +41,8 @@ def create(
     from marketplace.schema import BountyMode
 
     mode = BountyMode.OPEN if open_ else BountyMode.VETTED
-    emit(create_bounty(_runtime(), digit, payout, budget, margin, max_fee, mode, appeal_gap).model_dump(), as_json,
-         "bounty created")
+    created = create_bounty(_runtime(), digit, payout, budget, margin, max_fee, mode, appeal_gap)
+    emit(created.model_dump(), as_json, f"bounty created: {_cost(created)}")
 
 
 def fund(bounty_id: Annotated[int, typer.Argument()], amount: Annotated[int, typer.Argument(min=1)],
@@ -68,17 +68,20 @@ def list_(as_json: JsonOption = False) -> None:
     if as_json:
         typer.echo(json.dumps([b.model_dump() for b in rows], indent=2))
         return
-    typer.echo(f"{'id':>4} {'digits':<8} {'payout':>8} {'remaining':>10} {'accepted':>8}  status")
+    typer.echo(f"{'id':>4} {'digits':<8} {'payout':>8} {'cost/image':>10} {'remaining':>10} {'images left':>11} "
+               f"{'accepted':>8} {'fees spent':>10}  status")
     for b in rows:
         digits = ",".join(map(str, b.digits))
-        typer.echo(f"{b.id:>4} {digits:<8} {b.payout_sats:>8} {b.remaining_sats:>10} {b.accepted_count:>8}  {b.status}")
+        typer.echo(f"{b.id:>4} {digits:<8} {b.payout_sats:>8} {b.cost_sats_per_image:>10} {b.remaining_sats:>10} "
+                   f"{b.images_left:>11} {b.accepted_count:>8} {b.fees_spent_sats:>10}  {b.status}")
 
 
 def status(bounty_id: Annotated[int, typer.Argument()], as_json: JsonOption = False) -> None:
     """One bounty: terms, balance, accepted count, model and contract."""
     from marketplace.bounties import get_bounty
 
-    emit(get_bounty(_runtime(), bounty_id).model_dump(), as_json, f"bounty {bounty_id}")
+    view = get_bounty(_runtime(), bounty_id)
+    emit(view.model_dump(), as_json, f"bounty {bounty_id}: {_cost(view)}")
 
 
 def submissions(bounty_id: Annotated[int, typer.Argument()], as_json: JsonOption = False) -> None:
@@ -90,7 +93,7 @@ def submissions(bounty_id: Annotated[int, typer.Argument()], as_json: JsonOption
         typer.echo(json.dumps([s.model_dump() for s in rows], indent=2))
         return
     for s in rows:
-        typer.echo(f"{s.id:>5} {s.status:<10} digit {s.digit} margin {s.margin:>6} {s.txid or '-'}")
+        typer.echo(f"{s.id:>5} {s.status:<10} digit {s.digit} margin {s.margin:>6} {s.txid_url or '-'}")
 
 
 def export(bounty_id: Annotated[int, typer.Argument()]) -> None:
@@ -98,6 +101,13 @@ def export(bounty_id: Annotated[int, typer.Argument()]) -> None:
     from marketplace.bounties import export_bounty
 
     typer.echo(json.dumps(export_bounty(_runtime(), bounty_id).model_dump(), indent=2))
+
+
+def _cost(view: Any) -> str:
+    """What one paid image costs a bounty and how many its balance pays for, in a sentence."""
+    return (f"each paid image costs up to {view.cost_sats_per_image:,} sats ({view.payout_sats:,} payout + up to "
+            f"{view.fee_sats_per_image:,} fee); the balance of {view.remaining_sats:,} sats pays for "
+            f"{view.images_left:,} more; fees spent so far {view.fees_spent_sats:,} sats")
 
 
 def register(app: typer.Typer) -> None:

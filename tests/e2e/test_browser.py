@@ -174,6 +174,13 @@ def test_draw_check_submit_and_refuse(page: Page, server: Server, api: httpx.Cli
     bounty = api.get(f"/bounties/{server.bounty_id}").json()
     expect(page.locator("#bounty option")).to_have_text(f"#{server.bounty_id}: 500 sats for a 7 (active)")
     expect(page.locator("#live")).to_contain_text(bounty["contract_txid"])
+    live = dl(page, "#live")  # what an image costs and how many the balance pays for, as the API says
+    assert live["cost per image"] == (f"up to {bounty['cost_sats_per_image']} sats (500 payout + up to "
+                                      f"{bounty['fee_sats_per_image']} fee)")
+    assert live["images left"] == str(bounty["images_left"]) and bounty["images_left"] >= 1
+    assert live["fees spent"] == "0 sats"
+    contract = page.locator("#live dt:text-is('contract') + dd a")
+    assert contract.get_attribute("href") == bounty["contract_txid_url"] == f"/chain/tx/{bounty['contract_txid']}"
     assert press(page, "#check") == "Draw a digit first."  # nothing drawn yet: no request
 
     # A 7: Check says this bounty would pay, and the page shows exactly what /classify answers for the canvas.
@@ -202,6 +209,22 @@ def test_draw_check_submit_and_refuse(page: Page, server: Server, api: httpx.Cli
     expect(page.locator("#live dt:text-is('accepted') + dd")).to_have_text("1", timeout=10_000)  # live numbers
     after_payment = api.get(f"/bounties/{server.bounty_id}").json()
     assert after_payment["accepted_count"] == 1 and after_payment["paid_sats"] == 500
+    assert after_payment["fees_spent_sats"] == bounty["remaining_sats"] - after_payment["remaining_sats"] - 500
+    expect(page.locator("#live dt:text-is('fees spent') + dd")).to_have_text(
+        f"{after_payment['fees_spent_sats']} sats", timeout=10_000)
+    link = page.locator("#receipt dt:text-is('txid') + dd a")  # the payment's own page on the dev chain
+    href = link.get_attribute("href")
+    assert href == paid["txid_url"] == f"/chain/tx/{txid}"
+    assert page.context.browser is not None
+    elsewhere = page.context.browser.new_context()  # a tab of this context would take the pad's pointer events
+    try:
+        tx_page = elsewhere.new_page()
+        tx_page.goto(server.url + href)
+        expect(tx_page.locator("#txid")).to_have_text(txid)
+        assert int(tx_page.locator("#confirmations").text_content() or "0") >= 1
+        expect(tx_page.locator("#outputs")).to_contain_text(address)
+    finally:
+        elsewhere.close()
 
     # Not a 7: Check already says it would not pay, and Submit is refused before any money moves.
     label, margin, kind = first_drawing(page, NOT_SEVENS, wanted=False)

@@ -269,20 +269,19 @@ def test_a_vetted_spend_the_watcher_books_first_keeps_one_row_with_its_vetting(
     books_balance(rt, bounty_id)
 
 
-def test_a_vetted_image_that_cannot_be_paid_ends_rejected_not_vetting(rt: Runtime,
+def test_a_vetted_image_that_cannot_be_paid_is_refused_before_vetting(rt: Runtime,
                                                                       honest: dict[int, np.ndarray]) -> None:
-    """A bounty with one image's worth left: the second image passes vetting, then the contract cannot pay it.
-    Its receipt says so (409, then `rejected` with `bounty_exhausted`), instead of staying `vetting`."""
+    """A bounty with one image's worth: the second image is refused (409) before vetting, since the balance cannot
+    pay one more image (`images_left` is 0): no receipt is left `vetting` and the image is not claimed."""
     bounty = create_bounty(rt, [7], PAYOUT, 9_300, mode=BountyMode.VETTED)
     api = client(rt)
     assert post(api, bounty.id, honest[7][30])["code"] == 202
     second = post(api, bounty.id, honest[7][31])
-    assert second["code"] == 409, second
+    assert second["code"] == 409 and "takes no submissions" in second["detail"], second
     with rt.session() as session:
         rows = session.scalars(select(Submission).where(Submission.bounty_id == bounty.id)
                                .order_by(Submission.id)).all()
-        assert [(str(r.status), str(r.reason) if r.reason else None) for r in rows] == [
-            ("broadcast", None), ("rejected", "bounty_exhausted")]
+        assert [(str(r.status), str(r.reason) if r.reason else None) for r in rows] == [("broadcast", None)]
     settle(rt)
     assert paid_count(rt, bounty.id) == 1
     # the failed payment claimed nothing: once the operator tops the bounty up, the same payee's retry is paid

@@ -11,9 +11,11 @@ from sqlalchemy import text
 
 from marketplace.api.deps import RuntimeDep
 from marketplace.api.errors import error_responses
+from marketplace.api.routers import chain
 from marketplace.api.schemas import Health
 
 router = APIRouter()
+router.include_router(chain.router)  # the dev chain's transaction pages are pages too (app.py includes `router`)
 
 
 @cache

@@ -1,0 +1,201 @@
+"""Money made visible (issue 15): what a paid image costs a bounty and how many its balance still pays for, in
+the API and the CLI, from the books; the dry run giving the verdict a submission gets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from marketplace import views
+from marketplace.bounties import create_bounty, export_bounty, fund_bounty, withdraw_bounty
+from marketplace.cli import app as cli
+from marketplace.explorer import is_txid_field, linked, tx_url
+from marketplace.runtime import Runtime, open_runtime
+from marketplace.schema import Payout
+from marketplace.views import BountyExport, BountyPublic, SubmissionRecord
+from model.artifact import ModelArtifact
+from model.data import Mnist
+from model.reference import classify
+from tests.integration.test_service import PAYOUT, USER, books_balance, client, post, settle
+from tests.support.settings import settings_for
+
+
+@pytest.fixture(scope="module")
+def digits(sevens: np.ndarray, shipped: ModelArtifact, mnist: Mnist) -> dict[str, np.ndarray]:
+    """Test images the shipped model reads as 7 (widest margin first) and as something else."""
+    x = mnist.x_test.reshape(-1, 784)
+    labels, _ = classify(shipped.integer, x)
+    return {"sevens": sevens, "others": x[labels != 7]}
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Iterator[Runtime]:
+    runtime = open_runtime(settings_for(tmp_path / "home"))
+    yield runtime
+    runtime.close()
+
+
+def test_a_bounty_shows_the_cost_of_an_image_what_its_balance_pays_for_and_the_fees_spent(
+        rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    probe = create_bounty(rt, [7], PAYOUT, 100_000)  # the same terms price every bounty alike
+    cost = PAYOUT + probe.max_fee_sats
+    bounty = create_bounty(rt, [7], PAYOUT, 3 * cost + 100)
+    api = client(rt)
+    view = api.get(f"/bounties/{bounty.id}").json()
+    assert view["fee_sats_per_image"] == bounty.max_fee_sats and 8_000 < view["fee_sats_per_image"] < 9_500
+    assert view["cost_sats_per_image"] == cost and view["images_left"] == 3 and view["fees_spent_sats"] == 0
+    paid = [post(api, bounty.id, image) for image in digits["sevens"][:3]]
+    assert [p["code"] for p in paid] == [202] * 3
+    settle(rt)
+    view = api.get(f"/bounties/{bounty.id}").json()
+    with rt.session() as session:
+        fees = session.scalar(select(func.sum(Payout.fee_sats)).where(Payout.bounty_id == bounty.id))
+    assert view["fees_spent_sats"] == fees == view["budget_sats"] - view["paid_sats"] - view["remaining_sats"]
+    assert 3 * 8_000 < fees <= 3 * bounty.max_fee_sats  # each spend's real fee, within the contract's bound
+    assert view["images_left"] == 0 and view["remaining_sats"] < cost  # and the contract agrees: nothing more pays
+    assert post(api, bounty.id, digits["sevens"][3])["code"] == 409
+    listed = {b["id"]: b for b in api.get("/bounties").json()}
+    assert listed[bounty.id] == view
+    books_balance(rt, bounty.id)
+
+
+def test_the_cli_shows_the_cost_and_refuses_a_budget_that_cannot_pay_one_image(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOUNTY_HOME", str(tmp_path / "home"))
+    from marketplace.settings import get_settings
+
+    get_settings.cache_clear()
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["create", "--digit", "7", "--payout", "500", "--budget", "1000", "--open"])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert refused.stderr.startswith("error: a budget of 1,000 sats cannot pay one image: each costs the 500-sat "
+                                     "payout plus up to ") and refused.stderr.count("\n") == 1
+    too_low = runner.invoke(cli, ["create", "--digit", "7", "--payout", "500", "--budget", "40000", "--open",
+                                  "--max-fee", "3000"])  # below any real spend's fee: no image could be paid
+    assert too_low.exit_code == 1 and too_low.stderr.startswith("error: a maximum fee of 3,000 sats is below the ")
+    created = runner.invoke(cli, ["create", "--digit", "7", "--payout", "500", "--budget", "40000", "--open"])
+    assert created.exit_code == 0, created.output
+    assert created.stdout.startswith("bounty created: each paid image costs up to ")
+    assert "the balance of 40,000 sats pays for 4 more" in created.stdout
+    status = json.loads(runner.invoke(cli, ["status", "1", "--json"]).stdout)
+    assert status["cost_sats_per_image"] == 500 + status["fee_sats_per_image"] and status["images_left"] == 4
+    assert status["fees_spent_sats"] == 0
+    table = runner.invoke(cli, ["list"]).stdout.splitlines()
+    assert table[0].split() == ["id", "digits", "payout", "cost/image", "remaining", "images", "left", "accepted",
+                                "fees", "spent", "status"]
+    assert table[1].split() == ["1", "7", "500", str(status["cost_sats_per_image"]), "40000", "4", "0", "0", "active"]
+    get_settings.cache_clear()
+
+
+def _classified(api: TestClient, bounty_id: int, image: np.ndarray) -> dict:
+    response = api.post("/classify", json={"pixels": image.tolist(), "bounty_id": bounty_id})
+    return {**response.json(), "code": response.status_code}
+
+
+def test_the_dry_run_gives_the_verdict_a_submission_gets(rt: Runtime, shipped: ModelArtifact,
+                                                           digits: dict[str, np.ndarray]) -> None:
+    """Measured on main: /classify said "would pay" for a bounty whose balance could never pay an image."""
+    _, margins = classify(shipped.integer, digits["sevens"])
+    median = int(np.median(margins))
+    low = digits["sevens"][int(np.flatnonzero(margins < median)[0])]
+    high = digits["sevens"][int(np.flatnonzero(margins > median)[0])]
+    open_ = create_bounty(rt, [7], PAYOUT, 100_000, min_margin=median)
+    cost = PAYOUT + open_.max_fee_sats
+    short = create_bounty(rt, [7], PAYOUT, cost + 1_000)  # one image, then more than a payout, less than an image
+    closed = create_bounty(rt, [7], PAYOUT, 100_000)
+    withdraw_bounty(rt, closed.id)
+    api = client(rt)
+    assert post(api, short.id, high)["code"] == 202
+    settle(rt)
+    left = api.get(f"/bounties/{short.id}").json()  # active, above the payout, and yet it can pay no image
+    assert left["status"] == "active" and PAYOUT < left["remaining_sats"] < cost and left["images_left"] == 0
+    cases = {"payable": (open_.id, high), "wrong digit": (open_.id, digits["others"][0]),
+             "low margin": (open_.id, low), "exhausted": (short.id, high), "closed": (closed.id, high)}
+    expected = {"payable": (200, 202), "wrong digit": (200, 422), "low margin": (200, 422), "exhausted": (409, 409),
+                "closed": (409, 409)}
+    for case, (bounty_id, image) in cases.items():
+        dry, real = _classified(api, bounty_id, image), post(api, bounty_id, image)
+        assert (dry["code"], real["code"]) == expected[case], (case, dry, real)
+        if real["code"] == 202:
+            assert dry["accepted"] is True and dry["reason"] is None and real["digit"] == dry["label"] == 7
+            assert real["margin"] == dry["margin"]
+        elif real["code"] == 422:
+            assert dry["accepted"] is False and dry["reason"] == real["detail"]["message"], case
+            assert (dry["label"], dry["margin"]) == (real["detail"]["predicted"], real["detail"]["margin"])
+        else:
+            assert dry["detail"] == real["detail"] and "takes no submissions" in dry["detail"], case
+    assert f"less than the {cost:,} sats one image may cost" in _classified(api, short.id, high)["detail"]
+    settle(rt)
+    books_balance(rt, open_.id)
+
+
+# -- every txid with its explorer link ------------------------------------------------------------------------
+
+def test_every_txid_links_to_the_dev_chains_own_page(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    assert bounty.contract_txid_url == f"/chain/tx/{bounty.contract_txid}"
+    api = client(rt)
+    paid = post(api, bounty.id, digits["sevens"][0])
+    assert paid["code"] == 202 and paid["txid_url"] == f"/chain/tx/{paid['txid']}"
+    page = api.get(paid["txid_url"])
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert paid["txid"] in page.text and '<dd id="confirmations">0</dd>' in page.text  # in the mempool
+    settle(rt)
+    receipt = api.get(f"/submissions/{paid['id']}").json()
+    assert receipt["txid_url"] == paid["txid_url"]
+    page = api.get(receipt["txid_url"]).text
+    assert '<dd id="confirmations">1</dd>' in page
+    assert f'<a href="/chain/tx/{bounty.contract_txid}">{bounty.contract_txid}</a>:0' in page  # spends the contract
+    assert f"<td>{PAYOUT}</td><td>{USER.address()}</td>" in page  # the payout output, to the submitter
+    view = api.get(f"/bounties/{bounty.id}").json()
+    assert api.get(view["contract_txid_url"]).status_code == 200
+    assert f'<a href="{paid["txid_url"]}">{paid["txid"]}</a>' in api.get(view["contract_txid_url"]).text  # spent by
+    funded = fund_bounty(rt, bounty.id, 10_000)
+    assert funded.migrate_txid_url == f"/chain/tx/{funded.migrate_txid}"
+    assert api.get(funded.migrate_txid_url).status_code == 200
+    exported = export_bounty(rt, bounty.id)
+    assert [d.deploy_txid_url for d in exported.deployments] == [f"/chain/tx/{d.deploy_txid}"
+                                                                 for d in exported.deployments]
+    assert exported.submissions[0].txid_url == paid["txid_url"] and exported.bounty.contract_txid_url
+    withdrawn = withdraw_bounty(rt, bounty.id)
+    assert withdrawn.withdraw_txid_url == f"/chain/tx/{withdrawn.withdraw_txid}"
+    unknown = api.get(f"/chain/tx/{'ab' * 32}")
+    assert unknown.status_code == 404 and unknown.json()["detail"] == f"the dev chain has no transaction {'ab' * 32}"
+    assert api.get("/chain/tx/not-a-txid").status_code == 422
+
+
+@pytest.mark.parametrize(("network", "site"), [("testnet", "https://test.whatsonchain.com/tx/"),
+                                               ("mainnet", "https://whatsonchain.com/tx/")])
+def test_on_the_network_the_links_are_whatsonchains(tmp_path: Path, network: str, site: str) -> None:
+    settings = settings_for(tmp_path / "home", chain="network", network=network, arc_url="http://127.0.0.1:9")
+    view = SubmissionRecord(id=1, bounty_id=1, status="confirmed", reason=None, digit=7, margin=1, model_sha256="",
+                            model_version=1, txid="cd" * 32, recipient_address="", source="api", block_height=1,
+                            confirmations=1, payout_sats=PAYOUT, created_at="", pixels_hex="")
+    export = linked(BountyExport(bounty=_bounty_view("ef" * 32), deployments=[], submissions=[view]), settings)
+    assert export.submissions[0].txid_url == f"{site}{'cd' * 32}"
+    assert export.bounty.contract_txid_url == f"{site}{'ef' * 32}"
+    assert tx_url(settings, None) is None
+
+
+def _bounty_view(contract_txid: str) -> BountyPublic:
+    return BountyPublic(id=1, digits=[7], payout_sats=PAYOUT, min_margin=0, max_fee_sats=9_000, budget_sats=100_000,
+                        status="active", remaining_sats=100_000, fee_sats_per_image=9_000, cost_sats_per_image=9_500,
+                        images_left=10, accepted_count=0, paid_sats=0, fees_spent_sats=0, model_version=1,
+                        weights_sha256=None, contract_txid=contract_txid, contract_version=1, current_outpoint=None,
+                        mode="open", appeal_gap=0, attestor_pubkey=None, judge_sha256=None)
+
+
+def test_every_view_that_shows_a_txid_has_a_link_field_beside_it() -> None:
+    shown = [model for model in vars(views).values()
+             if isinstance(model, type) and issubclass(model, BaseModel) and model.__module__ == views.__name__]
+    missing = [f"{model.__name__}.{name}" for model in shown for name in model.model_fields
+               if is_txid_field(name) and f"{name}_url" not in model.model_fields]
+    assert len(shown) > 10 and missing == []
