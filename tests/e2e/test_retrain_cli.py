@@ -74,7 +74,7 @@ def assert_matches_its_run(report: dict[str, Any], engine: Engine, bounty_id: in
     version, txid = live_model_version(engine, bounty_id)
     if report["status"] == "deployed":
         assert report["version"] == version == report["base_version"] + 1
-        assert report["redeployed"] == [{"bounty_id": bounty_id, "txid": txid}]
+        assert report["redeployed"] == [{"bounty_id": bounty_id, "txid": txid, "txid_url": f"/chain/tx/{txid}"}]
         assert report["reasons"] == [] and report["error"] is None
     else:
         assert report["version"] is None and version == report["base_version"]
