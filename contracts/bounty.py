@@ -146,8 +146,7 @@ class BountyContract:
             builder.add(Note(f"bounty #{t.tag}"), t.tag, OP.OP_DROP)
         builder.add(OP.OP_IF, Note("owner path"), t.owner_pubkey, OP.OP_CHECKSIG, OP.OP_ELSE)
         if t.vetted:
-            builder.add(Note("the claim (appeals only) and the appeal flag wait on the alt stack"),
-                        OP.OP_DUP, OP.OP_IF, 3, OP.OP_ROLL, OP.OP_TOALTSTACK, OP.OP_ENDIF, OP.OP_TOALTSTACK)
+            builder.extend(park_appeal(claim_depth=3))
         builder.add(
             Note("submission path: check the pushed preimage"), *check_preimage(),
             Note("cut out scriptCode (with its length), value and hashOutputs"),
@@ -155,10 +154,7 @@ class BountyContract:
             8, OP.OP_SPLIT, 4, OP.OP_SPLIT, OP.OP_NIP, 32, OP.OP_SPLIT, OP.OP_DROP,
         )
         if t.vetted:
-            assert t.attestor_pubkey is not None  # checked by BountyTerms
-            builder.add(Note("the attestor signed this whole transaction with SIGHASH_ALL|FORKID"),
-                        3, OP.OP_ROLL, OP.OP_DUP, OP.OP_SIZE, OP.OP_1SUB, OP.OP_SPLIT, OP.OP_NIP,
-                        bytes([SIGHASH_ALL_FORKID]), OP.OP_EQUALVERIFY, t.attestor_pubkey, OP.OP_CHECKSIGVERIFY)
+            builder.add(3, OP.OP_ROLL).extend(attestor_check(t))
         head = builder.build()
         tail = ScriptBuilder()
         if not t.vetted:
@@ -167,17 +163,8 @@ class BountyContract:
             return head + self.classifier.code + tail.add(OP.OP_ENDIF).build()
         tail.add(Note("stack: runner-up margin label"))
         tail.extend(_covenant(t, OP.OP_EQUALVERIFY))
-        tail.add(Note("the appeal flag from the alt stack"), OP.OP_FROMALTSTACK, OP.OP_IF,
-                 Note(f"appeal: margin <= {t.appeal_gap}, the claim is a target digit and the runner-up"),
-                 OP.OP_DROP, t.appeal_gap, OP.OP_LESSTHANOREQUAL, OP.OP_VERIFY, OP.OP_FROMALTSTACK, OP.OP_DUP)
-        tail.extend(_label_in(t.digits))
-        tail.add(OP.OP_NUMEQUAL, OP.OP_ELSE, Note("submission: the label is a target digit"))
-        tail.extend(_label_in(t.digits))
-        if t.min_margin:
-            tail.add(Note(f"margin >= {t.min_margin}"), t.min_margin, OP.OP_GREATERTHANOREQUAL, OP.OP_NIP)
-        else:
-            tail.add(OP.OP_2DROP, OP.OP_1)
-        tail.add(OP.OP_ENDIF, OP.OP_ENDIF)
+        tail.extend(vetted_verdict(t))
+        tail.add(OP.OP_ENDIF)
         return head + self.classifier.code + tail.build()
 
     def lock(self) -> Script:
@@ -229,7 +216,7 @@ class BountyContract:
         None for an owner spend. Works on any spend of this contract, made through our service or
         directly on-chain by anyone, so the watcher can record every one.
         """
-        items = [_chunk_value(chunk) for chunk in unlocking.chunks]
+        items = [chunk_value(chunk) for chunk in unlocking.chunks]
         appeal: int | bytes | None = None
         if not self.terms.vetted:
             if len(items) != PIXELS + 4 or items[-1] != 0:
@@ -272,7 +259,7 @@ class SubmissionClaim:
     appeal: int | None = None  # the digit an appeal claims (vetted bounties); None: paid as the classifier's label
 
 
-def _chunk_value(chunk: Any) -> int | bytes:
+def chunk_value(chunk: Any) -> int | bytes:
     """A pushed item as a script number when it is one (OP_0..OP_16, OP_1NEGATE, short data), else bytes."""
     op = chunk.op[0] if isinstance(chunk.op, bytes) else int(chunk.op)
     if chunk.data is None:
@@ -314,6 +301,47 @@ def _submission_checks(t: BountyTerms) -> list[Item]:
     if t.min_margin:
         return [*items, Note(f"margin >= {t.min_margin}"), t.min_margin, OP.OP_GREATERTHANOREQUAL, OP.OP_VERIFY]
     return [*items, OP.OP_DROP]
+
+
+def park_appeal(claim_depth: int) -> list[Item]:
+    """[.. claim? .. flag] -> [.. ..]: the appeal flag, and under it the claim when the flag is 1 (found
+    `claim_depth` items down once the flag is duplicated), wait on the alt stack while the classifier runs."""
+    return [Note("the claim (appeals only) and the appeal flag wait on the alt stack"),
+            OP.OP_DUP, OP.OP_IF, claim_depth, OP.OP_ROLL, OP.OP_TOALTSTACK, OP.OP_ENDIF, OP.OP_TOALTSTACK]
+
+
+def attestor_check(t: BountyTerms) -> list[Item]:
+    """[.. sig] -> [..]: `sig` is the attestor's signature of this whole transaction with SIGHASH_ALL|FORKID."""
+    assert t.attestor_pubkey is not None  # checked by BountyTerms
+    return [Note("the attestor signed this whole transaction with SIGHASH_ALL|FORKID"),
+            OP.OP_DUP, OP.OP_SIZE, OP.OP_1SUB, OP.OP_SPLIT, OP.OP_NIP,
+            bytes([SIGHASH_ALL_FORKID]), OP.OP_EQUALVERIFY, t.attestor_pubkey, OP.OP_CHECKSIGVERIFY]
+
+
+def vetted_verdict(t: BountyTerms) -> list[Item]:
+    """[runner_up margin label], the appeal flag (and an appeal's claim) on the alt stack -> [verdict].
+
+    Appeal: margin <= the appeal gap, the claim is a target digit and the runner-up. Otherwise: the label is
+    a target digit and the margin reaches the minimum."""
+    items: list[Item] = [
+        Note("the appeal flag from the alt stack"), OP.OP_FROMALTSTACK, OP.OP_IF,
+        Note(f"appeal: margin <= {t.appeal_gap}, the claim is a target digit and the runner-up"),
+        OP.OP_DROP, t.appeal_gap, OP.OP_LESSTHANOREQUAL, OP.OP_VERIFY, OP.OP_FROMALTSTACK, OP.OP_DUP,
+        *_label_in(t.digits), OP.OP_NUMEQUAL, OP.OP_ELSE, Note("submission: the label is a target digit"),
+        *_label_in(t.digits)]
+    if t.min_margin:
+        items += [Note(f"margin >= {t.min_margin}"), t.min_margin, OP.OP_GREATERTHANOREQUAL, OP.OP_NIP]
+    else:
+        items += [OP.OP_2DROP, OP.OP_1]
+    return [*items, OP.OP_ENDIF]
+
+
+def open_verdict(t: BountyTerms) -> list[Item]:
+    """[margin label] -> [verdict]: the label is a target digit and the margin reaches the minimum."""
+    items: list[Item] = [Note("stack: margin label"), *_label_in(t.digits)]
+    if t.min_margin:
+        return [*items, Note(f"margin >= {t.min_margin}"), t.min_margin, OP.OP_GREATERTHANOREQUAL]
+    return [*items, OP.OP_DROP, OP.OP_1]
 
 
 def _label_in(digits: tuple[int, ...]) -> list[Item]:

@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from bsv.native import NATIVE_MODULE as _native
 from bsv.script.script import Script
 from bsv.script.spend import Spend
 from bsv.transaction import Transaction
@@ -122,37 +123,97 @@ def verify_images(
     }
 
 
-@lru_cache(maxsize=16)  # a parsed bounty script takes about 3 MB: one per live contract is what is reused
+# One cached entry per live contract (a parsed ~42 KB bounty script is about 2.5 MB of tuples); a pool bounty's
+# K prizes share one script, so one entry serves them all.
+_LOCK_CACHE = 32
+
+
+@lru_cache(maxsize=_LOCK_CACHE)
+def locking_chunks(raw: bytes) -> list[tuple[int, bytes | None]] | None:
+    """A locking script as the (opcode, data) tuples bsv-sdk's C interpreter runs, parsed in C once per script.
+
+    Every spend of a contract runs the same ~42 KB script: bsv-sdk's `Spend` re-parses nothing once its `Script`
+    is parsed, but it parses in Python (about 40 ms for the classifier) and rebuilds the tuples on every call
+    (about 4 ms), where the C parser takes about 2 ms once. None when the C extension is missing or its parse
+    does not give back the very bytes (a truncated push: bsv-sdk's own path then judges the script as before).
+    The interpreter only reads the list; it is shared by every validation of the script, never mutated.
+    """
+    if _native is None:
+        return None
+    try:
+        chunks = _native.parse_script_chunks(raw)
+        same = _native.serialize_script_chunks(chunks) == raw
+    except (ValueError, TypeError):
+        return None
+    return chunks if same else None
+
+
 def parsed_locking_script(raw: bytes) -> Script:
-    """A locking script whose chunks bsv-sdk has already parsed. Every submission to a bounty spends
-    the same ~42 KB script, and bsv-sdk parses scripts in Python (most of a cold validation's time),
-    so parse each one once. The interpreter only reads chunks, so sharing the object is safe."""
+    """A bsv-sdk ``Script`` whose chunks are parsed (the pure-Python path, and scripts the C parser refuses)."""
+    return _parsed_script(raw)
+
+
+@lru_cache(maxsize=_LOCK_CACHE)
+def _parsed_script(raw: bytes) -> Script:
     script = Script(raw)
     script.chunks  # noqa: B018 (parsing is lazy: do it now, once)
     return script
 
 
+def clear_script_cache() -> None:
+    """Forget every parsed locking script (a benchmark's first validation then pays for parsing, as a fresh
+    validator does)."""
+    locking_chunks.cache_clear()
+    _parsed_script.cache_clear()
+
+
 def validate_input(tx: Transaction, index: int) -> None:
-    """Validate input `index` of a complete transaction as a node would (its source output must be known)."""
+    """Validate input `index` of a complete transaction as a node would (its source output must be known).
+
+    With bsv-sdk's C extension (the normal case) the locking script's parse is shared across validations
+    (`locking_chunks`) and the C interpreter is called directly, exactly as `Spend.validate` calls it;
+    otherwise, or for a script the C parser cannot give back byte for byte, `Spend` runs as it always did.
+    """
     tx_input = tx.inputs[index]
     if tx_input.locking_script is None or tx_input.satoshis is None:
         raise ScriptError(f"input {index} does not say which output it spends (script and value unknown)")
-    spend = Spend({
-        "sourceTXID": tx_input.source_txid,
-        "sourceOutputIndex": tx_input.source_output_index,
-        "sourceSatoshis": tx_input.satoshis,
-        "lockingScript": parsed_locking_script(tx_input.locking_script.serialize()),
-        "transactionVersion": tx.version,
-        "otherInputs": [other for i, other in enumerate(tx.inputs) if i != index],
-        "inputIndex": index,
-        "unlockingScript": tx_input.unlocking_script,
-        "outputs": tx.outputs,
-        "inputSequence": tx_input.sequence,
-        "lockTime": tx.locktime,
-    })
+    unlocking = tx_input.unlocking_script if tx_input.unlocking_script is not None else Script(b"")
+    raw = tx_input.locking_script.serialize()
+    lock = locking_chunks(raw)
+    unlock = _unlocking_chunks(unlocking.serialize()) if lock is not None else None
     try:
-        ok = spend.validate()
+        if lock is not None and unlock is not None:
+            ok = _native.spend_validate(
+                unlock, lock, tx.version, tx_input.source_txid, tx_input.source_output_index, tx.locktime, index,
+                tx_input.sequence, tx_input.satoshis,
+                [(other.source_txid, other.source_output_index,
+                  other.locking_script.serialize() if other.locking_script else b"", other.satoshis or 0,
+                  other.sequence, int(other.sighash)) for i, other in enumerate(tx.inputs) if i != index],
+                [output.serialize() for output in tx.outputs])
+        else:
+            ok = Spend({
+                "sourceTXID": tx_input.source_txid,
+                "sourceOutputIndex": tx_input.source_output_index,
+                "sourceSatoshis": tx_input.satoshis,
+                "lockingScript": parsed_locking_script(raw),
+                "transactionVersion": tx.version,
+                "otherInputs": [other for i, other in enumerate(tx.inputs) if i != index],
+                "inputIndex": index,
+                "unlockingScript": unlocking,
+                "outputs": tx.outputs,
+                "inputSequence": tx_input.sequence,
+                "lockTime": tx.locktime,
+            }).validate()
     except RuntimeError as exc:
         raise ScriptError(f"input {index} of {tx.txid()} is invalid", _reason(exc)) from None
     if not ok:
         raise ScriptError(f"input {index} of {tx.txid()} is invalid", "validate() returned False")
+
+
+def _unlocking_chunks(raw: bytes) -> list[tuple[int, bytes | None]] | None:
+    """An unlocking script's tuples from the C parser (not cached: each spend brings its own), or None."""
+    try:
+        chunks = _native.parse_script_chunks(raw)
+        return chunks if _native.serialize_script_chunks(chunks) == raw else None
+    except (ValueError, TypeError):
+        return None

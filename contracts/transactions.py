@@ -1,5 +1,6 @@
-"""Build every bounty transaction offline: deploy (funded from P2PKH wallet outputs), submission
-(and a vetted bounty's appeal), owner withdraw and owner migrate. No network call anywhere; fees follow bsv-sdk's
+"""Build every bounty transaction offline. Chain shape: deploy (funded from P2PKH wallet outputs), submission
+(and a vetted bounty's appeal), owner withdraw and owner migrate. Pool shape (contracts.pool): deploy_prizes,
+claim (and a vetted pool's appeal_claim), owner reclaim. No network call anywhere; fees follow bsv-sdk's
 ``SatoshisPerKilobyte`` at the rate given (100 sat/kB unless told otherwise)."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from contracts.attestor import Attestor
 from contracts.bounty import BountyContract
 from contracts.errors import ContractError
 from contracts.interpreter import TX_VERSION
+from contracts.pool import PoolContract
 from contracts.pushtx import preimage_is_signable
 
 DEFAULT_FEE_RATE = 100  # sat/kB: the common floor in 2026
@@ -176,3 +178,81 @@ def migrate(contract: BountyContract, utxo: Utxo, owner_key: PrivateKey, success
         raise ContractError(f"{utxo.satoshis} sats less a {fee}-sat fee cannot fund the new contract")
     tx.outputs[0].satoshis = utxo.satoshis - fee
     return tx.sign()
+
+
+# -- prize pools ---------------------------------------------------------------------------------------------
+
+
+def deploy_prizes(pool: PoolContract, count: int, wallet: Sequence[Utxo], wallet_key: PrivateKey, change_to: str,
+                  fee_rate: int = DEFAULT_FEE_RATE, reserve: int = 0, reserve_to: str | None = None) -> Transaction:
+    """Create `count` prizes (outputs 0..count-1, `pool.prize_satoshis` each) from P2PKH wallet outputs; then,
+    when asked, the owner's reserve (`reserve` sats to P2PKH `reserve_to`, the next output), then change.
+
+    Funded from the reserve itself (the reserve's coin as `wallet`, `change_to` its address) the change is the
+    new reserve: one transaction tops the pool up and keeps the rest of the budget where it was.
+    """
+    if count < 1:
+        raise ContractError(f"a pool deploy creates at least one prize, not {count}")
+    outputs = [TransactionOutput(pool.lock(), pool.prize_satoshis) for _ in range(count)]
+    if reserve or reserve_to is not None:
+        if reserve < 1 or reserve_to is None:
+            raise ContractError("a reserve needs a positive amount and the address that holds it")
+        outputs.append(TransactionOutput(P2PKH().lock(address_pkh(reserve_to)), reserve))
+    return pay(outputs, wallet, wallet_key, change_to, fee_rate)
+
+
+def claim(pool: PoolContract, prize: Utxo, image: np.ndarray, recipient: str, fee_rate: int = DEFAULT_FEE_RATE,
+          attestor: Attestor | None = None, appeal: int | None = None, change_to: str | None = None) -> Transaction:
+    """Spend one prize with `image`: the payout to `recipient` (output 0).
+
+    What the prize holds beyond the payout is the claim's fee allowance. With `change_to` the part the fee
+    at `fee_rate` does not need goes back there (output 1: the owner's reserve, say) when it is worth an
+    output; without it the whole allowance is the fee. A vetted pool needs its `attestor` (the key, or a
+    signer), which signs last, over the final transaction; `appeal` makes it an appeal claiming that digit.
+    """
+    _check_prize(pool, prize)
+    allowance = prize.satoshis - pool.terms.payout
+    if allowance < 0:
+        raise ContractError(f"the prize holds {prize.satoshis} sats, less than its {pool.terms.payout}-sat payout")
+    unlock = pool.claim_unlock(image, attestor, appeal)
+    payee = TransactionOutput(P2PKH().lock(address_pkh(recipient)), pool.terms.payout)
+    tx = Transaction([_spend(prize, unlock)], [payee], version=TX_VERSION)
+    fee = _fee(tx, fee_rate)
+    if allowance < fee:
+        raise ContractError(f"the prize keeps {allowance} sats beyond the payout, less than the {fee}-sat fee of "
+                            f"this claim at {fee_rate} sat/kB")
+    if change_to is not None:
+        tx.outputs.append(TransactionOutput(P2PKH().lock(address_pkh(change_to)), 0))
+        leftover = allowance - _fee(tx, fee_rate)
+        if leftover >= 1:
+            tx.outputs[-1].satoshis = leftover
+        else:
+            tx.outputs.pop()
+    return tx.sign()
+
+
+def appeal_claim(pool: PoolContract, prize: Utxo, image: np.ndarray, recipient: str, digit: int,
+                 attestor: Attestor, fee_rate: int = DEFAULT_FEE_RATE, change_to: str | None = None) -> Transaction:
+    """A vetted pool's appeal: claim a prize for `image` as `digit`, the classifier's runner-up within the gap."""
+    return claim(pool, prize, image, recipient, fee_rate, attestor=attestor, appeal=digit, change_to=change_to)
+
+
+def reclaim(pool: PoolContract, prizes: Sequence[Utxo], owner_key: PrivateKey, to: str,
+            fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
+    """Owner path: take back any number of prizes in one transaction, everything less the fee to `to`."""
+    if not prizes:
+        raise ContractError("name at least one prize to reclaim")
+    for prize in prizes:
+        _check_prize(pool, prize)
+    inputs = [_spend(prize, pool.owner_unlock(owner_key)) for prize in prizes]
+    tx = Transaction(inputs, [TransactionOutput(P2PKH().lock(address_pkh(to)), 0)], version=TX_VERSION)
+    fee, total = _fee(tx, fee_rate), sum(prize.satoshis for prize in prizes)
+    if total <= fee:
+        raise ContractError(f"the prizes hold {total} sats, not enough for the {fee}-sat fee")
+    tx.outputs[0].satoshis = total - fee
+    return tx.sign()
+
+
+def _check_prize(pool: PoolContract, prize: Utxo) -> None:
+    if prize.locking_script.serialize() != pool.lock().serialize():
+        raise ContractError(f"output {prize.txid}:{prize.vout} is not a prize of this pool bounty")

@@ -21,8 +21,16 @@ class ContractMode(StrEnum):
     vetted = "vetted"
 
 
+class ContractShape(StrEnum):
+    chain = "chain"
+    pool = "pool"
+
+
 ModeOption = Annotated[ContractMode, typer.Option(
     "--mode", help="open (today's contract, the default here) or vetted (the attestor co-signs; appeals).")]
+ShapeOption = Annotated[ContractShape, typer.Option(
+    "--shape", help="chain (one output every submission spends and re-creates; the default here) or pool "
+                    "(independent prize outputs sharing one script, no covenant).")]
 
 contract_app = typer.Typer(help="Compile, check and measure the on-chain classifier and the bounty contract.",
                            no_args_is_help=True)
@@ -65,14 +73,18 @@ def contract_verify(images: ImagesOption = 200, model: ModelOption = None, as_js
 @contract_app.command("example")
 @friendly
 def contract_example(model: ModelOption = None, mode: ModeOption = ContractMode.open,
-                     as_json: JsonOption = False) -> None:
-    """A self-contained set of raw transactions: funding, deploy, accept, reject, withdraw (vetted: and appeals)."""
-    from contracts.example import build_example
+                     shape: ShapeOption = ContractShape.chain, as_json: JsonOption = False) -> None:
+    """A self-contained set of raw transactions: funding, deploy, accept, reject, withdraw (vetted: and appeals).
+
+    Pool shape: the deploy creates three prizes, accept_tx claims one, withdraw_tx is the owner reclaiming the rest.
+    """
+    from contracts.example import build_example, build_pool_example
     from model.artifact import load_artifact
     from model.data import load_mnist
 
     data = load_mnist()
-    result = build_example(load_artifact(model).integer, data.x_test, data.y_test, mode=_mode(mode))
+    build = build_pool_example if shape is ContractShape.pool else build_example
+    result = build(load_artifact(model).integer, data.x_test, data.y_test, mode=_mode(mode))
     if as_json:
         emit(result, True, "")
     else:
@@ -84,14 +96,23 @@ def contract_example(model: ModelOption = None, mode: ModeOption = ContractMode.
 def contract_bench(images: ImagesOption = 200, submissions: Annotated[int, typer.Option(min=1, max=100)] = 5,
                    fee_rate: Annotated[int, typer.Option(min=1, help="sat/kB")] = 100,
                    model: ModelOption = None, mode: ModeOption = ContractMode.open,
+                   shape: ShapeOption = ContractShape.chain,
+                   prizes: Annotated[int, typer.Option(min=1, max=100, help="pool: prizes per deploy")] = 10,
                    as_json: JsonOption = False) -> None:
-    """Sizes, fee and validation time of real submissions (vetted: and appeals), and on-chain accuracy."""
-    from contracts.example import bench
+    """Sizes, fee and validation time of real submissions (vetted: and appeals), and on-chain accuracy.
+
+    Pool shape: the submissions are claims, each on a prize of its own; a paid image costs its prize's share
+    of the deploy plus its claim.
+    """
+    from contracts.example import bench, bench_pool
     from model.artifact import load_artifact
     from model.data import load_mnist
 
     artifact, data = load_artifact(model), load_mnist()
-    result = bench(artifact.integer, data.x_test, data.y_test, submissions, fee_rate, _mode(mode))
+    if shape is ContractShape.pool:
+        result = bench_pool(artifact.integer, data.x_test, data.y_test, submissions, fee_rate, _mode(mode), prizes)
+    else:
+        result = bench(artifact.integer, data.x_test, data.y_test, submissions, fee_rate, _mode(mode))
     verified = _verify(artifact, data, images)
     result |= {"script_accuracy": verified["script_accuracy"], "accuracy_images": images,
                "agree": verified["agree"], "classifier_ms_per_image": round(verified["ms_per_image"], 1)}

@@ -38,8 +38,9 @@ def test_contract_build_and_verify_json() -> None:
     assert set(result) >= {"script_accuracy", "ms_per_image", "locking_script_bytes"}
 
 
-def test_contract_example_is_a_replayable_set() -> None:
-    done = bounty("contract", "example", "--json")
+@pytest.mark.parametrize("shape", ["chain", "pool"])
+def test_contract_example_is_a_replayable_set(shape: str) -> None:
+    done = bounty("contract", "example", "--shape", shape, "--json")
     assert done.returncode == 0, done.stderr
     example = json.loads(done.stdout)
     txs = {name: Transaction.from_hex(example[name])
@@ -57,6 +58,22 @@ def test_contract_example_is_a_replayable_set() -> None:
         else:
             with pytest.raises(Exception, match="invalid"):
                 validate_input(tx, 0)
+
+
+def test_contract_bench_json_for_both_shapes() -> None:
+    figures = {}
+    for shape in ("chain", "pool"):
+        done = bounty("contract", "bench", "--shape", shape, "--images", "2", "--submissions", "2", "--prizes", "3",
+                      "--json")
+        assert done.returncode == 0, done.stderr
+        figures[shape] = json.loads(done.stdout)
+        assert figures[shape]["shape"] == shape
+        assert set(figures[shape]) >= {"locking_script_bytes", "submission_tx_bytes", "bytes_per_paid_image",
+                                       "fee_sats_per_paid_image", "validate_ms_per_submission",
+                                       "validate_ms_first_submission", "fee_sats_per_submission", "agree"}
+    pool, chain = figures["pool"], figures["chain"]
+    assert pool["deploy_tx_bytes_per_prize"] < pool["bytes_per_paid_image"] <= 45_000 < chain["bytes_per_paid_image"]
+    assert pool["submission_tx_bytes"] < 2_000 and pool["fee_sats_per_paid_image"] < chain["fee_sats_per_paid_image"]
 
 
 @pytest.mark.parametrize("args", [["model", "eval", "--model", "/no/such/model"],

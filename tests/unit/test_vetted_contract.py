@@ -350,6 +350,13 @@ def test_the_open_contract_is_byte_identical_to_before(shipped: ModelArtifact) -
     assert plain.mode == OPEN
     assert digests[plain] == "2b3eba1d53cf03b6ef7998e48300fb42df780d337233d1a295269b2b9fe1a182"  # before vetted mode
     assert digests[tagged] == "0d7e9d11b8ba7dbfbce3ddb947a673637ed842f9d72e02246415aa039ba6e9cc"
+    attestor = ATTESTOR.public_key().serialize()
+    vetted = {t: hashlib.sha256(BountyContract(shipped.integer, t).lock().serialize()).hexdigest() for t in (
+        replace(plain, mode=VETTED, attestor_pubkey=attestor, appeal_gap=2_000, max_fee=8_729),
+        replace(tagged, mode=VETTED, attestor_pubkey=attestor))}
+    assert list(vetted.values()) == [  # before prize pools shared its parts (contracts.pool)
+        "3634d2f999379b2b46b595f6173a03d122ffd4a6c66ff17bc6e0caf966b008bd",
+        "49895d149d44146ae6da83ff236ea9c5982eed8e41cecc294d944bc46d484c2b"]
 
 
 @pytest.mark.parametrize(("changes", "message"), [
