@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.errors import ContractError, ScriptError
@@ -112,6 +113,19 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def bad_request(_request: Request, exc: RequestValidationError) -> Response:
         return error_response(422, explain(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # routing's own errors (an unknown path, a method a path does not take) as sentences in the project's shape
+        sentences = {404: f"there is nothing at {request.url.path}",
+                     405: f"the method {request.method} is not allowed on {request.url.path}"}
+        sentence = sentences.get(exc.status_code, str(exc.detail))
+        return error_response(exc.status_code, sentence, dict(exc.headers) if exc.headers else None)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error", exc_info=exc)
+        return error_response(500, "internal error")
 
 
 class _RateLimit:

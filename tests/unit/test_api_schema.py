@@ -21,14 +21,14 @@ ERRORS = {  # (method, path) -> the error statuses the operation can answer
     ("get", "/bounties"): {"503"},
     ("get", "/bounties/{bounty_id}"): {"404", "422", "503"},
     ("get", "/submissions/{submission_id}"): {"404", "422", "503"},
-    ("post", "/classify"): {"404", "409", "422", "429", "503"},
-    ("post", "/bounties/{bounty_id}/submissions"): {"404", "409", "422", "429", "503"},
+    ("post", "/classify"): {"404", "408", "409", "413", "422", "429", "503"},
+    ("post", "/bounties/{bounty_id}/submissions"): {"404", "408", "409", "413", "422", "429", "503"},
 }
 
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[TestClient]:
-    rt = open_runtime(Settings(_env_file=None, home=tmp_path / "home", rate_limit_per_minute=6))  # type: ignore[call-arg]
+    rt = open_runtime(Settings(_env_file=None, home=tmp_path / "home", rate_limit_per_minute=12))  # type: ignore[call-arg]
     yield TestClient(create_app(rt, background=False))
     rt.close()
 
@@ -64,10 +64,24 @@ def test_every_error_status_is_documented_with_the_one_error_schema(api: TestCli
 
 
 def test_error_answers_follow_the_error_schema(api: TestClient) -> None:
-    missing = api.get("/bounties/99")
-    malformed = api.get("/submissions/0")
-    refused = api.post("/classify", json={"pixels": [0] * 783})
-    limited = api.post("/classify", json={"pixels": [0] * 784})  # the second POST of a client allowed one a burst
-    assert [r.status_code for r in (missing, malformed, refused, limited)] == [404, 422, 422, 429]
-    for answer in (missing, malformed, refused, limited):
-        assert isinstance(ErrorResponse.model_validate(answer.json()).detail, str), answer.text
+    """Every error answer is one sentence under `detail`: the project's errors and FastAPI's own (validation of a
+    path or a body, an unknown path, a method a path does not take), the size limit and the rate limit."""
+    answers = {
+        "missing": (api.get("/bounties/99"), 404),
+        "malformed id": (api.get("/submissions/0"), 422),
+        "not a number": (api.get("/bounties/seven"), 422),
+        "refused body": (api.post("/classify", json={"pixels": [0] * 783}), 422),
+        "oversized": (api.post("/classify", content=b"[" * 2_010_001, headers={"content-type": "application/json"}),
+                      413),
+        "unknown path": (api.get("/nowhere"), 404),
+        "wrong method": (api.delete("/bounties"), 405),
+    }
+    for _ in range(12):  # the rest of a burst that allowed 12 POSTs
+        limited = api.post("/classify", json={"pixels": [0] * 784})
+    answers["limited"] = (limited, 429)
+    assert {name: answer.status_code for name, (answer, _) in answers.items()} == {
+        name: code for name, (_, code) in answers.items()}
+    for name, (answer, _) in answers.items():
+        detail = ErrorResponse.model_validate(answer.json()).detail
+        assert isinstance(detail, str) and detail[0].islower() and " " in detail, (name, answer.text)
+    assert "the limit is 2,010,000 bytes" in answers["oversized"][0].json()["detail"]
