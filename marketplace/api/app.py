@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -69,8 +70,11 @@ def create_app(rt: Runtime, background: bool | None = None, start_background: St
         if stop is not None:
             stop()
 
-    app = FastAPI(title="digit-bounty", version="0.1.0", lifespan=lifespan,
-                  description="Bounties for handwritten digits, judged by a neural network inside a BSV contract.")
+    # FastAPIOffline: /docs and /redoc with their scripts and styles served from the package, not a CDN
+    app = FastAPIOffline(title="digit-bounty", version="0.1.0", lifespan=lifespan, static_url="/docs-assets",
+                         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
+                         description="Bounties for handwritten digits, judged by a neural network inside a BSV "
+                                     "contract.")
     app.state.runtime = rt
     for router in (pages.router, bounties.router, submissions.router, classify.router):
         app.include_router(router)

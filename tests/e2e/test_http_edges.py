@@ -1,10 +1,12 @@
 """The HTTP service's edges, against a real `bounty serve`: a body over the limit gets a 413 that an ordinary
 client (one that sends its whole body before reading) receives, without the server's memory growing with the
-body; a client that stalls in its headers or its body is answered 408 and disconnected within the limit."""
+body; a client that stalls in its headers or its body is answered 408 and disconnected within the limit; the
+API's documentation page works with no network beyond the server."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -14,7 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Route, expect, sync_playwright
 
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS
 from tests.support.processes import Process, server_env, start_server
 
 pytestmark = pytest.mark.subprocess
@@ -122,3 +126,31 @@ def test_a_silent_connection_is_closed(server: tuple[Process, str]) -> None:
     with socket.create_connection((host, int(port))) as sock:
         answer, waited = read_answer(sock, within=HEADER_TIMEOUT + 10)
     assert answer == b"" and waited < HEADER_TIMEOUT + 2
+
+
+@pytest.mark.browser
+def test_the_api_documentation_renders_offline(server: tuple[Process, str]) -> None:
+    """/docs in a real browser with every request off this server refused: Swagger UI still lists the routes."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install -y chromium` (`make test` does it)")
+    _, url = server
+    off_site: list[str] = []
+
+    def only_this_server(route: Route) -> None:
+        if route.request.url.startswith(url + "/"):
+            route.continue_()
+        else:
+            off_site.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.route("**/*", only_this_server)
+            page.goto(f"{url}/docs")
+            expect(page.locator(".opblock-summary-path", has_text="/classify")).to_be_visible(timeout=20_000)
+            expect(page.get_by_text("413", exact=True).first).to_be_attached()
+        finally:
+            browser.close()
+    assert off_site == []

@@ -3,6 +3,7 @@ error status it can answer is documented with the one error schema, which the re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -85,3 +86,17 @@ def test_error_answers_follow_the_error_schema(api: TestClient) -> None:
         detail = ErrorResponse.model_validate(answer.json()).detail
         assert isinstance(detail, str) and detail[0].islower() and " " in detail, (name, answer.text)
     assert "the limit is 2,010,000 bytes" in answers["oversized"][0].json()["detail"]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_the_documentation_pages_use_only_assets_the_service_serves(api: TestClient, page: str) -> None:
+    """/docs works offline: every script, style and icon it names is on this server, and served."""
+    html = api.get(page)
+    assert html.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+    assert assets and all(asset.startswith("/") and not asset.startswith("//") for asset in assets), assets
+    assert "https://" not in html.text and "http://" not in html.text
+    for asset in assets:
+        served = api.get(asset)
+        assert served.status_code == 200 and len(served.content) > 1000, asset
+    assert api.get("/openapi.json").json()["openapi"].startswith("3.")
