@@ -1,4 +1,5 @@
-"""Running the app under uvicorn with a time limit on a request's headers.
+"""Running the app under uvicorn on a socket bound first (a port in use is one sentence), with a time limit on a
+request's headers.
 
 uvicorn closes an idle keep-alive connection (`timeout_keep_alive`) but has no limit of its own on headers: a
 connection that sends part of a request line and stalls, or nothing at all, stays open forever, and a few
@@ -10,24 +11,47 @@ next request) get a 408 and the connection is closed. The body's limit is the ap
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import socket
 from typing import Any
 
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from marketplace.errors import InvalidRequest
 from marketplace.settings import Settings
 
 
-def run(app: Any, host: str, port: int, settings: Settings) -> None:
-    """Serve `app` until interrupted (uvicorn's own signal handling)."""
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port, or `InvalidRequest` in one sentence (a port in use, an unknown host)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise InvalidRequest(f"cannot listen on {host}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise InvalidRequest(f"port {port} on {host} is in use: stop what holds it, or choose another with "
+                                 "--port") from None
+        raise InvalidRequest(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(app: Any, sock: socket.socket, settings: Settings) -> None:
+    """Serve `app` on the bound socket until interrupted (uvicorn's own signal handling)."""
     timeout = settings.header_timeout_seconds
 
     class Protocol(HeaderDeadline):
         header_timeout = timeout
 
-    uvicorn.run(app, host=host, port=port, log_level="warning", http=Protocol)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", http=Protocol)).run(sockets=[sock])
 
 
 class HeaderDeadline(H11Protocol):
@@ -72,4 +96,4 @@ class HeaderDeadline(H11Protocol):
         self.transport.close()
 
 
-__all__ = ["HeaderDeadline", "run"]
+__all__ = ["HeaderDeadline", "listen", "run"]
