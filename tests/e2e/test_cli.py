@@ -87,6 +87,8 @@ def unwritable_home(tmp_path: Path) -> Path:
 
 MISTAKES = [  # (what, arguments, home, words the one sentence must hold)
     ("unwritable BOUNTY_HOME", ["list"], unwritable_home, "BOUNTY_HOME"),
+    ("unwritable BOUNTY_HOME, the chain", ["chain", "status"], unwritable_home, "BOUNTY_HOME"),
+    ("unwritable BOUNTY_HOME, the database", ["db", "current"], unwritable_home, "BOUNTY_HOME"),
     ("budget beyond all coins", ["create", "--open", "--digit", "7", "--payout", "500", "--budget", str(10**20)],
      lambda tmp: tmp / "home", "21 million BSV"),
     ("budget beyond the faucet", ["create", "--open", "--digit", "7", "--payout", "500", "--budget", str(21 * 10**14)],
