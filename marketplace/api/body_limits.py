@@ -57,17 +57,17 @@ class _Body:
     async def receive(self) -> Message:
         if self.declared is not None and self.declared > self.limits.max_bytes:
             self.refused = True
-            raise RequestTooLarge(self._too_large(f"the request is {self.declared:,} bytes"))
+            raise RequestTooLarge(f"the request is {self.declared:,} bytes; {self._limit()}")
         message = await self._next()
         if message["type"] == "http.request":
             self.read += len(message.get("body", b""))
             if self.read > self.limits.max_bytes:
                 self.refused = True
-                raise RequestTooLarge(self._too_large("the request is larger"))
+                raise RequestTooLarge(f"the request is over {self.limits.max_bytes:,} bytes; {self._limit()}")
         return message
 
-    def _too_large(self, what: str) -> str:
-        return (f"{what}; the limit is {self.limits.max_bytes:,} bytes "
+    def _limit(self) -> str:
+        return (f"the limit is {self.limits.max_bytes:,} bytes "
                 f"(an image of at most {self.limits.image_bytes:,} bytes and its form)")
 
     async def _next(self) -> Message:

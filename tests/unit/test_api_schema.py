@@ -29,7 +29,7 @@ ERRORS = {  # (method, path) -> the error statuses the operation can answer
 
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[TestClient]:
-    rt = open_runtime(Settings(_env_file=None, home=tmp_path / "home", rate_limit_per_minute=12))  # type: ignore[call-arg]
+    rt = open_runtime(Settings(_env_file=None, home=tmp_path / "home", rate_limit_per_minute=30))  # type: ignore[call-arg]
     yield TestClient(create_app(rt, background=False))
     rt.close()
 
@@ -74,10 +74,14 @@ def test_error_answers_follow_the_error_schema(api: TestClient) -> None:
         "refused body": (api.post("/classify", json={"pixels": [0] * 783}), 422),
         "oversized": (api.post("/classify", content=b"[" * 2_010_001, headers={"content-type": "application/json"}),
                       413),
+        "oversized, chunked": (api.post("/classify", content=iter([b"[" * 1_000_000] * 3),
+                                        headers={"content-type": "application/json"}), 413),
+        "oversized image in a form": (api.post("/classify", files={"image": ("x.png", b"\x89PNG" + bytes(2_000_000))}),
+                                      413),
         "unknown path": (api.get("/nowhere"), 404),
         "wrong method": (api.delete("/bounties"), 405),
     }
-    for _ in range(12):  # the rest of a burst that allowed 12 POSTs
+    for _ in range(6):  # past the burst of 5 POSTs that 30 a minute allows
         limited = api.post("/classify", json={"pixels": [0] * 784})
     answers["limited"] = (limited, 429)
     assert {name: answer.status_code for name, (answer, _) in answers.items()} == {
@@ -85,7 +89,10 @@ def test_error_answers_follow_the_error_schema(api: TestClient) -> None:
     for name, (answer, _) in answers.items():
         detail = ErrorResponse.model_validate(answer.json()).detail
         assert isinstance(detail, str) and detail[0].islower() and " " in detail, (name, answer.text)
-    assert "the limit is 2,010,000 bytes" in answers["oversized"][0].json()["detail"]
+    assert answers["oversized"][0].json()["detail"] == ("the request is 2,010,001 bytes; the limit is 2,010,000 bytes "
+                                                        "(an image of at most 2,000,000 bytes and its form)")
+    assert answers["oversized, chunked"][0].json()["detail"].startswith("the request is over 2,010,000 bytes")
+    assert answers["oversized image in a form"][0].json()["detail"] == "the image is over the 2,000,000-byte limit"
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
