@@ -26,11 +26,7 @@ from marketplace.settings import Settings
 
 def listen(host: str, port: int) -> socket.socket:
     """A socket bound to host:port, or `InvalidRequest` in one sentence (a port in use, an unknown host)."""
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
-    except OSError as exc:
-        raise InvalidRequest(f"cannot listen on {host}: {exc.strerror or exc}") from None
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)  # as uvicorn chooses
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
@@ -55,6 +51,8 @@ def run(app: Any, sock: socket.socket, settings: Settings) -> None:
 
 
 class HeaderDeadline(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers take over `header_timeout` s."""
+
     header_timeout = 10.0
     _header_timer: asyncio.TimerHandle | None = None
     _partial = False  # part of the next request arrived (a silent connection is closed without an answer)
