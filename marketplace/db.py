@@ -17,6 +17,8 @@ from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+from marketplace.errors import DatabaseError
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # writers queue behind each other for up to this long, then "database is locked"
 
 
@@ -33,7 +35,12 @@ def _sqlite_engine(url: URL) -> Engine:
     if url.database in (None, "", ":memory:"):
         options["poolclass"] = StaticPool  # one shared connection, or every checkout sees an empty database
     else:
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(url.database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # BOUNTY_HOME under a file, on a read-only disk, ...
+            raise DatabaseError(f"cannot create {folder} for the SQLite database ({exc.strerror or exc}): check "
+                                "BOUNTY_HOME") from None
     engine = create_engine(url, **options)
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine

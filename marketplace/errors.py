@@ -8,6 +8,8 @@ ServiceError                     the marketplace refuses a request (caller misus
 ├── NotFound                     no such bounty or submission
 ├── BountyClosed                 the bounty is exhausted, withdrawn or has no live contract
 ├── InvalidRequest               malformed input: an address of the wrong network, bad terms
+├── RequestTooLarge              the request's body is over the upload limit (marketplace.api.body_limits)
+├── RequestTooSlow               the request's body did not arrive within the time limit (ditto)
 ├── ImageRefused                 the contract would not pay for this image (carries label and margin)
 └── SubmissionRefused            vetting refused a vetted bounty's submission (carries its stored receipt)
 NoveltyError                     the novelty index refuses: pixels not 784 values in 0..255, a key added twice,
@@ -60,6 +62,15 @@ class BountyClosed(ServiceError):
 
 class InvalidRequest(ServiceError):
     """Raised for malformed input the schema could not catch: a wrong-network address, impossible terms."""
+
+
+class RequestTooLarge(ServiceError):
+    """Raised when a request's body is over `Settings.max_upload_bytes` (plus room for a form's fields); the
+    body is read only up to the limit."""
+
+
+class RequestTooSlow(ServiceError):
+    """Raised when a request's body did not arrive within `Settings.body_timeout_seconds` of its headers."""
 
 
 class ImageRefused(ServiceError):

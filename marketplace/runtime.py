@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 import threading
 from contextlib import AbstractContextManager
 from functools import cached_property
@@ -38,7 +39,7 @@ class Runtime:
 
     def __init__(self, settings: Settings, engine: Engine | None = None, chain: Chain | None = None) -> None:
         self.settings = settings
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        _writable_home(settings.home)
         self.engine = engine or make_engine(settings.database)
         self._chain = chain
         self._contracts: dict[int, BountyContract] = {}
@@ -178,6 +179,18 @@ def script_sha256(contract: BountyContract) -> str:
     return hashlib.sha256(contract.lock().serialize()).hexdigest()
 
 
+def _writable_home(home: Path) -> None:
+    """Create BOUNTY_HOME if needed and check that files can be written there, so that a home that cannot hold
+    the service's state is one sentence now, not a database or chain error later."""
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=home):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"BOUNTY_HOME {home} cannot hold the service's files ({exc.strerror or exc}): "
+                          "point BOUNTY_HOME at a directory you can write") from None
+
+
 def open_runtime(settings: Settings | None = None) -> Runtime:
     """A Runtime (on the process's settings unless given) on an up-to-date schema: an SQLite database (the
     embedded default) is migrated on the spot; any other must already be at head (`bounty db upgrade`), so
@@ -185,6 +198,7 @@ def open_runtime(settings: Settings | None = None) -> Runtime:
     from marketplace import migrate
 
     settings = settings or get_settings()
+    _writable_home(settings.home)  # before the SQLite file in it is made
     url = settings.database
     if url.startswith("sqlite"):
         migrate.upgrade(url)

@@ -63,7 +63,12 @@ class Settings(BaseSettings):
     block_interval: Annotated[float, Field(gt=0)] = 10.0  # seconds between blocks on the embedded dev chain
     task_visibility_timeout: Annotated[int, Field(ge=10)] = 3600  # Redis: when a dead worker's tasks come back
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
-    max_upload_bytes: Annotated[int, Field(ge=1024)] = 2_000_000
+    max_upload_bytes: Annotated[int, Field(ge=1024)] = 2_000_000  # an image; a request's body may add 10,000
+    oversized_drain_bytes: Annotated[int, Field(ge=0)] = 64_000_000  # an oversized body read and dropped up to
+    # this much before the 413, so that a client that sends it whole can read the answer; past it, the connection
+    # is closed
+    header_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0  # a request's headers must arrive within this
+    body_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0  # ... and its body within this after them (408)
     # Vetted bounties (marketplace.vetting): the judge, the novelty index, the appeal gap, the quotas.
     judge_path: Path | None = None  # None: the judge shipped in model/judge_default
     novelty_index_mnist_test: bool = True  # index MNIST's test images too (a benchmark may hold them back)

@@ -5,7 +5,9 @@ CLI uses too, and map the project's errors to status codes (this package is the 
 - `routers/`: one module per resource (bounties, submissions, classify, the page and the health check);
 - `schemas`: request bodies and API-only responses (the views come from `marketplace.views`);
 - `errors`: the one error schema every route documents;
-- `_forms`: reading a body sent as JSON or as a multipart form with an image.
+- `_forms`: reading a body sent as JSON or as a multipart form with an image;
+- `body_limits`: the body read as a stream within the size and time limits (413, 408);
+- `server`: uvicorn with a time limit on headers (`bounty serve` runs it).
 """
 
 from marketplace.api.app import create_app

@@ -1,5 +1,6 @@
-"""Reading the two POST bodies, sent as JSON or as a multipart form carrying a photo, within the size limit;
-a photo is decoded to MNIST pixels off the event loop. Every refusal is a project error (a 422)."""
+"""Reading the two POST bodies, sent as JSON or as a multipart form carrying a photo, within the size limit
+(`marketplace.api.body_limits` stops a larger body as it streams in); a photo is decoded to MNIST pixels off
+the event loop. Every refusal is a project error (a 422, or a 413 for an image over the limit)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from marketplace.api.schemas import MAX_ID, ClassifyRequest, SubmissionCreate
-from marketplace.errors import ImageError, InvalidRequest
+from marketplace.errors import InvalidRequest, RequestTooLarge, RequestTooSlow
 from marketplace.images import to_mnist
 
 M = TypeVar("M", bound=BaseModel)
@@ -66,13 +67,12 @@ async def decode(upload: bytes, max_bytes: int) -> np.ndarray:
 
 async def read_fields(request: Request, max_bytes: int) -> dict[str, Any]:
     """The request's fields, from JSON or a multipart form (the image as bytes), within the size limit."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + 10_000:
-        raise ImageError(f"the request is {int(declared):,} bytes; the limit is {max_bytes:,}")
     kind = request.headers.get("content-type", "")
     if kind.startswith("multipart/form-data"):
         try:
             form = await request.form(max_files=1, max_fields=5)
+        except (RequestTooLarge, RequestTooSlow):  # from the body's limits (marketplace.api.body_limits)
+            raise
         except Exception:  # malformed multipart: starlette raises several types
             raise InvalidRequest("the multipart form could not be read") from None
         fields: dict[str, Any] = {}
@@ -81,7 +81,7 @@ async def read_fields(request: Request, max_bytes: int) -> dict[str, Any]:
                 if isinstance(value, UploadFile):
                     fields[key] = await value.read(max_bytes + 1)
                     if len(fields[key]) > max_bytes:
-                        raise ImageError(f"the upload is over the {max_bytes:,}-byte limit")
+                        raise RequestTooLarge(f"the image is over the {max_bytes:,}-byte limit")
                 else:
                     fields[key] = value
         finally:
@@ -89,9 +89,7 @@ async def read_fields(request: Request, max_bytes: int) -> dict[str, Any]:
         if "image" not in fields:
             raise InvalidRequest("the form needs an `image` file (PNG or JPEG)")
         return fields
-    raw = await request.body()
-    if len(raw) > max_bytes + 10_000:
-        raise ImageError(f"the request is over the {max_bytes:,}-byte limit")
+    raw = await request.body()  # within the limit: the body's limits stop a larger one as it streams in
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting

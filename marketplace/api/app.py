@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.errors import ContractError, ScriptError
 from marketplace.api._forms import explain
+from marketplace.api.body_limits import BodyLimits
 from marketplace.api.deps import client_address
 from marketplace.api.errors import Refusal, error_response
 from marketplace.api.routers import bounties, classify, pages, submissions
@@ -34,6 +38,8 @@ from marketplace.errors import (
     ImageRefused,
     InvalidRequest,
     NotFound,
+    RequestTooLarge,
+    RequestTooSlow,
     SubmissionRefused,
 )
 from marketplace.ratelimit import RateLimiter
@@ -42,7 +48,8 @@ from model.errors import BountyError
 
 log = logging.getLogger(__name__)
 Starter = Callable[[Runtime], Callable[[], None]]  # starts background services; returns the function that stops them
-STATUS = [(NotFound, 404), (BountyClosed, 409), (ImageRefused, 422), (SubmissionRefused, 422), (InvalidRequest, 422),
+STATUS = [(NotFound, 404), (RequestTooSlow, 408), (RequestTooLarge, 413), (BountyClosed, 409), (ImageRefused, 422),
+          (SubmissionRefused, 422), (InvalidRequest, 422),
           (ImageError, 422), (ScriptError, 422), (ContractError, 409), (TransactionRejected, 409),
           (ChainUnavailable, 503), (DatabaseUnavailable, 503)]
 
@@ -63,13 +70,18 @@ def create_app(rt: Runtime, background: bool | None = None, start_background: St
         if stop is not None:
             stop()
 
-    app = FastAPI(title="digit-bounty", version="0.1.0", lifespan=lifespan,
-                  description="Bounties for handwritten digits, judged by a neural network inside a BSV contract.")
+    # FastAPIOffline: /docs and /redoc with their scripts and styles served from the package, not a CDN
+    app = FastAPIOffline(title="digit-bounty", version="0.1.0", lifespan=lifespan, static_url="/docs-assets",
+                         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
+                         description="Bounties for handwritten digits, judged by a neural network inside a BSV "
+                                     "contract.")
     app.state.runtime = rt
     for router in (pages.router, bounties.router, submissions.router, classify.router):
         app.include_router(router)
     _handle_errors(app)
-    _limit_rate(app, RateLimiter(rt.settings.rate_limit_per_minute))
+    app.add_middleware(_RateLimit, runtime=rt, limiter=RateLimiter(rt.settings.rate_limit_per_minute))
+    app.add_middleware(BodyLimits, max_upload_bytes=rt.settings.max_upload_bytes,  # outermost: every body
+                       drain_bytes=rt.settings.oversized_drain_bytes, timeout=rt.settings.body_timeout_seconds)
     _describe_bodies(app)
     return app
 
@@ -106,18 +118,36 @@ def _handle_errors(app: FastAPI) -> None:
     async def bad_request(_request: Request, exc: RequestValidationError) -> Response:
         return error_response(422, explain(exc.errors()))
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # routing's own errors (an unknown path, a method a path does not take) as sentences in the project's shape
+        sentences = {404: f"there is nothing at {request.url.path}",
+                     405: f"the method {request.method} is not allowed on {request.url.path}"}
+        sentence = sentences.get(exc.status_code, str(exc.detail))
+        return error_response(exc.status_code, sentence, dict(exc.headers) if exc.headers else None)
 
-def _limit_rate(app: FastAPI, limiter: RateLimiter) -> None:
-    """Each client's POSTs (the routes that do work) within the limit; reads are free."""
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error", exc_info=exc)
+        return error_response(500, "internal error")
 
-    @app.middleware("http")
-    async def rate_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        if request.method == "POST":
-            wait = limiter.allow(client_address(request.app.state.runtime, request))
+
+class _RateLimit:
+    """Each client's POSTs (the routes that do work) within the limit; reads are free. Plain ASGI (not
+    `@app.middleware`, whose task group would wrap a body's 413 or 408 in an exception group)."""
+
+    def __init__(self, app: ASGIApp, runtime: Runtime, limiter: RateLimiter) -> None:
+        self.app, self.runtime, self.limiter = app, runtime, limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            wait = self.limiter.allow(client_address(self.runtime, Request(scope)))
             if wait:
-                return error_response(429, f"too many requests: retry in {wait:.0f} s",
-                                      {"Retry-After": str(max(1, round(wait)))})
-        return await call_next(request)
+                answer = error_response(429, f"too many requests: retry in {wait:.0f} s",
+                                        {"Retry-After": str(max(1, round(wait)))})
+                await answer(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _describe_bodies(app: FastAPI) -> None:

@@ -1,6 +1,8 @@
 """The API's one error schema: every 4xx and 5xx answer is `{"detail": ...}`, a sentence a person can act on,
-or, when the contract would refuse an image, what the classifier read. Each route lists the statuses it can
-answer with `responses=error_responses(...)`, so the OpenAPI document shows them all with this schema."""
+or, when the contract or vetting refuses an image (a 422), what the classifier read with that sentence as its
+`message`. FastAPI's own errors (validation, unknown paths, methods) are answered in this shape too.
+Each route lists the statuses it can answer with `responses=error_responses(...)`, so the OpenAPI document
+shows them all with this schema."""
 
 from __future__ import annotations
 
@@ -29,9 +31,13 @@ class ErrorResponse(BaseModel):
 
 WHY = {
     404: "There is no such bounty or submission.",
+    408: "The request's body did not arrive within the time limit (`BOUNTY_BODY_TIMEOUT_SECONDS`); the connection "
+         "is closed.",
     409: "The bounty takes no submissions (closed, exhausted or busy), or the chain refused the transaction.",
-    422: "The request is malformed, the image is unreadable or too large, or the contract would refuse the image "
+    422: "The request is malformed, the image is unreadable, or the contract would refuse the image "
          "(then `detail` holds what the classifier read).",
+    413: "The request's body is over the limit (`BOUNTY_MAX_UPLOAD_BYTES` for the image, plus 10,000 bytes for "
+         "the form); the connection is closed.",
     429: "Too many requests from this client: retry after `Retry-After` seconds.",
     503: "The database or the chain is unavailable: retry in a moment.",
 }

@@ -63,7 +63,11 @@ class Database:
                 # Opened before a fork: the parent still uses it. Closing it here could release the
                 # parent's file locks, so keep it referenced and never touch it again.
                 self._inherited.append(self._conn)
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # BOUNTY_HOME under a file, on a read-only disk, ...
+                raise ChainError(f"cannot create {self.path.parent} for the chain file ({exc.strerror or exc}): "
+                                 "check BOUNTY_HOME") from None
             conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                    check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -19,17 +19,25 @@ ImagesOption = Annotated[int, typer.Option("--images", min=1, max=10000, help="M
 
 
 def friendly(command: F) -> F:
-    """Turn the project's own errors into one sentence and exit code 1."""
+    """Turn the project's own errors into one sentence and exit code 1: on stderr, or with `--json` one JSON
+    object `{"error": sentence}` on stdout, so a script reading the output always gets one object."""
 
     @wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except BountyError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
+            fail(str(exc), bool(kwargs.get("as_json")))
 
     return run  # type: ignore[return-value]
+
+
+def fail(sentence: str, as_json: bool) -> NoReturn:
+    if as_json:
+        typer.echo(json.dumps({"error": sentence}))
+    else:
+        typer.echo(f"error: {sentence}", err=True)
+    raise typer.Exit(1)
 
 
 def emit(result: dict[str, Any], as_json: bool, title: str) -> None:
@@ -42,6 +50,17 @@ def emit(result: dict[str, Any], as_json: bool, title: str) -> None:
         if isinstance(value, float):
             value = f"{value:.4f}"
         typer.echo(f"  {key:<28} {value}")
+
+
+def emit_rows(key: str, rows: list[dict[str, Any]], as_json: bool, header: str,
+              line: Callable[[dict[str, Any]], str]) -> None:
+    """A list: one JSON object holding it under `key`, or a table for people (its header even when empty)."""
+    if as_json:
+        typer.echo(json.dumps({key: rows}, indent=2))
+        return
+    typer.echo(header)
+    for row in rows:
+        typer.echo(line(row))
 
 
 def progress_bar(total: int, label: str) -> tuple[Any, Callable[[int, int], None]]:

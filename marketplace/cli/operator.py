@@ -7,13 +7,23 @@ from typing import Annotated, Any
 
 import typer
 
-from marketplace.cli._output import JsonOption, emit, friendly
+from marketplace.cli._output import JsonOption, emit, emit_rows, friendly
 
 
 def _runtime() -> Any:  # Runtime, imported lazily so `bounty --help` stays quick
     from marketplace.runtime import open_runtime
 
     return open_runtime()
+
+
+def within_supply(sats: int, name: str) -> None:
+    """An amount no chain can hold is refused here, in words, before it reaches the database or the chain."""
+    from marketplace.chain.local import MAX_SATOSHIS
+    from marketplace.errors import InvalidRequest
+
+    if sats > MAX_SATOSHIS:
+        raise InvalidRequest(f"{name} is {sats:,} sats, more than the {MAX_SATOSHIS:,} sats (21 million BSV) "
+                             "that can exist")
 
 
 def create(
@@ -38,6 +48,8 @@ def create(
 
     if any(not 0 <= d <= 9 for d in digit):
         raise InvalidRequest("every --digit must be 0..9")
+    within_supply(payout, "--payout")
+    within_supply(budget, "--budget")
     from marketplace.schema import BountyMode
 
     mode = BountyMode.OPEN if open_ else BountyMode.VETTED
@@ -50,6 +62,7 @@ def fund(bounty_id: Annotated[int, typer.Argument()], amount: Annotated[int, typ
     """Add AMOUNT sats: the contract migrates into an identical one holding more."""
     from marketplace.bounties import fund_bounty
 
+    within_supply(amount, "AMOUNT")
     emit(fund_bounty(_runtime(), bounty_id, amount).model_dump(), as_json, "bounty funded")
 
 
@@ -64,16 +77,13 @@ def list_(as_json: JsonOption = False) -> None:
     """Every bounty with its live numbers."""
     from marketplace.bounties import list_bounties
 
-    rows = list_bounties(_runtime())
-    if as_json:
-        typer.echo(json.dumps([b.model_dump() for b in rows], indent=2))
-        return
-    typer.echo(f"{'id':>4} {'digits':<8} {'payout':>8} {'cost/image':>10} {'remaining':>10} {'images left':>11} "
-               f"{'accepted':>8} {'fees spent':>10}  status")
-    for b in rows:
-        digits = ",".join(map(str, b.digits))
-        typer.echo(f"{b.id:>4} {digits:<8} {b.payout_sats:>8} {b.cost_sats_per_image:>10} {b.remaining_sats:>10} "
-                   f"{b.images_left:>11} {b.accepted_count:>8} {b.fees_spent_sats:>10}  {b.status}")
+    rows = [b.model_dump() for b in list_bounties(_runtime())]
+    header = (f"{'id':>4} {'digits':<8} {'payout':>8} {'cost/image':>10} {'remaining':>10} {'images left':>11} "
+              f"{'accepted':>8} {'fees spent':>10}  status")
+    emit_rows("bounties", rows, as_json, header,
+              lambda b: f"{b['id']:>4} {','.join(map(str, b['digits'])):<8} {b['payout_sats']:>8} "
+                        f"{b['cost_sats_per_image']:>10} {b['remaining_sats']:>10} {b['images_left']:>11} "
+                        f"{b['accepted_count']:>8} {b['fees_spent_sats']:>10}  {b['status']}")
 
 
 def status(bounty_id: Annotated[int, typer.Argument()], as_json: JsonOption = False) -> None:
@@ -88,12 +98,9 @@ def submissions(bounty_id: Annotated[int, typer.Argument()], as_json: JsonOption
     """Every submission to a bounty with its status and txid."""
     from marketplace.bounties import list_submissions
 
-    rows = list_submissions(_runtime(), bounty_id)
-    if as_json:
-        typer.echo(json.dumps([s.model_dump() for s in rows], indent=2))
-        return
-    for s in rows:
-        typer.echo(f"{s.id:>5} {s.status:<10} digit {s.digit} margin {s.margin:>6} {s.txid_url or '-'}")
+    rows = [s.model_dump() for s in list_submissions(_runtime(), bounty_id)]
+    emit_rows("submissions", rows, as_json, f"{'id':>5} {'status':<10} {'digit':>5} {'margin':>6} txid",
+              lambda s: f"{s['id']:>5} {s['status']:<10} {s['digit']:>5} {s['margin']:>6} {s['txid_url'] or '-'}")
 
 
 def export(bounty_id: Annotated[int, typer.Argument()]) -> None:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from marketplace.cli._output import JsonOption, friendly
+from marketplace.cli._output import JsonOption, emit_rows, friendly
 
 if TYPE_CHECKING:
     from marketplace.runtime import Runtime
@@ -34,12 +34,10 @@ def list_(status: Annotated[str | None, typer.Option(help="pending, approved or 
     if status is not None and status not in {s.value for s in ReviewStatus}:
         raise InvalidRequest("--status is one of pending, approved, excluded")
     rows = list_images(_runtime(), ReviewStatus(status) if status else None, limit)
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        extra = f" copy of {row['duplicate_of']}" if row["duplicate_of"] else (" held out" if row["holdout"] else "")
-        typer.echo(f"{row['id']:>6} bounty {row['bounty_id']:>3} digit {row['label']} {row['review']:<9}{extra}")
+    emit_rows("images", rows, as_json, f"{'id':>6} {'bounty':>6} {'digit':>5} {'review':<9} note",
+              lambda row: f"{row['id']:>6} {row['bounty_id']:>6} {row['label']:>5} {row['review']:<9} "
+                          + (f"copy of {row['duplicate_of']}" if row["duplicate_of"] else
+                             "held out" if row["holdout"] else ""))
 
 
 def _set(image_ids: list[int], status: str, as_json: bool) -> None:
@@ -47,7 +45,7 @@ def _set(image_ids: list[int], status: str, as_json: bool) -> None:
     from marketplace.schema import ReviewStatus
 
     rows = set_review(_runtime(), image_ids, ReviewStatus(status))
-    typer.echo(json.dumps(rows, indent=2) if as_json else f"{status} {len(rows)} image(s)")
+    typer.echo(json.dumps({"images": rows}, indent=2) if as_json else f"{status} {len(rows)} image(s)")
 
 
 @review_app.command("approve")
@@ -73,23 +71,17 @@ def appeals(as_json: JsonOption = False) -> None:
     from marketplace.submissions import appeals_awaiting_review
 
     rows = [view.model_dump() for view in appeals_awaiting_review(_runtime())]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        typer.echo(f"{row['id']:>6} bounty {row['bounty_id']:>3} claims a {row['claimed_digit']} "
-                   f"(the classifier read a {row['digit']}, margin {row['margin']}) pay {row['recipient_address']}")
+    emit_rows("appeals", rows, as_json, f"{'id':>6} {'bounty':>6} {'claim':>5} {'read':>5} {'margin':>7}  pay to",
+              lambda row: f"{row['id']:>6} {row['bounty_id']:>6} {row['claimed_digit']:>5} {row['digit']:>5} "
+                          f"{row['margin']:>7}  {row['recipient_address']}")
 
 
 def _decide(submission_ids: list[int], approve: bool, as_json: bool) -> None:
     from marketplace.submissions import decide_appeals
 
     rows = [view.model_dump() for view in decide_appeals(_runtime(), submission_ids, approve)]
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        typer.echo(f"{row['id']:>6} {row['status']} {row['txid'] or row['reason']}")
+    emit_rows("submissions", rows, as_json, f"{'id':>6} {'status':<10} txid or reason",
+              lambda row: f"{row['id']:>6} {row['status']:<10} {row['txid'] or row['reason']}")
 
 
 @review_app.command("approve-appeal")

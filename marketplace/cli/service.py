@@ -16,15 +16,15 @@ log = logging.getLogger(__name__)
 def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
           port: Annotated[int, typer.Option(min=1, max=65535)] = 8000) -> None:
     """Run the HTTP API and the web page."""
-    import uvicorn
-
     from marketplace.api import create_app
+    from marketplace.api.server import listen, run
     from marketplace.cli.embedded import embedded_services
     from marketplace.runtime import open_runtime
 
+    sock = listen(host, port)  # first: a port in use is said before anything starts
     rt = open_runtime()
     typer.echo(f"digit-bounty on http://{host}:{port}/ (data in {rt.settings.home})", err=True)
-    uvicorn.run(create_app(rt, start_background=embedded_services), host=host, port=port, log_level="warning")
+    run(create_app(rt, start_background=embedded_services), sock, rt.settings)
 
 
 def daemon(interval: Annotated[float, typer.Option(min=0.05, help="Seconds between idle polls.")] = 1.0) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,75 @@ def test_bad_input_is_one_sentence_and_exit_code_1(args: list[str], tmp_path: Pa
     done = bounty(*args)
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+
+
+# --- user mistakes, --json and empty tables, on a fresh BOUNTY_HOME --------------------------------------------
+
+
+def bounty_in(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`bounty ARGS` with its state under `home` and no BOUNTY_* variable of the caller."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOUNTY_")} | {"BOUNTY_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "marketplace.cli", *args], capture_output=True, text=True,
+                          timeout=300, env=env, cwd=home.parent if home.parent.is_dir() else home.parent.parent)
+
+
+def unwritable_home(tmp_path: Path) -> Path:
+    (tmp_path / "a-file").write_text("not a directory")
+    return tmp_path / "a-file" / "home"  # cannot be created, even by root
+
+
+MISTAKES = [  # (what, arguments, home, words the one sentence must hold)
+    ("unwritable BOUNTY_HOME", ["list"], unwritable_home, "BOUNTY_HOME"),
+    ("unwritable BOUNTY_HOME, the chain", ["chain", "status"], unwritable_home, "BOUNTY_HOME"),
+    ("unwritable BOUNTY_HOME, the database", ["db", "current"], unwritable_home, "BOUNTY_HOME"),
+    ("budget beyond all coins", ["create", "--open", "--digit", "7", "--payout", "500", "--budget", str(10**20)],
+     lambda tmp: tmp / "home", "21 million BSV"),
+    ("budget beyond the faucet", ["create", "--open", "--digit", "7", "--payout", "500", "--budget", str(21 * 10**14)],
+     lambda tmp: tmp / "home", "faucet"),
+    ("unknown bounty", ["status", "42"], lambda tmp: tmp / "home", "no bounty 42"),
+]
+
+
+@pytest.mark.parametrize(("what", "args", "home", "words"), MISTAKES, ids=[m[0] for m in MISTAKES])
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_a_user_mistake_is_one_sentence_or_one_json_error(tmp_path: Path, what: str, args: list[str],
+                                                          home: Callable[[Path], Path], words: str,
+                                                          as_json: bool) -> None:
+    done = bounty_in(home(tmp_path), *args, *(["--json"] if as_json else []))
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stdout + done.stderr
+    if as_json:
+        error = json.loads(done.stdout)
+        assert list(error) == ["error"] and words in error["error"], error
+    else:
+        assert done.stdout == ""
+        assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
+
+
+def test_serve_on_a_port_in_use_is_one_sentence(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = bounty_in(tmp_path / "home", "serve", "--port", str(port))
+    assert done.returncode == 1
+    assert done.stderr == (f"error: port {port} on 127.0.0.1 is in use: stop what holds it, or choose another "
+                           "with --port\n")
+
+
+LISTS = [  # (command, its JSON key, the first words of its table's header)
+    (["list"], "bounties", "id digits payout"),
+    (["review", "list"], "images", "id bounty digit"),
+    (["review", "appeals"], "appeals", "id bounty claim"),
+]
+
+
+@pytest.mark.parametrize(("args", "key", "header"), LISTS, ids=[" ".join(a) for a, _, _ in LISTS])
+def test_an_empty_list_is_one_json_object_or_a_table_header(tmp_path: Path, args: list[str], key: str,
+                                                            header: str) -> None:
+    as_json = bounty_in(tmp_path / "home", *args, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == {key: []}
+    table = bounty_in(tmp_path / "home", *args)
+    assert table.returncode == 0, table.stderr
+    assert " ".join(table.stdout.split()[:3]) == header

@@ -389,8 +389,8 @@ def test_operator_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     funded = run("fund", str(created["id"]), "25000")
     assert funded["remaining_sats"] == 75_000 and funded["contract_version"] == 2
     assert run("status", str(created["id"]))["budget_sats"] == 75_000
-    assert [b["id"] for b in run("list")] == [created["id"]]
-    assert run("submissions", str(created["id"])) == []
+    assert [b["id"] for b in run("list")["bounties"]] == [created["id"]]
+    assert run("submissions", str(created["id"])) == {"submissions": []}
     withdrawn = run("withdraw", str(created["id"]))
     assert withdrawn["status"] == "withdrawn" and 70_000 < withdrawn["withdrawn_sats"] < 75_000
     export = runner.invoke(cli, ["export", str(created["id"])])
@@ -421,14 +421,14 @@ def test_confirmed_images_are_kept_once_and_reviewed(tmp_path: Path, monkeypatch
     assert kept is not None and persist_accepted(rt, first["id"]) == kept  # a repeat delivery stores nothing
     assert persist_confirmed(rt) == 2 and persist_confirmed(rt) == 0
     runner = CliRunner()
-    listed = json.loads(runner.invoke(cli, ["review", "list", "--json"]).stdout)
+    listed = json.loads(runner.invoke(cli, ["review", "list", "--json"]).stdout)["images"]
     assert [row["review"] for row in listed] == ["pending", "pending", "excluded"]  # the copy of the first
     assert listed[2]["duplicate_of"] == listed[0]["id"]
     assert get_submission(rt, copy["id"]).status == "confirmed"  # still paid: the contract judged it
     approved = runner.invoke(cli, ["review", "approve", str(listed[0]["id"]), "--json"])
     excluded = runner.invoke(cli, ["review", "exclude", str(listed[1]["id"]), "--json"])
-    assert json.loads(approved.stdout)[0]["review"] == "approved"
-    assert json.loads(excluded.stdout)[0]["review"] == "excluded"
+    assert json.loads(approved.stdout)["images"][0]["review"] == "approved"
+    assert json.loads(excluded.stdout)["images"][0]["review"] == "excluded"
     unknown = runner.invoke(cli, ["review", "approve", "999"])
     assert unknown.exit_code == 1 and "no training image 999" in unknown.stderr
     rt.close()

@@ -326,11 +326,12 @@ def test_appeals_held_for_review_are_paid_only_once_an_operator_approves(
         runner = CliRunner()
         listed = runner.invoke(cli, ["review", "appeals", "--json"], env=env)
         assert listed.exit_code == 0, listed.output
-        assert [row["id"] for row in json.loads(listed.stdout)] == [h["id"] for h in held]
+        assert [row["id"] for row in json.loads(listed.stdout)["appeals"]] == [h["id"] for h in held]
         # named twice in one command: decided, and paid, once
         approved = runner.invoke(cli, ["review", "approve-appeal", str(held[0]["id"]), str(held[0]["id"]), "--json"],
                                  env=env)
         assert approved.exit_code == 0, approved.output
+        assert [row["id"] for row in json.loads(approved.stdout)["submissions"]] == [held[0]["id"]]
         refused = runner.invoke(cli, ["review", "refuse-appeal", str(held[1]["id"]), "--json"], env=env)
         assert refused.exit_code == 0, refused.output
         again = runner.invoke(cli, ["review", "approve-appeal", str(held[1]["id"])], env=env)

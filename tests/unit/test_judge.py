@@ -141,4 +141,5 @@ def test_cli_eval_on_a_sample_and_a_missing_judge(tmp_path: Path) -> None:
     assert set(report["attacks"]) == set(KINDS) and report["attacks_total"] == 60
     assert report["honest_mnist_test"]["images"] == 300 and report["ms_per_image_single"] > 0
     missing = bounty("judge", "eval", "--judge", str(tmp_path), "--json")
-    assert missing.returncode == 1 and "not a judge artifact" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 1 and "not a judge artifact" in json.loads(missing.stdout)["error"]
+    assert "Traceback" not in missing.stderr

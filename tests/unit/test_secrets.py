@@ -344,7 +344,7 @@ def _wallet_errors(key: PrivateKey, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     try:
         result = runner.invoke(cli, ["create", "--digit", "1", "--payout", "500", "--budget", "20000", "--json"])
         _cli_evidence(evidence, "create with a loose key file", result)
-        assert result.exit_code == 1 and "chmod 600" in result.stderr, result.output
+        assert result.exit_code == 1 and "chmod 600" in json.loads(result.stdout)["error"], result.output
     finally:
         monkeypatch.delenv("BOUNTY_OPERATOR_KEY_FILE")
         get_settings.cache_clear()
@@ -371,7 +371,7 @@ def _cli(key: PrivateKey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, evide
     created = run("create", "--digit", "3", "--payout", "600", "--budget", "40000", "--json")
     bid = str(created["id"])
     assert run("status", bid, "--json")["id"] == created["id"]
-    assert created["id"] in [b["id"] for b in run("list", "--json")]
+    assert created["id"] in [b["id"] for b in run("list", "--json")["bounties"]]
     run("fund", bid, "5000", "--json")
     run("submissions", bid, "--json")
     export = runner.invoke(cli, ["export", bid])
@@ -425,7 +425,7 @@ def test_settings_never_show_the_arc_secrets(tmp_path: Path, monkeypatch: pytest
         monkeypatch.setenv("BOUNTY_FEE_RATE", "0")
         get_settings.cache_clear()
         refused = runner.invoke(cli, ["db", "current", "--json"])
-        assert refused.exit_code == 1 and "BOUNTY_FEE_RATE" in refused.stderr, refused.output
+        assert refused.exit_code == 1 and "BOUNTY_FEE_RATE" in json.loads(refused.stdout)["error"], refused.output
         shown += [refused.stdout, refused.stderr]
     finally:
         get_settings.cache_clear()

@@ -15,7 +15,7 @@ from marketplace.views import Verdict
 router = APIRouter()
 
 
-@router.post("/classify", response_model=Verdict, responses=error_responses(404, 409, 422, 429, 503),
+@router.post("/classify", response_model=Verdict, responses=error_responses(404, 408, 409, 413, 422, 429, 503),
              openapi_extra=CLASSIFY_FORMS)
 async def classify(request: Request, rt: RuntimeDep) -> Verdict:
     """Dry run: what the on-chain classifier answers for an image; no payment, nothing stored."""

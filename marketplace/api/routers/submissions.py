@@ -21,7 +21,7 @@ def get_submission(submission_id: SubmissionId, rt: RuntimeDep) -> SubmissionPub
 
 
 @router.post("/bounties/{bounty_id}/submissions", status_code=202, response_model=SubmissionPublic,
-             responses=error_responses(404, 409, 422, 429, 503), openapi_extra=UPLOAD_FORMS)
+             responses=error_responses(404, 408, 409, 413, 422, 429, 503), openapi_extra=UPLOAD_FORMS)
 async def submit(bounty_id: BountyId, request: Request, rt: RuntimeDep) -> SubmissionPublic:
     """Submit an image for payment. One the contract would refuse gets 422 and costs nothing; so does one a
     vetted bounty's vetting refuses (its receipt, with the reason, is then at /submissions/{id})."""
