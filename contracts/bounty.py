@@ -128,6 +128,17 @@ class BountyTerms:
         return self.mode == VETTED
 
 
+def check_claim(t: BountyTerms, attestor: Any, appeal: int | None) -> None:
+    """What a claim (a chain submission or a pool prize's) must bring: vetted bounties the attestor and at most
+    an appeal for one of their digits, open ones neither."""
+    if not t.vetted and (attestor is not None or appeal is not None):
+        raise ContractError("an open bounty takes no attestor signature and no appeal")
+    if t.vetted and attestor is None:
+        raise ContractError("a vetted bounty pays only with its attestor's signature")
+    if appeal is not None and appeal not in t.digits:
+        raise ContractError(f"an appeal must claim one of the bounty's digits {list(t.digits)}, not {appeal}")
+
+
 class BountyContract:
     """A bounty's locking script and the unlocking templates for its two paths."""
 
@@ -185,12 +196,7 @@ class BountyContract:
         if len(recipient_pkh) != PKH_BYTES:
             raise ContractError("the recipient must be a 20-byte public key hash")
         t = self.terms
-        if not t.vetted and (attestor is not None or appeal is not None):
-            raise ContractError("an open bounty takes no attestor signature and no appeal")
-        if t.vetted and attestor is None:
-            raise ContractError("a vetted bounty pays only with its attestor's signature")
-        if appeal is not None and appeal not in t.digits:
-            raise ContractError(f"an appeal must claim one of the bounty's digits {list(t.digits)}, not {appeal}")
+        check_claim(t, attestor, appeal)
         pixels = pixel_pushes(self.classifier, image)
         claim: list[int | bytes] = [] if appeal is None else [appeal]
 

@@ -57,6 +57,7 @@ from contracts.attestor import MAX_SIGNATURE_BYTES, Attestor, attest
 from contracts.bounty import (
     BountyTerms,
     attestor_check,
+    check_claim,
     chunk_value,
     open_verdict,
     park_appeal,
@@ -124,12 +125,7 @@ class PoolContract:
         claims (vetted only): the classifier's runner-up, paid under that label.
         """
         t = self.terms
-        if not t.vetted and (attestor is not None or appeal is not None):
-            raise ContractError("an open bounty takes no attestor signature and no appeal")
-        if t.vetted and attestor is None:
-            raise ContractError("a vetted bounty pays only with its attestor's signature")
-        if appeal is not None and appeal not in t.digits:
-            raise ContractError(f"an appeal must claim one of the bounty's digits {list(t.digits)}, not {appeal}")
+        check_claim(t, attestor, appeal)
         pixels = pixel_pushes(self.classifier, image)
         claim: list[int | bytes] = [] if appeal is None else [appeal]
 
