@@ -34,7 +34,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-class _RequestId(logging.Filter):
+class RequestIdFilter(logging.Filter):
     """Stamps each record with the id of the request being answered (None outside a request)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -47,8 +47,8 @@ def configure_logging(level: str = "WARNING", form: Literal["text", "json"] = "t
     worker calls it too, inside `bounty serve` as in its own process)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if form == "json" else logging.Formatter(TEXT_FORMAT))
-    handler.addFilter(_RequestId())
+    handler.addFilter(RequestIdFilter())
     logging.basicConfig(level=level, handlers=[handler], force=True)
 
 
-__all__ = ["JsonFormatter", "configure_logging", "request_id"]
+__all__ = ["JsonFormatter", "RequestIdFilter", "configure_logging", "request_id"]
