@@ -4,6 +4,9 @@ has its access line with the id it was answered with."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -37,3 +40,17 @@ def test_bounty_serve_logs_json_with_request_ids(tmp_path: Path) -> None:
     [ours] = [e for e in access if e.get("request_id") == "e2e-42"]
     assert ours["message"].startswith("request e2e-42 GET /bounties 200 ") and ours["level"] == "INFO"
     assert any(e["message"].startswith("chain event: block height=") for e in entries)  # the embedded watcher's
+
+
+def test_celery_processes_log_in_the_configured_format(tmp_path: Path) -> None:
+    """`celery worker` and `celery beat` set up their logging through Celery's `setup_logging` signal, which
+    `workers.app` answers with the same set-up as every other process."""
+    script = ("import logging; from workers.app import app; app.log.setup(); "
+              "logging.getLogger('workers.check').warning('worker says %s', 'hello')")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOUNTY_")}
+    env.update({"BOUNTY_HOME": str(tmp_path), "BOUNTY_LOG_FORMAT": "json", "BOUNTY_LOG_LEVEL": "INFO"})
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                          check=True)
+    entries = [json.loads(line) for line in done.stderr.splitlines() if line.strip()]
+    expected = {"logger": "workers.check", "level": "WARNING", "message": "worker says hello"}
+    assert expected.items() <= entries[-1].items()
