@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     quota_per_client_per_hour: Annotated[int, Field(ge=0)] = 60  # ... per client address (0: off)
     trusted_proxies: str = ""  # comma-separated addresses/networks whose X-Forwarded-For is believed
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"  # every process's log threshold
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, for a log collector
 
     # Retraining (workers.retraining): when to run, on what, and how a challenger must compare with the champion.
     retrain_after_images: Annotated[int, Field(ge=1)] = 100  # a run once this many new accepted images arrived
@@ -105,6 +106,11 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, level: Any) -> Any:
         return level.strip().upper() if isinstance(level, str) else level
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, form: Any) -> Any:
+        return form.strip().lower() if isinstance(form, str) else form
 
     @field_validator("trusted_proxies")
     @classmethod

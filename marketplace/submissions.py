@@ -121,7 +121,45 @@ def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appeal
 
     A vetted bounty first vets the image (marketplace.vetting) and its attestor then co-signs the payment;
     an `appeal` claims `digit` (the bounty's own when it has one) for an image the classifier ranks second.
+    Each decision is logged in one line (`log_decision`).
     """
+    try:
+        view = _submit(rt, bounty_id, pixels, address, appeal, digit, client)
+    except BountyError as exc:
+        receipt = exc.receipt.id if isinstance(exc, SubmissionRefused) else None
+        log_decision(bounty_id, receipt, "refused", _refusal_reason(exc), 0)
+        raise
+    log_decision(bounty_id, view.id, _outcome(view), view.reason, view.payout_sats or 0)
+    return view
+
+
+def log_decision(bounty_id: int, submission_id: int | None, outcome: str, reason: str | None, sats: int) -> None:
+    """One line per decision on a submission: never the pixels, the address or a key (the request id, which the
+    access log sets, ties it to its request)."""
+    log.info("submission decision: bounty=%d submission=%s outcome=%s reason=%s sats=%d", bounty_id,
+             submission_id if submission_id is not None else "-", outcome, reason or "-", sats)
+
+
+def _outcome(view: SubmissionPublic) -> str:
+    if view.status == SubmissionStatus.PENDING:
+        return "queued"  # paid after the next block (send_queued)
+    if view.status == SubmissionStatus.VETTING:
+        return "held"  # an appeal awaiting an operator
+    return "paid" if view.txid else str(view.status)
+
+
+def _refusal_reason(exc: BountyError) -> str:
+    if isinstance(exc, SubmissionRefused):
+        return exc.reason
+    if isinstance(exc, ImageRefused):
+        return str(_reason_of(exc))
+    if isinstance(exc, BountyClosed):
+        return "bounty_closed"
+    return type(exc).__name__  # an unknown bounty, a bad address, ...
+
+
+def _submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appeal: bool, digit: int | None,
+            client: str | None) -> SubmissionPublic:
     image = as_pixels(pixels)[0].astype(np.uint8)
     pkh = check_address(rt, address)
     with rt.session() as session:  # judge first, outside the bounty's lock: a refusal waits for nobody
@@ -198,12 +236,15 @@ def decide_appeals(rt: Runtime, submission_ids: list[int], approve: bool) -> lis
             if not approve:
                 row.status, row.reason = SubmissionStatus.REJECTED, RejectReason.REFUSED_ON_REVIEW
                 decided.append(submission_view(row))
+                log_decision(row.bounty_id, row.id, "refused", str(row.reason), 0)
                 continue
             offer = _Offer(np.frombuffer(row.pixels, dtype=np.uint8).copy(), row.recipient_address,
                            bytes.fromhex(row.recipient_pkh), True, row.predicted_label, row.margin,
                            row.claimed_digit, row.deployment.model_id, row.id)
             bounty_id = row.bounty_id
-        decided.append(_pay_vetted(rt, bounty_id, offer))
+        paid = _pay_vetted(rt, bounty_id, offer)
+        log_decision(bounty_id, paid.id, _outcome(paid), paid.reason, paid.payout_sats or 0)
+        decided.append(paid)
     return [linked(view, rt.settings) for view in decided]
 
 
@@ -299,8 +340,7 @@ def _vet(rt: Runtime, row: Submission, image: np.ndarray, client: str | None) ->
             row.status, row.reason = SubmissionStatus.REJECTED, outcome.reason
         session.flush()
         receipt = submission_view(row)
-    if outcome.reason is not None:
-        log.info("submission %d to bounty %d refused by vetting: %s", receipt.id, row.bounty_id, outcome.reason)
+    if outcome.reason is not None:  # logged as a decision by `submit`
         raise SubmissionRefused(receipt, str(outcome.reason))
     return receipt.id
 
@@ -353,11 +393,13 @@ def send_queued(rt: Runtime) -> int:
                 return sent  # still too long: wait for the next block
             except (BountyClosed, ContractError, TransactionRejected, ScriptError) as exc:
                 row.status, row.reason = SubmissionStatus.REJECTED, _reason_of(exc)
+                log_decision(row.bounty_id, row.id, "refused", str(row.reason), 0)
                 continue
             row.txid, row.deployment_id, row.reason = tx.txid(), deployment.id, None
             row.status = SubmissionStatus.BROADCAST
             session.flush()
             record_spend(session, rt, deployment, tx, 0, SubmissionSource.API, SubmissionStatus.BROADCAST)
+            log_decision(row.bounty_id, row.id, "paid", None, bounty.payout_sats)
             sent += 1
     return sent
 

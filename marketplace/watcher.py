@@ -119,10 +119,15 @@ class Watcher:
         if isinstance(event, BlockMined):
             session.execute(update(Submission).where(Submission.txid.in_(event.txids))
                             .values(block_height=event.height))
-            return self._confirm(session)
+            confirmed = self._confirm(session)
+            log.info("chain event: block height=%d transactions=%d confirmed_submissions=%d", event.height,
+                     len(event.txids), len(confirmed))
+            return confirmed
         if isinstance(event, BlockRemoved):
-            session.execute(update(Submission).where(Submission.txid.in_(event.txids))
-                            .values(block_height=None, confirmations=0, status=SubmissionStatus.SEEN))
+            unconfirmed = session.execute(update(Submission).where(Submission.txid.in_(event.txids))
+                                          .values(block_height=None, confirmations=0, status=SubmissionStatus.SEEN))
+            log.warning("chain event: block removed height=%d transactions=%d unconfirmed_submissions=%d",
+                        event.height, len(event.txids), getattr(unconfirmed, "rowcount", 0))
             return []
         if isinstance(event, TransactionDropped):
             self._orphan(session, event.txid)
@@ -137,8 +142,8 @@ class Watcher:
             if row is None:  # the owner's spend: a withdrawal, or a migration the service already recorded
                 self._owner_spend(session, deployment, tx)
             else:
-                log.info("bounty %d: submission %d in %s (digit %d, margin %d)", deployment.bounty_id, row.id,
-                         tx.txid(), row.predicted_label, row.margin)
+                log.info("chain event: spend txid=%s bounty=%d submission=%d digit=%d margin=%d", tx.txid(),
+                         deployment.bounty_id, row.id, row.predicted_label, row.margin)
 
     def _deployment_spent_by(self, session: Session, txid: str, vout: int) -> Deployment | None:
         """The deployment whose contract script locks output txid:vout, if any."""
@@ -163,6 +168,7 @@ class Watcher:
         if deployment.status == DeploymentStatus.ACTIVE:
             deployment.status, deployment.current_satoshis = DeploymentStatus.WITHDRAWN, 0
             deployment.bounty.status = BountyStatus.WITHDRAWN
+            log.info("chain event: withdrawal txid=%s bounty=%d", tx.txid(), deployment.bounty_id)
 
     def _adopt_migration(self, session: Session, deployment: Deployment, tx: Transaction) -> bool:
         """An owner spend whose output 0 is this bounty's contract under a registered model is a migration
@@ -230,7 +236,8 @@ class Watcher:
             deployment = session.get(Deployment, row.deployment_id) if row.deployment_id else None
             if deployment is not None and deployment.current_txid == txid:
                 self._rewind(deployment)
-            log.warning("submission %d (%s) was dropped by a reorg: orphaned, never paid", row.id, txid)
+            log.warning("chain event: dropped txid=%s bounty=%d submission=%d (orphaned, never paid)", txid,
+                        row.bounty_id, row.id)
         session.flush()
 
     def _rewind(self, deployment: Deployment) -> None:

@@ -8,6 +8,7 @@ written to be idempotent (see workers.tasks).
 
 from __future__ import annotations
 
+import logging
 import threading
 import warnings
 from collections.abc import Callable
@@ -15,9 +16,11 @@ from typing import Any
 
 from celery import Celery
 from celery.exceptions import SecurityWarning
-from celery.signals import worker_process_init
+from celery.signals import setup_logging, worker_process_init
 
+from marketplace.logs import configure_logging
 from marketplace.settings import Settings, get_settings
+from marketplace.task_queue import TASK_QUEUE
 from workers.context import forget_runtime
 
 PERSIST_SWEEP_SECONDS = 60.0  # how often beat re-offers confirmed images that no task stored yet
@@ -39,7 +42,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,  # ...at once when only the pool child died
         "worker_prefetch_multiplier": 1,
         "task_ignore_result": True,
-        "task_default_queue": "bounty",
+        "task_default_queue": TASK_QUEUE,
         "broker_connection_retry_on_startup": True,
         # a whole worker killed: its tasks come back after this many seconds (longer than any task runs)
         "broker_transport_options": transport,
@@ -61,6 +64,15 @@ def make_celery(settings: Settings) -> Celery:
 
 
 app = make_celery(get_settings())
+
+
+@setup_logging.connect
+def _logging(**_kwargs: object) -> None:
+    """`celery worker` and `celery beat` log like every other process (BOUNTY_LOG_LEVEL, BOUNTY_LOG_FORMAT). Inside
+    a process that set up its logging already (`bounty serve`'s embedded workers, a test) nothing changes."""
+    if not logging.getLogger().handlers:
+        settings = get_settings()
+        configure_logging(settings.log_level, settings.log_format)
 
 
 @worker_process_init.connect

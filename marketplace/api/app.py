@@ -24,9 +24,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contracts.errors import ContractError, ScriptError
 from marketplace.api._forms import explain
+from marketplace.api.access_log import AccessLog
 from marketplace.api.body_limits import BodyLimits
 from marketplace.api.deps import client_address
 from marketplace.api.errors import Refusal, error_response
+from marketplace.api.metrics import instrument
 from marketplace.api.routers import bounties, classify, pages, submissions
 from marketplace.api.schemas import HAND_READ_BODIES
 from marketplace.bounties import prepare_vetting
@@ -82,6 +84,8 @@ def create_app(rt: Runtime, background: bool | None = None, start_background: St
     app.add_middleware(_RateLimit, runtime=rt, limiter=RateLimiter(rt.settings.rate_limit_per_minute))
     app.add_middleware(BodyLimits, max_upload_bytes=rt.settings.max_upload_bytes,  # outermost: every body
                        drain_bytes=rt.settings.oversized_drain_bytes, timeout=rt.settings.body_timeout_seconds)
+    instrument(app, rt)  # /metrics, and every request counted and timed (a 413 or a 429 too) ...
+    app.add_middleware(AccessLog)  # ... and logged with its request id
     _describe_bodies(app)
     return app
 

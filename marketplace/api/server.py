@@ -47,7 +47,9 @@ def run(app: Any, sock: socket.socket, settings: Settings) -> None:
     class Protocol(HeaderDeadline):
         header_timeout = timeout
 
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", http=Protocol)).run(sockets=[sock])
+    # log_config=None: uvicorn's loggers keep the process's set-up (marketplace.logs: its format, JSON or text);
+    # its own access log stays off (below INFO): the app writes one (marketplace.api.access_log)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", log_config=None, http=Protocol)).run(sockets=[sock])
 
 
 class HeaderDeadline(H11Protocol):

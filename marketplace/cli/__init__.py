@@ -6,9 +6,6 @@ become one sentence on stderr and exit code 1, never a traceback.
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import typer
 
 from marketplace.cli import service
@@ -23,6 +20,7 @@ from marketplace.cli.operator import register as register_operator_commands
 from marketplace.cli.retrain import retrain
 from marketplace.cli.review import review_app
 from marketplace.errors import ConfigError
+from marketplace.logs import configure_logging
 from marketplace.settings import get_settings
 
 app = typer.Typer(help="digit-bounty: bounties for handwritten digits, judged on-chain.", no_args_is_help=True,
@@ -43,10 +41,10 @@ app.command("retrain")(friendly(retrain))
 
 def main() -> None:
     try:
-        level = get_settings().log_level
+        settings = get_settings()
+        configure_logging(settings.log_level, settings.log_format)
     except ConfigError:  # the command itself reports the bad settings, in one sentence
-        level = "WARNING"
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+        configure_logging()
     app()
 
 
