@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 from contracts.fees import default_max_fee, images_payable
 from contracts.transactions import Utxo
 from marketplace.chain.base import TxState
-from marketplace.errors import BountyClosed, ConfigError, InvalidRequest, NotFound
+from marketplace.errors import REASON_TEXT, BountyClosed, ConfigError, InvalidRequest, NotFound
 from marketplace.explorer import linked
 from marketplace.ledger import record_migration
 from marketplace.runtime import Runtime, script_sha256
@@ -257,6 +257,7 @@ def submission_view(submission: Submission) -> SubmissionPublic:
         bounty_id=submission.bounty_id,
         status=str(submission.status),
         reason=str(submission.reason) if submission.reason else None,
+        reason_text=REASON_TEXT.get(str(submission.reason)) if submission.reason else None,
         digit=submission.predicted_label,
         margin=submission.margin,
         model_sha256=submission.model_sha256,

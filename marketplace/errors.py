@@ -96,7 +96,16 @@ class SubmissionRefused(ServiceError):
         self.reason = reason
 
 
-REASON_TEXT = {
+REASON_TEXT = {  # why a submission was refused, in words a contributor can act on (the receipt's `reason_text`)
+    "wrong_digit": "the classifier read a different digit from the one this bounty pays for",
+    "low_margin": "the classifier read the bounty's digit, but not surely enough: its margin was under the "
+                  "bounty's minimum",
+    "bounty_exhausted": "the bounty ran out of money or closed before it could pay for it",
+    "double_spend": "another payment reached the bounty's contract first; send the image again",
+    "invalid_script": "the contract refused the payment transaction",
+    "chain_too_long": "too many payments were waiting for a block; send the image again in a few minutes",
+    "reorged_out": "the block that held the payment was replaced, and the payment went with it",
+    "broadcast_failed": "the network refused the payment transaction",
     "duplicate": "you already submitted this image or one very like it",
     "known_image": "this image is (nearly) one of MNIST's, which the model was trained on",
     "claimed_by_another": "someone else submitted this image or one very like it first",

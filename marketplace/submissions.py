@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from bsv.utils import decode_address
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from contracts.errors import ContractError, ScriptError
 from contracts.fees import images_payable
@@ -45,7 +45,7 @@ from marketplace.schema import (
     SubmissionSource,
     SubmissionStatus,
 )
-from marketplace.views import SubmissionPublic, Verdict
+from marketplace.views import SubmissionHistory, SubmissionPublic, Verdict
 from model.errors import BountyError
 from model.reference import IntegerModel, as_pixels, classify, logits
 
@@ -60,9 +60,11 @@ def check_address(rt: Runtime, address: str) -> bytes:
     try:
         pkh, network = decode_address(address)
     except Exception:  # bsv raises several types for malformed input
-        raise InvalidRequest(f"{address!r} is not a valid P2PKH address") from None
+        raise InvalidRequest(f"{address!r} is not a Bitcoin SV address (a payout address starts with m or n on "
+                             "testnet, with 1 on mainnet)") from None
     if network.value != rt.settings.network:
-        raise InvalidRequest(f"{address} is a {network.value} address; this service pays on {rt.settings.network}")
+        raise InvalidRequest(f"{address} is a {network.value} address, but this service pays on {rt.settings.network}: "
+                             f"give an address of your {rt.settings.network} wallet")
     return bytes(pkh)
 
 
@@ -427,3 +429,15 @@ def get_submission(rt: Runtime, submission_id: int) -> SubmissionPublic:
         if row is None:
             raise NotFound(f"there is no submission {submission_id}")
         return linked(submission_view(row), rt.settings)
+
+
+def submissions_of_address(rt: Runtime, address: str, offset: int = 0, limit: int = 20) -> SubmissionHistory:
+    """The submissions that name `address` as their payee, newest first, `limit` of them from `offset`."""
+    check_address(rt, address)  # a mistyped address is a sentence, not an empty history
+    mine = Submission.recipient_address == address
+    with rt.session() as session:
+        total = session.scalar(select(func.count(Submission.id)).where(mine)) or 0
+        rows = session.scalars(select(Submission).where(mine).order_by(Submission.id.desc())
+                               .offset(offset).limit(limit).options(selectinload(Submission.payout)))
+        views = [linked(submission_view(row), rt.settings) for row in rows]
+    return SubmissionHistory(address=address, total=total, offset=offset, limit=limit, submissions=views)

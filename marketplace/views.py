@@ -60,6 +60,7 @@ class SubmissionPublic(BaseModel):
     bounty_id: int
     status: str
     reason: str | None
+    reason_text: str | None = None  # the reason in words a contributor can act on (marketplace.errors.REASON_TEXT)
     digit: int
     margin: int
     model_sha256: str
@@ -75,6 +76,25 @@ class SubmissionPublic(BaseModel):
     claimed_digit: int | None = None  # vetted: the digit the payment is for (an appeal's claim)
     appeal: bool = False
     vetting: dict[str, Any] | None = None  # vetted: what each check found (novelty, judge, quota)
+
+
+class SubmissionHistory(BaseModel):
+    """One payout address's submissions, newest first, a page at a time (`offset`, `limit`) of `total`."""
+
+    address: str
+    total: int
+    offset: int
+    limit: int
+    submissions: list[SubmissionPublic]
+
+
+class NetworkPublic(BaseModel):
+    """Where this service pays: `name` is what a person is shown (testnet, mainnet, or the dev chain that lives
+    only on the operator's machine, whose coins are worth nothing); `network` is the addresses it accepts."""
+
+    name: str
+    network: str  # testnet or mainnet: a payout address must be of this network
+    chain: str  # local (the dev chain) or network (the real BSV network)
 
 
 class SubmissionRecord(SubmissionPublic):

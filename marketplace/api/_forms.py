@@ -36,13 +36,13 @@ async def submission_body(request: Request, max_bytes: int) -> SubmissionRequest
     if "image" in fields:
         address = fields.get("address")
         if not isinstance(address, str) or not address.strip():
-            raise InvalidRequest("the form needs an `address` field with your P2PKH address")
+            raise InvalidRequest("enter your payout address: the Bitcoin SV address the bounty pays to")
         appeal = str(fields.get("appeal", "false")).strip().lower()
         if appeal not in ("true", "false"):
-            raise InvalidRequest("the form's `appeal` field is `true` or `false`")
+            raise InvalidRequest("appeal must be true or false")
         digit = fields.get("digit")
         if digit is not None and re.fullmatch(r"[0-9]", str(digit).strip()) is None:
-            raise InvalidRequest("the form's `digit` field is a digit 0..9")
+            raise InvalidRequest("the claimed digit must be a single digit, 0 to 9")
         return SubmissionRequest(await decode(fields["image"], max_bytes), address.strip(), appeal == "true",
                                  None if digit is None else int(str(digit).strip()))
     body = validated(SubmissionCreate, fields)
@@ -74,7 +74,7 @@ async def read_fields(request: Request, max_bytes: int) -> dict[str, Any]:
         except (RequestTooLarge, RequestTooSlow):  # from the body's limits (marketplace.api.body_limits)
             raise
         except Exception:  # malformed multipart: starlette raises several types
-            raise InvalidRequest("the multipart form could not be read") from None
+            raise InvalidRequest("the form could not be read: send a multipart form with an image, or JSON") from None
         fields: dict[str, Any] = {}
         try:
             for key, value in form.multi_items():
@@ -87,7 +87,7 @@ async def read_fields(request: Request, max_bytes: int) -> dict[str, Any]:
         finally:
             await form.close()  # spooled upload files
         if "image" not in fields:
-            raise InvalidRequest("the form needs an `image` file (PNG or JPEG)")
+            raise InvalidRequest("add an image: draw a digit, or upload a PNG or JPEG photo of one")
         return fields
     raw = await request.body()  # within the limit: the body's limits stop a larger one as it streams in
     try:
@@ -106,15 +106,26 @@ def validated(model: type[M], fields: dict[str, Any]) -> M:
         raise InvalidRequest(explain(exc.errors())) from None
 
 
+MEANING = {  # what a missing field is, for the sentence that asks for it
+    "address": "the payout address, the Bitcoin SV address the bounty pays to",
+    "pixels": "the image as 784 integers 0..255",
+}
+
+
 def explain(errors: Any) -> str:
-    """Pydantic's errors as one sentence a person can act on."""
+    """Pydantic's errors (of a JSON body or of a path or query parameter) as one sentence a person can act on."""
     parts = []
     for error in list(errors)[:3]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        message = error.get("msg", "is invalid")
-        if "pixels" in where and error.get("type") in ("too_short", "too_long"):
+        names = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
+        where = ".".join(names) or "the body"
+        kind, message = error.get("type"), str(error.get("msg", "is invalid"))
+        if "pixels" in where and kind in ("too_short", "too_long"):
             message = "must be exactly 784 integers 0..255"
-        parts.append(f"{where}: {message}")
+        elif kind == "missing":
+            message = f"is missing ({MEANING[where]})" if where in MEANING else "is missing"
+        elif message.startswith("Input should be "):
+            message = "should be " + message.removeprefix("Input should be ")
+        parts.append(f"{where} {message}")
     return "; ".join(parts)
 
 

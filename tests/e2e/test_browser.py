@@ -24,7 +24,10 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from marketplace.images import to_mnist
+from model.artifact import ModelArtifact
 from model.data import Mnist
+from model.reference import logits
 from tests.support.processes import create_bounty_cli, start_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.subprocess]
@@ -202,6 +205,10 @@ def test_draw_check_submit_and_refuse(page: Page, server: Server, api: httpx.Cli
     expect(page.locator("#receipt")).to_contain_text("confirmed", timeout=30_000)
     receipt = dl(page, "#receipt")
     assert receipt["status"] == "confirmed" and receipt["txid"] == txid and TXID.fullmatch(receipt["txid"])
+    paid_words = page.locator("#outcome")  # what happened, in words, with the payment's page
+    expect(paid_words).to_have_text(re.compile(rf"Paid: 500 sats to {address}, confirmed in block \d+\. "
+                                               "See the transaction"))
+    assert paid_words.locator("a").get_attribute("href") == f"/chain/tx/{txid}"
     assert (receipt["digit"], receipt["margin"], receipt["reason"]) == ("7", str(margin), "–")
     paid = api.get(f"/submissions/{receipt['submission']}").json()
     assert (paid["status"], paid["txid"], paid["recipient_address"]) == ("confirmed", txid, address)
@@ -232,7 +239,8 @@ def test_draw_check_submit_and_refuse(page: Page, server: Server, api: httpx.Cli
     expect(page.locator("#verdict")).to_have_text(f"The network reads a {label} (margin {margin}): "
                                                   "this bounty would not pay for it.")
     refused = press(page, "#submit")
-    assert refused == f"the classifier reads a {label} (margin {margin}), which is not this bounty's 7"
+    assert refused == f"The classifier reads a {label} (margin {margin}), which is not this bounty's 7"
+    expect(page.locator("#outcome")).to_have_text("Refused before any payment: nothing was paid.")
     assert page.locator("#verdict").get_attribute("class") == "bad"
     assert dl(page, "#receipt") == {}  # the earlier payment's receipt is not shown as this one's
     time.sleep(1.5)  # a block or so: had anything been paid, it would show by now
@@ -270,3 +278,120 @@ def test_uploaded_photo_is_checked(page: Page, server: Server, api: httpx.Client
     assert page.locator("#photo").evaluate("input => input.files.length") == 0
     assert press(page, "#check") == "Draw a digit first."
 
+
+
+# --- the contributor's view: the network, the offer, outcomes in words, the history, errors for people ---------
+
+# Sevens of other shapes than SEVENS: a vetted bounty pays for an image (or one very like it) only once
+OTHER_SEVENS = [
+    [[(60, 70), (220, 60), (90, 240)], [(100, 150), (190, 150)]],  # a slanted 7 with a crossbar
+    [[(90, 50), (200, 70), (150, 245)]],  # a steep 7, its bar tilted
+    [[(60, 90), (200, 60), (170, 120), (110, 240)]],
+]
+NAMED_DEV_CHAIN = "Paid on the dev chain: test coins on the operator's machine, worth nothing"
+
+
+def test_the_page_names_the_network_and_what_the_bounty_pays(page: Page, server: Server, api: httpx.Client) -> None:
+    expect(page.locator("#network")).to_have_text(NAMED_DEV_CHAIN)
+    assert api.get("/network").json()["name"] == "dev chain"
+    bounty = api.get(f"/bounties/{server.bounty_id}").json()
+    left = bounty["images_left"]
+    expect(page.locator("#offer")).to_have_text(
+        f"Pays 500 sats for each accepted 7. Its balance pays for {left} more image{'' if left == 1 else 's'} "
+        f"(each costs it up to {bounty['cost_sats_per_image']} sats with the transaction fee).")
+
+
+def test_mistakes_are_answered_in_words(page: Page) -> None:
+    first_drawing(page, SEVENS, wanted=True)
+    assert press(page, "#submit") == "Enter your payout address: the Bitcoin SV address the bounty pays to"
+    page.fill("#address", "my-wallet")
+    assert press(page, "#submit") == ("'my-wallet' is not a Bitcoin SV address (a payout address starts with m or n "
+                                      "on testnet, with 1 on mainnet)")
+    page.fill("#address", "")
+    page.click("#show-history")
+    expect(page.locator("#history-note")).to_have_text("Enter your payout address above to see your submissions.")
+    page.fill("#address", "my-wallet")
+    page.click("#show-history")
+    expect(page.locator("#history-note")).to_have_text(
+        "'my-wallet' is not a Bitcoin SV address (a payout address starts with m or n on testnet, with 1 on mainnet)")
+    assert page.locator("#history").is_hidden()
+
+
+def history_rows(page: Page) -> list[list[str]]:
+    return page.locator("#history tbody tr").evaluate_all(
+        "rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+
+
+def test_a_paid_and_a_refused_submission_in_words_and_in_the_history(page: Page, server: Server,
+                                                                      api: httpx.Client) -> None:
+    address = str(bsv.PrivateKey(network=bsv.Network.TESTNET).address())
+    page.fill("#address", address)
+    page.click("#show-history")
+    expect(page.locator("#history-note")).to_have_text("No submissions from this address yet.")
+
+    first_drawing(page, OTHER_SEVENS, wanted=True)
+    assert press(page, "#submit").startswith("Accepted for payment: transaction ")
+    expect(page.locator("#outcome")).to_contain_text("Paid: 500 sats", timeout=30_000)
+
+    # The same drawing again: vetting refuses it (the payee sent it already), and the receipt says so in words
+    refused = press(page, "#submit")
+    assert re.fullmatch(r"Submission \d+ was refused: you already submitted this image or one very like it", refused)
+    expect(page.locator("#outcome")).to_have_text(
+        "Refused: you already submitted this image or one very like it. Nothing was paid.")
+
+    # The history, refreshed once the receipt is final: both, newest first, as the API lists them
+    expect(page.locator("#history tbody tr")).to_have_count(2)
+    mine = api.get("/submissions", params={"address": address}).json()
+    assert mine["total"] == 2
+    newest, oldest = mine["submissions"]
+    assert (newest["status"], newest["reason"], oldest["status"]) == ("rejected", "duplicate", "confirmed")
+    rows = history_rows(page)
+    assert [row[0] for row in rows] == [str(newest["id"]), str(oldest["id"])]
+    assert rows[0][3:] == ["refused: you already submitted this image or one very like it", "–", "–"]
+    assert rows[1][3:] == ["paid", "500 sats", "view"]
+    link = page.locator("#history tbody tr").nth(1).locator("a")
+    assert link.get_attribute("href") == oldest["txid_url"] == f"/chain/tx/{oldest['txid']}"
+    expect(page.locator("#history-note")).to_have_text("2 submissions; showing 1 to 2.")
+
+
+def appealable_scan(mnist: Mnist, shipped: ModelArtifact, gap: int, tmp_path: Path) -> Path:
+    """A photo of a handwritten digit the classifier reads as something else, with 7 a close second (within the
+    bounty's appeal gap), as the service reads the upload."""
+    x = mnist.x_test.reshape(-1, 784)
+    z = logits(shipped.integer, x)
+    ranked = np.argsort(-z, axis=1, kind="stable")
+    for index in np.flatnonzero((ranked[:, 0] != 7) & (ranked[:, 1] == 7)):
+        scan = Image.fromarray(255 - mnist.x_test[index]).resize((280, 280), Image.Resampling.BICUBIC)
+        photo = tmp_path / f"scan-{index}.png"
+        scan.save(photo)
+        read = logits(shipped.integer, to_mnist(photo.read_bytes()).reshape(1, 784))[0]
+        first, second = sorted(range(10), key=lambda c: (-int(read[c]), c))[:2]
+        if first != 7 and second == 7 and read[first] - read[7] <= gap:
+            return photo
+    pytest.fail("no MNIST test image is refused with 7 a close second")
+
+
+def test_a_refusal_offers_the_appeal_and_says_what_became_of_it(page: Page, server: Server, api: httpx.Client,
+                                                               mnist: Mnist, shipped: ModelArtifact,
+                                                               tmp_path: Path) -> None:
+    bounty = api.get(f"/bounties/{server.bounty_id}").json()
+    photo = appealable_scan(mnist, shipped, bounty["appeal_gap"], tmp_path)
+    page.fill("#address", str(bsv.PrivateKey(network=bsv.Network.TESTNET).address()))
+    page.set_input_files("#photo", photo)
+    assert page.locator("#appeal").is_hidden() and page.locator("#appeal-why").is_hidden()
+    refused = press(page, "#submit")
+    assert re.fullmatch(r"The classifier reads a \d \(margin \d+\), which is not this bounty's 7; "
+                        r"you may appeal, claiming a 7", refused), refused
+    expect(page.locator("#appeal")).to_be_visible()
+    expect(page.locator("#appeal-why")).to_contain_text("If you did draw the bounty's digit, appeal")
+
+    # The appeal is vetted, and refused: the scan is one of MNIST's own (known_image), and a digit the classifier
+    # misread is one the judge may not read as a 7 either (judge_disagrees). The page says why, in words
+    appealed = press(page, "#appeal")
+    found = re.fullmatch(r"Submission (\d+) was refused: (.+)", appealed)
+    assert found, appealed
+    receipt = api.get(f"/submissions/{found[1]}").json()
+    assert (receipt["status"], receipt["appeal"]) == ("rejected", True)
+    assert receipt["reason"] in ("known_image", "judge_disagrees"), receipt
+    assert found[2] == receipt["reason_text"]
+    expect(page.locator("#outcome")).to_have_text(f"Refused: {receipt['reason_text']}. Nothing was paid.")

@@ -513,8 +513,8 @@ def test_an_image_the_bounty_would_pay_is_refused_for_a_bad_or_wrong_network_add
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)
     api = client(rt)
     mainnet = PrivateKey(7201, network=Network.MAINNET).address()
-    for address, words in [(mainnet, "mainnet address"), ("1" * 34, "not a valid P2PKH address"),
-                           (USER.address()[:-1] + ("A" if USER.address()[-1] != "A" else "B"), "not a valid")]:
+    for address, words in [(mainnet, "mainnet address"), ("1" * 34, "is not a Bitcoin SV address"),
+                           (USER.address()[:-1] + ("A" if USER.address()[-1] != "A" else "B"), "is not a Bitcoin SV")]:
         refused = post(api, bounty.id, digits["sevens"][0], address)
         assert refused["code"] == 422 and words in refused["detail"], refused
     assert post(api, bounty.id, digits["sevens"][0])["code"] == 202  # the same image, a good address: paid
@@ -552,3 +552,80 @@ def test_a_submission_is_confirmed_only_with_the_configured_confirmations(tmp_pa
         seen.append(api.get(f"/submissions/{sent['id']}").json()["status"])
     assert seen == ["seen", "seen", "confirmed"], seen
     rt.close()
+
+
+# -- a contributor's history (GET /submissions?address=...) --------------------------------------------------------
+
+def test_a_payout_address_sees_its_own_submissions_newest_first_a_page_at_a_time(
+        rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    api = client(rt)
+    mine = [post(api, bounty.id, image)["id"] for image in digits["sevens"][:3]]
+    theirs = post(api, bounty.id, digits["sevens"][3], OTHER.address())["id"]
+    assert post(api, bounty.id, digits["others"][0])["code"] == 422  # refused before anything is stored
+    settle(rt)
+
+    history = api.get("/submissions", params={"address": USER.address()})
+    assert history.status_code == 200
+    page = history.json()
+    assert (page["address"], page["total"], page["offset"], page["limit"]) == (USER.address(), 3, 0, 20)
+    assert [s["id"] for s in page["submissions"]] == mine[::-1]  # newest first
+    for seen in page["submissions"]:
+        assert (seen["status"], seen["payout_sats"], seen["reason"], seen["reason_text"]) == (
+            "confirmed", PAYOUT, None, None)
+        assert seen["recipient_address"] == USER.address() and seen["txid_url"] == f"/chain/tx/{seen['txid']}"
+        assert seen == api.get(f"/submissions/{seen['id']}").json()  # each as its own receipt shows it
+
+    pages = [api.get("/submissions", params={"address": USER.address(), "limit": 2, "offset": offset}).json()
+             for offset in (0, 2, 4)]
+    assert [[s["id"] for s in p["submissions"]] for p in pages] == [mine[:0:-1], mine[:1], []]
+    assert {p["total"] for p in pages} == {3}
+    other = api.get("/submissions", params={"address": OTHER.address()}).json()
+    assert [s["id"] for s in other["submissions"]] == [theirs] and other["total"] == 1
+    nobody = PrivateKey(7003, network=Network.TESTNET).address()
+    assert api.get("/submissions", params={"address": nobody}).json()["submissions"] == []
+
+
+def test_a_history_request_with_a_bad_address_or_page_is_a_sentence(sqlite_rt: Runtime) -> None:
+    api = client(sqlite_rt)
+    mainnet = PrivateKey(7201, network=Network.MAINNET).address()
+    answers = {
+        "no address": (api.get("/submissions"), "address is missing (the payout address, the Bitcoin SV address "
+                                                 "the bounty pays to)"),
+        "not an address": (api.get("/submissions", params={"address": "my-wallet"}),
+                           "'my-wallet' is not a Bitcoin SV address (a payout address starts with m or n on "
+                           "testnet, with 1 on mainnet)"),
+        "other network": (api.get("/submissions", params={"address": mainnet}),
+                          f"{mainnet} is a mainnet address, but this service pays on testnet: give an address of "
+                          "your testnet wallet"),
+        "page too long": (api.get("/submissions", params={"address": USER.address(), "limit": 101}),
+                          "limit should be less than or equal to 100"),
+        "negative offset": (api.get("/submissions", params={"address": USER.address(), "offset": -1}),
+                            "offset should be greater than or equal to 0"),
+    }
+    assert {name: (answer.status_code, answer.json()["detail"]) for name, (answer, _) in answers.items()} == {
+        name: (422, sentence) for name, (_, sentence) in answers.items()}
+    operation = api.get("/openapi.json").json()["paths"]["/submissions"]["get"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SubmissionHistory"}
+    assert operation["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorResponse"}
+    assert [p["name"] for p in operation["parameters"]] == ["address", "offset", "limit"]
+
+
+def test_the_network_is_named_for_people(sqlite_rt: Runtime) -> None:
+    assert client(sqlite_rt).get("/network").json() == {"name": "dev chain", "network": "testnet", "chain": "local"}
+
+
+def test_a_form_without_an_address_asks_for_one_in_words(sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty = create_bounty(sqlite_rt, [7], PAYOUT, 100_000)
+    api = client(sqlite_rt)
+    for fields in ({}, {"address": "  "}):
+        answer = api.post(f"/bounties/{bounty.id}/submissions", data=fields,
+                          files={"image": ("seven.png", paper_png(digits["sevens"][0], 4), "image/png")})
+        assert (answer.status_code, answer.json()["detail"]) == (
+            422, "enter your payout address: the Bitcoin SV address the bounty pays to")
+    no_image = api.post(f"/bounties/{bounty.id}/submissions", data={"address": USER.address()},
+                        files={"other": ("x.txt", b"x", "text/plain")})
+    assert (no_image.status_code, no_image.json()["detail"]) == (
+        422, "add an image: draw a digit, or upload a PNG or JPEG photo of one")

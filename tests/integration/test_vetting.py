@@ -319,6 +319,12 @@ def test_appeals_held_for_review_are_paid_only_once_an_operator_approves(
     assert len(held) == 2 and all(h["status"] == "vetting" and h["txid"] is None for h in held), held
     settle(rt)
     assert paid_count(rt, bounty_id) == 0, "nothing is paid before the operator decides"
+    history = api.get("/submissions", params={"address": USER.address()}).json()["submissions"]  # newest first
+    assert [w["id"] for w in history] == sorted((w["id"] for w in history), reverse=True)
+    held_ids = {h["id"] for h in held}
+    assert [(w["status"], w["vetting"].get("review")) for w in history if w["id"] in held_ids] == [
+        ("vetting", "awaiting")] * 2
+    assert all(w["status"] == "rejected" and w["reason_text"] for w in history if w["id"] not in held_ids)
 
     env = {"BOUNTY_HOME": str(home), "BOUNTY_NOVELTY_INDEX_MNIST_TEST": "false", "BOUNTY_APPEALS_NEED_REVIEW": "true"}
     get_settings.cache_clear()
@@ -343,6 +349,9 @@ def test_appeals_held_for_review_are_paid_only_once_an_operator_approves(
         rows = {r.id: r for r in session.scalars(select(Submission).where(Submission.bounty_id == bounty_id))}
         assert rows[held[0]["id"]].txid is not None and rows[held[0]["id"]].payout is not None
         assert (str(rows[held[1]["id"]].status), str(rows[held[1]["id"]].reason)) == ("rejected", "refused_on_review")
+    decided = {d["id"]: d for d in api.get("/submissions", params={"address": USER.address()}).json()["submissions"]}
+    assert [(decided[h["id"]]["status"], decided[h["id"]]["reason_text"]) for h in held] == [
+        ("confirmed", None), ("rejected", "the operator refused the appeal on review")]
     assert paid_count(rt, bounty_id) == 1
     books_balance(rt, bounty_id)
     rt.close()

@@ -107,6 +107,8 @@ OPERATIONS: dict[tuple[str, str], list[str | None]] = {  # method, path -> reque
     ("GET", "/bounties"): [None],
     ("GET", "/bounties/{bounty_id}"): [None],
     ("GET", "/submissions/{submission_id}"): [None],
+    ("GET", "/submissions"): [None],  # a payout address's history: the address and the page are fuzzed
+    ("GET", "/network"): [None],
     ("POST", "/classify"): ["application/json", "multipart/form-data"],
     ("POST", "/bounties/{bounty_id}/submissions"): ["application/json", "multipart/form-data"],
 }

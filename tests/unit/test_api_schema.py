@@ -22,6 +22,8 @@ ERRORS = {  # (method, path) -> the error statuses the operation can answer
     ("get", "/bounties"): {"503"},
     ("get", "/bounties/{bounty_id}"): {"404", "422", "503"},
     ("get", "/submissions/{submission_id}"): {"404", "422", "503"},
+    ("get", "/submissions"): {"422", "503"},
+    ("get", "/network"): set(),
     ("post", "/classify"): {"404", "408", "409", "413", "422", "429", "503"},
     ("post", "/bounties/{bounty_id}/submissions"): {"404", "408", "409", "413", "422", "429", "503"},
 }

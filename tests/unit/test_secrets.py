@@ -285,8 +285,8 @@ def _run_everything(key: PrivateKey, home: Path, tmp_path: Path, monkeypatch: py
         while watcher.run_once():
             pass
         ids = [r.json()["id"] for r in (*accepted, upload)]
-        for url in ["/", "/healthz", "/bounties", f"/bounties/{bid}", "/openapi.json", "/docs", "/redoc",
-                    *[f"/submissions/{i}" for i in ids]]:
+        for url in ["/", "/healthz", "/network", "/bounties", f"/bounties/{bid}", "/openapi.json", "/docs", "/redoc",
+                    f"/submissions?address={address}", *[f"/submissions/{i}" for i in ids]]:
             assert call("GET", url).status_code == 200, url
         assert call("GET", f"/submissions/{ids[0]}").json()["status"] == "confirmed"
 

@@ -1,18 +1,32 @@
-"""Submissions: send an image for payment, and read a submission's progress."""
+"""Submissions: send an image for payment, read a submission's progress, and a payout address's history."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import anyio.to_thread
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from marketplace import submissions
 from marketplace.api._forms import submission_body
 from marketplace.api.deps import RuntimeDep, client_address
 from marketplace.api.errors import error_responses
-from marketplace.api.schemas import UPLOAD_FORMS, BountyId, SubmissionId
-from marketplace.views import SubmissionPublic
+from marketplace.api.schemas import MAX_ID, UPLOAD_FORMS, BountyId, SubmissionId
+from marketplace.views import SubmissionHistory, SubmissionPublic
 
 router = APIRouter()
+PayoutAddress = Annotated[str, Query(min_length=1, max_length=100, description="a payout address (P2PKH)")]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="how many of the newest to skip")]
+Limit = Annotated[int, Query(ge=1, le=100, description="how many to return, at most 100")]
+
+
+@router.get("/submissions", response_model=SubmissionHistory, responses=error_responses(422, 503))
+def submissions_of_address(address: PayoutAddress, rt: RuntimeDep, offset: Offset = 0,
+                           limit: Limit = 20) -> SubmissionHistory:
+    """The submissions paying `address`, newest first, a page at a time: what each became (status, `reason` and
+    `reason_text`), its payout and its transaction's link. An address that is not one of this service's network
+    is a 422."""
+    return submissions.submissions_of_address(rt, address, offset, limit)
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionPublic, responses=error_responses(404, 422, 503))
