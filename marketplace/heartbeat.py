@@ -6,7 +6,6 @@ chain's events and the database: a hung or failing daemon stops touching it. Onl
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -19,8 +18,7 @@ def heartbeat_path(home: Path) -> Path:
 
 def beat(path: Path) -> None:
     """Mark a completed step now."""
-    path.touch()
-    os.utime(path)  # touch() leaves an existing file's time alone on some filesystems
+    path.touch()  # creates the file, or sets an existing one's modification time to now
 
 
 def forget(path: Path) -> None:
