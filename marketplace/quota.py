@@ -47,12 +47,17 @@ class MemoryCounters:
             return count + 1
 
 
+def redis_client(url: str) -> Redis:
+    """A client for the service's Redis that gives up within seconds: a request never hangs on it."""
+    return Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+
+
 class RedisCounters:
     """Counters in Redis: the window's key is created with its expiry, then incremented, in one transaction, so
     concurrent processes never lose a count and no key outlives its hour."""
 
     def __init__(self, url: str) -> None:
-        self._redis = Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self._redis = redis_client(url)
 
     def incr(self, key: str, expire_seconds: int) -> int:
         with self._redis.pipeline(transaction=True) as pipe:

@@ -138,10 +138,11 @@ class Settings(BaseSettings):
     def _expand(cls, path: Path | None) -> Path | None:
         return path.expanduser() if path is not None else None
 
-    @field_validator("redis_url")
+    @field_validator("redis_url", "arc_url")
     @classmethod
     def _blank_is_none(cls, url: str | None) -> str | None:
-        # an empty BOUNTY_REDIS_URL= means "not set": the embedded mode, for the API and Celery alike
+        # an empty BOUNTY_REDIS_URL= means "not set": the embedded mode, for the API and Celery alike; an empty
+        # BOUNTY_ARC_URL= (docker-compose passes one when it is unset) is no ARC endpoint
         return url.strip() if url is not None and url.strip() else None
 
     @field_validator("database_url")

@@ -44,7 +44,7 @@ from marketplace.errors import (
     RequestTooSlow,
     SubmissionRefused,
 )
-from marketplace.ratelimit import RateLimiter
+from marketplace.ratelimit import RateLimiter, rate_limiter_for
 from marketplace.runtime import Runtime
 from model.errors import BountyError
 
@@ -81,7 +81,8 @@ def create_app(rt: Runtime, background: bool | None = None, start_background: St
     for router in (pages.router, network.router, bounties.router, submissions.router, classify.router):
         app.include_router(router)
     _handle_errors(app)
-    app.add_middleware(_RateLimit, runtime=rt, limiter=RateLimiter(rt.settings.rate_limit_per_minute))
+    limiter = rate_limiter_for(rt.settings.redis_url, rt.settings.rate_limit_per_minute)  # Redis: one per client
+    app.add_middleware(_RateLimit, runtime=rt, limiter=limiter)
     app.add_middleware(BodyLimits, max_upload_bytes=rt.settings.max_upload_bytes,  # outermost: every body
                        drain_bytes=rt.settings.oversized_drain_bytes, timeout=rt.settings.body_timeout_seconds)
     instrument(app, rt)  # /metrics, and every request counted and timed (a 413 or a 429 too) ...

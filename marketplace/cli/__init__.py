@@ -13,6 +13,7 @@ from marketplace.cli._output import friendly
 from marketplace.cli.chain import chain_app
 from marketplace.cli.contract import contract_app
 from marketplace.cli.db import db_app
+from marketplace.cli.health import health_app
 from marketplace.cli.judge import judge_app
 from marketplace.cli.lineage import models
 from marketplace.cli.model import model_app
@@ -29,6 +30,7 @@ app.add_typer(model_app, name="model")
 app.add_typer(judge_app, name="judge")
 app.add_typer(contract_app, name="contract")
 app.add_typer(db_app, name="db")
+app.add_typer(health_app, name="health")
 app.add_typer(chain_app, name="chain")
 app.add_typer(review_app, name="review")
 register_operator_commands(app)

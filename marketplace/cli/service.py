@@ -29,11 +29,22 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
 
 def daemon(interval: Annotated[float, typer.Option(min=0.05, help="Seconds between idle polls.")] = 1.0) -> None:
     """Follow the chain and keep the books: record spends, confirmations and reorgs."""
+    from marketplace import heartbeat
     from marketplace.runtime import open_runtime
     from marketplace.submissions import send_queued
     from marketplace.watcher import Watcher
 
+    class BeatingWatcher(Watcher):
+        """Touches the heartbeat after each step that got through (`bounty health daemon` reads it)."""
+
+        def run_once(self, limit: int = 200) -> int:
+            events = super().run_once(limit)
+            heartbeat.beat(pulse)
+            return events
+
     rt = open_runtime()
+    pulse = heartbeat.heartbeat_path(rt.settings.home)
+    heartbeat.forget(pulse)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -44,7 +55,7 @@ def daemon(interval: Annotated[float, typer.Option(min=0.05, help="Seconds betwe
 
         persist_accepted_task.delay(submission_id)
 
-    Watcher(rt, on_confirmed=hand_over, on_block=lambda: send_queued(rt)).run_forever(stop, interval)
+    BeatingWatcher(rt, on_confirmed=hand_over, on_block=lambda: send_queued(rt)).run_forever(stop, interval)
 
 
 def demo(home: Annotated[str | None, typer.Option(help="A fresh directory for the demo's state "

@@ -288,6 +288,47 @@ def test_shared_environment_loads_into_settings(monkeypatch: pytest.MonkeyPatch)
     assert settings.operator_key_file.name in COMPOSE["secrets"]
 
 
+def container_environment(given: dict[str, str]) -> dict[str, str]:
+    """The BOUNTY_* variables an app container receives when the shell or .env sets `given`."""
+    return {name: interpolate(value, given) for name, value in environment(COMPOSE["x-app"]).items()
+            if value is not None}
+
+
+def test_arc_url_is_required_by_the_network_chain_only(tmp_path: Path) -> None:
+    """Compose lets BOUNTY_ARC_URL be unset (it cannot say "required when BOUNTY_CHAIN=network"); the service
+    checks it instead: the dev chain starts without it, the network chain refuses to, with one sentence."""
+    import subprocess
+    import sys
+
+    from pydantic import ValidationError
+
+    from marketplace.settings import Settings
+
+    given = {"POSTGRES_PASSWORD": "pw", "OPERATOR_KEY_PATH": "/k", "ATTESTOR_KEY_PATH": "/a"}
+    env = container_environment(given)  # no LookupError: nothing demands BOUNTY_ARC_URL
+    assert env["BOUNTY_ARC_URL"] == "" and env["BOUNTY_CHAIN"] == "network"
+
+    def settings(extra: dict[str, str]) -> Settings:
+        values = {**env, **extra}
+        fields: dict[str, Any] = {k.lower().removeprefix("bounty_"): v for k, v in values.items()}
+        return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
+
+    local = container_environment({**given, "BOUNTY_CHAIN": "local"})
+    assert settings(local).chain == "local" and settings(local).arc_url is None
+    with pytest.raises(ValidationError, match="BOUNTY_CHAIN=network needs BOUNTY_ARC_URL"):
+        settings({})
+    assert settings({"BOUNTY_ARC_URL": "https://arc.example"}).arc_url == "https://arc.example"
+
+    # the real command in the container's environment: one sentence, exit code 1, no traceback
+    process_env = {k: v for k, v in os.environ.items() if not k.upper().startswith("BOUNTY_")}
+    process_env.update({**env, "BOUNTY_HOME": str(tmp_path)})
+    done = subprocess.run([sys.executable, "-m", "marketplace.cli", *command("daemon")[1:]], env=process_env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "error: invalid settings: BOUNTY_CHAIN=network needs BOUNTY_ARC_URL (the ARC endpoint that broadcasts)"]
+
+
 # -- health, order, restarts, volumes ---------------------------------------------------------------------
 
 
@@ -296,6 +337,48 @@ def healthcheck(service: str) -> list[str]:
     test = check.get("test")
     assert test and not check.get("disable"), f"{service} needs a healthcheck"
     return shlex.split(test) if isinstance(test, str) else [str(t) for t in test]
+
+
+def healthcheck_argv(service: str) -> list[str]:
+    """The command a healthcheck runs, as the container's shell would split it (`$$` is compose's `$`)."""
+    kind, *rest = healthcheck(service)
+    assert kind in ("CMD", "CMD-SHELL"), f"{service}: healthcheck test {kind}"
+    return shlex.split(interpolate(rest[0], {})) if kind == "CMD-SHELL" else rest
+
+
+def option(argv: list[str], *names: str) -> str | None:
+    """The value of the last of `names` in `argv` (`--name value` or `--name=value`)."""
+    found = None
+    for i, word in enumerate(argv):
+        name, eq, value = word.partition("=")
+        if name in names:
+            found = value if eq else argv[i + 1]
+    return found
+
+
+@pytest.mark.parametrize("service", ["daemon", "worker", "beat"])
+def test_every_long_running_service_has_a_healthcheck_its_image_can_run(service: str) -> None:
+    """The daemon's check is a `bounty` command; the worker's and beat's ping their own Celery node (the one
+    their command names, with the container's host name for %h), which beat answers only with remote control
+    on. Each parses with the real CLI; tests/e2e/test_healthchecks.py runs them against live processes."""
+    argv = healthcheck_argv(service)
+    assert argv[0] in ("bounty", "celery"), f"{service}: {argv[0]} is not in the image"
+    if argv[0] == "bounty":
+        from marketplace.cli import app
+
+        path, ctx = resolve(typer.main.get_command(app), "bounty", argv[1:])
+        assert_options_exist(path, " ".join(argv))
+        assert [cmd.name for cmd, _ in path][1:] == ["health", "daemon"]
+        return
+    path, ctx = resolve_celery(argv)
+    assert_options_exist(path, " ".join(argv))
+    assert ctx.parent is not None and ctx.parent.params["app"] == "workers.app"
+    assert ctx.command.name == "inspect" and ctx.params["command"] == "ping"
+    node = option(command(service), "-n", "--hostname")
+    assert node and node.endswith("@%h"), f"{service}: name its node after the container (NAME@%h)"
+    assert ctx.params["destination"] == [node.replace("%h", "$HOSTNAME")], "the check must ping this container's node"
+    if service == "beat":
+        assert "--enable-remote-control" in command(service), "beat answers pings only with remote control on"
 
 
 def test_stores_and_api_have_healthchecks() -> None:
@@ -327,6 +410,34 @@ def test_api_healthcheck_path_answers(tmp_path: Path) -> None:
         assert TestClient(create_app(rt, background=False)).get(path).status_code == 200
     finally:
         rt.close()
+
+
+UNITS = {"b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30}
+MB = 2**20
+# Measured peaks (README, Production): the API serving 130-300 MB; the daemon's watcher about 115 MB; beat about
+# 125 MB; a worker's main process and two pool children 325 MB idle, and a retraining's training child up to
+# 1.6 GB beside them; building the MNIST novelty index (once, in the API or beside the daemon for the first vetted
+# `bounty create`) a child process of 1.4 GB. tests/e2e/test_healthchecks.py measures the idle processes.
+INDEX_BUILD = 1430 * MB
+PEAKS = {"migrate": 150 * MB, "api": 300 * MB + INDEX_BUILD, "daemon": 125 * MB + 220 * MB + INDEX_BUILD,
+         "beat": 125 * MB, "worker": 325 * MB + 1600 * MB}
+HEADROOM = 1.15  # a limit leaves at least this much over the peak ...
+ROOMY = 8.0  # ... and is no blank cheque
+
+
+def memory_limit(service: str) -> int:
+    limit = (((SERVICES[service].get("deploy") or {}).get("resources") or {}).get("limits") or {}).get("memory")
+    assert limit, f"{service} has no memory limit (deploy.resources.limits.memory)"
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]?b?)", str(limit).lower())
+    assert found, f"{service}: memory limit {limit!r} is not a compose size"
+    return int(float(found[1]) * UNITS[found[2] or "b"])
+
+
+@pytest.mark.parametrize("service", sorted(APP_SERVICES))
+def test_memory_limits_fit_the_measured_peaks(service: str) -> None:
+    limit = memory_limit(service)
+    assert limit >= PEAKS[service] * HEADROOM, f"{service}: {limit / MB:.0f} MB leaves too little over its peak"
+    assert limit <= PEAKS[service] * ROOMY, f"{service}: {limit / MB:.0f} MB is far beyond its peak"
 
 
 def test_depends_on_conditions() -> None:
