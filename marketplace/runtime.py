@@ -59,7 +59,7 @@ class Runtime:
     def _open_chain(self) -> Chain:
         s = self.settings
         if s.chain == "local":
-            return LocalChain(s.chain_path, min_fee_rate=s.fee_rate)
+            return LocalChain(s.chain_path, min_fee_rate=s.fee_rate, network=s.network)
         assert s.arc_url is not None  # Settings refuses chain="network" without it
         return NetworkChain(
             arc_url=s.arc_url, journal_path=s.home / "network-journal.sqlite",

@@ -11,11 +11,13 @@ from marketplace.chain.base import (
     Chain,
     ChainEvent,
     Cursor,
+    Network,
     Spender,
     TransactionAccepted,
     TransactionDropped,
     TxState,
     TxStatus,
+    address_network,
 )
 from marketplace.chain.local import NULL_TXID, BlockMiner, ChainStats, LocalChain
 from marketplace.chain.network import NetworkChain
@@ -33,6 +35,7 @@ __all__ = [
     "ChainStats",
     "Cursor",
     "LocalChain",
+    "Network",
     "NetworkChain",
     "RetryPolicy",
     "Spender",
@@ -41,4 +44,5 @@ __all__ = [
     "TxState",
     "TxStatus",
     "Wallet",
+    "address_network",
 ]

@@ -14,14 +14,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NewType, Protocol
+from typing import Literal, NewType, Protocol, cast
 
 from bsv import Transaction
+from bsv.utils import decode_address
 
-from contracts.transactions import Utxo
+from contracts.transactions import Utxo, address_pkh
 
 Cursor = NewType("Cursor", str)
 START = Cursor("")
+Network = Literal["mainnet", "testnet"]  # as in Settings.network: which addresses a chain's coins are paid to
+NETWORK_NAMES: tuple[Network, ...] = ("mainnet", "testnet")
+
+
+def address_network(address: str) -> Network:
+    """The network a P2PKH address belongs to (its version byte); ContractError for anything else."""
+    address_pkh(address)  # the project's one sentence for an address that does not decode
+    return cast(Network, str(decode_address(address)[1].value))
 
 
 class TxState(StrEnum):

@@ -5,7 +5,9 @@ validate_input``) against the output it spends, found in the file's UTXO set or 
 follows a node's: version-1 transactions only, first-seen wins on double spends, a minimum fee rate
 in sat/kB, and a limit on unconfirmed ancestors ("too-long-mempool-chain") so code written against
 it copes with the network's. Blocks are mined on demand (``mine``) or on an interval from a thread
-(``mine_every``); ``faucet`` creates coins out of nothing so a development wallet can be funded.
+(``mine_every``); ``faucet`` creates coins out of nothing so a development wallet can be funded. A chain
+opened for a network (``network="testnet"`` or ``"mainnet"``, the service's ``BOUNTY_NETWORK``) has its faucet
+refuse the other network's addresses, as a real faucet would; opened without one, it pays either.
 
 Reorgs (``rollback``): the removed blocks' transactions go back to the mempool; none of them can
 conflict with anything then, since the remaining chain is a prefix of the one they were valid on.
@@ -43,6 +45,7 @@ from contracts.transactions import DEFAULT_FEE_RATE, Utxo, address_pkh
 from marketplace.chain import _eventlog
 from marketplace.chain._sqlite import Database
 from marketplace.chain.base import (
+    NETWORK_NAMES,
     START,
     BlockMined,
     BlockRemoved,
@@ -50,11 +53,13 @@ from marketplace.chain.base import (
     Chain,
     ChainEvent,
     Cursor,
+    Network,
     Spender,
     TransactionAccepted,
     TransactionDropped,
     TxState,
     TxStatus,
+    address_network,
 )
 from marketplace.chain.errors import ChainError, ChainUnavailable, MempoolChainTooLong, TransactionRejected
 
@@ -110,8 +115,12 @@ class LocalChain(Chain):
     """The embedded chain. Safe to share between threads, and between processes through the file."""
 
     def __init__(self, path: Path | str, *, min_fee_rate: int = DEFAULT_FEE_RATE,
-                 max_unconfirmed_ancestors: int = DEFAULT_MAX_UNCONFIRMED_ANCESTORS) -> None:
+                 max_unconfirmed_ancestors: int = DEFAULT_MAX_UNCONFIRMED_ANCESTORS,
+                 network: Network | None = None) -> None:
+        if network is not None and network not in NETWORK_NAMES:
+            raise ChainError(f"unknown network {network!r}: use one of {', '.join(NETWORK_NAMES)}")
         self.path = Path(path)
+        self.network = network  # None: the faucet pays addresses of either network
         self.min_fee_rate = min_fee_rate
         self.max_unconfirmed_ancestors = max_unconfirmed_ancestors
         self._db = Database(self.path, "local-chain", SCHEMA)
@@ -258,9 +267,13 @@ class LocalChain(Chain):
     # -- development controls ----------------------------------------------------------------------
 
     def faucet(self, address: str, amount: int) -> str:
-        """Pay `amount` sats to a P2PKH address out of nothing (a coinbase-like transaction, not validated)."""
+        """Pay `amount` sats to a P2PKH address out of nothing (a coinbase-like transaction, not validated).
+        A chain opened for a network refuses an address of the other one."""
         if not 0 < amount <= MAX_SATOSHIS:
             raise ChainError(f"a faucet payment must be 1..{MAX_SATOSHIS} sats, not {amount}")
+        if self.network is not None and (theirs := address_network(address)) != self.network:
+            raise ChainError(f"{address} is a {theirs} address and this dev chain runs on {self.network} "
+                             f"(BOUNTY_NETWORK): the faucet pays {self.network} addresses only")
         marker = os.urandom(16)  # makes every faucet transaction's id unique
         tx = Transaction([TransactionInput(source_txid=NULL_TXID, source_output_index=NULL_VOUT,
                                            unlocking_script=Script(bytes([len(marker)]) + marker))],

@@ -7,7 +7,9 @@ broadcast is safe: ARC answers a known transaction with its status. ARC's answer
 (HTTP 4xx such as 461-475, or REJECTED / INVALID / MALFORMED / ERROR / DOUBLE_SPEND_ATTEMPTED).
 A DOUBLE_SPEND_ATTEMPTED transaction can in principle still win the race; ``spender_of`` tells.
 
-Reads go to WhatsOnChain's REST API (paths below, in one place). Timeouts, connection errors, 5xx
+Reads go to WhatsOnChain's REST API (paths below, in one place), at ``woc_url``: a bare host (the service's
+``BOUNTY_WOC_URL``, ``https://api.whatsonchain.com`` by default) gets the network's API root ``/v1/bsv/<net>``
+added; a URL with a path is taken as the root itself (a stand-in, a proxy). Timeouts, connection errors, 5xx
 and 429 are retried with backoff, then raise ``ChainUnavailable``. This speaks ARC's REST API with
 httpx rather than through bsv-sdk's ``ARC`` broadcaster: the SDK object reports timeouts, refused
 connections and HTTP 500 alike as a failure with code "500" and never retries, so telling
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from bsv import P2PKH, Script, Transaction
@@ -63,7 +66,8 @@ from marketplace.chain.errors import ChainError, TransactionRejected
 
 log = logging.getLogger(__name__)
 
-WOC_URL = "https://api.whatsonchain.com/v1/bsv/{network}"
+WOC_HOST = "https://api.whatsonchain.com"
+WOC_ROOT = "/v1/bsv/{network}"
 NETWORKS = ("main", "test")
 
 # Every path this backend uses, relative to the service's base URL.
@@ -117,7 +121,7 @@ class NetworkChain(Chain):
             if value:
                 arc_headers[header] = value
         self._arc = HttpService("ARC", arc_url, arc_headers, policy, transport)
-        self._woc = HttpService("WhatsOnChain", woc_url or WOC_URL.format(network=network),
+        self._woc = HttpService("WhatsOnChain", woc_root(woc_url, network),
                                 {"Authorization": woc_api_key} if woc_api_key else {}, policy, transport)
         self._journal = Database(journal_path, "network-journal", JOURNAL_SCHEMA)
 
@@ -270,6 +274,12 @@ class NetworkChain(Chain):
             if now != seen:  # another process polled meanwhile and journaled the same news
                 return
             _journal_poll(conn, seen, removed, new, spenders, found)
+
+
+def woc_root(woc_url: str | None, network: str) -> str:
+    """WhatsOnChain's API root for `network`: a bare host gets ``/v1/bsv/<net>``, a URL with a path stays."""
+    url = (woc_url or WOC_HOST).rstrip("/")
+    return url + WOC_ROOT.format(network=network) if not urlsplit(url).path else url
 
 
 def _seen_blocks(conn: sqlite3.Connection) -> dict[int, str]:

@@ -20,6 +20,7 @@ from marketplace.cli.model import model_app
 from marketplace.cli.operator import register as register_operator_commands
 from marketplace.cli.retrain import retrain
 from marketplace.cli.review import review_app
+from marketplace.cli.wallet import wallet
 from marketplace.errors import ConfigError
 from marketplace.logs import configure_logging
 from marketplace.settings import get_settings
@@ -39,6 +40,7 @@ app.command("serve")(friendly(service.serve))
 app.command("daemon")(friendly(service.daemon))
 app.command("demo")(friendly(service.demo))
 app.command("retrain")(friendly(retrain))
+app.command("wallet")(friendly(wallet))
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 Thin like the main CLI: parse, call LocalChain, print. Every command takes --json and --path (the
 chain file; default $BOUNTY_HOME/chain.sqlite, with BOUNTY_HOME defaulting to ~/.digit-bounty).
+The faucet pays addresses of the service's network only (BOUNTY_NETWORK, testnet by default).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from marketplace.cli._output import JsonOption, emit, friendly
 
 if TYPE_CHECKING:  # imported when a command runs, so `bounty --help` stays quick
     from marketplace.chain.local import LocalChain
+    from marketplace.settings import Settings
 
 chain_app = typer.Typer(help="The local development chain: a SQLite file that validates like a node.",
                         no_args_is_help=True)
@@ -22,16 +24,25 @@ chain_app = typer.Typer(help="The local development chain: a SQLite file that va
 PathOption = Annotated[Path | None, typer.Option("--path", help="Chain file (default: $BOUNTY_HOME/chain.sqlite).")]
 
 
+def _settings() -> Settings:
+    """The settings as the environment holds them now (not the process's cached copy), bad ones as ConfigError."""
+    from marketplace.settings import get_settings
+
+    return get_settings.__wrapped__()
+
+
 def default_chain_path() -> Path:
-    from marketplace.settings import Settings
-
-    return Settings().chain_path
+    return _settings().chain_path
 
 
-def _open(path: Path | None) -> LocalChain:
+def _open(path: Path | None, *, for_network: bool = False) -> LocalChain:
+    """The chain file; `for_network`: opened for the service's network (its faucet refuses the other's)."""
     from marketplace.chain.local import LocalChain
 
-    return LocalChain(path or default_chain_path())
+    if not for_network:
+        return LocalChain(path or default_chain_path())
+    settings = _settings()
+    return LocalChain(path or settings.chain_path, network=settings.network)
 
 
 @chain_app.command("faucet")
@@ -39,8 +50,8 @@ def _open(path: Path | None) -> LocalChain:
 def faucet(address: Annotated[str, typer.Argument(help="P2PKH address to fund.")],
            amount: Annotated[int, typer.Argument(help="Satoshis to create.")],
            path: PathOption = None, as_json: JsonOption = False) -> None:
-    """Pay AMOUNT satoshis to ADDRESS out of nothing (development only)."""
-    with _open(path) as chain:
+    """Pay AMOUNT satoshis to ADDRESS out of nothing (development only; an address of BOUNTY_NETWORK)."""
+    with _open(path, for_network=True) as chain:
         txid = chain.faucet(address, amount)
     emit({"txid": txid, "address": address, "amount": amount}, as_json, "faucet payment")
 

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from marketplace.cli._output import JsonOption, emit, emit_rows, friendly
+from marketplace.cli._output import JsonOption, emit, emit_rows, fail, friendly
+
+
+class ExportFormat(StrEnum):
+    JSON = "json"
+    CSV = "csv"
 
 
 def _runtime() -> Any:  # Runtime, imported lazily so `bounty --help` stays quick
@@ -103,11 +112,63 @@ def submissions(bounty_id: Annotated[int, typer.Argument()], as_json: JsonOption
               lambda s: f"{s['id']:>5} {s['status']:<10} {s['digit']:>5} {s['margin']:>6} {s['txid_url'] or '-'}")
 
 
-def export(bounty_id: Annotated[int, typer.Argument()]) -> None:
-    """Audit export (JSON): the terms, every deployment, every submission with its txid, verdict and pixels."""
+def export(bounty_id: Annotated[int, typer.Argument()],
+           format_: Annotated[ExportFormat, typer.Option("--format", case_sensitive=False,
+                                                         help="json: the whole export; csv: one row per submission."
+                                                         )] = ExportFormat.JSON,
+           output: Annotated[Path | None, typer.Option("--output", "-o", dir_okay=False,
+                                                       help="Write to this file instead of standard output.")] = None,
+           ) -> None:
+    """Audit export: the terms, every deployment, every submission with its txid, verdict and pixels (JSON); or
+    the submissions alone, one CSV row each under a header."""
     from marketplace.bounties import export_bounty
 
-    typer.echo(json.dumps(export_bounty(_runtime(), bounty_id).model_dump(), indent=2))
+    exported = export_bounty(_runtime(), bounty_id).model_dump()
+    if format_ is ExportFormat.CSV:
+        from marketplace.views import SubmissionRecord
+
+        text = submissions_csv(exported["submissions"], list(SubmissionRecord.model_fields))
+    else:
+        text = json.dumps(exported, indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8", newline="")
+    except OSError as exc:
+        fail(f"cannot write the export to {output}: {exc.strerror or exc}", False)
+
+
+def submissions_csv(rows: list[dict[str, Any]], fields: list[str]) -> str:
+    """One CSV row per submission under a header of `fields`, in order. A nested object (a vetted submission's
+    `vetting`) becomes one column per figure, `vetting.judge.reason` and the like, in place of its field: as many as
+    the rows hold, sorted. A list is written as JSON, a boolean as true/false, None as an empty cell."""
+    flat = [{name: value for field in fields for name, value in _flatten(field, row.get(field))} for row in rows]
+    columns: list[str] = []
+    for field in fields:
+        nested = sorted({name for cells in flat for name in cells if name.startswith(f"{field}.")})
+        columns += nested or [field]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows({name: _cell(cells.get(name)) for name in columns} for cells in flat)
+    return out.getvalue()
+
+
+def _flatten(name: str, value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [pair for key, inner in value.items() for pair in _flatten(f"{name}.{key}", inner)]
+    return [(name, value)]
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return json.dumps(value)
+    return value
 
 
 def _cost(view: Any) -> str:

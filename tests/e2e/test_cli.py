@@ -111,6 +111,9 @@ MISTAKES = [  # (what, arguments, home, words the one sentence must hold)
     ("budget beyond the faucet", ["create", "--open", "--digit", "7", "--payout", "500", "--budget", str(21 * 10**14)],
      lambda tmp: tmp / "home", "faucet"),
     ("unknown bounty", ["status", "42"], lambda tmp: tmp / "home", "no bounty 42"),
+    ("unwritable BOUNTY_HOME, the wallet", ["wallet"], unwritable_home, "BOUNTY_HOME"),
+    ("faucet to another network's address", ["chain", "faucet", "1BgGZ9tcN4rm9KBzDn7KprQz87SZ26SAMH", "5000"],
+     lambda tmp: tmp / "home", "is a mainnet address and this dev chain runs on testnet"),
 ]
 
 
@@ -157,3 +160,23 @@ def test_an_empty_list_is_one_json_object_or_a_table_header(tmp_path: Path, args
     table = bounty_in(tmp_path / "home", *args)
     assert table.returncode == 0, table.stderr
     assert " ".join(table.stdout.split()[:3]) == header
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "ascii"])
+def test_the_wallet_draws_its_qr_code_in_any_terminal(tmp_path: Path, encoding: str) -> None:
+    """Half blocks where the terminal prints Unicode; `##` pairs (one line per module row) where it cannot."""
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOUNTY_")} | {"BOUNTY_HOME": str(home),
+                                                                                "PYTHONIOENCODING": encoding}
+    done = subprocess.run([sys.executable, "-m", "marketplace.cli", "wallet"], capture_output=True, timeout=300,
+                          env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout.decode(encoding)
+    address = text.split("address", 1)[1].split()[0]
+    drawn = [line for line in text.splitlines() if line.strip() and set(line) <= set("\u2588\u2580\u2584# ")]
+    if encoding == "ascii":
+        assert len(drawn) == 29 + 8 and all(len(line) == 2 * (29 + 8) for line in drawn)  # version 3, quiet zone 4
+    else:
+        assert len(drawn) == (29 + 8 + 1) // 2 and all(len(line) == 29 + 8 for line in drawn)
+    assert (home / "operator.key").read_text().strip() not in text
+    assert address[0] in "mn"

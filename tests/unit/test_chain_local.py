@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from bsv import P2PKH, PrivateKey, Transaction, TransactionInput, TransactionOutput
+from bsv import P2PKH, Network, PrivateKey, Transaction, TransactionInput, TransactionOutput
 from typer.testing import CliRunner
 
 from contracts.bounty import BountyContract, BountyTerms
@@ -37,6 +37,7 @@ from model.data import Mnist
 from model.reference import classify
 
 ALICE, BOB, MALLORY, OPERATOR = (PrivateKey(k) for k in (201, 202, 203, 204))
+ALICE_TESTNET = PrivateKey(201, network=Network.TESTNET)  # Alice's key; its address is a testnet one
 
 
 def spend(utxos: list[Utxo], key: PrivateKey, outputs: list[tuple[str, int]], version: int = 1,
@@ -387,12 +388,32 @@ def test_concurrent_broadcasts_from_several_processes_lose_nothing_and_double_sp
         assert chain.stats().mempool_size == 0 and chain.stats().utxo_count == len(accepted)
 
 
+@pytest.mark.parametrize("network", ["testnet", "mainnet"])
+def test_a_chain_opened_for_a_network_pays_only_its_addresses(tmp_path: Path, network: str) -> None:
+    ours, theirs = (ALICE_TESTNET, ALICE) if network == "testnet" else (ALICE, ALICE_TESTNET)
+    with LocalChain(tmp_path / "chain.sqlite", network=network) as chain:  # type: ignore[arg-type]
+        chain.faucet(ours.address(), 1_000)
+        refusal = (rf"^{theirs.address()} is a \w+net address and this dev chain runs on {network} \(BOUNTY_NETWORK\): "
+                   rf"the faucet pays {network} addresses only$")
+        with pytest.raises(ChainError, match=refusal):
+            chain.faucet(theirs.address(), 1_000)
+        with pytest.raises(ChainError, match="faucet pays"):
+            Wallet(theirs).fund_from_faucet(chain, 1_000)
+        assert chain.stats().utxo_count == 1  # the refused payments left nothing behind
+    with LocalChain(tmp_path / "chain.sqlite") as chain:  # opened for no network: either is paid, as before
+        chain.faucet(ALICE.address(), 1_000)
+        chain.faucet(ALICE_TESTNET.address(), 1_000)
+        assert chain.stats().utxo_count == 3
+    with pytest.raises(ChainError, match="unknown network 'regtest'"):
+        LocalChain(tmp_path / "chain.sqlite", network="regtest")  # type: ignore[arg-type]
+
+
 # -- the CLI ---------------------------------------------------------------------------------------------
 
 def test_the_cli_funds_mines_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOUNTY_HOME", str(tmp_path / "home"))
     runner = CliRunner()
-    paid = runner.invoke(chain_app, ["faucet", ALICE.address(), "5000", "--json"])
+    paid = runner.invoke(chain_app, ["faucet", ALICE_TESTNET.address(), "5000", "--json"])
     assert paid.exit_code == 0, paid.output
     txid = json.loads(paid.stdout)["txid"]
     mined = runner.invoke(chain_app, ["mine", "2", "--json"])
@@ -406,3 +427,22 @@ def test_the_cli_funds_mines_and_reports(tmp_path: Path, monkeypatch: pytest.Mon
     assert elsewhere.exit_code == 0 and re.search(r"tip_height +0\n", elsewhere.stdout)
     bad = runner.invoke(chain_app, ["faucet", "not-an-address", "5000"])
     assert bad.exit_code == 1 and bad.stderr.strip() == "error: 'not-an-address' is not a valid P2PKH address"
+
+
+@pytest.mark.parametrize("network", ["testnet", "mainnet"])
+def test_the_cli_faucet_pays_only_addresses_of_the_services_network(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    network: str) -> None:
+    monkeypatch.setenv("BOUNTY_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("BOUNTY_NETWORK", network)
+    ours, theirs = (ALICE_TESTNET, ALICE) if network == "testnet" else (ALICE, ALICE_TESTNET)
+    other = "mainnet" if network == "testnet" else "testnet"
+    runner = CliRunner()
+    assert runner.invoke(chain_app, ["faucet", ours.address(), "5000"]).exit_code == 0
+    refused = runner.invoke(chain_app, ["faucet", theirs.address(), "5000"])
+    assert refused.exit_code == 1 and refused.stdout == ""
+    assert refused.stderr == (f"error: {theirs.address()} is a {other} address and this dev chain runs on {network} "
+                              f"(BOUNTY_NETWORK): the faucet pays {network} addresses only\n")
+    as_json = runner.invoke(chain_app, ["faucet", theirs.address(), "5000", "--json"])
+    assert as_json.exit_code == 1 and list(json.loads(as_json.stdout)) == ["error"]
+    with LocalChain(tmp_path / "home" / "chain.sqlite") as chain:
+        assert chain.stats().utxo_count == 1  # the first payment only

@@ -3,13 +3,14 @@ which forwards to a real LocalChain: the retry and error paths, and the polled e
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from bsv import P2PKH, PrivateKey, Transaction, TransactionInput, TransactionOutput
+from bsv import P2PKH, Network, PrivateKey, Transaction, TransactionInput, TransactionOutput
 from sqlalchemy import func, select
 
 from contracts.transactions import Utxo, submission
@@ -26,6 +27,7 @@ from marketplace.chain import (
     TxState,
 )
 from marketplace.chain.errors import ChainError, ChainUnavailable, TransactionRejected
+from marketplace.chain.network import woc_root
 from marketplace.runtime import Runtime
 from marketplace.schema import Deployment, Payout, Submission
 from marketplace.settings import Settings
@@ -257,3 +259,65 @@ def test_the_watcher_follows_a_bounty_on_the_network_whoever_spends_it(
     assert (deployment.current_txid, deployment.current_satoshis) == (utxo.txid, utxo.satoshis)
     assert paid == 2 * 500 and bounty.budget_sats - paid - fees == utxo.satoshis  # the books, to the satoshi
     rt.close()
+
+
+def test_a_bare_whatsonchain_host_gets_the_networks_api_root(tmp_path: Path) -> None:
+    """Measured before: the default BOUNTY_WOC_URL (the host alone) was used as the API root, so every read went to
+    https://api.whatsonchain.com/address/... and the like, and a 404 there reads as "nothing": an empty wallet."""
+    assert woc_root(None, "test") == "https://api.whatsonchain.com/v1/bsv/test"
+    assert woc_root("https://api.whatsonchain.com/", "main") == "https://api.whatsonchain.com/v1/bsv/main"
+    assert woc_root("http://127.0.0.1:9/woc/v1/bsv/test/", "test") == "http://127.0.0.1:9/woc/v1/bsv/test"
+    settings = Settings(_env_file=None, home=tmp_path / "home", chain="network",  # type: ignore[call-arg]
+                        arc_url="https://arc.example")
+    rt = Runtime(settings)
+    assert "'https://api.whatsonchain.com/v1/bsv/test/'" in repr(rt.chain)  # httpx's base URL, a slash added
+    rt.close()
+
+
+def test_the_wallet_command_reads_the_operator_wallet_from_whatsonchain(
+        stand_in: NetworkStandIn, local: LocalChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`bounty wallet` on the network backend: the address, the balance and the unspent outputs as WhatsOnChain
+    reports them (mempool ones included, spent ones not), each linked to WhatsOnChain's page; the key never shown."""
+    from typer.testing import CliRunner
+
+    from marketplace.cli import app as cli
+    from marketplace.settings import get_settings
+
+    operator = PrivateKey(403, network=Network.TESTNET)
+    env = {"BOUNTY_HOME": str(tmp_path / "home"), "BOUNTY_CHAIN": "network", "BOUNTY_ARC_URL": f"{stand_in.url}/arc",
+           "BOUNTY_WOC_URL": f"{stand_in.url}{WOC_PREFIX}", "BOUNTY_OPERATOR_WIF": operator.wif()}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        kept = coin(local, operator, 60_000)
+        local.mine()
+        spent = coin(local, operator, 30_000)
+        local.broadcast(pay(spent, operator, BOB.address(), 29_000))  # in the mempool: that coin is gone already
+        done = runner.invoke(cli, ["wallet", "--json"])
+        assert done.exit_code == 0, done.output
+        shown = json.loads(done.stdout)
+        assert shown == {"address": operator.address(), "network": "testnet", "chain": "network",
+                         "balance_sats": 60_000, "utxos": [{"txid": kept.txid, "vout": 0, "satoshis": 60_000,
+                                    "txid_url": f"https://test.whatsonchain.com/tx/{kept.txid}"}]}
+        assert any(r.path == f"{WOC_PREFIX}/address/{operator.address()}/unspent/all" for r in stand_in.requests)
+        text = runner.invoke(cli, ["wallet"])
+        assert text.exit_code == 0, text.output
+        assert "testnet (ARC and WhatsOnChain)" in text.stdout and f"pay {operator.address()} from a testnet wallet" \
+            in text.stdout and "\u2588" in text.stdout  # the QR code to pay it with
+        assert f"https://test.whatsonchain.com/tx/{kept.txid}" in text.stdout
+        assert operator.wif() not in done.output + text.output
+        monkeypatch.delenv("BOUNTY_OPERATOR_WIF")
+        get_settings.cache_clear()
+        missing = runner.invoke(cli, ["wallet", "--json"])  # no key file is made up on the network backend
+        assert missing.exit_code == 1 and json.loads(missing.stdout) == {
+            "error": "the environment variable BOUNTY_OPERATOR_WIF holds no operator key (a WIF)"}
+        stand_in.fail_next(4, 503)  # every try of the default policy
+        monkeypatch.setenv("BOUNTY_OPERATOR_WIF", operator.wif())
+        get_settings.cache_clear()
+        down = runner.invoke(cli, ["wallet"])  # WhatsOnChain down: one sentence (after the retries)
+        assert down.exit_code == 1 and "Traceback" not in down.output
+        assert down.stderr.startswith("error: WhatsOnChain did not answer GET ") and down.stderr.count("\n") == 1
+    finally:
+        get_settings.cache_clear()
