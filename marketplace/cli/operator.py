@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -121,15 +118,10 @@ def export(bounty_id: Annotated[int, typer.Argument()],
            ) -> None:
     """Audit export: the terms, every deployment, every submission with its txid, verdict and pixels (JSON); or
     the submissions alone, one CSV row each under a header."""
-    from marketplace.bounties import export_bounty
+    from marketplace.exports import export_csv, export_json
 
-    exported = export_bounty(_runtime(), bounty_id).model_dump()
-    if format_ is ExportFormat.CSV:
-        from marketplace.views import SubmissionRecord
-
-        text = submissions_csv(exported["submissions"], list(SubmissionRecord.model_fields))
-    else:
-        text = json.dumps(exported, indent=2) + "\n"
+    write = export_csv if format_ is ExportFormat.CSV else export_json
+    text = write(_runtime(), bounty_id)
     if output is None:
         typer.echo(text, nl=False)
         return
@@ -137,38 +129,6 @@ def export(bounty_id: Annotated[int, typer.Argument()],
         output.write_text(text, encoding="utf-8", newline="")
     except OSError as exc:
         fail(f"cannot write the export to {output}: {exc.strerror or exc}", False)
-
-
-def submissions_csv(rows: list[dict[str, Any]], fields: list[str]) -> str:
-    """One CSV row per submission under a header of `fields`, in order. A nested object (a vetted submission's
-    `vetting`) becomes one column per figure, `vetting.judge.reason` and the like, in place of its field: as many as
-    the rows hold, sorted. A list is written as JSON, a boolean as true/false, None as an empty cell."""
-    flat = [{name: value for field in fields for name, value in _flatten(field, row.get(field))} for row in rows]
-    columns: list[str] = []
-    for field in fields:
-        nested = sorted({name for cells in flat for name in cells if name.startswith(f"{field}.")})
-        columns += nested or [field]
-    out = io.StringIO()
-    writer = csv.DictWriter(out, columns, lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows({name: _cell(cells.get(name)) for name in columns} for cells in flat)
-    return out.getvalue()
-
-
-def _flatten(name: str, value: Any) -> list[tuple[str, Any]]:
-    if isinstance(value, dict):
-        return [pair for key, inner in value.items() for pair in _flatten(f"{name}.{key}", inner)]
-    return [(name, value)]
-
-
-def _cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return json.dumps(value)
-    return value
 
 
 def _cost(view: Any) -> str:
