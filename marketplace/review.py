@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
 from marketplace.errors import NotFound
@@ -33,3 +34,12 @@ def set_review(rt: Runtime, image_ids: list[int], status: ReviewStatus) -> list[
                 continue  # a copy stays excluded: the first submission of an image is the one that counts
             image.review = status
         return [{"id": image.id, "review": str(image.review)} for image in images]
+
+
+def image_pixels(rt: Runtime, image_id: int) -> np.ndarray:
+    """A training image's 28x28 pixels (0..255), for the review queue's thumbnails."""
+    with rt.session() as session:
+        pixels = session.scalar(select(TrainingImage.pixels).where(TrainingImage.id == image_id))
+    if pixels is None:
+        raise NotFound(f"there is no training image {image_id}")
+    return np.frombuffer(pixels, dtype=np.uint8).reshape(28, 28)

@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     arc_api_key: SecretStr | None = None
     arc_callback_url: str | None = None
     arc_callback_token: SecretStr | None = None
+    admin_token: SecretStr | None = None  # the operator pages' token (/operator); unset: no operator pages
     woc_url: str = "https://api.whatsonchain.com"  # WhatsOnChain's host; the chain layer adds /v1/bsv/<net>
     fee_rate: Annotated[int, Field(ge=1)] = 100  # satoshis per 1000 bytes
 

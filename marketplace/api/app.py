@@ -29,7 +29,7 @@ from marketplace.api.body_limits import BodyLimits
 from marketplace.api.deps import client_address
 from marketplace.api.errors import Refusal, error_response
 from marketplace.api.metrics import instrument
-from marketplace.api.routers import bounties, classify, network, pages, submissions
+from marketplace.api.routers import bounties, classify, network, operator, pages, submissions
 from marketplace.api.schemas import HAND_READ_BODIES
 from marketplace.bounties import prepare_vetting
 from marketplace.chain.errors import ChainUnavailable, TransactionRejected
@@ -78,7 +78,8 @@ def create_app(rt: Runtime, background: bool | None = None, start_background: St
                          description="Bounties for handwritten digits, judged by a neural network inside a BSV "
                                      "contract.")
     app.state.runtime = rt
-    for router in (pages.router, network.router, bounties.router, submissions.router, classify.router):
+    for router in (pages.router, network.router, bounties.router, submissions.router, classify.router,
+                   operator.router):
         app.include_router(router)
     _handle_errors(app)
     limiter = rate_limiter_for(rt.settings.redis_url, rt.settings.rate_limit_per_minute)  # Redis: one per client
