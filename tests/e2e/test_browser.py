@@ -9,8 +9,12 @@ photo instead of drawing. Playwright's own browser download is never used (see F
 from __future__ import annotations
 
 import base64
+import csv
+import io
+import json
 import os
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,7 +32,7 @@ from marketplace.images import to_mnist
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import logits
-from tests.support.processes import create_bounty_cli, start_server
+from tests.support.processes import BIN, create_bounty_cli, server_env, start_server, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.subprocess]
 
@@ -395,3 +399,84 @@ def test_a_refusal_offers_the_appeal_and_says_what_became_of_it(page: Page, serv
     assert receipt["reason"] in ("known_image", "judge_disagrees"), receipt
     assert found[2] == receipt["reason_text"]
     expect(page.locator("#outcome")).to_have_text(f"Refused: {receipt['reason_text']}. Nothing was paid.")
+
+
+# --- the operator's pages --------------------------------------------------------------------------------------
+
+OPERATOR_TOKEN = "browser-op-token-6d1f0b93e27a"
+
+
+@pytest.fixture(scope="module")
+def operator_server(tmp_path_factory: pytest.TempPathFactory,
+                    sevens: np.ndarray) -> Iterator[tuple[Server, dict[str, str]]]:
+    """A second `bounty serve` with the operator pages on (BOUNTY_ADMIN_TOKEN), one open bounty for a 7 and two
+    MNIST sevens paid, confirmed and kept by the embedded workers for review; and its environment, for the CLI."""
+    home = tmp_path_factory.mktemp("operator-home")
+    env = server_env(home, BOUNTY_ADMIN_TOKEN=OPERATOR_TOKEN,
+                     BOUNTY_NOVELTY_CACHE_DIR=os.environ["BOUNTY_NOVELTY_CACHE_DIR"])
+    bounty_id = int(create_bounty_cli(env, [7], 500, 100_000, cwd=home)["id"])
+    process, url = start_server(env, home / "server.log", cwd=home)
+    try:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            address = bsv.PrivateKey(7401, network=bsv.Network.TESTNET).address()
+            for image in sevens[:2]:
+                paid = client.post(f"/bounties/{bounty_id}/submissions",
+                                   json={"pixels": image.tolist(), "address": address})
+                assert paid.status_code == 202, paid.text
+            bearer = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+            wait_for("two images in the review queue",
+                     lambda: client.get("/operator", headers=bearer).text.count('id="image-') == 2, timeout=60)
+        yield Server(url, bounty_id, process.log), env
+    finally:
+        process.stop()
+
+
+def test_an_operator_logs_in_sees_the_figures_approves_in_bulk_and_downloads_csv(
+        browser: Browser, operator_server: tuple[Server, dict[str, str]], tmp_path: Path) -> None:
+    server, env = operator_server
+    context = browser.new_context(viewport={"width": 1300, "height": 1000}, accept_downloads=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(server.url + "/operator")
+        page.fill("#token", "not-the-token")
+        page.click("#login")
+        expect(page.locator("#error")).to_have_text("That is not the operator token (BOUNTY_ADMIN_TOKEN).")
+        page.fill("#token", OPERATOR_TOKEN)
+        page.click("#login")
+
+        bounty = httpx.get(f"{server.url}/bounties/{server.bounty_id}", timeout=30).json()
+        row = page.locator(f"#bounty-{server.bounty_id}")
+        expect(row.locator(".cost")).to_have_text(f"{bounty['cost_sats_per_image']:,}")
+        expect(row.locator(".images-left")).to_have_text(f"{bounty['images_left']:,}")
+        expect(row.locator(".balance")).to_have_text(f"{bounty['remaining_sats']:,}")
+        expect(row.locator(".fees")).to_have_text(f"{bounty['fees_spent_sats']:,}")
+        assert bounty["fees_spent_sats"] > 0  # two paid images: the figures are not all zero
+        for image in ("#activity-plot", "#lineage-plot", ".queue img >> nth=0", ".queue img >> nth=1"):
+            page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=page.locator(image)
+                                   .element_handle())
+
+        boxes = page.locator('#review input[name="image"]')
+        expect(boxes).to_have_count(2)
+        ids = [boxes.nth(i).get_attribute("value") for i in range(2)]
+        boxes.nth(0).check()
+        boxes.nth(1).check()
+        page.click("#approve")
+        expect(page.locator("#notice")).to_have_text(f"Approved 2 image(s): {ids[0]}, {ids[1]}.")
+        expect(page.locator("#queue-empty")).to_have_text("No image waits for review.")
+        listed = subprocess.run([str(BIN / "bounty"), "review", "list", "--json"], env=env, cwd=server.log.parent,
+                                capture_output=True, text=True, timeout=120, check=True)
+        assert {str(i["id"]): i["review"] for i in json.loads(listed.stdout)["images"]} == {
+            ids[0]: "approved", ids[1]: "approved"}
+
+        with page.expect_download() as download:
+            page.click(f"#bounty-{server.bounty_id} a.csv")
+        saved = tmp_path / "export.csv"
+        download.value.save_as(saved)
+        rows = list(csv.DictReader(io.StringIO(saved.read_text(encoding="utf-8"), newline="")))
+        assert len(rows) == 2 and {r["status"] for r in rows} <= {"seen", "confirmed"}
+        assert {r["digit"] for r in rows} == {"7"}
+        assert OPERATOR_TOKEN not in server.log.read_text(errors="replace")
+    finally:
+        context.close()
+
