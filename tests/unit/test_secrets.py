@@ -39,6 +39,7 @@ from tests.support.images import paper_png
 
 PAYOUT = 500
 USER = PrivateKey(7101, network=Network.TESTNET)
+ADMIN_TOKEN = "admin-token-0e8b4c7f19d2a635"
 
 
 class Evidence:
@@ -163,6 +164,7 @@ def test_the_operator_key_never_leaks(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("BOUNTY_HOME", str(home))
     monkeypatch.setenv("BOUNTY_OPERATOR_WIF", wif)
     monkeypatch.setenv("BOUNTY_ATTESTOR_WIF", attestor.wif())
+    monkeypatch.setenv("BOUNTY_ADMIN_TOKEN", ADMIN_TOKEN)  # the operator pages are on, and fetched below
     monkeypatch.setenv("BOUNTY_NOVELTY_INDEX_MNIST_TEST", "false")  # MNIST's test images count as new here
     monkeypatch.setenv("BOUNTY_RATE_LIMIT_PER_MINUTE", "100000")
     monkeypatch.delenv("BOUNTY_OPERATOR_KEY_FILE", raising=False)
@@ -194,6 +196,7 @@ def test_the_operator_key_never_leaks(tmp_path: Path, monkeypatch: pytest.Monkey
 
     assert evidence.leaks(secret_forms(key)) == []
     assert evidence.leaks(secret_forms(attestor)) == []
+    assert evidence.leaks({"admin token": ADMIN_TOKEN.encode()}) == []
     assert any(attestor.public_key().serialize().hex().encode() in blob for blob in evidence.blobs.values())
     assert len(evidence.texts) > 60 and len(evidence.blobs) > 40  # sanity: the run produced what was searched
 
@@ -289,6 +292,13 @@ def _run_everything(key: PrivateKey, home: Path, tmp_path: Path, monkeypatch: py
                     f"/submissions?address={address}", *[f"/submissions/{i}" for i in ids]]:
             assert call("GET", url).status_code == 200, url
         assert call("GET", f"/submissions/{ids[0]}").json()["status"] == "confirmed"
+        operator = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        for url in ["/operator", "/operator/plots/activity.png", f"/operator/bounties/{bid}/export.csv",
+                    f"/operator/bounties/{bid}/export.json"]:
+            assert call("GET", url, headers=operator).status_code == 200, url
+        assert call("GET", "/operator", headers={"Authorization": f"Bearer {ADMIN_TOKEN[:-1]}"}).status_code == 401
+        assert call("POST", "/operator/login", data={"token": ADMIN_TOKEN}, follow_redirects=False).status_code == 303
+        assert call("POST", "/operator/login", data={"token": ADMIN_TOKEN + "x"}).status_code == 401
 
         view = withdraw_bounty(rt, bid)
         evidence.text("withdraw_bounty", view.model_dump_json())
