@@ -52,8 +52,9 @@ def read_activity(rt: Runtime) -> Activity:
 def activity_png(rt: Runtime) -> bytes:
     """Four panels over one time axis: submissions and payments (cumulative counts), refusals by reason
     (cumulative), fees paid (cumulative sats), the model version in force."""
-    from matplotlib.dates import date2num
+    from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     activity = read_activity(rt)
     fig = Figure(figsize=(9, 9), layout="constrained")
@@ -86,8 +87,12 @@ def activity_png(rt: Runtime) -> bytes:
             ax.legend(loc="upper left", fontsize=8)
         elif not ax.has_data():
             ax.text(0.5, 0.5, "nothing yet", transform=ax.transAxes, ha="center", color="grey")
-    models.xaxis_date()  # the x values are matplotlib's day numbers: label them as dates
-    fig.autofmt_xdate()
+    for ax in (counts, refused, models):
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts and versions are whole numbers
+    models.xaxis_date()  # the x values are matplotlib's day numbers: label them as dates, as briefly as they allow
+    dates = AutoDateLocator()
+    models.xaxis.set_major_locator(dates)
+    models.xaxis.set_major_formatter(ConciseDateFormatter(dates))
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=90)
     return out.getvalue()
