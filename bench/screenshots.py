@@ -20,6 +20,7 @@ import argparse
 import os
 import random
 import re
+import secrets
 import sys
 import tempfile
 from pathlib import Path
@@ -147,6 +148,22 @@ def contributor(url: str, bounty_id: int, out: Path, work: Path) -> None:
         browser.close()
 
 
+def operator(url: str, token: str, out: Path) -> None:
+    """The operator's pages after the contributor's visit: log in with the token, the dashboard (figures, plots,
+    the review queue with thumbnails)."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_context(viewport={"width": 1000, "height": 800}).new_page()
+        page.set_default_timeout(30_000)
+        page.goto(url + "/operator")
+        page.fill("#token", token)
+        page.click("#login")
+        expect(page.locator("#bounties")).to_be_visible()
+        page.wait_for_function("document.getElementById('activity-plot').complete")
+        save(page, out / "operator.png")
+        browser.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("outdir", type=Path)
@@ -166,13 +183,15 @@ def main() -> None:
         home = work / "home"
         home.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith("BOUNTY_")}
-        env.update(BOUNTY_HOME=str(home), BOUNTY_BLOCK_INTERVAL="1")
+        token = secrets.token_urlsafe(24)  # this run's operator token: it never leaves this process and its server
+        env.update(BOUNTY_HOME=str(home), BOUNTY_BLOCK_INTERVAL="1", BOUNTY_ADMIN_TOKEN=token)
         if "BOUNTY_NOVELTY_CACHE_DIR" in os.environ:  # an MNIST novelty index built before saves about 30 s
             env["BOUNTY_NOVELTY_CACHE_DIR"] = os.environ["BOUNTY_NOVELTY_CACHE_DIR"]
         bounty_id = int(create_bounty_cli(env, [7], 500, 100_000, cwd=home, vetted=True)["id"])
         server, url = start_server(env, work / "server.log", cwd=home)
         try:
             contributor(url, bounty_id, args.outdir, work)
+            operator(url, token, args.outdir)
         finally:
             server.stop()
 

@@ -1,7 +1,7 @@
 """The lineage as a picture: accuracy over model versions, with the images bought for each, as a PNG.
 
 matplotlib (Agg, no display) is imported only when a plot is drawn, so nothing that merely imports this module
-pays for it. The operator pages show the file written beside the newest model's artifact.
+pays for it. The operator pages draw it afresh on each request; a run writes it beside the model it deployed.
 """
 
 from __future__ import annotations
