@@ -140,12 +140,11 @@ def send(http: httpx.Client, bounty: int, png: bytes, payee: str, appeal: bool =
     body = r.json()
     if r.status_code == 202:
         return {"code": 202, "id": int(body["id"]), "status": body["status"], "reason": None, "appealable": False}
-    detail = body.get("detail")
-    detail = detail if isinstance(detail, dict) else {"message": detail}
-    reason = detail.get("reason") or (REFUSED_BY_CLASSIFIER if r.status_code == 422 and "predicted" in detail
-                                      else f"http_{r.status_code}")
-    return {"code": r.status_code, "id": detail.get("submission_id"), "status": None, "reason": reason,
-            "appealable": bool(detail.get("appealable")), "message": detail.get("message")}
+    refusal = body.get("refusal") or {}
+    reason = refusal.get("reason") or (REFUSED_BY_CLASSIFIER if r.status_code == 422 and "predicted" in refusal
+                                       else f"http_{r.status_code}")
+    return {"code": r.status_code, "id": refusal.get("submission_id"), "status": None, "reason": reason,
+            "appealable": bool(refusal.get("appealable")), "message": body.get("detail")}
 
 
 def submit_crowd(url: str, crowd: Crowd, indices: np.ndarray, bounties: dict[int, int], clients: int

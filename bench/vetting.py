@@ -60,10 +60,9 @@ def send(http: httpx.Client, bounty: int, pixels: np.ndarray, payee: str, appeal
     r = http.post(f"/bounties/{bounty}/submissions",
                   json={"pixels": [int(p) for p in pixels], "address": payee, "appeal": appeal})
     body = r.json()
-    detail = body.get("detail") if r.status_code != 202 else None
+    refusal = (body.get("refusal") if r.status_code != 202 else None) or {}
     return {"code": r.status_code, "seconds": time.perf_counter() - started,
-            "reason": detail.get("reason") if isinstance(detail, dict) else None,
-            "appealable": bool(detail.get("appealable")) if isinstance(detail, dict) else False}
+            "reason": refusal.get("reason"), "appealable": bool(refusal.get("appealable"))}
 
 
 def main() -> None:

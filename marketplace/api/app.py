@@ -107,12 +107,12 @@ def _handle_errors(app: FastAPI) -> None:
             log.error("unexpected project error: %s", exc)
             return error_response(500, "internal error")
         if isinstance(exc, ImageRefused):
-            return error_response(code, Refusal(message=str(exc), predicted=exc.label, margin=exc.margin,
-                                                appealable=exc.appealable))
+            return error_response(code, str(exc), refusal=Refusal(predicted=exc.label, margin=exc.margin,
+                                                                   appealable=exc.appealable))
         if isinstance(exc, SubmissionRefused):
             receipt = exc.receipt
-            return error_response(code, Refusal(message=str(exc), predicted=receipt.digit, margin=receipt.margin,
-                                                reason=exc.reason, submission_id=receipt.id))
+            return error_response(code, str(exc), refusal=Refusal(predicted=receipt.digit, margin=receipt.margin,
+                                                                   reason=exc.reason, submission_id=receipt.id))
         return error_response(code, str(exc))
 
     @app.exception_handler(OperationalError)

@@ -1,6 +1,6 @@
-"""The API's one error schema: every 4xx and 5xx answer is `{"detail": ...}`, a sentence a person can act on,
-or, when the contract or vetting refuses an image (a 422), what the classifier read with that sentence as its
-`message`. FastAPI's own errors (validation, unknown paths, methods) are answered in this shape too.
+"""The API's one error schema: every 4xx and 5xx answer is `{"detail": "..."}`, a sentence a person can act on;
+when the contract or vetting refuses an image (a 422) a `refusal` beside it says what the classifier read and
+what may be done. FastAPI's own errors (validation, unknown paths, methods) are answered in this shape too.
 Each route lists the statuses it can answer with `responses=error_responses(...)`, so the OpenAPI document
 shows them all with this schema."""
 
@@ -15,7 +15,6 @@ from pydantic import BaseModel
 class Refusal(BaseModel):
     """Why the bounty's contract would not pay for an image (a 422 on a submission): nothing was spent."""
 
-    message: str
     predicted: int
     margin: int
     appealable: bool = False  # a vetted bounty would take an appeal of this image (see SubmissionCreate)
@@ -24,9 +23,10 @@ class Refusal(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """An error: one sentence, or for an image the contract would refuse, the classifier's reading."""
+    """An error: one sentence, and for an image the contract or vetting refuses, the classifier's reading."""
 
-    detail: str | Refusal
+    detail: str
+    refusal: Refusal | None = None  # only on an image's 422
 
 
 WHY = {
@@ -35,7 +35,7 @@ WHY = {
          "is closed.",
     409: "The bounty takes no submissions (closed, exhausted or busy), or the chain refused the transaction.",
     422: "The request is malformed, the image is unreadable, or the contract would refuse the image "
-         "(then `detail` holds what the classifier read).",
+         "(then `refusal` holds what the classifier read).",
     413: "The request's body is over the limit (`BOUNTY_MAX_UPLOAD_BYTES` for the image, plus 10,000 bytes for "
          "the form); the connection is closed.",
     429: "Too many requests from this client: retry after `Retry-After` seconds.",
@@ -48,5 +48,9 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorResponse, "description": WHY[code]} for code in codes}
 
 
-def error_response(status_code: int, detail: str | Refusal, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(ErrorResponse(detail=detail).model_dump(), status_code=status_code, headers=headers)
+def error_response(status_code: int, detail: str, headers: dict[str, str] | None = None,
+                   refusal: Refusal | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"detail": detail}
+    if refusal is not None:
+        body["refusal"] = refusal.model_dump()
+    return JSONResponse(body, status_code=status_code, headers=headers)

@@ -147,7 +147,7 @@ def test_export_writes_json_or_one_csv_row_per_submission(home: Path, new_sevens
     api = client(rt)
     assert post(api, vetted.id, new_sevens[0])["code"] == 202
     copied = post(api, vetted.id, new_sevens[0])  # refused by vetting: its figures differ from the first's
-    assert copied["code"] == 422 and copied["detail"]["reason"] == "duplicate", copied
+    assert copied["code"] == 422 and copied["refusal"]["reason"] == "duplicate", copied
     assert post(api, open_.id, new_sevens[1])["code"] == 202
     settle(rt)
     rt.close()

@@ -343,8 +343,8 @@ def summarise(outcomes: list[Outcome], wall: float, waited: float, settled: dict
         failures.append(f"{len(bad_accept)} accepted images answered otherwise (e.g. {bad_accept[0].code} "
                         f"{bad_accept[0].body})")
     bad_reject = [o for o in outcomes if o.kind == "rejected" and o.code and not (
-        o.code == 422 and isinstance(o.body, dict) and isinstance(o.body.get("detail"), dict)
-        and o.body["detail"].get("predicted") not in digits)]
+        o.code == 422 and isinstance(o.body, dict) and isinstance(o.body.get("refusal"), dict)
+        and o.body["refusal"].get("predicted") not in digits)]
     if bad_reject:
         failures.append(f"{len(bad_reject)} rejected images not refused with 422 (e.g. {bad_reject[0].code} "
                         f"{bad_reject[0].body})")

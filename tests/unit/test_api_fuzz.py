@@ -97,7 +97,7 @@ def assert_answer(status: int, body: bytes, request: str) -> None:
             detail = json.loads(body)["detail"]
         except (ValueError, KeyError, TypeError):
             raise AssertionError(f"{request} -> {status} without a JSON detail: {body[:500]!r}") from None
-        assert isinstance(detail, str | dict | list) and detail, f"{request} -> {status}: empty detail"
+        assert isinstance(detail, str) and detail, f"{request} -> {status}: detail is not a sentence: {detail!r}"
 
 
 # -- 1. schemathesis, from the OpenAPI schema ----------------------------------------------------------------------

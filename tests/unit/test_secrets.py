@@ -232,7 +232,7 @@ def _run_everything(key: PrivateKey, home: Path, tmp_path: Path, monkeypatch: py
         assert upload.status_code == 202, upload.text
         refused = call("POST", f"/bounties/{bid}/submissions",
                        json={"pixels": images["others"][0].tolist(), "address": address})
-        assert refused.status_code == 422 and refused.json()["detail"]["predicted"] != 7
+        assert refused.status_code == 422 and refused.json()["refusal"]["predicted"] != 7
         refused_upload = call("POST", f"/bounties/{bid}/submissions", data={"address": address},
                               files={"image": ("other.png", paper_png(images["others"][1], 4), "image/png")})
         assert refused_upload.status_code == 422
@@ -246,7 +246,7 @@ def _run_everything(key: PrivateKey, home: Path, tmp_path: Path, monkeypatch: py
         assert paid.status_code == 202, paid.text
         replay = call("POST", f"/bounties/{vetted.id}/submissions",
                       json={"pixels": images["sevens"][5].tolist(), "address": address})
-        assert replay.status_code == 422 and replay.json()["detail"]["reason"] == "duplicate"
+        assert replay.status_code == 422 and replay.json()["refusal"]["reason"] == "duplicate"
         assert call("POST", "/classify", files={"image": ("s.png", paper_png(images["sevens"][3], 4), "image/png")},
                     data={"bounty_id": str(bid)}).status_code == 200
 
