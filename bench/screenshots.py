@@ -36,11 +36,9 @@ from marketplace.images import to_mnist  # noqa: E402
 from model.artifact import DEFAULT_ARTIFACT, load_artifact  # noqa: E402
 from model.data import load_mnist  # noqa: E402
 from model.reference import logits  # noqa: E402
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, draw, press  # noqa: E402
 from tests.support.processes import create_bounty_cli, start_server  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 # Strokes in canvas pixels (the pad is 280x280), as tests/e2e/test_browser.py draws them; the first one the
 # model reads as a 7 is used.
 SEVENS = [
@@ -51,23 +49,6 @@ SEVENS = [
 VERDICT = re.compile(r"The network reads a (\d) \(margin (-?\d+)\)")
 
 
-def draw(page: Page, strokes: list[list[tuple[int, int]]]) -> None:
-    page.click("#clear")
-    box = page.locator("#pad").bounding_box()
-    assert box is not None
-    for points in strokes:
-        page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
-        page.mouse.down()
-        for x, y in points[1:]:
-            page.mouse.move(box["x"] + x, box["y"] + y, steps=15)
-        page.mouse.up()
-
-
-def press(page: Page, button: str) -> str:
-    page.locator("#verdict").evaluate("v => { v.textContent = ''; v.className = ''; }")
-    page.click(button)
-    expect(page.locator("#verdict")).not_to_be_empty()
-    return page.locator("#verdict").inner_text()
 
 
 def draw_a_seven(page: Page, rng: random.Random) -> str:

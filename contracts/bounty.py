@@ -139,6 +139,18 @@ def check_claim(t: BountyTerms, attestor: Any, appeal: int | None) -> None:
         raise ContractError(f"an appeal must claim one of the bounty's digits {list(t.digits)}, not {appeal}")
 
 
+def owner_unlock(t: BountyTerms, owner_key: PrivateKey) -> UnlockingScriptTemplate:
+    """The owner path's unlocking template, the same for every shape: a signature over the whole transaction."""
+    if owner_key.public_key().serialize() != t.owner_pubkey:
+        raise ContractError("this key is not the bounty owner's")
+
+    def sign(tx: Transaction, index: int) -> Script:
+        signature = owner_key.sign(tx.preimage(index)) + bytes([SIGHASH_ALL_FORKID])
+        return push_only_script([signature, 1])
+
+    return to_unlock_script_template(sign, lambda: 75)
+
+
 class BountyContract:
     """A bounty's locking script and the unlocking templates for its two paths."""
 
@@ -247,14 +259,7 @@ class BountyContract:
 
     def owner_unlock(self, owner_key: PrivateKey) -> UnlockingScriptTemplate:
         """Unlocking template for the owner path: a signature over the whole transaction."""
-        if owner_key.public_key().serialize() != self.terms.owner_pubkey:
-            raise ContractError("this key is not the bounty owner's")
-
-        def sign(tx: Transaction, index: int) -> Script:
-            signature = owner_key.sign(tx.preimage(index)) + bytes([SIGHASH_ALL_FORKID])
-            return push_only_script([signature, 1])
-
-        return to_unlock_script_template(sign, lambda: 75)
+        return owner_unlock(self.terms, owner_key)
 
 
 @dataclass(frozen=True)

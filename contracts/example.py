@@ -204,10 +204,7 @@ def _claim_with_foreign_signature(pool: PoolContract, tx: Transaction, other: Tr
     if read is None:
         raise ContractError("not a claim")
     signature = bytes(other.inputs[0].unlocking_script.chunks[-3].data)
-    forged = Transaction.from_hex(tx.hex())
-    forged.inputs[0].satoshis, forged.inputs[0].locking_script = tx.inputs[0].satoshis, tx.inputs[0].locking_script
-    forged.inputs[0].unlocking_script = push_only_script([*pixel_pushes(pool.classifier, read.image), signature, 0, 0])
-    return forged
+    return _unlocked_with(tx, [*pixel_pushes(pool.classifier, read.image), signature, 0, 0])
 
 
 def _with_foreign_signature(contract: BountyContract, tx: Transaction, other: Transaction) -> Transaction:
@@ -216,11 +213,15 @@ def _with_foreign_signature(contract: BountyContract, tx: Transaction, other: Tr
     if claim is None:
         raise ContractError("not a submission")
     signature = bytes(other.inputs[0].unlocking_script.chunks[-4].data)
+    return _unlocked_with(tx, [*pixel_pushes(contract.classifier, claim.image), claim.recipient_pkh,
+                               claim.successor_satoshis, signature, tx.preimage(0), 0, 0])
+
+
+def _unlocked_with(tx: Transaction, pushes: list[Any]) -> Transaction:
+    """A copy of `tx` (its first input still knowing the output it spends) whose first input pushes `pushes`."""
     forged = Transaction.from_hex(tx.hex())
     forged.inputs[0].satoshis, forged.inputs[0].locking_script = tx.inputs[0].satoshis, tx.inputs[0].locking_script
-    forged.inputs[0].unlocking_script = push_only_script([
-        *pixel_pushes(contract.classifier, claim.image), claim.recipient_pkh, claim.successor_satoshis, signature,
-        tx.preimage(0), 0, 0])
+    forged.inputs[0].unlocking_script = push_only_script(pushes)
     return forged
 
 

@@ -60,12 +60,12 @@ from contracts.bounty import (
     check_claim,
     chunk_value,
     open_verdict,
+    owner_unlock,
     park_appeal,
     vetted_verdict,
 )
 from contracts.classifier import CLASSES, ClassifierScript, as_classifier, pixel_pushes
 from contracts.errors import ContractError
-from contracts.pushtx import SIGHASH_ALL_FORKID
 from contracts.script import AnnotatedScript, Note, ScriptBuilder, encode_item, push_only_script
 from model.reference import PIXELS, IntegerModel
 
@@ -144,14 +144,7 @@ class PoolContract:
 
     def owner_unlock(self, owner_key: PrivateKey) -> UnlockingScriptTemplate:
         """Unlocking template for the owner path: a signature over the whole transaction."""
-        if owner_key.public_key().serialize() != self.terms.owner_pubkey:
-            raise ContractError("this key is not the bounty owner's")
-
-        def sign(tx: Transaction, index: int) -> Script:
-            signature = owner_key.sign(tx.preimage(index)) + bytes([SIGHASH_ALL_FORKID])
-            return push_only_script([signature, 1])
-
-        return to_unlock_script_template(sign, lambda: 75)
+        return owner_unlock(self.terms, owner_key)
 
     def read_claim(self, unlocking: Script) -> PrizeClaim | None:
         """What a claim's unlocking script says: the image (and an appeal's digit). None for an owner spend.

@@ -32,13 +32,11 @@ from marketplace.images import to_mnist
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import logits
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, draw, press
 from tests.support.processes import BIN, create_bounty_cli, server_env, start_server, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.subprocess]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 TXID = re.compile(r"[0-9a-f]{64}")
 VERDICT = re.compile(r"The network reads a (\d) \(margin (-?\d+)\)")
 
@@ -118,28 +116,6 @@ def page(browser: Browser, server: Server) -> Iterator[Page]:
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------
-
-
-def draw(page: Page, strokes: list[list[tuple[int, int]]]) -> None:
-    """Clear the pad and draw `strokes` (canvas coordinates) with the mouse, as a person would."""
-    page.click("#clear")
-    box = page.locator("#pad").bounding_box()
-    assert box is not None
-    for points in strokes:
-        page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
-        page.mouse.down()
-        for x, y in points[1:]:
-            page.mouse.move(box["x"] + x, box["y"] + y, steps=15)
-        page.mouse.up()
-
-
-def press(page: Page, button: str) -> str:
-    """Click `button` and return the verdict line it produces (emptied first, so an old one never counts)."""
-    page.locator("#verdict").evaluate("v => { v.textContent = ''; v.className = ''; }")
-    page.click(button)
-    verdict = page.locator("#verdict")
-    expect(verdict).not_to_be_empty()
-    return verdict.inner_text()
 
 
 def check(page: Page) -> tuple[int, int, str]:
