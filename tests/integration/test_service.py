@@ -384,7 +384,8 @@ def test_operator_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
 
-    created = run("create", "--digit", "3", "--digit", "8", "--payout", "700", "--budget", "50000")
+    created = run("create", "--digit", "3", "--digit", "8", "--payout", "700", "--budget", "50000",
+                  "--shape", "chain")
     assert created["digits"] == [3, 8] and created["remaining_sats"] == 50_000
     funded = run("fund", str(created["id"]), "25000")
     assert funded["remaining_sats"] == 75_000 and funded["contract_version"] == 2
