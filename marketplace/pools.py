@@ -231,8 +231,10 @@ def _keep(rt: Runtime, bounty_id: int) -> int:
         live = session.scalar(select(func.count(Prize.id)).where(Prize.deployment_id == deployment.id,
                                                                  Prize.status.in_(UNSPENT))) or 0
         target = pool_target(session, bounty, rt.settings.pool_min_prizes)
-        reserve = reserve_utxo(rt, deployment)
-        if reserve is None or live * 2 > target:
+        if live * 2 > target or deployment.current_satoshis <= 0:
+            return 0
+        reserve = reserve_utxo(rt, deployment)  # a chain lookup: only when a refill is due
+        if reserve is None:
             return 0
         pool = rt.pool(deployment)
         count = min(target - live, prizes_affordable(pool, reserve.satoshis, rt.settings.fee_rate))

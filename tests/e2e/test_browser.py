@@ -161,7 +161,9 @@ def test_draw_check_submit_and_refuse(page: Page, server: Server, api: httpx.Cli
     assert live["cost per image"] == (f"up to {bounty['cost_sats_per_image']} sats (500 payout + up to "
                                       f"{bounty['fee_sats_per_image']} fee)")
     assert live["images left"] == str(bounty["images_left"]) and bounty["images_left"] >= 1
-    assert live["fees spent"] == "0 sats"
+    assert live["fees spent"] == f"{bounty['fees_spent_sats']} sats"  # a pool's deploy: its prizes' creation
+    assert live["shape"] == (f"pool: {bounty['live_prizes']} prizes live (at most {bounty['prizes']}), "
+                             f"{bounty['reserve_sats']} sats in reserve")
     contract = page.locator("#live dt:text-is('contract') + dd a")
     assert contract.get_attribute("href") == bounty["contract_txid_url"] == f"/chain/tx/{bounty['contract_txid']}"
     assert press(page, "#check") == "Draw a digit first."  # nothing drawn yet: no request
@@ -196,7 +198,8 @@ def test_draw_check_submit_and_refuse(page: Page, server: Server, api: httpx.Cli
     expect(page.locator("#live dt:text-is('accepted') + dd")).to_have_text("1", timeout=10_000)  # live numbers
     after_payment = api.get(f"/bounties/{server.bounty_id}").json()
     assert after_payment["accepted_count"] == 1 and after_payment["paid_sats"] == 500
-    assert after_payment["fees_spent_sats"] == bounty["remaining_sats"] - after_payment["remaining_sats"] - 500
+    spent = after_payment["fees_spent_sats"] - bounty["fees_spent_sats"]  # the claim's (and any refill's)
+    assert spent == bounty["remaining_sats"] - after_payment["remaining_sats"] - 500
     expect(page.locator("#live dt:text-is('fees spent') + dd")).to_have_text(
         f"{after_payment['fees_spent_sats']} sats", timeout=10_000)
     link = page.locator("#receipt dt:text-is('txid') + dd a")  # the payment's own page on the dev chain

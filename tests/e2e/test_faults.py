@@ -1,7 +1,8 @@
 """Faults on the real stack (PostgreSQL + Redis db 12; `bounty serve`, `bounty daemon`, Celery worker and beat),
 each followed by the books: every accepted submission paid exactly once and kept for training exactly once, and
 budget - payouts - fees == the live contract's balance, to the satoshi, in the database, the API and on chain
-(`tests.support.load.check_books`).
+(`tests.support.load.check_books`; a pool's books: tests/support/pool_books.py). The bursts go to pool bounties
+(the default shape); each retraining fault redeploys a pool and a chain bounty.
 
 1. the daemon SIGKILLed mid-stream and restarted;
 2. the watcher's cursor set back (to START and to an earlier cursor) and the events replayed;
@@ -33,7 +34,15 @@ from sqlalchemy import select, update
 
 from marketplace import migrate
 from marketplace.bounties import create_bounty
-from marketplace.schema import Bounty, Deployment, DeploymentStatus, RetrainRun, TrainingImage, WatcherState
+from marketplace.schema import (
+    Bounty,
+    BountyShape,
+    Deployment,
+    DeploymentStatus,
+    RetrainRun,
+    TrainingImage,
+    WatcherState,
+)
 from marketplace.watcher import CURSOR_KEY, Watcher
 from tests.support.databases import fresh_database
 from tests.support.faults import REDIS_URL, Stack, pg_up, postgres_down, redis_down
@@ -67,9 +76,10 @@ def _stack(tmp_path_factory: pytest.TempPathFactory, url: str) -> Iterator[Stack
             redis.Redis.from_url(REDIS_URL).flushdb()
 
 
-def new_bounty(stack: Stack) -> int:
+def new_bounty(stack: Stack, shape: BountyShape = BountyShape.POOL) -> int:
+    """A pool bounty (the default shape) unless told; the retraining faults redeploy one of each shape."""
     assert stack.rt is not None
-    return int(create_bounty(stack.rt, [7], PAYOUT, BUDGET).id)
+    return int(create_bounty(stack.rt, [7], PAYOUT, BUDGET, shape=shape, prizes=16).id)
 
 
 def accepted(results: list[tuple[int, dict]]) -> list[int]:
@@ -229,7 +239,8 @@ def _retrain_killed(stack: Stack, mode: str) -> str:
 
 
 def _one_live_contract_each(stack: Stack) -> dict[int, tuple[str, int]]:
-    """Each active bounty: exactly one active deployment, holding exactly its contract's one unspent output."""
+    """Each active bounty: exactly one active deployment, holding exactly its contract's one unspent output (a
+    pool: its reserve and live prizes are checked by the books)."""
     assert stack.rt is not None
     rt = stack.rt
     out = {}
@@ -239,13 +250,15 @@ def _one_live_contract_each(stack: Stack) -> dict[int, tuple[str, int]]:
                                                             Deployment.status == DeploymentStatus.ACTIVE)).all()
             assert len(live) == 1, (bounty.id, str(bounty.status), [(d.version, str(d.status)) for d in live])
             deployment = live[0]
+            out[bounty.id] = (deployment.current_txid, deployment.version)
+            if bounty.shape == BountyShape.POOL:
+                continue
             tx = rt.chain.get_transaction(deployment.current_txid)
             assert tx is not None
             script = tx.outputs[deployment.current_vout].locking_script.serialize()
             utxos = rt.chain.utxos_for_script(script)
             assert [(u.txid, u.vout, u.satoshis) for u in utxos] == [
                 (deployment.current_txid, deployment.current_vout, deployment.current_satoshis)], bounty.id
-            out[bounty.id] = (deployment.current_txid, deployment.version)
     return out
 
 
@@ -269,7 +282,7 @@ def _books_all(stack: Stack) -> None:
 @pytest.mark.slow
 def test_retrain_killed_after_a_migration_committed(stack: Stack, sevens: np.ndarray) -> None:
     new_bounty(stack)
-    new_bounty(stack)
+    new_bounty(stack, BountyShape.CHAIN)
     _retrain_killed(stack, "after-commit")
     wait_for("the daemon to read the migration", lambda: _watcher_caught_up(stack), 30)
     _one_live_contract_each(stack)
@@ -290,7 +303,7 @@ def test_retrain_killed_after_a_migration_committed(stack: Stack, sevens: np.nda
 
 def test_retrain_killed_right_after_the_first_migration_broadcast(stack: Stack, sevens: np.ndarray) -> None:
     new_bounty(stack)
-    new_bounty(stack)
+    new_bounty(stack, BountyShape.CHAIN)
     out = _retrain_killed(stack, "after-broadcast")
     assert "broadcast " in out
     wait_for("the daemon to read the migration", lambda: _watcher_caught_up(stack), 30)

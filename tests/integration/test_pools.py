@@ -20,7 +20,7 @@ from contracts.transactions import Utxo
 from contracts.transactions import claim as build_claim
 from marketplace.api import create_app
 from marketplace.bounties import create_bounty, fund_bounty, redeploy, withdraw_bounty
-from marketplace.pool_ledger import UNSPENT, input_values, pool_totals, prize_utxo, reserve_utxo
+from marketplace.pool_ledger import prize_utxo
 from marketplace.pools import keep_pools, live_pool
 from marketplace.runtime import Runtime
 from marketplace.schema import (
@@ -37,8 +37,9 @@ from marketplace.schema import (
 from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
 from model.data import Mnist
-from model.reference import classify
+from model.reference import classify, logits
 from tests.support.models import register_variants
+from tests.support.pool_books import pool_books_failures
 from tests.support.settings import runtime_on
 
 USER = PrivateKey(7101, network=Network.TESTNET)
@@ -86,31 +87,12 @@ def pool(rt: Runtime, prizes: int = 4, budget: int = 200_000, mode: BountyMode =
 
 
 def books(rt: Runtime, bounty_id: int) -> None:
-    """What the wallet put in, less what withdrawals took back, is the reserve plus the live prizes plus the
-    payouts plus every fee, to the satoshi; each live prize and the reserve are unspent on chain with the value
-    booked; every fee is exactly what the transaction's size costs at the rate (a claim: its allowance)."""
+    """The pool's books are exact (tests/support/pool_books.py), and every claim the service sent paid the
+    payout and its prize's whole allowance as fee."""
+    assert pool_books_failures(rt, bounty_id) == []
     with rt.session() as session:
         bounty = session.get(Bounty, bounty_id)
         assert bounty is not None
-        t = pool_totals(session, bounty)
-        assert bounty.budget_sats - t.withdrawn == t.reserve + t.live_value + t.payouts + t.claim_fees + t.owner_fees
-        live = list(session.scalars(select(Prize).where(Prize.bounty_id == bounty_id, Prize.status.in_(UNSPENT))))
-        for prize in live:
-            assert rt.chain.spender_of(prize.txid, prize.vout) is None
-            assert prize_utxo(rt, prize).satoshis == prize.satoshis
-        assert t.live_prizes == len(live)
-        for move in session.scalars(select(PoolMove).where(PoolMove.bounty_id == bounty_id,
-                                                           PoolMove.dropped.is_(False))):
-            tx = rt.chain.get_transaction(move.txid)
-            assert tx is not None
-            assert move.fee_sats == sum(input_values(rt, tx)) - sum(o.satoshis for o in tx.outputs)
-            assert move.fee_sats <= fee_for(tx.byte_length(), rt.settings.fee_rate) + fee_for(34, rt.settings.fee_rate)
-            assert move.fee_sats >= fee_for(tx.byte_length(), rt.settings.fee_rate)
-        active = live_pool(session, bounty_id)[1] if bounty.status == "active" else None
-        if active is not None and active.current_satoshis:
-            reserve = reserve_utxo(rt, active)
-            assert reserve is not None and reserve.satoshis == t.reserve
-            assert rt.chain.spender_of(reserve.txid, reserve.vout) is None
         paid = list(session.scalars(select(Submission).where(Submission.bounty_id == bounty_id,
                                                              Submission.source == SubmissionSource.API,
                                                              Submission.status != SubmissionStatus.ORPHANED,
@@ -118,6 +100,8 @@ def books(rt: Runtime, bounty_id: int) -> None:
         for row in paid:
             assert row.payout is not None and row.payout.satoshis == PAYOUT
             assert row.payout.fee_sats == bounty.max_fee_sats  # the prize's allowance, all of it
+            claim = rt.chain.get_transaction(row.txid)
+            assert claim is not None and row.payout.fee_sats >= fee_for(claim.byte_length(), rt.settings.fee_rate)
 
 
 def prizes_of(rt: Runtime, bounty_id: int) -> dict[str, int]:
@@ -340,3 +324,28 @@ def test_operator_commands_on_a_pool(tmp_path: Path, monkeypatch: pytest.MonkeyP
                                      "--shape", "chain", "--prizes", "4"])
     assert chain_only.exit_code == 1 and "--prizes is for pool bounties" in chain_only.stderr
     get_settings.cache_clear()
+
+
+def test_a_vetted_pool_pays_an_appeal_for_the_close_second_through_its_appeal_path(
+        rt: Runtime, shipped: ModelArtifact, mnist: Mnist) -> None:
+    x = mnist.x_test.reshape(-1, 784)
+    z = logits(shipped.integer, x)
+    order = np.argsort(-z, axis=1, kind="stable")
+    gap = z[np.arange(len(z)), order[:, 0]] - z[np.arange(len(z)), order[:, 1]]
+    misread_sevens = np.flatnonzero((mnist.y_test == 7) & (order[:, 1] == 7) & (gap <= 4_000))
+    bounty_id = pool(rt, prizes=3, mode=BountyMode.VETTED)
+    api = client(rt)
+    answers = [api.post(f"/bounties/{bounty_id}/submissions",
+                        json={"pixels": x[i].tolist(), "address": USER.address(), "appeal": True})
+               for i in misread_sevens[:3]]
+    paid = [a.json() for a in answers if a.status_code == 202]
+    assert len(paid) >= 2, [a.json() for a in answers]
+    assert all(p["appeal"] and p["claimed_digit"] == 7 and p["digit"] != 7 for p in paid)
+    claim = rt.chain.get_transaction(paid[0]["txid"])
+    assert claim is not None
+    with rt.session() as session:
+        deployment = live_pool(session, bounty_id)[1]
+        read = rt.pool(deployment).read_claim(claim.inputs[0].unlocking_script)
+    assert read is not None and read.appeal == 7  # the appeal path of the prize script paid it
+    settle(rt)
+    books(rt, bounty_id)

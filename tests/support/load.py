@@ -225,13 +225,15 @@ def check_books(rt: Any, base_url: str, bounty_id: int, ids: list[int], payouts_
     from sqlalchemy import func, select
 
     from marketplace.bounties import active_deployment
-    from marketplace.schema import Bounty, Payout, Submission, SubmissionStatus, TrainingImage
+    from marketplace.schema import Bounty, Payout, Submission, TrainingImage
+    from tests.support.pool_books import pool_books_failures
 
     failures: list[str] = []
     view = httpx.get(f"{base_url}/bounties/{bounty_id}", timeout=30).json()
     with rt.session() as session:
         bounty = session.get(Bounty, bounty_id)
         assert bounty is not None
+        pool = bounty.shape == "pool"
         paid, fees, n_payouts = session.execute(
             select(func.coalesce(func.sum(Payout.satoshis), 0), func.coalesce(func.sum(Payout.fee_sats), 0),
                    func.count(Payout.id)).where(Payout.bounty_id == bounty_id)).one()
@@ -254,24 +256,24 @@ def check_books(rt: Any, base_url: str, bounty_id: int, ids: list[int], payouts_
         script_sha256 = deployment.locking_script_sha256
         current = (deployment.current_txid, deployment.current_vout, deployment.current_satoshis)
         budget, payout_sats = bounty.budget_sats, bounty.payout_sats
+    if pool:  # a pool's books: its reserve, live prizes and owner transactions (tests/support/pool_books.py)
+        failures += pool_books_failures(rt, bounty_id)
+        failures += _kept_once_failures(ids, rows, payouts, kept, all_keys, n_payouts, payouts_before)
+        if int(paid) != payout_sats * int(n_payouts):
+            failures.append(f"paid {paid} sats for {n_payouts} payouts of {payout_sats}")
+        if view.get("paid_sats") != int(paid) or view.get("accepted_count") != int(n_payouts):
+            failures.append(f"the API says paid {view.get('paid_sats')}, accepted {view.get('accepted_count')}; "
+                            f"the database {paid}, {n_payouts}")
+        return {"budget_sats": budget, "paid_sats": int(paid), "fees_sats": int(fees), "payouts": int(n_payouts),
+                "remaining_sats": view.get("remaining_sats"), "api_remaining_sats": view.get("remaining_sats"),
+                "chain_sats": None, "balanced": not failures, "failures": failures}
     # the contract's script as the chain holds it (not recompiled: that needs the model file unchanged)
     live_tx = rt.chain.get_transaction(current[0])
     script = live_tx.outputs[current[1]].locking_script.serialize() if live_tx is not None else b""
     if hashlib.sha256(script).hexdigest() != script_sha256:
         failures.append(f"the live output {current[0]}:{current[1]} does not hold the deployed script")
     on_chain = rt.chain.utxos_for_script(script) if script else []
-    not_confirmed = [i for i in ids if rows.get(i, (None,))[0] != SubmissionStatus.CONFIRMED]
-    not_paid_once = [i for i in ids if payouts[i] != 1]
-    not_kept_once = [i for i in ids if len(kept.get(i, [])) != 1]
-    wrong_key = [i for i in ids if len(kept.get(i, [])) == 1 and kept[i][0] != f"{rows[i][1]}:{rows[i][2]}"]
-    for name, bad in (("not confirmed", not_confirmed), ("not paid exactly once", not_paid_once),
-                      ("not persisted exactly once", not_kept_once), ("spend_key is not txid:input", wrong_key)):
-        if bad:
-            failures.append(f"{len(bad)} accepted submissions {name} (e.g. {bad[:5]})")
-    if len(all_keys) != len(set(all_keys)):
-        failures.append("a spend_key is stored twice")
-    if int(n_payouts) - payouts_before != len(ids):
-        failures.append(f"{int(n_payouts) - payouts_before} new payouts rows for {len(ids)} accepted submissions")
+    failures += _kept_once_failures(ids, rows, payouts, kept, all_keys, n_payouts, payouts_before)
     if int(paid) != payout_sats * int(n_payouts):
         failures.append(f"paid {paid} sats for {n_payouts} payouts of {payout_sats}")
     expected = budget - int(paid) - int(fees)
@@ -288,6 +290,27 @@ def check_books(rt: Any, base_url: str, bounty_id: int, ids: list[int], payouts_
             "remaining_sats": current[2], "api_remaining_sats": view.get("remaining_sats"),
             "chain_sats": sum(u.satoshis for u in on_chain), "balanced": expected == current[2] == sum(
                 u.satoshis for u in on_chain), "failures": failures}
+
+
+def _kept_once_failures(ids: list[int], rows: dict[int, Any], payouts: Counter[int], kept: dict[int, list[str]],
+                        all_keys: Any, n_payouts: int, payouts_before: int) -> list[str]:
+    """Every accepted submission confirmed, paid once and kept once under its spend's key."""
+    from marketplace.schema import SubmissionStatus
+
+    failures = []
+    not_confirmed = [i for i in ids if rows.get(i, (None,))[0] != SubmissionStatus.CONFIRMED]
+    not_paid_once = [i for i in ids if payouts[i] != 1]
+    not_kept_once = [i for i in ids if len(kept.get(i, [])) != 1]
+    wrong_key = [i for i in ids if len(kept.get(i, [])) == 1 and kept[i][0] != f"{rows[i][1]}:{rows[i][2]}"]
+    for name, bad in (("not confirmed", not_confirmed), ("not paid exactly once", not_paid_once),
+                      ("not persisted exactly once", not_kept_once), ("spend_key is not txid:input", wrong_key)):
+        if bad:
+            failures.append(f"{len(bad)} accepted submissions {name} (e.g. {bad[:5]})")
+    if len(all_keys) != len(set(all_keys)):
+        failures.append("a spend_key is stored twice")
+    if int(n_payouts) - payouts_before != len(ids):
+        failures.append(f"{int(n_payouts) - payouts_before} new payouts rows for {len(ids)} accepted submissions")
+    return failures
 
 
 # -- the whole run -------------------------------------------------------------------------------------
