@@ -138,15 +138,18 @@ def test_fund_submit_persist_retrain_redeploy_submit(stack: dict, shipped: Model
 
 def test_attacks_on_a_vetted_bounty_on_the_stack_pay_nothing(stack: dict, shipped: ModelArtifact,
                                                            mnist: Mnist) -> None:
-    """Forgeries, garbage, replays, MNIST itself and a payee swap, sent to a vetted bounty through the real API
-    on PostgreSQL + Redis: only the two honest images are paid; they are persisted under their vetted label; the
-    books balance to the satoshi in the database and on chain."""
+    """Forgeries, garbage, replays, MNIST itself and a payee swap, sent to a vetted pool bounty through the real
+    API on PostgreSQL + Redis: only the two honest images are paid; they are persisted under their vetted label;
+    the books balance to the satoshi in the database and on chain."""
     from bsv import P2PKH, Transaction
 
     from contracts.transactions import address_pkh
     from marketplace.chain.errors import TransactionRejected
+    from marketplace.runtime import Runtime
     from marketplace.schema import Bounty, Payout
+    from marketplace.settings import Settings
     from model.adversary import KINDS, craft
+    from tests.support.pool_books import pool_books_failures
 
     bounty_id = int(create_bounty_cli(stack["env"], list(range(10)), 500, 300_000, vetted=True)["id"])
     engine, chain = stack["engine"], stack["chain"]
@@ -185,11 +188,8 @@ def test_attacks_on_a_vetted_bounty_on_the_stack_pay_nothing(stack: dict, shippe
         assert bounty is not None
         payouts = session.scalars(select(Payout).where(Payout.bounty_id == bounty_id)).all()
         assert len(payouts) == 2 and all(p.satoshis == 500 for p in payouts)
-        live = session.scalar(select(Deployment).where(Deployment.bounty_id == bounty_id,
-                                                        Deployment.status == "active"))
-        assert live is not None
-        assert bounty.budget_sats - sum(p.satoshis + p.fee_sats for p in payouts) == live.current_satoshis
-        on_chain = chain.get_transaction(live.current_txid)
-        assert on_chain is not None and on_chain.outputs[live.current_vout].satoshis == live.current_satoshis
-        assert chain.spender_of(live.current_txid, live.current_vout) is None
+    # a pool (the default shape): reserve + live prizes + payouts + fees == budget, against the chain
+    settings = Settings(_env_file=None, home=Path(stack["env"]["BOUNTY_HOME"]),  # type: ignore[call-arg]
+                        database_url=stack["env"]["BOUNTY_DATABASE_URL"])
+    assert pool_books_failures(Runtime(settings, engine=engine, chain=chain), bounty_id) == []
 

@@ -226,7 +226,7 @@ def check_books(rt: Any, base_url: str, bounty_id: int, ids: list[int], payouts_
 
     from marketplace.bounties import active_deployment
     from marketplace.schema import Bounty, Payout, Submission, TrainingImage
-    from tests.support.pool_books import pool_books_failures
+    from tests.support.pool_books import pool_books_failures, pool_on_chain
 
     failures: list[str] = []
     view = httpx.get(f"{base_url}/bounties/{bounty_id}", timeout=30).json()
@@ -264,9 +264,13 @@ def check_books(rt: Any, base_url: str, bounty_id: int, ids: list[int], payouts_
         if view.get("paid_sats") != int(paid) or view.get("accepted_count") != int(n_payouts):
             failures.append(f"the API says paid {view.get('paid_sats')}, accepted {view.get('accepted_count')}; "
                             f"the database {paid}, {n_payouts}")
+        totals, on_chain_sats = pool_on_chain(rt, bounty_id)
+        if view.get("remaining_sats") != totals.balance:
+            failures.append(f"the API says remaining {view.get('remaining_sats')}, the books {totals.balance}")
         return {"budget_sats": budget, "paid_sats": int(paid), "fees_sats": int(fees), "payouts": int(n_payouts),
-                "remaining_sats": view.get("remaining_sats"), "api_remaining_sats": view.get("remaining_sats"),
-                "chain_sats": None, "balanced": not failures, "failures": failures}
+                "owner_fees_sats": totals.owner_fees, "remaining_sats": totals.balance,
+                "api_remaining_sats": view.get("remaining_sats"), "chain_sats": on_chain_sats,
+                "balanced": not failures, "failures": failures}
     # the contract's script as the chain holds it (not recompiled: that needs the model file unchanged)
     live_tx = rt.chain.get_transaction(current[0])
     script = live_tx.outputs[current[1]].locking_script.serialize() if live_tx is not None else b""
@@ -287,7 +291,7 @@ def check_books(rt: Any, base_url: str, bounty_id: int, ids: list[int], payouts_
         failures.append(f"on chain the contract holds {[(u.txid, u.vout, u.satoshis) for u in on_chain]}, "
                         f"the books say {current}")
     return {"budget_sats": budget, "paid_sats": int(paid), "fees_sats": int(fees), "payouts": int(n_payouts),
-            "remaining_sats": current[2], "api_remaining_sats": view.get("remaining_sats"),
+            "owner_fees_sats": 0, "remaining_sats": current[2], "api_remaining_sats": view.get("remaining_sats"),
             "chain_sats": sum(u.satoshis for u in on_chain), "balanced": expected == current[2] == sum(
                 u.satoshis for u in on_chain), "failures": failures}
 

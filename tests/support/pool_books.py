@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from contracts.fees import fee_for
-from marketplace.pool_ledger import UNSPENT, input_values, pool_totals
+from marketplace.pool_ledger import UNSPENT, PoolTotals, input_values, pool_totals
 from marketplace.schema import Bounty, Deployment, DeploymentStatus, PoolMove, Prize
 
 
@@ -52,3 +52,23 @@ def pool_books_failures(rt: Any, bounty_id: int) -> list[str]:
         if fee != paid or not least <= paid <= least + fee_for(34, rt.settings.fee_rate):
             failures.append(f"owner transaction {txid} paid {paid} sats of fee (booked {fee}); its size costs {least}")
     return failures
+
+
+def pool_on_chain(rt: Any, bounty_id: int) -> tuple[PoolTotals, int]:
+    """The pool's totals as booked, and what its live prizes and reserve hold on chain (unspent outputs only)."""
+    with rt.session() as session:
+        bounty = session.get(Bounty, bounty_id)
+        assert bounty is not None
+        totals = pool_totals(session, bounty)
+        outpoints = [(p.txid, p.vout) for p in session.scalars(
+            select(Prize).where(Prize.bounty_id == bounty_id, Prize.status.in_(UNSPENT)))]
+        active = session.scalar(select(Deployment).where(Deployment.bounty_id == bounty_id,
+                                                         Deployment.status == DeploymentStatus.ACTIVE))
+        if active is not None and active.current_satoshis:
+            outpoints.append((active.current_txid, active.current_vout))
+    held = 0
+    for txid, vout in outpoints:
+        source = rt.chain.get_transaction(txid)
+        if source is not None and rt.chain.spender_of(txid, vout) is None:
+            held += int(source.outputs[vout].satoshis)
+    return totals, held
