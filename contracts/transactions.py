@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
@@ -21,6 +22,7 @@ from contracts.pool import PoolContract
 from contracts.pushtx import preimage_is_signable
 
 DEFAULT_FEE_RATE = 100  # sat/kB: the common floor in 2026
+T = TypeVar("T")
 MAX_LOCKTIME_TRIES = 256  # each try succeeds with probability ~1/4 (see contracts.pushtx)
 
 
@@ -251,6 +253,57 @@ def reclaim(pool: PoolContract, prizes: Sequence[Utxo], owner_key: PrivateKey, t
         raise ContractError(f"the prizes hold {total} sats, not enough for the {fee}-sat fee")
     tx.outputs[0].satoshis = total - fee
     return tx.sign()
+
+
+def pool_move(to: str, *, pool: PoolContract | None = None, count: int = 0,
+              prizes: Sequence[tuple[PoolContract, Utxo]] = (), owner_key: PrivateKey | None = None,
+              reserve: Utxo | None = None, reserve_key: PrivateKey | None = None, coins: Sequence[Utxo] = (),
+              wallet_key: PrivateKey | None = None, add: int = 0, change_to: str | None = None,
+              fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
+    """One owner transaction of a pool bounty, which pays its own fee out of the pool's funds.
+
+    It spends `prizes` (each with its pool's owner path), the owner's `reserve` (P2PKH, `reserve_key`) and `add`
+    sats from P2PKH wallet `coins`; it creates `count` prizes of `pool` (outputs 0..count-1); what is left less
+    the fee goes to `to` (the new reserve, or the wallet when the bounty is withdrawn); the wallet's change,
+    exactly the coins less `add`, goes to `change_to` (last). Deploy, refill, top-up, redeploy and withdraw are
+    all this one shape.
+    """
+    inputs = [_spend(prize, source.owner_unlock(_need(owner_key, "the owner key"))) for source, prize in prizes]
+    for source, prize in prizes:
+        _check_prize(source, prize)
+    if reserve is not None:
+        inputs.append(_spend(reserve, P2PKH().unlock(_need(reserve_key, "the reserve key"))))
+    if coins:
+        inputs += [_spend(coin, P2PKH().unlock(_need(wallet_key, "the wallet key"))) for coin in coins]
+    if not inputs:
+        raise ContractError("a pool transaction spends at least one prize, the reserve or a wallet coin")
+    if count and pool is None:
+        raise ContractError("name the pool whose prizes to create")
+    change = sum(coin.satoshis for coin in coins) - add
+    if add < 0 or change < 0:
+        raise ContractError(f"the wallet coins hold {sum(c.satoshis for c in coins)} sats, which cannot add {add}")
+    outputs = [TransactionOutput(pool.lock(), pool.prize_satoshis) for _ in range(count)] if pool else []
+    rest = TransactionOutput(P2PKH().lock(address_pkh(to)), 0)
+    tail = [TransactionOutput(P2PKH().lock(address_pkh(_need(change_to, "a change address"))), change)] \
+        if change else []
+    tx = Transaction(inputs, [*outputs, rest, *tail], version=TX_VERSION)
+    funds = sum(i.satoshis for i in inputs) - change
+    left = funds - sum(o.satoshis for o in outputs) - _fee(tx, fee_rate)
+    if left < 1:  # nothing worth an output: the transaction without it pays what is left as its fee
+        tx.outputs.remove(rest)
+        left = funds - sum(o.satoshis for o in outputs) - _fee(tx, fee_rate)
+        if left < 0 or not tx.outputs:
+            raise ContractError(f"{funds} sats cannot create {count} prizes of "
+                                f"{pool.prize_satoshis if pool else 0} sats and pay the fee")
+    else:
+        rest.satoshis = left
+    return tx.sign()
+
+
+def _need(value: T | None, what: str) -> T:
+    if value is None:
+        raise ContractError(f"this pool transaction needs {what}")
+    return value
 
 
 def _check_prize(pool: PoolContract, prize: Utxo) -> None:

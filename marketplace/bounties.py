@@ -16,10 +16,12 @@ from marketplace.chain.base import TxState
 from marketplace.errors import REASON_TEXT, BountyClosed, ConfigError, InvalidRequest, NotFound
 from marketplace.explorer import linked
 from marketplace.ledger import record_migration
+from marketplace.pools import create_pool, fund_pool, pool_view_figures, redeploy_pool, withdraw_pool
 from marketplace.runtime import Runtime, script_sha256
 from marketplace.schema import (
     Bounty,
     BountyMode,
+    BountyShape,
     BountyStatus,
     Deployment,
     DeploymentStatus,
@@ -42,11 +44,14 @@ FAUCET_HEADROOM = 1_000_000  # dev chain only: what the faucet adds on top of a 
 
 def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_margin: int = 0,
                   max_fee: int | None = None, mode: BountyMode = BountyMode.OPEN,
-                  appeal_gap: int | None = None) -> BountyPublic:
-    """Deploy a new bounty contract funded from the operator wallet (the dev chain's faucet tops it up).
+                  appeal_gap: int | None = None, shape: BountyShape = BountyShape.CHAIN,
+                  prizes: int | None = None) -> BountyPublic:
+    """Deploy a new bounty funded from the operator wallet (the dev chain's faucet tops it up).
 
     A vetted bounty (the CLI's default) is co-signed by this service's attestor after vetting, with the
-    settings' appeal gap unless given; an open one pays any image its classifier accepts."""
+    settings' appeal gap unless given; an open one pays any image its classifier accepts. The chain shape is
+    one contract output every paid image spends and re-creates; a pool (marketplace.pools) keeps up to
+    `prizes` prize outputs live (the settings' `pool_prizes` unless given) and the rest in a reserve."""
     with rt.session() as session:
         model = newest_model(session) or rt.register_model(session)
         bounty = Bounty(digits=sorted(set(digits)), payout_sats=payout, min_margin=min_margin, max_fee_sats=0,
@@ -61,9 +66,16 @@ def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_
             rt.vetting.index()  # the MNIST novelty index is built now (once), not on the first submission
         elif appeal_gap:
             raise InvalidRequest("an open bounty takes no appeals: --appeal-gap is for vetted bounties")
+        if shape == BountyShape.POOL:
+            bounty.shape, bounty.prizes = shape, prizes or rt.settings.pool_prizes
+            if bounty.prizes < 1:
+                raise InvalidRequest(f"a pool keeps at least one prize live, not {bounty.prizes}")
+        elif prizes is not None:
+            raise InvalidRequest("--prizes is for pool bounties (--shape pool)")
         session.add(bounty)
         session.flush()  # the id is part of the script (its tag)
-        needed = default_max_fee(rt.new_contract(model, bounty), rt.settings.fee_rate)  # sized with a zero limit
+        needed = default_max_fee(rt.new_pool(model, bounty), rt.settings.fee_rate) if shape == BountyShape.POOL \
+            else default_max_fee(rt.new_contract(model, bounty), rt.settings.fee_rate)  # sized with a zero limit
         if max_fee is not None and max_fee < needed:  # some images could never be paid: images_left would lie
             raise InvalidRequest(f"a maximum fee of {max_fee:,} sats is below the {needed:,} sats the largest "
                                  f"submission to this bounty needs at {rt.settings.fee_rate} sat/kB: leave --max-fee "
@@ -74,8 +86,11 @@ def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_
                                  f"payout plus up to {bounty.max_fee_sats:,} sats of fee at "
                                  f"{rt.settings.fee_rate} sat/kB, so the budget must be at least "
                                  f"{payout + bounty.max_fee_sats:,} sats")
-        contract = rt.new_contract(model, bounty)
         _ensure_funds(rt, budget)
+        if shape == BountyShape.POOL:
+            create_pool(rt, session, bounty, model, budget)
+            return _published(rt, bounty_view(rt, session, bounty))
+        contract = rt.new_contract(model, bounty)
         tx = rt.wallet.build_deploy(rt.chain, contract, budget, rt.settings.fee_rate)
         rt.chain.broadcast(tx)
         deployment = Deployment(bounty=bounty, version=1, model_id=model.id,
@@ -83,23 +98,53 @@ def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_
                                 current_txid=tx.txid(), current_vout=0, current_satoshis=budget)
         session.add(deployment)
         session.flush()
-        return _published(rt, bounty_view(session, bounty))
+        return _published(rt, bounty_view(rt, session, bounty))
 
 
 def fund_bounty(rt: Runtime, bounty_id: int, amount: int) -> BountyMigrated:
     """Top up: migrate the live contract into an identical one holding `amount` more sats."""
     if amount < 1:
         raise InvalidRequest("the amount must be at least 1 satoshi")
+    with rt.session() as session:
+        bounty, deployment = live(session, bounty_id)
+        if bounty.shape == BountyShape.POOL:
+            _ensure_funds(rt, amount)
+            tx = fund_pool(rt, session, bounty, deployment, amount)
+            return linked(BountyMigrated(**bounty_view(rt, session, bounty).model_dump(), migrate_txid=tx.txid()),
+                          rt.settings)
     return _migrate(rt, bounty_id, top_up=amount)
 
 
 def redeploy(rt: Runtime, bounty_id: int, model_id: int) -> BountyMigrated:
-    """Move the balance into a contract judged by the registered model `model_id`, in one owner transaction."""
+    """Move the balance into a contract judged by the registered model `model_id`, in one owner transaction (a
+    pool: its live prizes and reserve into as many prizes under the model)."""
+    with rt.session() as session:
+        bounty = session.get(Bounty, bounty_id)
+        model = session.get(ModelVersion, model_id)
+        if bounty is None or model is None:
+            raise NotFound(f"there is no bounty {bounty_id}" if bounty is None else f"there is no model {model_id}")
+        shape = bounty.shape
+    if shape == BountyShape.POOL:
+        tx = redeploy_pool(rt, bounty_id, model)
+        with rt.session() as session:
+            bounty = session.get(Bounty, bounty_id)
+            assert bounty is not None
+            return linked(BountyMigrated(**bounty_view(rt, session, bounty).model_dump(), migrate_txid=tx.txid()),
+                          rt.settings)
     return _migrate(rt, bounty_id, model_id=model_id)
 
 
 def withdraw_bounty(rt: Runtime, bounty_id: int) -> BountyWithdrawn:
     """Owner path: the whole balance back to the operator wallet; the bounty closes."""
+    with rt.session() as session:
+        shape = live(session, bounty_id)[0].shape
+    if shape == BountyShape.POOL:
+        tx, withdrawn = withdraw_pool(rt, bounty_id)
+        with rt.session() as session:
+            bounty = session.get(Bounty, bounty_id)
+            assert bounty is not None
+            return linked(BountyWithdrawn(**bounty_view(rt, session, bounty).model_dump(), withdraw_txid=tx.txid(),
+                                          withdrawn_sats=withdrawn), rt.settings)
     with rt.session() as session:
         bounty, deployment = live(session, bounty_id)
         contract = rt.contract(deployment)
@@ -108,7 +153,7 @@ def withdraw_bounty(rt: Runtime, bounty_id: int) -> BountyWithdrawn:
         rt.chain.broadcast(tx)
         deployment.status, deployment.current_satoshis = DeploymentStatus.WITHDRAWN, 0
         bounty.status = BountyStatus.WITHDRAWN
-        view = bounty_view(session, bounty)
+        view = bounty_view(rt, session, bounty)
         return linked(BountyWithdrawn(**view.model_dump(), withdraw_txid=tx.txid(),
                                       withdrawn_sats=tx.outputs[0].satoshis), rt.settings)
 
@@ -127,7 +172,7 @@ def _migrate(rt: Runtime, bounty_id: int, top_up: int = 0, model_id: int | None 
         tx = rt.wallet.build_migrate(rt.chain, contract, utxo, successor, top_up, rt.settings.fee_rate)
         rt.chain.broadcast(tx)
         record_migration(session, old, model, tx, utxo.satoshis)  # the watcher may have booked it already
-        return linked(BountyMigrated(**bounty_view(session, bounty).model_dump(), migrate_txid=tx.txid()),
+        return linked(BountyMigrated(**bounty_view(rt, session, bounty).model_dump(), migrate_txid=tx.txid()),
                       rt.settings)
 
 
@@ -196,7 +241,7 @@ def current_utxo(rt: Runtime, deployment: Deployment) -> Utxo:
 
 # -- views ---------------------------------------------------------------------------------------------
 
-def bounty_view(session: Session, bounty: Bounty) -> BountyPublic:
+def bounty_view(rt: Runtime, session: Session, bounty: Bounty) -> BountyPublic:
     deployment = active_deployment(session, bounty) or session.scalar(
         select(Deployment).where(Deployment.bounty_id == bounty.id).order_by(Deployment.version.desc()))
     accepted, paid, fees = session.execute(
@@ -204,7 +249,11 @@ def bounty_view(session: Session, bounty: Bounty) -> BountyPublic:
                func.coalesce(func.sum(Payout.fee_sats), 0)).where(Payout.bounty_id == bounty.id)
     ).one()
     remaining = deployment.current_satoshis if deployment else 0
-    return BountyPublic(
+    figures: dict[str, int] = {}
+    if bounty.shape == BountyShape.POOL:
+        figures = pool_view_figures(rt, session, bounty, deployment)
+        remaining = figures["remaining_sats"]
+    view = BountyPublic(
         id=bounty.id,
         digits=list(bounty.digits),
         payout_sats=bounty.payout_sats,
@@ -229,12 +278,19 @@ def bounty_view(session: Session, bounty: Bounty) -> BountyPublic:
         appeal_gap=bounty.appeal_gap,
         attestor_pubkey=bounty.attestor_pubkey,
         judge_sha256=bounty.judge_sha256,
+        shape=str(bounty.shape),
+        prizes=bounty.prizes,
     )
+    if not figures:
+        return view
+    cost = bounty.payout_sats + figures["fee_sats_per_image"]
+    return view.model_copy(update={**figures, "cost_sats_per_image": cost})
 
 
 def list_bounties(rt: Runtime) -> list[BountyPublic]:
     with rt.session() as session:
-        return [_published(rt, bounty_view(session, b)) for b in session.scalars(select(Bounty).order_by(Bounty.id))]
+        bounties = session.scalars(select(Bounty).order_by(Bounty.id))
+        return [_published(rt, bounty_view(rt, session, b)) for b in bounties]
 
 
 def get_bounty(rt: Runtime, bounty_id: int) -> BountyPublic:
@@ -242,7 +298,7 @@ def get_bounty(rt: Runtime, bounty_id: int) -> BountyPublic:
         bounty = session.get(Bounty, bounty_id)
         if bounty is None:
             raise NotFound(f"there is no bounty {bounty_id}")
-        return _published(rt, bounty_view(session, bounty))
+        return _published(rt, bounty_view(rt, session, bounty))
 
 
 def _published(rt: Runtime, view: BountyPublic) -> BountyPublic:
@@ -299,5 +355,5 @@ def export_bounty(rt: Runtime, bounty_id: int) -> BountyExport:
                        for d in bounty.deployments]
         submissions = [SubmissionRecord(**submission_view(s).model_dump(), pixels_hex=s.pixels.hex())
                        for s in session.scalars(_submissions_of(bounty_id))]
-        return linked(BountyExport(bounty=bounty_view(session, bounty), deployments=deployments,
+        return linked(BountyExport(bounty=bounty_view(rt, session, bounty), deployments=deployments,
                                    submissions=submissions), rt.settings)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from contracts.bounty import BountyContract, BountyTerms, Mode
 from contracts.errors import ContractError
+from contracts.pool import PoolContract
 from marketplace.attestor import Attestor
 from marketplace.chain import Chain, LocalChain, NetworkChain, Wallet
 from marketplace.chain.errors import WalletError
@@ -43,6 +44,7 @@ class Runtime:
         self.engine = engine or make_engine(settings.database)
         self._chain = chain
         self._contracts: dict[int, BountyContract] = {}
+        self._pools: dict[int, PoolContract] = {}
         self._artifacts: dict[str, ModelArtifact] = {}
         self._lock = threading.Lock()
 
@@ -162,6 +164,23 @@ class Runtime:
                 self._contracts[deployment.id] = cached
         return cached
 
+    def new_pool(self, model: ModelVersion, bounty: Bounty) -> PoolContract:
+        """The prize script `model` judges under a pool `bounty`'s terms."""
+        return PoolContract(self.artifact(model.artifact_path).integer, terms_of(bounty))
+
+    def pool(self, deployment: Deployment) -> PoolContract:
+        """The prize script of a pool bounty's deployment (compiled once per process)."""
+        with self._lock:
+            cached = self._pools.get(deployment.id)
+        if cached is None:
+            cached = self.new_pool(deployment.model, deployment.bounty)
+            if script_sha256(cached) != deployment.locking_script_sha256:
+                raise ContractError(f"deployment {deployment.id}: its model and terms no longer give the deployed "
+                                    "prize script (was the artifact changed?)")
+            with self._lock:
+                self._pools[deployment.id] = cached
+        return cached
+
     def close(self) -> None:
         if self._chain is not None:
             self._chain.close()
@@ -175,7 +194,7 @@ def terms_of(bounty: Bounty) -> BountyTerms:
                        if bounty.attestor_pubkey else None, appeal_gap=bounty.appeal_gap)
 
 
-def script_sha256(contract: BountyContract) -> str:
+def script_sha256(contract: BountyContract | PoolContract) -> str:
     return hashlib.sha256(contract.lock().serialize()).hexdigest()
 
 

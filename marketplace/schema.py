@@ -10,6 +10,8 @@ The schema changes only through hand-written Alembic revisions in ``migrations/v
 
     bounties ──< deployments >── models      a bounty's contracts, each compiled from one model
     bounties ──< submissions >── deployments  images offered (the deployment is known once built)
+    deployments ──< prizes                    a pool bounty's prize outputs, each created once
+    bounties ──< pool_moves                   a pool's owner transactions (deploy, refill, redeploy, top-up, ...)
     submissions ──── payouts                  at most one payout per submission
     retrain_runs >── models (base, new)       watcher_state: the daemon's durable cursors
 """
@@ -70,11 +72,33 @@ class BountyStatus(StrEnum):
     WITHDRAWN = "withdrawn"  # the owner took the balance back
 
 
+class BountyShape(StrEnum):
+    CHAIN = "chain"  # one contract output that every paid image spends and re-creates (a covenant)
+    POOL = "pool"  # K independent prize outputs and an owner's reserve (contracts.pool)
+
+
+class PrizeStatus(StrEnum):
+    LIVE = "live"  # unspent, free to hand out
+    TAKEN = "taken"  # handed to one submission whose claim is being built and broadcast
+    CLAIMED = "claimed"  # spent by a claim (ours or anyone's); the claim's submission row says who was paid
+    RECLAIMED = "reclaimed"  # spent by the owner (a refill's redeploy, a withdrawal)
+    DROPPED = "dropped"  # the transaction that created it was dropped by a reorg: it never existed
+
+
+class PoolMoveKind(StrEnum):
+    DEPLOY = "deploy"  # the wallet funds the pool: the first prizes and the reserve
+    REFILL = "refill"  # the reserve pays for new prizes
+    TOP_UP = "top_up"  # the wallet adds to the reserve
+    REDEPLOY = "redeploy"  # live prizes reclaimed and created again under another model
+    WITHDRAW = "withdraw"  # live prizes and the reserve back to the wallet
+
+
 class DeploymentStatus(StrEnum):
     ACTIVE = "active"
     MIGRATED = "migrated"  # the owner moved the balance into a newer deployment (a retrained model)
     WITHDRAWN = "withdrawn"
     EXHAUSTED = "exhausted"
+    DROPPED = "dropped"  # a pool's redeploy that a reorg dropped: its prizes never existed
 
 
 class BountyMode(StrEnum):
@@ -219,6 +243,9 @@ class Bounty(Base):
     attestor_pubkey: Mapped[str | None] = mapped_column(String(66))  # vetted: the co-signer's key, hex
     appeal_gap: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     judge_sha256: Mapped[str | None] = mapped_column(String(HEX_HASH))  # vetted: the published judge's weights
+    shape: Mapped[BountyShape] = mapped_column(_choice(BountyShape, "shape"), default=BountyShape.CHAIN,
+                                               server_default=BountyShape.CHAIN.value)
+    prizes: Mapped[int | None] = mapped_column(Integer)  # pool: the most prizes kept live at once
     status: Mapped[BountyStatus] = mapped_column(_choice(BountyStatus, "status"), default=BountyStatus.ACTIVE)
     created_at: Mapped[datetime] = _created()
 
@@ -231,12 +258,16 @@ class Bounty(Base):
         CheckConstraint("budget_sats >= payout_sats", name="budget_covers_payout"),
         CheckConstraint("appeal_gap >= 0", name="appeal_gap_not_negative"),
         CheckConstraint("mode = 'open' OR attestor_pubkey IS NOT NULL", name="vetted_has_attestor"),
+        CheckConstraint("shape = 'chain' OR prizes >= 1", name="pool_has_prizes"),
     )
 
 
 class Deployment(Base):
     """One contract output chain carrying a bounty. `current_*` is the live contract output, moved along by
-    each accepted submission; a migration to a new model starts the bounty's next deployment."""
+    each accepted submission; a migration to a new model starts the bounty's next deployment.
+
+    A pool bounty's deployment is its prizes under one model (`prizes`); `current_*` is then the owner's
+    reserve output (`current_satoshis` 0 when there is none) and `locking_script_sha256` the prizes' script."""
 
     __tablename__ = "deployments"
 
@@ -333,10 +364,59 @@ class Payout(Base):
     submission: Mapped[Submission] = relationship(back_populates="payout")
 
     __table_args__ = (
-        UniqueConstraint("txid", "vout"),
-        CheckConstraint("satoshis > 0", name="satoshis_positive"),
+        Index(None, "txid", "vout"),  # not unique: one transaction may claim several prizes into one output
+        CheckConstraint("satoshis >= 0", name="satoshis_not_negative"),  # an outsider's claim may pay all as fee
         CheckConstraint("fee_sats >= 0", name="fee_not_negative"),
     )
+
+
+class Prize(Base):
+    """One prize output of a pool bounty: `satoshis` (the payout and the claim's fee allowance) locked by the
+    deployment's prize script at txid:vout. `creation_fee_sats` is its share of the fee of the owner
+    transaction that created it, paid from the bounty's funds."""
+
+    __tablename__ = "prizes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bounty_id: Mapped[int] = mapped_column(ForeignKey("bounties.id"))
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"))
+    txid: Mapped[str] = mapped_column(String(HEX_HASH))
+    vout: Mapped[int] = mapped_column(Integer)
+    satoshis: Mapped[int] = mapped_column(BigInteger)
+    creation_fee_sats: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[PrizeStatus] = mapped_column(_choice(PrizeStatus, "status"), default=PrizeStatus.LIVE)
+    taken_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # when it was handed out (TAKEN)
+    spent_txid: Mapped[str | None] = mapped_column(String(HEX_HASH))  # the claim or owner transaction
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (
+        UniqueConstraint("txid", "vout"),
+        CheckConstraint("satoshis > 0", name="satoshis_positive"),
+        CheckConstraint("creation_fee_sats >= 0", name="creation_fee_not_negative"),
+        Index(None, "bounty_id", "status"),  # the handout looks for a live prize of one bounty
+        Index(None, "spent_txid"),  # a reorg looks up what a dropped transaction spent
+    )
+
+
+class PoolMove(Base):
+    """One owner transaction of a pool bounty, booked once by whoever sees it first (the service that sent it,
+    or the watcher). `added_sats` is what it brought into the bounty from the wallet (deploy, top-up) or,
+    negative, took back (withdraw); `fee_sats` the fee the bounty's funds paid. The reserve it spent is kept
+    (`reserve_before`) so that a reorg can give it back."""
+
+    __tablename__ = "pool_moves"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bounty_id: Mapped[int] = mapped_column(ForeignKey("bounties.id"), index=True)
+    txid: Mapped[str] = mapped_column(String(HEX_HASH), unique=True)
+    kind: Mapped[PoolMoveKind] = mapped_column(_choice(PoolMoveKind, "kind"))
+    added_sats: Mapped[int] = mapped_column(BigInteger)
+    fee_sats: Mapped[int] = mapped_column(BigInteger)
+    reserve_before: Mapped[str | None] = mapped_column(String(80))  # "txid:vout:satoshis" of the reserve it spent
+    dropped: Mapped[bool] = mapped_column(Boolean, default=False)  # a reorg dropped it: it counts for nothing
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (CheckConstraint("fee_sats >= 0", name="fee_not_negative"),)
 
 
 class RetrainRun(Base):
@@ -395,8 +475,8 @@ class WatcherState(Base):
 
 
 __all__ = [
-    "NAMING_CONVENTION", "PIXELS", "Base", "Bounty", "BountyMode", "BountyStatus", "Deployment", "DeploymentStatus",
-    "ModelVersion", "Network", "Payout", "RejectReason", "RetrainRun", "RetrainStatus", "RetrainTrigger",
-    "ReviewStatus", "Submission", "SubmissionSource", "SubmissionStatus", "TrainingImage", "UtcDateTime",
-    "WatcherState",
+    "Base", "Bounty", "BountyMode", "BountyShape", "BountyStatus", "Deployment", "DeploymentStatus", "ModelVersion",
+    "NAMING_CONVENTION", "Network", "PIXELS", "Payout", "PoolMove", "PoolMoveKind", "Prize", "PrizeStatus",
+    "RejectReason", "RetrainRun", "RetrainStatus", "RetrainTrigger", "ReviewStatus", "Submission",
+    "SubmissionSource", "SubmissionStatus", "TrainingImage", "UtcDateTime", "WatcherState",
 ]

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     # is closed
     header_timeout_seconds: Annotated[float, Field(gt=0)] = 10.0  # a request's headers must arrive within this
     body_timeout_seconds: Annotated[float, Field(gt=0)] = 30.0  # ... and its body within this after them (408)
+    # Pool bounties (marketplace.pools): how many prizes are kept live, and how long a claim waits for one.
+    pool_prizes: Annotated[int, Field(ge=1, le=500)] = 16  # new pools: the most prizes live at once (--prizes)
+    pool_min_prizes: Annotated[int, Field(ge=1)] = 2  # the fewest kept live however slow the claims come
+    pool_wait_seconds: Annotated[float, Field(ge=0)] = 5.0  # a claim finding no free prize waits this long for one
+    pool_take_timeout: Annotated[float, Field(gt=0)] = 120.0  # a prize handed out and not spent after this is freed
     # Vetted bounties (marketplace.vetting): the judge, the novelty index, the appeal gap, the quotas.
     judge_path: Path | None = None  # None: the judge shipped in model/judge_default
     novelty_index_mnist_test: bool = True  # index MNIST's test images too (a benchmark may hold them back)

@@ -6,12 +6,16 @@ broadcast, and recorded. Spends of one bounty form a chain: concurrent submissio
 process take turns (a lock per bounty); one that still loses a race (another process, or someone
 spending the contract directly) is rebuilt on the new tip. When the chain refuses a longer chain
 of unconfirmed spends, the submission is queued and sent after the next block.
+
+A pool bounty (marketplace.pools) has no chain of spends: each submission takes a free prize of its own
+and claims it, with no lock, so claims to one bounty run side by side.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -24,7 +28,7 @@ from sqlalchemy.orm import Session, selectinload
 from contracts.errors import ContractError, ScriptError
 from contracts.fees import images_payable
 from contracts.interpreter import validate_input
-from contracts.transactions import submission
+from contracts.transactions import claim, submission
 from marketplace.bounties import current_utxo, live, submission_view
 from marketplace.chain.errors import MempoolChainTooLong, TransactionRejected
 from marketplace.errors import (
@@ -36,10 +40,15 @@ from marketplace.errors import (
 )
 from marketplace.explorer import linked
 from marketplace.ledger import record_spend
+from marketplace.pool_ledger import book_claim, prize_utxo
+from marketplace.pools import pool_view_figures, release_prize, take_prize
 from marketplace.runtime import Runtime
 from marketplace.schema import (
     Bounty,
     BountyMode,
+    BountyShape,
+    Deployment,
+    Prize,
     RejectReason,
     Submission,
     SubmissionSource,
@@ -80,16 +89,30 @@ def classify_image(rt: Runtime, pixels: np.ndarray, bounty_id: int | None = None
         return Verdict(label=label, margin=margin, weights_sha256=artifact.weights_sha256)
     with rt.session() as session:
         bounty, deployment = live(session, bounty_id)
-        check_balance(bounty, deployment.current_satoshis)
+        check_can_pay(rt, session, bounty, deployment)
         verdict = Verdict(label=0, margin=0, weights_sha256=deployment.model.weights_sha256, bounty_id=bounty.id,
                           accepted=True)
         try:
-            verdict.label, verdict.margin, _ = _gate(rt.contract(deployment).model, image[0].astype(np.uint8), bounty,
+            verdict.label, verdict.margin, _ = _gate(_judging(rt, deployment), image[0].astype(np.uint8), bounty,
                                                      False, None)
         except ImageRefused as refused:
             verdict.label, verdict.margin, verdict.accepted, verdict.reason = (refused.label, refused.margin, False,
                                                                                str(refused))
         return verdict
+
+
+def _judging(rt: Runtime, deployment: Deployment) -> IntegerModel:
+    """The model a deployment's script runs (either shape)."""
+    return rt.artifact(deployment.model.artifact_path).integer
+
+
+def check_can_pay(rt: Runtime, session: Session, bounty: Bounty, deployment: Deployment) -> None:
+    """Refuse before any work when the bounty cannot pay one more image (its view's `images_left` is 0)."""
+    if bounty.shape != BountyShape.POOL:
+        check_balance(bounty, deployment.current_satoshis)
+    elif pool_view_figures(rt, session, bounty, deployment)["images_left"] < 1:
+        raise BountyClosed(f"bounty {bounty.id} is exhausted and takes no submissions: it has no live prize and "
+                           "its reserve cannot create one; only its owner can withdraw the rest")
 
 
 def check_balance(bounty: Bounty, satoshis: int) -> None:
@@ -166,11 +189,11 @@ def _submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appea
     pkh = check_address(rt, address)
     with rt.session() as session:  # judge first, outside the bounty's lock: a refusal waits for nobody
         bounty, deployment = live(session, bounty_id)
-        check_balance(bounty, deployment.current_satoshis)
+        check_can_pay(rt, session, bounty, deployment)
         vetted = bounty.mode == BountyMode.VETTED
         if (appeal or digit is not None) and not vetted:
             raise InvalidRequest(f"bounty {bounty_id} is open: it takes no appeals and no claimed digit")
-        label, margin, claimed = _gate(rt.contract(deployment).model, image, bounty, appeal, digit)
+        label, margin, claimed = _gate(_judging(rt, deployment), image, bounty, appeal, digit)
         offer = _Offer(image, address, pkh, appeal, label, margin, claimed, deployment.model_id)
         row = Submission(bounty_id=bounty.id, deployment_id=deployment.id, pixels=image.tobytes(),
                          recipient_address=address, recipient_pkh=pkh.hex(), predicted_label=label, margin=margin,
@@ -253,6 +276,9 @@ def decide_appeals(rt: Runtime, submission_ids: list[int], approve: bool) -> lis
 def _pay(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
     """Build, validate and broadcast the spend on the bounty's live output (the attestor co-signs a vetted one),
     and book it. Spends of one bounty take turns; one that loses a race is rebuilt on the new tip."""
+    with rt.session() as session:
+        if live(session, bounty_id)[0].shape == BountyShape.POOL:
+            return _pay_prize(rt, bounty_id, offer)
     vetted = offer.row_id is not None
     with _bounty_locks[bounty_id]:
         for _attempt in range(RACE_RETRIES):
@@ -298,6 +324,80 @@ def _pay(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
                 booked.source = SubmissionSource.API  # even if the watcher booked it first
                 return submission_view(booked)
     raise BountyClosed(f"bounty {bounty_id} is too busy: {RACE_RETRIES} attempts lost the race; try again")
+
+
+def _pay_prize(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
+    """Claim a free prize of a pool bounty with the offer's image and book it. No lock: each claim has a prize
+    of its own. A prize someone spent meanwhile (a claim made directly on chain, the owner's reclaim) is left
+    for the watcher to book, and another is taken; with none free, the claim waits for the keeper's next batch
+    up to `pool_wait_seconds`. The offer's row (a vetted receipt, a queued claim), if any, becomes the claim's."""
+    deadline, lost = time.monotonic() + rt.settings.pool_wait_seconds, 0
+    while True:
+        with rt.session() as session:
+            bounty, deployment = live(session, bounty_id)
+            pool, vetted = rt.pool(deployment), bounty.mode == BountyMode.VETTED
+            if deployment.model_id != offer.judged_by:  # redeployed meanwhile: the new model decides
+                offer.label, offer.margin, offer.claimed = _gate(pool.model, offer.image, bounty, offer.appeal,
+                                                                 offer.claimed)
+                offer.judged_by = deployment.model_id
+            check_can_pay(rt, session, bounty, deployment)
+            prize = take_prize(session, deployment.id)
+            prize_id, utxo = (prize.id, prize_utxo(rt, prize)) if prize is not None else (None, None)
+        if prize_id is None or utxo is None:  # every prize is being claimed: the keeper adds more
+            if time.monotonic() > deadline:
+                raise BountyClosed(f"bounty {bounty_id} is busy: every live prize is being claimed; try again in a "
+                                   "few seconds")
+            time.sleep(0.05)
+            continue
+        try:
+            tx = claim(pool, utxo, offer.image, offer.address, rt.settings.fee_rate,
+                       attestor=rt.attestor.sign if vetted else None, appeal=offer.claimed if offer.appeal else None)
+            validate_input(tx, 0)  # never broadcast what the interpreter refuses
+            rt.chain.broadcast(tx)
+        except TransactionRejected as exc:
+            if _lost_race(exc) and lost < RACE_RETRIES:
+                lost += 1
+                log.info("bounty %d: prize %s:%d was spent meanwhile; taking another", bounty_id, utxo.txid, utxo.vout)
+                continue
+            release_prize(rt, prize_id)
+            raise
+        except MempoolChainTooLong:  # queued: sent after the next block, on whichever prize is free then
+            release_prize(rt, prize_id)
+            return _queue(rt, bounty_id, offer)
+        except ContractError as exc:
+            release_prize(rt, prize_id)
+            raise BountyClosed(f"bounty {bounty_id} cannot pay: {exc}") from None
+        except BaseException:
+            release_prize(rt, prize_id)
+            raise
+        with rt.session() as session:
+            if offer.row_id is not None:
+                spend = session.get(Submission, offer.row_id)
+                assert spend is not None
+                spend.deployment_id = deployment.id
+                _attach(session, spend, tx.txid())
+            taken = session.get(Prize, prize_id)
+            assert taken is not None
+            booked = book_claim(session, rt, taken, tx, 0, SubmissionSource.API, SubmissionStatus.BROADCAST)
+            assert booked is not None  # a claim always reads back
+            booked.source = SubmissionSource.API  # even if the watcher booked it first
+            return submission_view(booked)
+
+
+def _queue(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
+    """A pool claim the chain will take only after the next block: kept as pending, sent by `send_queued`."""
+    with rt.session() as session:
+        spend = session.get(Submission, offer.row_id) if offer.row_id is not None else Submission(
+            bounty_id=bounty_id, pixels=offer.image.tobytes(), recipient_address=offer.address,
+            recipient_pkh=offer.pkh.hex(), source=SubmissionSource.API, predicted_label=offer.label,
+            margin=offer.margin, model_sha256="", claimed_digit=offer.claimed, appeal=offer.appeal)
+        assert spend is not None
+        _, deployment = live(session, bounty_id)
+        spend.deployment_id, spend.model_sha256 = deployment.id, deployment.model.weights_sha256
+        spend.status, spend.reason = SubmissionStatus.PENDING, RejectReason.CHAIN_TOO_LONG
+        session.add(spend)
+        session.flush()
+        return submission_view(spend)
 
 
 def _gate(model: IntegerModel, image: np.ndarray, bounty: Bounty, appeal: bool, digit: int | None
@@ -375,8 +475,12 @@ def send_queued(rt: Runtime) -> int:
     sent = 0
     with rt.session() as session:
         queued = list(session.scalars(select(Submission).where(Submission.status == SubmissionStatus.PENDING,
-                                                               Submission.txid.is_(None)).order_by(Submission.id)))
+                                                               Submission.txid.is_(None)).order_by(Submission.id)
+                                      .options(selectinload(Submission.bounty))))
     for waiting in queued:
+        if waiting.bounty.shape == BountyShape.POOL:
+            sent += _send_queued_claim(rt, waiting.id)
+            continue
         with _bounty_locks[waiting.bounty_id], rt.session() as session:
             row = session.get(Submission, waiting.id)
             if row is None or row.txid is not None:
@@ -404,6 +508,27 @@ def send_queued(rt: Runtime) -> int:
             log_decision(row.bounty_id, row.id, "paid", None, bounty.payout_sats)
             sent += 1
     return sent
+
+
+def _send_queued_claim(rt: Runtime, row_id: int) -> int:
+    """Send one queued claim of a pool bounty on a free prize; 1 if it went out."""
+    with rt.session() as session:
+        row = session.get(Submission, row_id)
+        if row is None or row.txid is not None or row.status != SubmissionStatus.PENDING:
+            return 0
+        row.status = SubmissionStatus.PAYING  # taken by this process: a second sender skips it
+        offer = _Offer(np.frombuffer(row.pixels, dtype=np.uint8).copy(), row.recipient_address,
+                       bytes.fromhex(row.recipient_pkh), row.appeal, row.predicted_label, row.margin,
+                       row.claimed_digit, row.deployment.model_id if row.deployment else -1, row.id)
+        bounty_id = row.bounty_id
+    try:
+        paid = _pay_prize(rt, bounty_id, offer)
+    except (BountyError, ContractError, TransactionRejected, ScriptError) as exc:
+        _close(rt, row_id, _reason_of(exc))
+        log_decision(bounty_id, row_id, "refused", str(_reason_of(exc)), 0)
+        return 0
+    log_decision(bounty_id, paid.id, _outcome(paid), paid.reason, paid.payout_sats or 0)
+    return int(paid.status != SubmissionStatus.PENDING)
 
 
 def _reason_of(exc: Exception) -> RejectReason:

@@ -36,6 +36,11 @@ class BountyPublic(BaseModel):
     attestor_pubkey: str | None  # vetted: the co-signer's public key, as written in the contract
     judge_sha256: str | None  # vetted: the policy hash of the judge the bounty was published with
     vetting_policy: dict[str, Any] | None = None  # vetted: the judge's hashes and thresholds, the quotas
+    shape: str = "chain"  # "chain": one contract output re-created by each paid image; "pool": prize outputs
+    prizes: int | None = None  # pool: the most prizes kept live at once
+    live_prizes: int | None = None  # pool: prizes on chain now (free, or being claimed)
+    reserve_sats: int | None = None  # pool: the owner's reserve, which pays for new prizes
+    owner_transactions: int | None = None  # pool: deploy, refills, top-ups, redeploys, withdrawal so far
 
 
 class BountyMigrated(BountyPublic):

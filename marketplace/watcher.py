@@ -6,6 +6,11 @@ made directly on-chain by anyone count like ours. Blocks confirm submissions (an
 the workers once `min_confirmations` deep); removed blocks unconfirm them; transactions a reorg
 drops are marked orphaned, lose their payout row and give the contract back its previous output.
 
+Pool bounties (marketplace.pools) are booked the same way: a spend of a prize is a claim
+(`pool_ledger.book_claim`) or, by the owner path, part of an owner transaction (`pool_ledger.adopt_move`), as
+is a spend of a pool's reserve; a dropped one is undone (`pool_ledger.undo_drop`). After each step the keeper
+(`pools.keep_pools`) creates prizes where a pool runs low.
+
 The cursor is stored in the same database transaction as the effects of the events it covers,
 so a restart resumes exactly where the books stop: nothing missed, nothing counted twice.
 """
@@ -34,13 +39,18 @@ from marketplace.chain import (
 )
 from marketplace.errors import BountyClosed
 from marketplace.ledger import record_migration, record_spend
+from marketplace.pool_ledger import UNSPENT, adopt_move, book_claim, undo_drop
+from marketplace.pools import keep_pools
 from marketplace.runtime import Runtime
 from marketplace.schema import (
+    Bounty,
+    BountyShape,
     BountyStatus,
     Deployment,
     DeploymentStatus,
     ModelVersion,
     Payout,
+    Prize,
     RejectReason,
     Submission,
     SubmissionSource,
@@ -55,10 +65,12 @@ UNSETTLED = (SubmissionStatus.BROADCAST, SubmissionStatus.SEEN)
 
 class Watcher:
     def __init__(self, rt: Runtime, on_confirmed: Callable[[int], None] | None = None,
-                 on_block: Callable[[], object] | None = None) -> None:
+                 on_block: Callable[[], object] | None = None, keep: bool = True) -> None:
         """`on_confirmed(submission_id)` runs after the commit that confirmed it (the workers' hand-off);
-        `on_block()` after each block (the API's queued submissions go out then)."""
+        `on_block()` after each block (the API's queued submissions go out then); `keep`: stock the pools after
+        each step (it signs with the operator key, which the watcher's process holds)."""
         self.rt = rt
+        self.keep = keep
         self.on_confirmed = on_confirmed
         self.on_block = on_block
         self._watched: set[tuple[str, int]] = set()  # live contract outputs the chain was asked to watch
@@ -70,7 +82,8 @@ class Watcher:
         the watcher books moves a contract to a new output, watched from the next step on."""
         outputs = select(Deployment.current_txid, Deployment.current_vout).where(
             Deployment.status == DeploymentStatus.ACTIVE)
-        live = {(txid, vout) for txid, vout in session.execute(outputs)}
+        prizes = select(Prize.txid, Prize.vout).where(Prize.status.in_(UNSPENT))
+        live = {(txid, vout) for txid, vout in [*session.execute(outputs), *session.execute(prizes)]}
         for txid, vout in live - self._watched:
             self.rt.chain.watch(txid, vout)
         self._watched = live
@@ -96,6 +109,8 @@ class Watcher:
                 self.on_confirmed(submission_id)
         if blocks and self.on_block is not None:
             self.on_block()
+        if self.keep:
+            keep_pools(self.rt)
         return len(events)
 
     def run_forever(self, stop: threading.Event, interval: float = 1.0) -> None:
@@ -134,7 +149,27 @@ class Watcher:
         return []
 
     def _book(self, session: Session, tx: Transaction) -> None:
+        owner_moves: set[int] = set()  # pool bounties whose prizes or reserve the owner spent here
         for index, tx_input in enumerate(tx.inputs):
+            outpoint = (tx_input.source_txid, tx_input.source_output_index)
+            if outpoint[0] == NULL_TXID:  # a faucet or coinbase input spends nothing
+                continue
+            prize = session.scalar(select(Prize).where(Prize.txid == outpoint[0], Prize.vout == outpoint[1]))
+            if prize is not None:
+                claim = book_claim(session, self.rt, prize, tx, index, SubmissionSource.CHAIN, SubmissionStatus.SEEN)
+                if claim is None:
+                    owner_moves.add(prize.bounty_id)
+                else:
+                    log.info("chain event: claim txid=%s bounty=%d submission=%d digit=%d margin=%d", tx.txid(),
+                             prize.bounty_id, claim.id, claim.predicted_label, claim.margin)
+                continue
+            reserve_of = session.scalar(select(Deployment.bounty_id).join(Bounty).where(
+                Bounty.shape == BountyShape.POOL, Deployment.status == DeploymentStatus.ACTIVE,
+                Deployment.current_satoshis > 0, Deployment.current_txid == outpoint[0],
+                Deployment.current_vout == outpoint[1]))
+            if reserve_of is not None:
+                owner_moves.add(reserve_of)
+                continue
             deployment = self._deployment_spent_by(session, tx_input.source_txid, tx_input.source_output_index)
             if deployment is None:
                 continue
@@ -144,12 +179,17 @@ class Watcher:
             else:
                 log.info("chain event: spend txid=%s bounty=%d submission=%d digit=%d margin=%d", tx.txid(),
                          deployment.bounty_id, row.id, row.predicted_label, row.margin)
+        for bounty_id in sorted(owner_moves):
+            bounty = session.get(Bounty, bounty_id)
+            assert bounty is not None
+            adopt_move(session, self.rt, bounty, tx)
 
     def _deployment_spent_by(self, session: Session, txid: str, vout: int) -> Deployment | None:
         """The deployment whose contract script locks output txid:vout, if any."""
         if txid == NULL_TXID:  # a faucet or coinbase input spends nothing
             return None
-        at = session.scalar(select(Deployment).where(Deployment.current_txid == txid, Deployment.current_vout == vout)
+        chain_shape = select(Deployment).join(Bounty).where(Bounty.shape == BountyShape.CHAIN)  # pools: `_book`
+        at = session.scalar(chain_shape.where(Deployment.current_txid == txid, Deployment.current_vout == vout)
                             .order_by(Deployment.version.desc()))
         if at is not None:
             return at
@@ -157,7 +197,7 @@ class Watcher:
         if source is None or vout >= len(source.outputs):
             return None
         script_hash = hashlib.sha256(source.outputs[vout].locking_script.serialize()).hexdigest()
-        return session.scalar(select(Deployment).where(Deployment.locking_script_sha256 == script_hash)
+        return session.scalar(chain_shape.where(Deployment.locking_script_sha256 == script_hash)
                               .order_by(Deployment.version.desc()))
 
     def _owner_spend(self, session: Session, deployment: Deployment, tx: Transaction) -> None:
@@ -239,6 +279,7 @@ class Watcher:
             log.warning("chain event: dropped txid=%s bounty=%d submission=%d (orphaned, never paid)", txid,
                         row.bounty_id, row.id)
         session.flush()
+        undo_drop(session, self.rt, txid)
 
     def _rewind(self, deployment: Deployment) -> None:
         """The contract's live output after a drop: whatever unspent output its script still has."""

@@ -8,15 +8,18 @@ file's path between processes instead.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from bsv import P2PKH, PrivateKey, Transaction, TransactionOutput
+from bsv.curve import curve
 
 from contracts.bounty import BountyContract
-from contracts.transactions import DEFAULT_FEE_RATE, Utxo, address_pkh, deploy, migrate, pay, withdraw
+from contracts.pool import PoolContract
+from contracts.transactions import DEFAULT_FEE_RATE, Utxo, address_pkh, deploy, migrate, pay, pool_move, withdraw
 from marketplace.chain._keys import key_from_env, key_from_file, new_key_file
 from marketplace.chain.base import Chain
 from marketplace.chain.errors import WalletError
@@ -107,6 +110,28 @@ class Wallet:
         coins = self.select(self.utxos(chain), top_up, len(successor.lock().serialize()), fee_rate) if top_up else []
         return migrate(contract, utxo, self._key, successor, coins, self._key, self.address, fee_rate,
                        top_up=top_up)
+
+    # -- prize pools ------------------------------------------------------------------------------
+
+    def _reserve_key(self, bounty_id: int) -> PrivateKey:
+        """A pool bounty's reserve key, derived from the operator key (nothing more to keep secret): a P2PKH
+        address of its own, so the wallet's coin selection never spends a bounty's reserve."""
+        seed = hashlib.sha256(b"digit-bounty pool reserve" + self._key.serialize() + bounty_id.to_bytes(8, "big"))
+        return PrivateKey(int.from_bytes(seed.digest(), "big") % (curve.n - 1) + 1, network=self._key.network)
+
+    def reserve_address(self, bounty_id: int) -> str:
+        return str(self._reserve_key(bounty_id).address())
+
+    def build_pool_move(self, chain: Chain, bounty_id: int, *, pool: PoolContract | None = None, count: int = 0,
+                        prizes: Sequence[tuple[PoolContract, Utxo]] = (), reserve: Utxo | None = None,
+                        add: int = 0, withdraw: bool = False, fee_rate: int = DEFAULT_FEE_RATE) -> Transaction:
+        """An owner transaction of pool bounty `bounty_id` (contracts.transactions.pool_move): `add` sats from this
+        wallet, `count` new prizes of `pool`, the rest to the bounty's reserve (to this wallet if `withdraw`)."""
+        coins = self.select(self.utxos(chain), add, P2PKH_OUTPUT_BYTES, fee_rate) if add else []
+        return pool_move(self.address if withdraw else self.reserve_address(bounty_id), pool=pool, count=count,
+                         prizes=prizes, owner_key=self._key, reserve=reserve,
+                         reserve_key=self._reserve_key(bounty_id), coins=coins, wallet_key=self._key, add=add,
+                         change_to=self.address, fee_rate=fee_rate)
 
     def fund_from_faucet(self, chain: LocalChain, amount: int) -> str:
         """Development only: pay `amount` sats to this wallet out of the local chain's faucet."""

@@ -24,7 +24,7 @@ from marketplace.bounties import create_bounty
 from marketplace.cli.embedded import embedded_services
 from marketplace.errors import ServiceError
 from marketplace.runtime import open_runtime
-from marketplace.schema import BountyMode, Deployment, RetrainRun, RetrainStatus, TrainingImage
+from marketplace.schema import BountyMode, BountyShape, Deployment, RetrainRun, RetrainStatus, TrainingImage
 from marketplace.settings import Settings
 from model.data import load_mnist
 from model.reference import classify
@@ -33,7 +33,7 @@ Say = Callable[[str], None]
 
 
 def run_demo(home: Path, say: Say, digit: int = 7, payout: int = 500, budget: int = 200_000, per_round: int = 8,
-             port: int = 0, timeout: float = 300.0) -> dict[str, Any]:
+             port: int = 0, timeout: float = 300.0, shape: BountyShape = BountyShape.POOL) -> dict[str, Any]:
     started = time.monotonic()
     settings = Settings(_env_file=None, home=home, block_interval=1.0, min_confirmations=1, retrain_fast=True,  # type: ignore[call-arg]
                         retrain_tolerance=0.005, retrain_class_tolerance=0.02, rate_limit_per_minute=10_000,
@@ -41,8 +41,8 @@ def run_demo(home: Path, say: Say, digit: int = 7, payout: int = 500, budget: in
     rt = open_runtime(settings)
     say(f"fresh BOUNTY_HOME {home}; embedded dev chain, SQLite, in-process workers")
     say("a vetted bounty: building the MNIST novelty index once (about 30 s the first time)")
-    bounty = create_bounty(rt, [digit], payout, budget, mode=BountyMode.VETTED)
-    say(f"bounty {bounty.id} (vetted): {payout} sats per {digit}, {budget} sats in contract {bounty.contract_txid}")
+    bounty = create_bounty(rt, [digit], payout, budget, mode=BountyMode.VETTED, shape=shape, prizes=per_round)
+    say(f"bounty {bounty.id} (vetted, {shape}): {payout} sats per {digit}, {budget} sats in {bounty.contract_txid}")
     app = create_app(rt, background=True, start_background=embedded_services)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="demo-api", daemon=True)
@@ -82,6 +82,7 @@ def run_demo(home: Path, say: Say, digit: int = 7, payout: int = 500, budget: in
         persisted = session.scalar(select(func.count(TrainingImage.id))) or 0
         run = session.scalar(select(RetrainRun).order_by(RetrainRun.id.desc()))
         summary = {
+            "shape": str(shape),
             "accepted": tally["accepted"],
             "rejected": tally["rejected"],
             "payout_sats": payout,
@@ -91,6 +92,7 @@ def run_demo(home: Path, say: Say, digit: int = 7, payout: int = 500, budget: in
             "contract_txids": [d.deploy_txid for d in deployments],
             "retrain": str(run.status) if run else None,
             "remaining_sats": view["remaining_sats"],
+            "fees_spent_sats": view["fees_spent_sats"],
             "elapsed_s": round(time.monotonic() - started, 1),
         }
     rt.close()

@@ -11,6 +11,11 @@ import typer
 from marketplace.cli._output import JsonOption, emit, emit_rows, fail, friendly
 
 
+class Shape(StrEnum):  # marketplace.schema.BountyShape, named here so that `bounty --help` imports no database code
+    POOL = "pool"
+    CHAIN = "chain"
+
+
 class ExportFormat(StrEnum):
     JSON = "json"
     CSV = "csv"
@@ -43,12 +48,18 @@ def create(
     appeal_gap: Annotated[int | None, typer.Option(min=0, help="Vetted: how far an appeal's digit may trail the "
                                                                "classifier's first choice (default: the settings').")
                           ] = None,
+    shape: Annotated[Shape, typer.Option(help="pool: prize outputs claimed side by side, the classifier's bytes "
+                                              "paid once per image; chain: one contract output re-created by "
+                                              "each paid image.")] = Shape.POOL,
+    prizes: Annotated[int | None, typer.Option(min=1, max=500, help="Pool: the most prizes kept live at once "
+                                                                   "(default: the settings' pool_prizes).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Deploy and fund a bounty from the operator wallet (the dev chain's faucet funds it when needed).
 
     By default the bounty is vetted: each payment also needs the attestor's signature, given after the image
-    passed the novelty check, the independent judge and the quotas. `--open` keeps the unvetted contract."""
+    passed the novelty check, the independent judge and the quotas. `--open` keeps the unvetted contract.
+    By default it is a prize pool (see the README's figures for why); `--shape chain` is the covenant."""
     from marketplace.bounties import create_bounty
     from marketplace.errors import InvalidRequest
 
@@ -56,16 +67,18 @@ def create(
         raise InvalidRequest("every --digit must be 0..9")
     within_supply(payout, "--payout")
     within_supply(budget, "--budget")
-    from marketplace.schema import BountyMode
+    from marketplace.schema import BountyMode, BountyShape
 
     mode = BountyMode.OPEN if open_ else BountyMode.VETTED
-    created = create_bounty(_runtime(), digit, payout, budget, margin, max_fee, mode, appeal_gap)
+    created = create_bounty(_runtime(), digit, payout, budget, margin, max_fee, mode, appeal_gap,
+                            BountyShape(shape.value), prizes)
     emit(created.model_dump(), as_json, f"bounty created: {_cost(created)}")
 
 
 def fund(bounty_id: Annotated[int, typer.Argument()], amount: Annotated[int, typer.Argument(min=1)],
          as_json: JsonOption = False) -> None:
-    """Add AMOUNT sats: the contract migrates into an identical one holding more."""
+    """Add AMOUNT sats: a chain bounty's contract migrates into an identical one holding more; a pool's
+    reserve grows."""
     from marketplace.bounties import fund_bounty
 
     within_supply(amount, "AMOUNT")
@@ -135,7 +148,14 @@ def _cost(view: Any) -> str:
     """What one paid image costs a bounty and how many its balance pays for, in a sentence."""
     return (f"each paid image costs up to {view.cost_sats_per_image:,} sats ({view.payout_sats:,} payout + up to "
             f"{view.fee_sats_per_image:,} fee); the balance of {view.remaining_sats:,} sats pays for "
-            f"{view.images_left:,} more; fees spent so far {view.fees_spent_sats:,} sats")
+            f"{view.images_left:,} more; fees spent so far {view.fees_spent_sats:,} sats" + _pool(view))
+
+
+def _pool(view: Any) -> str:
+    if view.shape != "pool":
+        return ""
+    return (f"; a pool of {view.live_prizes} live prizes (at most {view.prizes}) and a reserve of "
+            f"{view.reserve_sats:,} sats, which pays each new prize's payout, claim fee and creation fee")
 
 
 def register(app: typer.Typer) -> None:

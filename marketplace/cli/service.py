@@ -60,7 +60,9 @@ def daemon(interval: Annotated[float, typer.Option(min=0.05, help="Seconds betwe
 
 def demo(home: Annotated[str | None, typer.Option(help="A fresh directory for the demo's state "
                                                        "(default: a new temporary one).")] = None,
-         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary.")] = False) -> None:
+         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary.")] = False,
+         shape: Annotated[str, typer.Option(help="The bounty's shape: pool (the default) or chain.")] = "pool",
+         ) -> None:
     """The whole loop on the embedded default: fund, submit, confirm, keep, retrain, redeploy, submit again."""
     import json
     import tempfile
@@ -68,11 +70,14 @@ def demo(home: Annotated[str | None, typer.Option(help="A fresh directory for th
 
     from marketplace.cli.demo import run_demo
     from marketplace.errors import InvalidRequest
+    from marketplace.schema import BountyShape
 
+    if shape not in ("pool", "chain"):
+        raise InvalidRequest(f"--shape is pool or chain, not {shape!r}")
     where = Path(home) if home else Path(tempfile.mkdtemp(prefix="digit-bounty-demo-"))
     if where.exists() and any(where.iterdir()):
         raise InvalidRequest(f"{where} is not empty: the demo starts from a fresh BOUNTY_HOME")
-    summary = run_demo(where, say=lambda line: typer.echo(f"demo: {line}", err=True))
+    summary = run_demo(where, say=lambda line: typer.echo(f"demo: {line}", err=True), shape=BountyShape(shape))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:

@@ -46,7 +46,7 @@ from tests.support.databases import reset_schema
 PIXELS = bytes(range(256)) * 3 + bytes(range(16))  # every byte value, 784 in all
 TXID = "ab" * 32
 APP_TABLES = {"models", "bounties", "deployments", "submissions", "payouts", "retrain_runs", "watcher_state",
-              "training_images"}
+              "training_images", "prizes", "pool_moves"}
 
 
 @pytest.fixture(autouse=True)
@@ -88,12 +88,12 @@ def app_tables(url: str) -> set[str]:
 
 def test_migrations_go_up_down_and_up_again(url: str) -> None:
     assert migrate.current(url) is None
-    assert migrate.upgrade(url) == migrate.head() == "0003"
+    assert migrate.upgrade(url) == migrate.head() == "0004"
     assert app_tables(url) == APP_TABLES
-    assert migrate.upgrade(url) == "0003"  # a second upgrade changes nothing
+    assert migrate.upgrade(url) == "0004"  # a second upgrade changes nothing
     assert migrate.downgrade(url, "base") is None
     assert app_tables(url) == set()
-    assert migrate.upgrade(url, "head") == migrate.current(url) == "0003"
+    assert migrate.upgrade(url, "head") == migrate.current(url) == "0004"
     assert app_tables(url) == APP_TABLES
 
 
@@ -122,7 +122,7 @@ def test_upgrading_a_database_with_data_keeps_every_row_and_its_references(url: 
             conn.execute(text("INSERT INTO training_images (id, spend_key, submission_id, bounty_id, label, pixels, "
                               "pixels_sha256, review, holdout) VALUES (1, 'k', 1, 1, 7, :p, :h, 'pending', false)"),
                          {"p": PIXELS, "h": "0" * 64})
-        assert migrate.upgrade(url) == "0003"
+        assert migrate.upgrade(url) == "0004"
         with Session(engine) as session:
             bounty = session.get(Bounty, 1)
             row = session.get(Submission, 1)
@@ -136,7 +136,7 @@ def test_upgrading_a_database_with_data_keeps_every_row_and_its_references(url: 
             session.rollback()
         with pytest.raises(DatabaseError, match="refused a migration"):  # a row 0002 cannot hold: nothing changes
             migrate.downgrade(url, "0002")
-        assert migrate.current(url) == "0003"
+        assert migrate.current(url) == "0004"
         with engine.begin() as conn:
             conn.execute(text("UPDATE submissions SET status = 'confirmed', reason = NULL"))
         assert migrate.downgrade(url, "0002") == "0002"
@@ -156,7 +156,7 @@ def test_the_migrations_build_exactly_the_models(engine: Engine) -> None:
                                                                    compile_kwargs={"literal_binds": True})))
                 for table in Base.metadata.tables.values()
                 for check in table.constraints if isinstance(check, CheckConstraint)}
-    assert len(declared) == 29 and reflected == declared
+    assert len(declared) == 36 and reflected == declared
 
 
 def _tokens(sql: str) -> tuple[frozenset[str], frozenset[str]]:
@@ -379,10 +379,10 @@ def test_the_cli_migrates_the_configured_database(url: str, tmp_path: Path, monk
         result: dict[str, Any] = json.loads(done.stdout)
         return result
 
-    assert bounty("current") | {"database": ""} == {"database": "", "revision": None, "head": "0003",
+    assert bounty("current") | {"database": ""} == {"database": "", "revision": None, "head": "0004",
                                                       "up_to_date": False}
     assert bounty("upgrade")["up_to_date"] is True
-    assert bounty("current")["revision"] == "0003"
+    assert bounty("current")["revision"] == "0004"
     assert bounty("downgrade", "base")["revision"] is None
     refused = runner.invoke(app, ["db", "upgrade", "--revision", "nope"])
     assert refused.exit_code == 1 and refused.stderr.startswith("error: ") and "'nope'" in refused.stderr

@@ -74,14 +74,16 @@ def test_the_cli_shows_the_cost_and_refuses_a_budget_that_cannot_pay_one_image(
 
     get_settings.cache_clear()
     runner = CliRunner()
-    refused = runner.invoke(cli, ["create", "--digit", "7", "--payout", "500", "--budget", "1000", "--open"])
+    refused = runner.invoke(cli, ["create", "--digit", "7", "--payout", "500", "--budget", "1000", "--open",
+                                    "--shape", "chain"])
     assert refused.exit_code == 1 and "Traceback" not in refused.output
     assert refused.stderr.startswith("error: a budget of 1,000 sats cannot pay one image: each costs the 500-sat "
                                      "payout plus up to ") and refused.stderr.count("\n") == 1
     too_low = runner.invoke(cli, ["create", "--digit", "7", "--payout", "500", "--budget", "40000", "--open",
-                                  "--max-fee", "3000"])  # below any real spend's fee: no image could be paid
+                                  "--max-fee", "3000", "--shape", "chain"])  # below any real spend's fee: no image could be paid
     assert too_low.exit_code == 1 and too_low.stderr.startswith("error: a maximum fee of 3,000 sats is below the ")
-    created = runner.invoke(cli, ["create", "--digit", "7", "--payout", "500", "--budget", "40000", "--open"])
+    created = runner.invoke(cli, ["create", "--digit", "7", "--payout", "500", "--budget", "40000", "--open",
+                                  "--shape", "chain"])
     assert created.exit_code == 0, created.output
     assert created.stdout.startswith("bounty created: each paid image costs up to ")
     assert "the balance of 40,000 sats pays for 4 more" in created.stdout

@@ -4,7 +4,6 @@ migration from the chain finds its model without compiling a contract for every 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from marketplace.schema import Bounty, BountyStatus, Deployment, ModelVersion
 from marketplace.settings import Settings
 from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
+from tests.support.models import register_variants
 
 PAYOUT = 500
 
@@ -28,19 +28,6 @@ def rt(tmp_path: Path) -> Iterator[Runtime]:
     runtime = open_runtime(Settings(_env_file=None, home=tmp_path / "home"))  # type: ignore[call-arg]
     yield runtime
     runtime.close()
-
-
-def register_variants(rt: Runtime, shipped: ModelArtifact, where: Path, count: int) -> list[int]:
-    """Models a little different from the shipped one (digit 0's bias k higher), each its own script: versions
-    2, 3, ..."""
-    ids = []
-    with rt.session() as session:
-        for k in range(1, count + 1):
-            b2 = shipped.integer.b2.copy()
-            b2[0] += k
-            variant = replace(shipped, integer=replace(shipped.integer, b2=b2), parent_sha256=shipped.weights_sha256)
-            ids.append(rt.register_model(session, variant.save(where / f"variant-{k}")).id)
-    return ids
 
 
 def test_a_redeploy_names_a_registered_model_and_the_watcher_compiles_only_what_the_output_could_be(

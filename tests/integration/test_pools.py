@@ -1,0 +1,305 @@
+"""Pool bounties as operators and submitters use them (marketplace.pools): prizes handed out to concurrent
+claims, claims made directly on chain, the keeper's refills, top-ups, withdrawals, redeploys and reorgs, with
+the books checked to the satoshi against the chain after each, on SQLite and on this machine's PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bsv import Network, PrivateKey
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from contracts.fees import fee_for
+from contracts.transactions import Utxo
+from contracts.transactions import claim as build_claim
+from marketplace.api import create_app
+from marketplace.bounties import create_bounty, fund_bounty, redeploy, withdraw_bounty
+from marketplace.pool_ledger import UNSPENT, input_values, pool_totals, prize_utxo, reserve_utxo
+from marketplace.pools import keep_pools, live_pool
+from marketplace.runtime import Runtime
+from marketplace.schema import (
+    Bounty,
+    BountyMode,
+    BountyShape,
+    PoolMove,
+    Prize,
+    PrizeStatus,
+    Submission,
+    SubmissionSource,
+    SubmissionStatus,
+)
+from marketplace.watcher import Watcher
+from model.artifact import ModelArtifact
+from model.data import Mnist
+from model.reference import classify
+from tests.support.models import register_variants
+from tests.support.settings import runtime_on
+
+USER = PrivateKey(7101, network=Network.TESTNET)
+OUTSIDER = PrivateKey(7102, network=Network.TESTNET)
+PAYOUT = 500
+
+
+@pytest.fixture(scope="module")
+def digits(sevens: np.ndarray, shipped: ModelArtifact, mnist: Mnist) -> dict[str, np.ndarray]:
+    x = mnist.x_test.reshape(-1, 784)
+    labels, _ = classify(shipped.integer, x)
+    return {"sevens": sevens, "others": x[labels != 7]}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def rt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
+    runtime = runtime_on(request.param, request, tmp_path, pool_wait_seconds=20.0, novelty_index_mnist_test=False,
+                         quota_per_payee_per_hour=0, quota_per_client_per_hour=0)
+    yield runtime
+    runtime.close()
+
+
+def client(rt: Runtime) -> TestClient:
+    return TestClient(create_app(rt, background=False))
+
+
+def post(api: TestClient, bounty_id: int, pixels: np.ndarray, address: str = USER.address()) -> dict:
+    response = api.post(f"/bounties/{bounty_id}/submissions", json={"pixels": pixels.tolist(), "address": address})
+    return {**response.json(), "code": response.status_code}
+
+
+def settle(rt: Runtime, blocks: int = 1) -> None:
+    """The watcher reads everything (and stocks the pools), a block is mined, and it reads again."""
+    watcher = Watcher(rt)
+    while watcher.run_once():
+        pass
+    assert rt.local_chain is not None
+    rt.local_chain.mine(blocks)
+    while watcher.run_once():
+        pass
+
+
+def pool(rt: Runtime, prizes: int = 4, budget: int = 200_000, mode: BountyMode = BountyMode.OPEN) -> int:
+    return create_bounty(rt, [7], PAYOUT, budget, mode=mode, shape=BountyShape.POOL, prizes=prizes).id
+
+
+def books(rt: Runtime, bounty_id: int) -> None:
+    """What the wallet put in, less what withdrawals took back, is the reserve plus the live prizes plus the
+    payouts plus every fee, to the satoshi; each live prize and the reserve are unspent on chain with the value
+    booked; every fee is exactly what the transaction's size costs at the rate (a claim: its allowance)."""
+    with rt.session() as session:
+        bounty = session.get(Bounty, bounty_id)
+        assert bounty is not None
+        t = pool_totals(session, bounty)
+        assert bounty.budget_sats - t.withdrawn == t.reserve + t.live_value + t.payouts + t.claim_fees + t.owner_fees
+        live = list(session.scalars(select(Prize).where(Prize.bounty_id == bounty_id, Prize.status.in_(UNSPENT))))
+        for prize in live:
+            assert rt.chain.spender_of(prize.txid, prize.vout) is None
+            assert prize_utxo(rt, prize).satoshis == prize.satoshis
+        assert t.live_prizes == len(live)
+        for move in session.scalars(select(PoolMove).where(PoolMove.bounty_id == bounty_id,
+                                                           PoolMove.dropped.is_(False))):
+            tx = rt.chain.get_transaction(move.txid)
+            assert tx is not None
+            assert move.fee_sats == sum(input_values(rt, tx)) - sum(o.satoshis for o in tx.outputs)
+            assert move.fee_sats <= fee_for(tx.byte_length(), rt.settings.fee_rate) + fee_for(34, rt.settings.fee_rate)
+            assert move.fee_sats >= fee_for(tx.byte_length(), rt.settings.fee_rate)
+        active = live_pool(session, bounty_id)[1] if bounty.status == "active" else None
+        if active is not None and active.current_satoshis:
+            reserve = reserve_utxo(rt, active)
+            assert reserve is not None and reserve.satoshis == t.reserve
+            assert rt.chain.spender_of(reserve.txid, reserve.vout) is None
+        paid = list(session.scalars(select(Submission).where(Submission.bounty_id == bounty_id,
+                                                             Submission.source == SubmissionSource.API,
+                                                             Submission.status != SubmissionStatus.ORPHANED,
+                                                             Submission.txid.is_not(None))))
+        for row in paid:
+            assert row.payout is not None and row.payout.satoshis == PAYOUT
+            assert row.payout.fee_sats == bounty.max_fee_sats  # the prize's allowance, all of it
+
+
+def prizes_of(rt: Runtime, bounty_id: int) -> dict[str, int]:
+    with rt.session() as session:
+        rows = session.execute(select(Prize.status, func.count(Prize.id)).where(Prize.bounty_id == bounty_id)
+                               .group_by(Prize.status))
+        return {str(status): int(count) for status, count in rows}
+
+
+def test_a_pool_pays_accepted_images_from_its_prizes_and_refuses_others(rt: Runtime,
+                                                                       digits: dict[str, np.ndarray]) -> None:
+    bounty_id = pool(rt, prizes=4)
+    api = client(rt)
+    view = api.get(f"/bounties/{bounty_id}").json()
+    assert view["shape"] == "pool" and view["live_prizes"] == 4 and view["prizes"] == 4
+    assert view["cost_sats_per_image"] < 6_000  # the classifier's bytes are paid once per prize, not twice
+    accepted = [post(api, bounty_id, image) for image in digits["sevens"][:3]]
+    refused = post(api, bounty_id, digits["others"][0])
+    assert [a["code"] for a in accepted] == [202] * 3 and len({a["txid"] for a in accepted}) == 3
+    assert refused["code"] == 422 and refused["refusal"]["predicted"] != 7
+    claim = rt.chain.get_transaction(accepted[0]["txid"])
+    assert claim is not None and claim.byte_length() < 1_500 and len(claim.inputs) == 1
+    settle(rt)
+    receipt = api.get(f"/submissions/{accepted[0]['id']}").json()
+    assert receipt["status"] == "confirmed" and receipt["payout_sats"] == PAYOUT
+    after = api.get(f"/bounties/{bounty_id}").json()
+    assert after["accepted_count"] == 3 and after["paid_sats"] == 3 * PAYOUT
+    assert after["live_prizes"] >= 2  # the keeper stocked the pool again
+    books(rt, bounty_id)
+
+
+def test_concurrent_claims_each_take_their_own_prize(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty_id = pool(rt, prizes=24, budget=400_000)
+    api = client(rt)
+    images = digits["sevens"][:20]
+    with ThreadPoolExecutor(max_workers=8) as threads:
+        results = list(threads.map(lambda image: post(api, bounty_id, image), images))
+    assert [r["code"] for r in results] == [202] * 20
+    assert len({r["txid"] for r in results}) == 20
+    assert prizes_of(rt, bounty_id) == {"claimed": 20, "live": 4}
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_claim_made_directly_on_chain_is_booked_and_a_racing_submission_takes_another_prize(
+        rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty_id = pool(rt, prizes=3)
+    with rt.session() as session:
+        deployment = live_pool(session, bounty_id)[1]
+        first = session.scalar(select(Prize).where(Prize.bounty_id == bounty_id).order_by(Prize.id).limit(1))
+        assert first is not None
+        contract, utxo, first_id = rt.pool(deployment), prize_utxo(rt, first), first.id
+    # an outsider claims the first prize; the service hands the same prize out before the watcher saw it
+    direct = build_claim(contract, utxo, digits["sevens"][5], OUTSIDER.address(), rt.settings.fee_rate)
+    rt.chain.broadcast(direct)
+    paid = post(client(rt), bounty_id, digits["sevens"][6])
+    assert paid["code"] == 202 and paid["txid"] != direct.txid()
+    settle(rt)
+    with rt.session() as session:
+        outsider = session.scalar(select(Submission).where(Submission.txid == direct.txid()))
+        assert outsider is not None and outsider.source == SubmissionSource.CHAIN
+        assert outsider.recipient_address == OUTSIDER.address() and outsider.payout is not None
+        assert session.get(Prize, first_id).status == PrizeStatus.CLAIMED  # type: ignore[union-attr]
+    books(rt, bounty_id)
+
+
+def test_top_up_withdraw_and_the_books(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty_id = pool(rt, prizes=3, budget=60_000)
+    api = client(rt)
+    assert post(api, bounty_id, digits["sevens"][0])["code"] == 202
+    before = api.get(f"/bounties/{bounty_id}").json()
+    topped = fund_bounty(rt, bounty_id, 25_000)
+    assert topped.budget_sats == 85_000 and topped.reserve_sats is not None
+    assert topped.reserve_sats > (before["reserve_sats"] or 0) + 24_000
+    books(rt, bounty_id)
+    settle(rt)
+    live_value = prizes_of(rt, bounty_id)
+    wallet_before = rt.wallet.balance(rt.chain)
+    withdrawn = withdraw_bounty(rt, bounty_id)
+    assert withdrawn.status == "withdrawn" and live_value.get("live", 0) >= 1
+    assert rt.wallet.balance(rt.chain) == wallet_before + withdrawn.withdrawn_sats
+    assert prizes_of(rt, bounty_id).get("live", 0) == 0
+    assert post(api, bounty_id, digits["sevens"][1])["code"] == 409
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_the_keeper_refills_from_the_reserve_in_batches(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty_id = pool(rt, prizes=6, budget=300_000)
+    api = client(rt)
+    for image in digits["sevens"][:5]:
+        assert post(api, bounty_id, image)["code"] == 202
+    assert prizes_of(rt, bounty_id) == {"claimed": 5, "live": 1}
+    assert keep_pools(rt) == 4  # five claims in the last minute: five live
+    with rt.session() as session:
+        moves = [m.kind for m in session.scalars(select(PoolMove).where(PoolMove.bounty_id == bounty_id))]
+    assert moves == ["deploy", "refill"]
+    assert prizes_of(rt, bounty_id)["live"] == 5
+    assert keep_pools(rt) == 0  # stocked: nothing to do
+    books(rt, bounty_id)
+
+
+def test_a_reorg_that_drops_a_claim_gives_the_prize_back(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty_id = pool(rt, prizes=3)
+    paid = post(client(rt), bounty_id, digits["sevens"][0])
+    settle(rt)
+    claim_tx = rt.chain.get_transaction(paid["txid"])
+    assert claim_tx is not None
+    with rt.session() as session:
+        prize = session.scalar(select(Prize).where(Prize.spent_txid == paid["txid"]))
+        assert prize is not None
+        deployment = live_pool(session, bounty_id)[1]
+        contract, utxo = rt.pool(deployment), prize_utxo(rt, prize)
+    # the competing chain holds an outsider's claim of the same prize instead
+    rival = build_claim(contract, utxo, digits["sevens"][9], OUTSIDER.address(), rt.settings.fee_rate)
+    assert rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=[rival])
+    settle(rt)
+    with rt.session() as session:
+        ours = session.scalar(select(Submission).where(Submission.txid == paid["txid"]))
+        theirs = session.scalar(select(Submission).where(Submission.txid == rival.txid()))
+        assert ours is not None and ours.status == SubmissionStatus.ORPHANED and ours.payout is None
+        assert theirs is not None and theirs.status == SubmissionStatus.CONFIRMED and theirs.payout is not None
+    books(rt, bounty_id)
+
+
+def test_a_reorg_that_drops_a_refill_takes_its_prizes_away(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty_id = pool(rt, prizes=4, budget=300_000)
+    api = client(rt)
+    for image in digits["sevens"][:3]:
+        assert post(api, bounty_id, image)["code"] == 202
+    settle(rt)  # the keeper refilled, and the refill was mined
+    with rt.session() as session:
+        refill = session.scalar(select(PoolMove).where(PoolMove.bounty_id == bounty_id, PoolMove.kind == "refill"))
+        assert refill is not None and refill.reserve_before is not None
+        refill_txid = refill.txid
+        refilled = session.scalar(select(func.count(Prize.id)).where(Prize.txid == refill_txid))
+        deployment = live_pool(session, bounty_id)[1]
+        contract = rt.pool(deployment)
+    refill_tx = rt.chain.get_transaction(refill_txid)
+    assert refill_tx is not None and refilled
+    reserve_txid, reserve_vout, _ = refill.reserve_before.split(":")
+    source = rt.chain.get_transaction(reserve_txid)
+    assert source is not None
+    # the competing chain spends the same reserve into a single prize
+    other = rt.wallet.build_pool_move(rt.chain, bounty_id, pool=contract, count=1,
+                                      reserve=Utxo.of(source, int(reserve_vout)), fee_rate=rt.settings.fee_rate)
+    assert rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=[other])
+    watcher = Watcher(rt, keep=False)
+    while watcher.run_once():
+        pass
+    with rt.session() as session:
+        assert session.scalar(select(PoolMove.dropped).where(PoolMove.txid == refill_txid)) is True
+        assert session.scalar(select(func.count(Prize.id)).where(Prize.txid == refill_txid,
+                                                                 Prize.status == PrizeStatus.DROPPED)) == refilled
+        assert session.scalar(select(PoolMove.kind).where(PoolMove.txid == other.txid())) == "refill"
+    books(rt, bounty_id)
+
+
+def test_a_vetted_pool_pays_only_what_vetting_passed(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    bounty_id = pool(rt, prizes=3, mode=BountyMode.VETTED)
+    api = client(rt)
+    paid = post(api, bounty_id, digits["sevens"][40])
+    assert paid["code"] == 202, paid
+    claim_tx = rt.chain.get_transaction(paid["txid"])
+    assert claim_tx is not None and claim_tx.outputs[0].satoshis == PAYOUT
+    again = post(api, bounty_id, digits["sevens"][40], OUTSIDER.address())  # the same image, another payee
+    assert again["code"] == 422
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_redeploy_moves_the_live_prizes_to_the_new_model(rt: Runtime, digits: dict[str, np.ndarray],
+                                                          tmp_path: Path, shipped: ModelArtifact) -> None:
+    bounty_id = pool(rt, prizes=3)
+    assert post(client(rt), bounty_id, digits["sevens"][0])["code"] == 202
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    moved = redeploy(rt, bounty_id, model_id)
+    assert moved.model_version == 2 and moved.live_prizes == 2 and moved.contract_version == 2
+    assert post(client(rt), bounty_id, digits["sevens"][1])["code"] == 202
+    settle(rt)
+    books(rt, bounty_id)
+    with rt.session() as session:
+        assert session.scalar(select(func.count(Prize.id)).where(Prize.bounty_id == bounty_id,
+                                                                 Prize.status == PrizeStatus.RECLAIMED)) == 2
