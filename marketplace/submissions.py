@@ -277,8 +277,9 @@ def _pay(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
     """Build, validate and broadcast the spend on the bounty's live output (the attestor co-signs a vetted one),
     and book it. Spends of one bounty take turns; one that loses a race is rebuilt on the new tip."""
     with rt.session() as session:
-        if live(session, bounty_id)[0].shape == BountyShape.POOL:
-            return _pay_prize(rt, bounty_id, offer)
+        pool = live(session, bounty_id)[0].shape == BountyShape.POOL
+    if pool:  # outside that session: a claim holding its connection throughout ran the pool out of them
+        return _pay_prize(rt, bounty_id, offer)
     vetted = offer.row_id is not None
     with _bounty_locks[bounty_id]:
         for _attempt in range(RACE_RETRIES):
