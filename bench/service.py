@@ -35,6 +35,7 @@ fast shape's figure; a larger `--per-level` amortises it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -431,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="1,8,32")
     parser.add_argument("--per-level", type=int, default=40)
     parser.add_argument("--out", default=str(RESULTS / "service.json"))
+    parser.add_argument("--work", help="keep the homes and the processes' logs in this new directory (default: a "
+                                       "temporary one, removed afterwards)")
     args = parser.parse_args(argv)
     levels = [int(v) for v in args.levels.split(",")]
     parts = [p for p in args.parts.split(",") if p and p != "none"]
@@ -444,11 +447,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     results: dict[str, Any] = migrate(json.loads(out.read_text())) if out.exists() else {}
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
-    with tempfile.TemporaryDirectory(prefix="bounty-bench-") as tmp:
+    with contextlib.nullcontext(args.work) if args.work else tempfile.TemporaryDirectory(prefix="bounty-bench-") as tmp:
         for part in parts:
             began = time.monotonic()
             work = Path(tmp) / part
-            work.mkdir()
+            work.mkdir(parents=True)
             bench = {"embedded": bench_embedded, "stack": bench_stack}[part]
             got = bench(work, levels, args.per_level, shapes, args.prizes, say)
             kept = (results.get(part) or {}).get("shapes", {})  # the shapes this run leaves out
@@ -457,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if args.retrain:
             work = Path(tmp) / "retrain"
-            work.mkdir()
+            work.mkdir(parents=True)
             results["retrain"] = {**bench_retrain(work, say),
                                   "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     table = markdown(results)
