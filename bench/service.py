@@ -16,11 +16,13 @@ How it measures. Everything on 127.0.0.1, in a fresh temporary BOUNTY_HOME with 
 shipped model, running this checkout's code (PYTHONPATH is set for every child process; the report names
 the `marketplace` package the children import). Per shape, one open bounty for the digit 7 (payout 500
 sats), both created before the server starts and each funded for all its levels; the shapes run one after
-the other against the same processes. A pool bounty keeps at most `--prizes` (K) prizes live. K = 64 by
-default because a prize being claimed still counts as live and the keeper (after each watcher step) refills
-only when the live prizes fall to half its target (at most K): with K = 64 a refill comes while 32 are still
-live, so the 32-client level's burst of claims in flight still finds free prizes; a smaller K starves it,
-a larger one makes each refill (one transaction of up to K/2 prize outputs of ~42 KB each) bigger.
+the other against the same processes. A pool bounty keeps at most `--prizes` (K) prizes live; its deploy
+creates K. K = 64 by default: a prize being claimed still counts as live, and the keeper (after each
+watcher step: every 0.2 s in the daemon, 0.5 s embedded) refills only when the live prizes fall to half its
+target (the last minute's claims, at most K), so at full rate a refill comes once 32 are live, which the
+32-client level's claims in flight may all hold; with a smaller K they wait for prizes (in 50 ms polls, up
+to 5 s, then 409 busy). A larger K makes each refill bigger (one transaction of K minus the live prizes,
+each a ~42 KB script) and keeps more of the budget in prizes.
 Each level sends `per-level` MNIST test images the model reads as a 7 (distinct across levels and shapes
 while the set lasts) from N client threads (an httpx client
 each). A poller reads training_images every 0.1 s and notes when each submission's row appears. A block
