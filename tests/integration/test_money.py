@@ -79,8 +79,9 @@ def test_the_cli_shows_the_cost_and_refuses_a_budget_that_cannot_pay_one_image(
     assert refused.exit_code == 1 and "Traceback" not in refused.output
     assert refused.stderr.startswith("error: a budget of 1,000 sats cannot pay one image: each costs the 500-sat "
                                      "payout plus up to ") and refused.stderr.count("\n") == 1
+    # below any real spend's fee: no image could be paid
     too_low = runner.invoke(cli, ["create", "--digit", "7", "--payout", "500", "--budget", "40000", "--open",
-                                  "--max-fee", "3000", "--shape", "chain"])  # below any real spend's fee: no image could be paid
+                                  "--max-fee", "3000", "--shape", "chain"])
     assert too_low.exit_code == 1 and too_low.stderr.startswith("error: a maximum fee of 3,000 sats is below the ")
     created = runner.invoke(cli, ["create", "--digit", "7", "--payout", "500", "--budget", "40000", "--open",
                                   "--shape", "chain"])
