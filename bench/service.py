@@ -1,30 +1,47 @@
 """Service figures: accepted submissions per second end to end (HTTP in, persisted training_images row out)
-and their latency at 1, 8 and 32 concurrent clients, on the embedded default and on PostgreSQL + Redis +
-one Celery worker (+ `bounty daemon` and Celery beat, as separate processes, as tests/e2e/test_workers_e2e.py
-starts them); the resident memory of the API process (and whether TensorFlow is loaded in it) and of the
-worker; optionally (`--retrain`) the wall time of one retraining cycle with the default (non-fast) settings.
+and their latency at 1, 8 and 32 concurrent clients, for both bounty shapes side by side (a prize pool and
+the chain covenant), on the embedded default and on PostgreSQL + Redis + one Celery worker (+ `bounty daemon`
+and Celery beat, as separate processes, as tests/e2e/test_workers_e2e.py starts them); the resident memory of
+the API process (and whether TensorFlow is loaded in it) and of the worker; optionally (`--retrain`) the wall
+time of one retraining cycle with the default (non-fast) settings.
 
-    python bench/service.py [--parts embedded,stack] [--retrain] [--per-level 40] [--levels 1,8,32]
+    python bench/service.py [--parts embedded,stack] [--shapes pool,chain] [--prizes 64] [--retrain]
+                            [--per-level 40] [--levels 1,8,32]
 
-Prints a Markdown table and writes bench/results/service.json (and service.md); a run of some parts keeps
-the figures of the other parts already in the JSON file.
+Prints a Markdown table and writes bench/results/service.json (and service.md): per part (embedded, stack)
+its memory figures and, under "shapes", each shape's bounty and levels. A run of some parts or shapes keeps
+the figures of the others already in the JSON file (a file from before the shapes counts as chain figures).
 
 How it measures. Everything on 127.0.0.1, in a fresh temporary BOUNTY_HOME with a private copy of the
-shipped model. One bounty for the digit 7 (payout 500 sats), funded for every level; each level sends
-`per-level` distinct MNIST test images the model reads as a 7 from N client threads (an httpx client
+shipped model, running this checkout's code (PYTHONPATH is set for every child process; the report names
+the `marketplace` package the children import). Per shape, one open bounty for the digit 7 (payout 500
+sats), both created before the server starts and each funded for all its levels; the shapes run one after
+the other against the same processes. A pool bounty keeps at most `--prizes` (K) prizes live; its deploy
+creates K. K = 64 by default: a prize being claimed still counts as live, and the keeper (after each
+watcher step: every 0.2 s in the daemon, 0.5 s embedded) refills only when the live prizes fall to half its
+target (the last minute's claims, at most K), so at full rate a refill comes once 32 are live, which the
+32-client level's claims in flight may all hold; with a smaller K they wait for prizes (in 50 ms polls, up
+to 5 s, then 409 busy). A larger K makes each refill bigger (one transaction of K minus the live prizes,
+each a ~42 KB script) and keeps more of the budget in prizes.
+Each level sends `per-level` MNIST test images the model reads as a 7 (distinct across levels and shapes
+while the set lasts) from N client threads (an httpx client
 each). A poller reads training_images every 0.1 s and notes when each submission's row appears. A block
 is mined every second: by `bounty serve` itself when embedded (BOUNTY_BLOCK_INTERVAL=1), by this script
 on the stack (there, `bounty serve` and `bounty daemon` do not mine), and one confirmation is required
 (the default), so end-to-end latency includes waiting for the next block (0-1 s) and the watcher's poll.
-Throughput = accepted / (last row persisted - first request sent).
+Throughput = accepted / (last row persisted - first request sent), so each level also pays one block wait
+and the worker's hand-off at its end (about 1-2 s): with a few dozen images per level that tail dominates a
+fast shape's figure; a larger `--per-level` amortises it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import threading
@@ -55,6 +72,8 @@ from tests.support.processes import (  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 REDIS_DB = 11
 PAYOUT = 500
+SHAPES = ("pool", "chain")
+PRIZES = 64  # a pool bounty's K: see the module docstring
 
 
 # -- process memory ------------------------------------------------------------------------------------
@@ -178,45 +197,94 @@ def level(url: str, bounty_id: int, images: np.ndarray, clients: int, persisted:
             "http_latency_ms": percentiles(http), "e2e_latency_ms": percentiles(e2e)}
 
 
-def run_levels(url: str, bounty_id: int, db_url: str, levels: list[int], per_level: int, model: Path,
-               say: Callable[[str], None]) -> list[dict[str, Any]]:
-    sevens = _images([7], 0, model).accepted
+def run_levels(url: str, bounty_id: int, db_url: str, levels: list[int], per_level: int, sevens: np.ndarray,
+               start: int, say: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Each level sends the next `per_level` of `sevens` from image `start` on (wrapping round when it runs out)."""
     persisted = Persisted(db_url)
     results = []
     try:
         for i, clients in enumerate(levels):
-            result = level(url, bounty_id, sevens[i * per_level:(i + 1) * per_level], clients, persisted)
+            at = start + i * per_level
+            images = np.take(sevens, range(at, at + per_level), axis=0, mode="wrap")
+            result = level(url, bounty_id, images, clients, persisted)
             say(f"  {clients:>2} clients: {result['accepted_per_s_e2e']} accepted/s end to end, "
-                f"http p50 {result['http_latency_ms']['p50']} ms, e2e p50 {result['e2e_latency_ms']['p50']} ms")
+                f"http p50 {result['http_latency_ms']['p50']} ms, e2e p50 {result['e2e_latency_ms']['p50']} ms"
+                + (f", {len(result['errors'])}+ errors, first: {result['errors'][0]}" if result["errors"] else ""))
             results.append(result)
     finally:
         persisted.close()
     return results
 
 
+def run_shapes(url: str, bounties: dict[str, dict[str, Any]], db_url: str, levels: list[int], per_level: int,
+               model: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """Every shape's levels against its bounty, one shape after the other; each shape's bounty as the API shows
+    it afterwards (a pool's live prizes and owner transactions tell whether the keeper kept up)."""
+    sevens = _images([7], 0, model).accepted
+    shapes = {}
+    for n, (shape, bounty) in enumerate(bounties.items()):
+        say(f" {shape} bounty {bounty['id']}" + (f" (K = {bounty['prizes']} prizes)" if shape == "pool" else ""))
+        rows = run_levels(url, bounty["id"], db_url, levels, per_level, sevens, n * len(levels) * per_level, say)
+        after = httpx.get(f"{url}/bounties/{bounty['id']}", timeout=30).json()
+        keep = ("id", "shape", "prizes", "live_prizes", "owner_transactions", "images_left", "cost_sats_per_image",
+                "accepted_count")
+        shapes[shape] = {"bounty": {k: after.get(k) for k in keep}, "levels": rows}
+    return shapes
+
+
 # -- the two set-ups -----------------------------------------------------------------------------------
 
 def budget_for(levels: list[int], per_level: int) -> int:
+    """Enough for every level of either shape (a chain spend's fee is about 9,000 sats at 100 sat/kB; a pool
+    image about 4,500 sats: its claim's fee and its prize's share of the creation fee)."""
     return len(levels) * per_level * (PAYOUT + 9_000) + 1_000_000
 
 
-def bench_embedded(work: Path, levels: list[int], per_level: int, say: Callable[[str], None]) -> dict[str, Any]:
+def code_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` with this checkout first on PYTHONPATH: the virtualenv's `bounty` and `celery` may be an editable
+    install of another checkout."""
+    return {**env, "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])}
+
+
+def code_in(env: dict[str, str]) -> str:
+    """The `marketplace` package a child process with `env` imports."""
+    return subprocess.run([sys.executable, "-c", "import marketplace; print(marketplace.__file__)"], env=env,
+                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+
+
+def create_bounties(env: dict[str, str], shapes: list[str], prizes: int, levels: list[int], per_level: int,
+                    say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """One open bounty for the digit 7 per shape, each funded for all the levels (checked)."""
+    bounties = {}
+    for shape in shapes:
+        bounty = create_bounty_cli(env, [7], PAYOUT, budget_for(levels, per_level), shape=shape,
+                                   prizes=prizes if shape == "pool" else None)
+        if bounty["shape"] != shape or bounty["images_left"] < len(levels) * per_level:
+            raise RuntimeError(f"the {shape} bounty is not what the levels need: {bounty}")
+        bounties[shape] = bounty
+    say(f" code: {code_in(env)}")
+    return bounties
+
+
+def bench_embedded(work: Path, levels: list[int], per_level: int, shapes: list[str], prizes: int,
+                   say: Callable[[str], None]) -> dict[str, Any]:
     say("embedded default: bounty serve (SQLite, dev chain mined every 1 s, in-process workers)")
-    env = server_env(work / "home")
+    env = code_env(server_env(work / "home"))
     model = Path(env["BOUNTY_MODEL_PATH"])
-    bounty = create_bounty_cli(env, [7], PAYOUT, budget_for(levels, per_level))
+    bounties = create_bounties(env, shapes, prizes, levels, per_level, say)
     server, url = start_server(env, work / "serve.log")
     try:
         idle = memory(server.pid)
-        rows = run_levels(url, bounty["id"], f"sqlite:///{work / 'home' / 'bounty.sqlite'}", levels, per_level,
-                          model, say)
-        return {"levels": rows, "api_memory_idle": idle, "api_memory": memory(server.pid),
+        found = run_shapes(url, bounties, f"sqlite:///{work / 'home' / 'bounty.sqlite'}", levels, per_level,
+                           model, say)
+        return {"shapes": found, "code": code_in(env), "api_memory_idle": idle, "api_memory": memory(server.pid),
                 "worker_memory": "in the API process (embedded Celery threads)"}
     finally:
         server.stop()
 
 
-def bench_stack(work: Path, levels: list[int], per_level: int, say: Callable[[str], None]) -> dict[str, Any]:
+def bench_stack(work: Path, levels: list[int], per_level: int, shapes: list[str], prizes: int,
+                say: Callable[[str], None]) -> dict[str, Any]:
     import redis
 
     from marketplace import migrate
@@ -228,10 +296,10 @@ def bench_stack(work: Path, levels: list[int], per_level: int, say: Callable[[st
     with fresh_database("bounty_bench") as db_url:
         migrate.upgrade(db_url)
         redis.Redis.from_url(broker).flushdb()
-        env = server_env(work / "home", BOUNTY_DATABASE_URL=db_url, BOUNTY_REDIS_URL=broker,
-                         BOUNTY_TASK_VISIBILITY_TIMEOUT="60")
+        env = code_env(server_env(work / "home", BOUNTY_DATABASE_URL=db_url, BOUNTY_REDIS_URL=broker,
+                                  BOUNTY_TASK_VISIBILITY_TIMEOUT="60"))
         model = Path(env["BOUNTY_MODEL_PATH"])
-        bounty = create_bounty_cli(env, [7], PAYOUT, budget_for(levels, per_level))
+        bounties = create_bounties(env, shapes, prizes, levels, per_level, say)
         chain = LocalChain(work / "home" / "chain.sqlite")
         miner = None
         try:
@@ -246,9 +314,9 @@ def bench_stack(work: Path, levels: list[int], per_level: int, say: Callable[[st
             miner = chain.mine_every(1.0)
             time.sleep(5)  # the worker and the daemon start (imports, broker connection)
             idle = memory(server.pid)
-            rows = run_levels(url, bounty["id"], db_url, levels, per_level, model, say)
+            found = run_shapes(url, bounties, db_url, levels, per_level, model, say)
             pool = children(worker.pid)
-            return {"levels": rows, "api_memory_idle": idle, "api_memory": memory(server.pid),
+            return {"shapes": found, "code": code_in(env), "api_memory_idle": idle, "api_memory": memory(server.pid),
                     "worker_memory": {"main": memory(worker.pid), "pool": [memory(p) for p in pool]}}
         finally:
             if miner is not None:
@@ -290,15 +358,48 @@ def bench_retrain(work: Path, say: Callable[[str], None]) -> dict[str, Any]:
 
 # -- report --------------------------------------------------------------------------------------------
 
-def markdown(results: dict[str, Any]) -> str:
-    out = ["| set-up | clients | accepted | accepted/s (e2e) | HTTP p50 / p95 / p99 ms | "
-           "e2e p50 / p95 / p99 ms |", "|---|---|---|---|---|---|"]
+GOALS = {"embedded": 30, "stack": 50}  # issue 14: accepted/s end to end for one pool bounty
+GOAL_HTTP_P50_MS = 100  # ... with the HTTP median at 8 clients under this
+
+
+def migrate(results: dict[str, Any]) -> dict[str, Any]:
+    """A results file from before the shapes: a part's levels were the chain shape's."""
     for part in ("embedded", "stack"):
-        for row in (results.get(part) or {}).get("levels", []):
-            h, e = row["http_latency_ms"], row["e2e_latency_ms"]
-            out.append(f"| {part} | {row['clients']} | {row['persisted']}/{row['submitted']} | "
-                       f"{row['accepted_per_s_e2e']} | {h['p50']} / {h['p95']} / {h['p99']} | "
-                       f"{e['p50']} / {e['p95']} / {e['p99']} |")
+        got = results.get(part)
+        if got and "levels" in got:
+            got["shapes"] = {"chain": {"levels": got.pop("levels")}}
+    return results
+
+
+def goals(results: dict[str, Any]) -> list[str]:
+    """Issue 14's goals for the pool shape, met or not, from the levels measured."""
+    out = []
+    for part, goal in GOALS.items():
+        rows = (results.get(part) or {}).get("shapes", {}).get("pool", {}).get("levels", [])
+        if not rows:
+            continue
+        best = max((r["accepted_per_s_e2e"] or 0 for r in rows), default=0)
+        at8 = next((r["http_latency_ms"]["p50"] for r in rows if r["clients"] == 8), None)
+        out.append(f"- {part}, pool: best {best} accepted/s end to end (goal {goal}: "
+                   f"{'met' if best >= goal else 'not met'}); HTTP p50 at 8 clients "
+                   + (f"{at8} ms (goal < {GOAL_HTTP_P50_MS}: {'met' if at8 < GOAL_HTTP_P50_MS else 'not met'})"
+                      if at8 is not None else "not measured"))
+    return out
+
+
+def markdown(results: dict[str, Any]) -> str:
+    out = ["| set-up | shape | clients | accepted | accepted/s (e2e) | accepted/s (HTTP) | HTTP p50 / p95 / p99 ms | "
+           "e2e p50 / p95 / p99 ms |", "|---|---|---|---|---|---|---|---|"]
+    for part in ("embedded", "stack"):
+        for shape, got in (results.get(part) or {}).get("shapes", {}).items():
+            for row in got["levels"]:
+                h, e = row["http_latency_ms"], row["e2e_latency_ms"]
+                out.append(f"| {part} | {shape} | {row['clients']} | {row['persisted']}/{row['submitted']} | "
+                           f"{row['accepted_per_s_e2e']} | {row.get('accepted_per_s_http')} | "
+                           f"{h['p50']} / {h['p95']} / {h['p99']} | {e['p50']} / {e['p95']} / {e['p99']} |")
+    met = goals(results)
+    if met:
+        out += ["", "Issue 14's goals for one pool bounty:", *met]
     out += ["", "| process | RSS MB (peak) | TensorFlow loaded |", "|---|---|---|"]
     for part in ("embedded", "stack"):
         got = results.get(part)
@@ -327,31 +428,41 @@ def markdown(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default="embedded,stack", help="comma-separated: embedded, stack (or none)")
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated bounty shapes: pool, chain")
+    parser.add_argument("--prizes", type=int, default=PRIZES, help="a pool bounty's K (prizes live at most)")
     parser.add_argument("--retrain", action="store_true", help="also time one retraining cycle (minutes)")
     parser.add_argument("--levels", default="1,8,32")
     parser.add_argument("--per-level", type=int, default=40)
     parser.add_argument("--out", default=str(RESULTS / "service.json"))
+    parser.add_argument("--work", help="keep the homes and the processes' logs in this new directory (default: a "
+                                       "temporary one, removed afterwards)")
     args = parser.parse_args(argv)
     levels = [int(v) for v in args.levels.split(",")]
     parts = [p for p in args.parts.split(",") if p and p != "none"]
+    shapes = [s for s in args.shapes.split(",") if s]
+    if not shapes or set(shapes) - set(SHAPES):
+        parser.error(f"--shapes: some of {', '.join(SHAPES)}")
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     out = Path(args.out)
-    results: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+    results: dict[str, Any] = migrate(json.loads(out.read_text())) if out.exists() else {}
     results["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(), "machine": platform.machine()}
-    with tempfile.TemporaryDirectory(prefix="bounty-bench-") as tmp:
+    with contextlib.nullcontext(args.work) if args.work else tempfile.TemporaryDirectory(prefix="bounty-bench-") as tmp:
         for part in parts:
             began = time.monotonic()
             work = Path(tmp) / part
-            work.mkdir()
+            work.mkdir(parents=True)
             bench = {"embedded": bench_embedded, "stack": bench_stack}[part]
-            results[part] = {**bench(work, levels, args.per_level, say), "wall_s": round(time.monotonic() - began, 1),
+            got = bench(work, levels, args.per_level, shapes, args.prizes, say)
+            kept = (results.get(part) or {}).get("shapes", {})  # the shapes this run leaves out
+            results[part] = {**got, "shapes": {**{s: v for s, v in kept.items() if s not in shapes}, **got["shapes"]},
+                             "wall_s": round(time.monotonic() - began, 1),
                              "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if args.retrain:
             work = Path(tmp) / "retrain"
-            work.mkdir()
+            work.mkdir(parents=True)
             results["retrain"] = {**bench_retrain(work, say),
                                   "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     table = markdown(results)

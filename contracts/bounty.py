@@ -48,12 +48,13 @@ fee, a leaked attestor key pays payouts one spend at a time and never takes the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 import numpy as np
 from bsv import PrivateKey, Script, Transaction
 from bsv.constants import OpCode
+from bsv.native import NATIVE_MODULE as _native
 from bsv.script.type import to_unlock_script_template
 from bsv.script.unlocking_template import UnlockingScriptTemplate
 
@@ -234,7 +235,7 @@ class BountyContract:
         None for an owner spend. Works on any spend of this contract, made through our service or
         directly on-chain by anyone, so the watcher can record every one.
         """
-        items = [chunk_value(chunk) for chunk in unlocking.chunks]
+        items = push_values(unlocking)
         appeal: int | bytes | None = None
         if not self.terms.vetted:
             if len(items) != PIXELS + 4 or items[-1] != 0:
@@ -270,10 +271,28 @@ class SubmissionClaim:
     appeal: int | None = None  # the digit an appeal claims (vetted bounties); None: paid as the classifier's label
 
 
+def push_values(unlocking: Script) -> list[int | bytes]:
+    """What an unlocking script pushes, each item as `chunk_value` reads it. A script of pushes only is parsed
+    by bsv-sdk's C parser when that reads it back byte for byte (a claim's 785 pushes: well under a
+    millisecond, against about 10 ms for `Script.chunks`); anything else goes through `Script.chunks`."""
+    raw = unlocking.serialize()
+    try:
+        parsed = _native.parse_script_chunks(raw)
+        if all(op <= 0x60 for op, _ in parsed) and _native.serialize_script_chunks(parsed) == raw:
+            return [_push_value(op, data) for op, data in parsed]
+    except (AttributeError, TypeError, ValueError):  # no C extension, or a script it cannot parse
+        pass
+    return [chunk_value(chunk) for chunk in unlocking.chunks]
+
+
 def chunk_value(chunk: Any) -> int | bytes:
     """A pushed item as a script number when it is one (OP_0..OP_16, OP_1NEGATE, short data), else bytes."""
     op = chunk.op[0] if isinstance(chunk.op, bytes) else int(chunk.op)
-    if chunk.data is None:
+    return _push_value(op, None if chunk.data is None else bytes(chunk.data))
+
+
+def _push_value(op: int, data: bytes | None) -> int | bytes:
+    if data is None:
         if op == 0:
             return 0
         if op == 0x4F:
@@ -281,8 +300,12 @@ def chunk_value(chunk: Any) -> int | bytes:
         if 0x51 <= op <= 0x60:
             return op - 0x50
         return b""
-    data = bytes(chunk.data)
-    return decode_number(data) if len(data) <= 8 and is_minimal_number(data) else data
+    return _short_value(data) if len(data) <= 8 else data
+
+
+@lru_cache(maxsize=1024)  # a claim's pushes repeat: its pixels take at most 256 values
+def _short_value(data: bytes) -> int | bytes:
+    return decode_number(data) if is_minimal_number(data) else data
 
 
 def _covenant(t: BountyTerms, last: OpCode) -> list[Item]:

@@ -58,10 +58,10 @@ from contracts.bounty import (
     BountyTerms,
     attestor_check,
     check_claim,
-    chunk_value,
     open_verdict,
     owner_unlock,
     park_appeal,
+    push_values,
     vetted_verdict,
 )
 from contracts.classifier import CLASSES, ClassifierScript, as_classifier, pixel_pushes
@@ -126,18 +126,18 @@ class PoolContract:
         """
         t = self.terms
         check_claim(t, attestor, appeal)
-        pixels = pixel_pushes(self.classifier, image)
+        pushed = push_only_script(pixel_pushes(self.classifier, image)).serialize()  # encoded once, used twice
         claim: list[int | bytes] = [] if appeal is None else [appeal]
 
         def sign(tx: Transaction, index: int) -> Script:
             if attestor is None:
-                return push_only_script([*pixels, 0])
+                return Script(pushed + encode_item(0))
             assert t.attestor_pubkey is not None  # checked by BountyTerms
             signature = attest(attestor, t.attestor_pubkey, tx, index)
-            return push_only_script([*pixels, *claim, signature, 1 if claim else 0, 0])
+            return Script(pushed + push_only_script([*claim, signature, 1 if claim else 0, 0]).serialize())
 
         # the pixels, the claim and the selector are known now; vetted: + the longest signature and the flag
-        estimate = len(push_only_script([*pixels, *claim, 0]).serialize())
+        estimate = len(pushed) + len(push_only_script([*claim, 0]).serialize())
         if t.vetted:
             estimate += len(encode_item(b"\0" * MAX_SIGNATURE_BYTES)) + 1
         return to_unlock_script_template(sign, lambda: estimate)
@@ -152,7 +152,7 @@ class PoolContract:
         Works on any spend of a prize, made through the service or directly on chain by anyone; the payee is
         whoever the claim's outputs pay.
         """
-        items = [chunk_value(chunk) for chunk in unlocking.chunks]
+        items = push_values(unlocking)
         appeal: int | bytes | None = None
         if not self.terms.vetted:
             if len(items) != PIXELS + 1 or items[-1] != 0:

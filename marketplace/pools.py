@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime, timedelta
 
-from bsv import Transaction
+from bsv import Script, Transaction
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from contracts.errors import ContractError
 from contracts.fees import fee_for
 from contracts.pool import PoolContract
+from contracts.transactions import Utxo
 from marketplace.chain.errors import TransactionRejected
 from marketplace.errors import BountyClosed, InvalidRequest, NotFound
 from marketplace.pool_ledger import (
@@ -280,3 +281,21 @@ def pool_view_figures(rt: Runtime, session: Session, bounty: Bounty, deployment:
         "reserve_sats": totals.reserve,
         "owner_transactions": moves,
     }
+
+
+# -- the claim path's cheap reads (bench/service.py: per claim, not per pool) ---------------------------------
+
+
+def can_pay_more(rt: Runtime, session: Session, bounty: Bounty, deployment: Deployment) -> bool:
+    """`pool_view_figures(...)["images_left"] >= 1` for the active `deployment`, without summing the books: a
+    prize still on chain, or a reserve that creates one."""
+    unspent = select(Prize.id).where(Prize.bounty_id == bounty.id, Prize.status.in_(UNSPENT)).limit(1)
+    return session.scalar(unspent) is not None or \
+        prizes_affordable(rt.pool(deployment), deployment.current_satoshis, rt.settings.fee_rate) >= 1
+
+
+def booked_prize(pool: PoolContract, prize: Prize) -> Utxo:
+    """A prize as the books hold it (`book_move` books only outputs locked by the prize script, with their
+    value), so a claim need not fetch and parse the transaction that created it: a refill's holds up to K
+    prize scripts of ~42 KB each. A fresh Script: bsv-sdk parses a script's chunks lazily, unsafely to share."""
+    return Utxo(prize.txid, prize.vout, prize.satoshis, Script(pool.lock().serialize()))

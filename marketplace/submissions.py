@@ -40,8 +40,8 @@ from marketplace.errors import (
 )
 from marketplace.explorer import linked
 from marketplace.ledger import record_spend
-from marketplace.pool_ledger import book_claim, prize_utxo
-from marketplace.pools import pool_view_figures, release_prize, take_prize
+from marketplace.pool_ledger import book_claim
+from marketplace.pools import booked_prize, can_pay_more, release_prize, take_prize
 from marketplace.runtime import Runtime
 from marketplace.schema import (
     Bounty,
@@ -110,7 +110,7 @@ def check_can_pay(rt: Runtime, session: Session, bounty: Bounty, deployment: Dep
     """Refuse before any work when the bounty cannot pay one more image (its view's `images_left` is 0)."""
     if bounty.shape != BountyShape.POOL:
         check_balance(bounty, deployment.current_satoshis)
-    elif pool_view_figures(rt, session, bounty, deployment)["images_left"] < 1:
+    elif not can_pay_more(rt, session, bounty, deployment):  # its view's images_left, cheaply
         raise BountyClosed(f"bounty {bounty.id} is exhausted and takes no submissions: it has no live prize and "
                            "its reserve cannot create one; only its owner can withdraw the rest")
 
@@ -277,8 +277,9 @@ def _pay(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
     """Build, validate and broadcast the spend on the bounty's live output (the attestor co-signs a vetted one),
     and book it. Spends of one bounty take turns; one that loses a race is rebuilt on the new tip."""
     with rt.session() as session:
-        if live(session, bounty_id)[0].shape == BountyShape.POOL:
-            return _pay_prize(rt, bounty_id, offer)
+        pool = live(session, bounty_id)[0].shape == BountyShape.POOL
+    if pool:  # outside that session: a claim holding its connection throughout ran the pool out of them
+        return _pay_prize(rt, bounty_id, offer)
     vetted = offer.row_id is not None
     with _bounty_locks[bounty_id]:
         for _attempt in range(RACE_RETRIES):
@@ -342,7 +343,7 @@ def _pay_prize(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
                 offer.judged_by = deployment.model_id
             check_can_pay(rt, session, bounty, deployment)
             prize = take_prize(session, deployment.id)
-            prize_id, utxo = (prize.id, prize_utxo(rt, prize)) if prize is not None else (None, None)
+            prize_id, utxo = (prize.id, booked_prize(pool, prize)) if prize is not None else (None, None)
         if prize_id is None or utxo is None:  # every prize is being claimed: the keeper adds more
             if time.monotonic() > deadline:
                 raise BountyClosed(f"bounty {bounty_id} is busy: every live prize is being claimed; try again in a "

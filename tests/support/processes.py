@@ -120,11 +120,14 @@ def server_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def create_bounty_cli(env: dict[str, str], digits: list[int], payout: int, budget: int,
-                      cwd: Path | None = None, vetted: bool = False) -> dict[str, Any]:
+                      cwd: Path | None = None, vetted: bool = False, shape: str | None = None,
+                      prizes: int | None = None) -> dict[str, Any]:
     """`bounty create ... --json` in a child process; its JSON answer. Open unless `vetted`: the load and
-    pipeline tests replay MNIST images, which a vetted bounty refuses as known."""
+    pipeline tests replay MNIST images, which a vetted bounty refuses as known. `shape` and `prizes` are passed
+    as --shape and --prizes when given (otherwise the CLI's defaults hold)."""
     args = [str(BIN / "bounty"), "create", *[a for d in digits for a in ("--digit", str(d))], "--payout",
-            str(payout), "--budget", str(budget), "--json", *([] if vetted else ["--open"])]
+            str(payout), "--budget", str(budget), "--json", *([] if vetted else ["--open"]),
+            *(["--shape", shape] if shape else []), *(["--prizes", str(prizes)] if prizes else [])]
     done = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=180, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"bounty create failed: {done.stderr.strip()[-500:]}")

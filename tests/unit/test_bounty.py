@@ -10,7 +10,7 @@ from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, Transa
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from contracts.bounty import BountyContract, BountyTerms
+from contracts.bounty import BountyContract, BountyTerms, chunk_value, push_values
 from contracts.classifier import pixel_pushes
 from contracts.errors import ContractError, ScriptError
 from contracts.interpreter import validate_input
@@ -278,3 +278,18 @@ def test_any_submission_can_be_read_back(contract: BountyContract, images: dict[
     assert claim.successor_satoshis == tx.outputs[0].satoshis
     owner_spend = withdraw(contract, funded(contract), OWNER, OWNER.address())
     assert contract.read_submission(owner_spend.inputs[0].unlocking_script) is None
+
+
+@pytest.mark.parametrize("script", [
+    "00", "4f", "51", "60", "0102", "0180", "020001", "09" + "11" * 9, "4c00", "4c0105", "4d0100ff", "4e01000000aa",
+    "0051604f4c00", "4c", "0203", "6a0102", "51630100", "50", "61",  # truncated pushes, OP_RETURN, OP_IF, opcodes
+])
+def test_push_values_reads_like_the_sdks_chunks(script: str) -> None:
+    raw = Script(bytes.fromhex(script))
+    assert push_values(raw) == [chunk_value(chunk) for chunk in Script(bytes.fromhex(script)).chunks]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_push_values_reads_any_bytes_like_the_sdks_chunks(raw: bytes) -> None:
+    assert push_values(Script(raw)) == [chunk_value(chunk) for chunk in Script(raw).chunks]
