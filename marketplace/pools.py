@@ -123,11 +123,12 @@ def redeploy_pool(rt: Runtime, bounty_id: int, model: ModelVersion) -> Transacti
 
 def _owner_move(rt: Runtime, bounty_id: int, kind: PoolMoveKind, model: ModelVersion | None = None
                 ) -> tuple[Transaction, int]:
+    won: set[int] = set()  # prizes a claim spent meanwhile (still unbooked, so still UNSPENT): left out
     for _attempt in range(MOVE_RETRIES):
         with rt.session() as session:
             bounty, deployment = live_pool(session, bounty_id)
             prizes = list(session.scalars(select(Prize).where(Prize.deployment_id == deployment.id,
-                                                              Prize.status.in_(UNSPENT))))
+                                                              Prize.status.in_(UNSPENT), Prize.id.not_in(won))))
             old = rt.pool(deployment)
             spent = [(old, prize_utxo(rt, prize)) for prize in prizes]
             reserve = reserve_utxo(rt, deployment)
@@ -151,7 +152,7 @@ def _owner_move(rt: Runtime, bounty_id: int, kind: PoolMoveKind, model: ModelVer
             except TransactionRejected as exc:
                 if "double spend" not in exc.reason.lower():
                     raise
-                _forget_spent(rt, session, prizes)  # a claim won a prize: the next attempt leaves it out
+                won |= _forget_spent(rt, session, prizes)  # a claim won a prize: the next attempt leaves it out
                 continue
             if model is not None and new_pool is not None:
                 target = next_deployment(session, bounty, deployment, model, new_pool, tx.txid())
@@ -160,11 +161,16 @@ def _owner_move(rt: Runtime, bounty_id: int, kind: PoolMoveKind, model: ModelVer
     raise BountyClosed(f"bounty {bounty_id} is too busy: {MOVE_RETRIES} attempts lost races with claims")
 
 
-def _forget_spent(rt: Runtime, session: Session, prizes: list[Prize]) -> None:
-    """Prizes the chain says are spent are no longer handed out; the watcher books who spent them."""
+def _forget_spent(rt: Runtime, session: Session, prizes: list[Prize]) -> set[int]:
+    """Prizes the chain says are spent are no longer handed out; the watcher books who spent them. Returns their
+    ids: a TAKEN prize is still UNSPENT to the books, so the caller must leave these out itself."""
+    won = set()
     for prize in prizes:
-        if rt.chain.spender_of(prize.txid, prize.vout) is not None and prize.status == PrizeStatus.LIVE:
-            prize.status, prize.taken_at = PrizeStatus.TAKEN, datetime.now(UTC)
+        if rt.chain.spender_of(prize.txid, prize.vout) is not None:
+            won.add(prize.id)
+            if prize.status == PrizeStatus.LIVE:
+                prize.status, prize.taken_at = PrizeStatus.TAKEN, datetime.now(UTC)
+    return won
 
 
 def live_pool(session: Session, bounty_id: int) -> tuple[Bounty, Deployment]:
