@@ -6,6 +6,7 @@ to the satoshi (tests/support/pool_books.py), nothing paid or booked twice, and 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from marketplace.runtime import Runtime
 from marketplace.schema import (
     Bounty,
     BountyMode,
+    ModelVersion,
     Payout,
     PoolMove,
     Prize,
@@ -40,7 +42,6 @@ from marketplace.watcher import CURSOR_KEY, Watcher
 from model.artifact import ModelArtifact
 from tests.integration.test_pools import OUTSIDER, books, client, pool, post, prizes_of, settle
 from tests.support.models import register_variants
-from tests.support.pool_books import pool_books_failures
 from tests.support.settings import runtime_on
 
 STRANGER = PrivateKey(7201, network=Network.TESTNET)
@@ -222,4 +223,241 @@ def test_an_owner_move_after_a_direct_claim_the_watcher_has_not_seen(
     with rt.session() as session:
         outsider = session.scalar(select(Submission).where(Submission.txid == direct.txid()))
         assert outsider is not None and outsider.payout is not None
+    books(rt, bounty_id)
+
+
+def test_a_redeploy_racing_concurrent_claims_ends_with_exact_books(
+        rt: Runtime, sevens: np.ndarray, tmp_path: Path, shipped: ModelArtifact) -> None:
+    bounty_id = pool(rt, prizes=8, budget=300_000)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    api = client(rt)
+    with ThreadPoolExecutor(max_workers=4) as threads:
+        claims = [threads.submit(post, api, bounty_id, image) for image in sevens[:6]]
+        moved = threads.submit(redeploy, rt, bounty_id, model_id)
+        codes = [c.result()["code"] for c in claims]
+        assert moved.result().contract_version == 2
+    assert set(codes) <= {202, 409, 422} and 202 in codes, codes
+    settle(rt)
+    books(rt, bounty_id)
+    with rt.session() as session:
+        paid = list(session.scalars(select(Payout.txid).where(Payout.bounty_id == bounty_id)))
+    assert len(paid) == len(set(paid)) == codes.count(202)  # every claim paid once, from a prize of its own
+
+
+# -- reorgs --------------------------------------------------------------------------------------------------
+
+
+def test_a_reorg_dropping_a_refill_and_a_claim_of_its_prize(rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=4, budget=300_000)
+    api = client(rt)
+    for image in sevens[:3]:
+        assert post(api, bounty_id, image)["code"] == 202
+    settle(rt)  # the keeper refilled, and the refill was mined
+    with rt.session() as session:
+        refill = session.scalar(select(PoolMove).where(PoolMove.bounty_id == bounty_id, PoolMove.kind == "refill"))
+        assert refill is not None and refill.reserve_before is not None
+        refill_txid, reserve_before = refill.txid, refill.reserve_before
+        contract = rt.pool(live_pool(session, bounty_id)[1])
+    paid = [post(api, bounty_id, image) for image in sevens[3:6]]  # the last ones take the refill's prizes
+    assert [p["code"] for p in paid] == [202] * 3
+    on_refill = [p for p in paid if rt.chain.get_transaction(p["txid"]).inputs[0].source_txid == refill_txid]  # type: ignore[union-attr]
+    assert on_refill
+    txid, vout, _ = reserve_before.split(":")
+    source = rt.chain.get_transaction(txid)
+    assert source is not None and rt.local_chain is not None
+    other = rt.wallet.build_pool_move(rt.chain, bounty_id, pool=contract, count=1,
+                                      reserve=Utxo.of(source, int(vout)), fee_rate=rt.settings.fee_rate)
+    rt.local_chain.rollback(1, replacement=[other])
+    settle(rt)
+    with rt.session() as session:
+        for p in on_refill:
+            row = session.get(Submission, p["id"])
+            assert row is not None and row.status == SubmissionStatus.ORPHANED and row.payout is None
+        assert session.scalar(select(PoolMove.dropped).where(PoolMove.txid == refill_txid)) is True
+    books(rt, bounty_id)
+
+
+def test_a_reorg_dropping_a_withdrawal_for_an_outsiders_claim_reopens_the_pool(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=3)
+    contract, (prize,) = live_prizes(rt, bounty_id, 1)
+    withdraw_bounty(rt, bounty_id)
+    settle(rt)
+    rival = build_claim(contract, prize, sevens[0], OUTSIDER.address(), rt.settings.fee_rate)
+    assert rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=[rival])
+    settle(rt)
+    with rt.session() as session:
+        bounty = session.get(Bounty, bounty_id)
+        assert bounty is not None and str(bounty.status) == "active"
+        theirs = session.scalar(select(Submission).where(Submission.txid == rival.txid()))
+        assert theirs is not None and theirs.payout is not None
+    books(rt, bounty_id)
+    assert withdraw_bounty(rt, bounty_id).status == "withdrawn"  # the owner withdraws again, from what is left
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_reorg_dropping_a_top_up_takes_it_out_of_the_budget(rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=3, budget=60_000)
+    settle(rt)
+    fund_bounty(rt, bounty_id, 25_000)
+    settle(rt)
+    with rt.session() as session:
+        top_up = session.scalar(select(PoolMove).where(PoolMove.bounty_id == bounty_id, PoolMove.kind == "top_up"))
+        assert top_up is not None and top_up.reserve_before is not None
+        top_up_txid, reserve_before = top_up.txid, top_up.reserve_before
+        contract = rt.pool(live_pool(session, bounty_id)[1])
+    txid, vout, _ = reserve_before.split(":")
+    source = rt.chain.get_transaction(txid)
+    assert source is not None and rt.local_chain is not None
+    other = rt.wallet.build_pool_move(rt.chain, bounty_id, pool=contract, count=1,
+                                      reserve=Utxo.of(source, int(vout)), fee_rate=rt.settings.fee_rate)
+    rt.local_chain.rollback(1, replacement=[other])
+    settle(rt)
+    with rt.session() as session:
+        assert session.scalar(select(PoolMove.dropped).where(PoolMove.txid == top_up_txid)) is True
+        assert session.scalar(select(Bounty.budget_sats).where(Bounty.id == bounty_id)) == 60_000
+    books(rt, bounty_id)
+
+
+# -- 3. the watcher replays everything -----------------------------------------------------------------------
+
+
+def test_replaying_every_event_books_nothing_twice(rt: Runtime, sevens: np.ndarray, tmp_path: Path,
+                                                   shipped: ModelArtifact) -> None:
+    bounty_id = pool(rt, prizes=4, budget=300_000)
+    api = client(rt)
+    for image in sevens[:3]:
+        assert post(api, bounty_id, image)["code"] == 202
+    settle(rt)  # refilled
+    contract, (prize,) = live_prizes(rt, bounty_id, 1)
+    rt.chain.broadcast(build_claim(contract, prize, sevens[3], OUTSIDER.address(), rt.settings.fee_rate))
+    fund_bounty(rt, bounty_id, 20_000)
+    settle(rt)
+    dropped = post(api, bounty_id, sevens[4])
+    settle(rt)
+    rival_prize = live_prizes(rt, bounty_id, 1)[1][0]
+    mine = rt.chain.get_transaction(dropped["txid"])
+    assert mine is not None and rt.local_chain is not None
+    rival = build_claim(contract, Utxo(mine.inputs[0].source_txid, mine.inputs[0].source_output_index,
+                                       contract.prize_satoshis, contract.lock()), sevens[5], OUTSIDER.address(),
+                        rt.settings.fee_rate)
+    rt.local_chain.rollback(1, replacement=[rival])
+    settle(rt)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    redeploy(rt, bounty_id, model_id)
+    assert post(api, bounty_id, sevens[6])["code"] == 202
+    settle(rt)
+    assert rival_prize.txid  # (a prize was live throughout)
+    books(rt, bounty_id)
+    before = counts(rt, bounty_id)
+    with rt.session() as session:
+        session.execute(update(WatcherState).where(WatcherState.key == CURSOR_KEY).values(value=START))
+    watcher = Watcher(rt, keep=False)
+    for _ in range(1000):
+        if not watcher.run_once():
+            break
+    assert counts(rt, bounty_id) == before
+    books(rt, bounty_id)
+
+
+# -- 4. the service stops between a broadcast and its commit -------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["refill", "top_up", "withdraw", "redeploy"])
+def test_an_owner_transaction_sent_but_never_booked_is_adopted_once_with_its_kind(
+        rt: Runtime, sevens: np.ndarray, kind: str, tmp_path: Path, shipped: ModelArtifact) -> None:
+    bounty_id = pool(rt, prizes=4, budget=200_000)
+    assert post(client(rt), bounty_id, sevens[0])["code"] == 202
+    settle(rt)
+    model_id = register_variants(rt, shipped, tmp_path, 1)[0] if kind == "redeploy" else None
+    with rt.session() as session:
+        bounty, deployment = live_pool(session, bounty_id)
+        contract, reserve, budget = rt.pool(deployment), reserve_utxo(rt, deployment), bounty.budget_sats
+        prizes = [(contract, prize_utxo(rt, p)) for p in session.scalars(
+            select(Prize).where(Prize.deployment_id == deployment.id, Prize.status == PrizeStatus.LIVE))]
+        new_pool = rt.new_pool(session.get(ModelVersion, model_id), bounty) if model_id else None  # type: ignore[arg-type]
+    assert reserve is not None
+    build = rt.wallet.build_pool_move
+    tx = {"refill": lambda: build(rt.chain, bounty_id, pool=contract, count=2, reserve=reserve),
+          "top_up": lambda: build(rt.chain, bounty_id, reserve=reserve, add=7_000),
+          "withdraw": lambda: build(rt.chain, bounty_id, prizes=prizes, reserve=reserve, withdraw=True),
+          "redeploy": lambda: build(rt.chain, bounty_id, pool=new_pool, count=2, prizes=prizes, reserve=reserve),
+          }[kind]()
+    rt.chain.broadcast(tx)  # ... and the process stopped here
+    watcher = Watcher(rt, keep=False)
+    while watcher.run_once():
+        pass
+    watcher = Watcher(rt, keep=False)  # a restarted watcher sees it again
+    with rt.session() as session:
+        session.execute(update(WatcherState).where(WatcherState.key == CURSOR_KEY).values(value=START))
+    while watcher.run_once():
+        pass
+    with rt.session() as session:
+        moves = list(session.scalars(select(PoolMove).where(PoolMove.txid == tx.txid())))
+        assert [str(m.kind) for m in moves] == [kind]
+        bounty = session.get(Bounty, bounty_id)
+        assert bounty is not None
+        assert bounty.budget_sats == budget + (7_000 if kind == "top_up" else 0)
+        assert str(bounty.status) == ("withdrawn" if kind == "withdraw" else "active")
+        if kind == "redeploy":
+            assert live_pool(session, bounty_id)[1].model_id == model_id
+    settle(rt)
+    books(rt, bounty_id)
+
+
+# -- 5. the API ----------------------------------------------------------------------------------------------
+
+
+def test_every_prize_taken_is_a_409_with_a_sentence(rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=1)
+    api = client(rt)
+    assert post(api, bounty_id, sevens[0])["code"] == 202
+    busy = post(api, bounty_id, sevens[1])
+    assert busy["code"] == 409, busy
+    assert "every live prize is being claimed" in str(busy), busy
+    assert prizes_of(rt, bounty_id) == {"claimed": 1}
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_vetted_claim_rebuilt_by_a_relay_is_refused_by_the_chain(rt: Runtime, sevens: np.ndarray) -> None:
+    """The attestor signs the whole claim (SIGHASH_ALL): a relay that changes the payee, the payout, the fee,
+    adds an input of its own or moves the signature to another prize gets nothing past the chain."""
+    bounty_id = pool(rt, prizes=3, mode=BountyMode.VETTED)
+    contract, (prize, other) = live_prizes(rt, bounty_id, 2)
+    honest = build_claim(contract, prize, sevens[0], STRANGER.address(), rt.settings.fee_rate,
+                         attestor=rt.attestor.sign)
+    unlocking = honest.inputs[0].unlocking_script
+    payout = honest.outputs[0].satoshis
+
+    def relayed(outputs: list[TransactionOutput], source: Utxo = prize, extra: Utxo | None = None) -> Transaction:
+        copied = TransactionInput(source_txid=source.txid, source_output_index=source.vout,
+                                  unlocking_script=unlocking)
+        copied.satoshis, copied.locking_script = source.satoshis, source.locking_script
+        inputs = [copied]
+        if extra is not None:
+            inputs.append(spend(extra, P2PKH().unlock(OUTSIDER)))
+        tx = Transaction(inputs, outputs, version=TX_VERSION, locktime=honest.locktime)
+        return tx.sign() if extra is not None else tx
+
+    own = coin(rt, OUTSIDER, 5_000)
+    tampered = [
+        relayed([TransactionOutput(P2PKH().lock(OUTSIDER.address()), payout)]),  # another payee
+        relayed([TransactionOutput(P2PKH().lock(STRANGER.address()), payout - 100),
+                 TransactionOutput(P2PKH().lock(OUTSIDER.address()), 100)]),  # a cut for the relay
+        relayed([TransactionOutput(P2PKH().lock(STRANGER.address()), payout + 10)]),  # a smaller fee
+        relayed([TransactionOutput(P2PKH().lock(STRANGER.address()), payout)], source=other),  # another prize
+        relayed([TransactionOutput(P2PKH().lock(STRANGER.address()), payout),
+                 TransactionOutput(P2PKH().lock(OUTSIDER.address()), 4_000)], extra=own),  # an input of its own
+    ]
+    for tx in tampered:
+        with pytest.raises(TransactionRejected, match="fails its script"):
+            rt.chain.broadcast(tx)
+    rt.chain.broadcast(honest)
+    settle(rt)
+    with rt.session() as session:
+        row = session.scalar(select(Submission).where(Submission.txid == honest.txid()))
+        assert row is not None and row.recipient_address == STRANGER.address()
     books(rt, bounty_id)
