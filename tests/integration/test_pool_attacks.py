@@ -23,7 +23,7 @@ from marketplace.bounties import fund_bounty, redeploy, withdraw_bounty
 from marketplace.chain import START
 from marketplace.chain.errors import TransactionRejected
 from marketplace.pool_ledger import pool_totals, prize_utxo, reserve_utxo
-from marketplace.pools import live_pool
+from marketplace.pools import keep_pools, live_pool
 from marketplace.runtime import Runtime
 from marketplace.schema import (
     Bounty,
@@ -460,4 +460,45 @@ def test_a_vetted_claim_rebuilt_by_a_relay_is_refused_by_the_chain(rt: Runtime, 
     with rt.session() as session:
         row = session.scalar(select(Submission).where(Submission.txid == honest.txid()))
         assert row is not None and row.recipient_address == STRANGER.address()
+    books(rt, bounty_id)
+
+
+@pytest.mark.parametrize("kind", ["refill", "top_up", "withdraw", "redeploy"])
+def test_the_watcher_books_an_owner_transaction_between_its_broadcast_and_the_services_commit(
+        rt: Runtime, sevens: np.ndarray, kind: str, tmp_path: Path, shipped: ModelArtifact,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's watcher is fast: it sees an owner transaction and books it before the service that sent it
+    commits. The service's call must still succeed, and the move is booked once, with the service's kind."""
+    bounty_id = pool(rt, prizes=4, budget=200_000)
+    api = client(rt)
+    for image in sevens[:3]:
+        assert post(api, bounty_id, image)["code"] == 202
+    model_id = register_variants(rt, shipped, tmp_path, 1)[0] if kind == "redeploy" else None
+    settle_watcher = Watcher(rt, keep=False)
+    while settle_watcher.run_once():
+        pass
+    sent = rt.chain.broadcast
+
+    def broadcast_then_watch(tx: Transaction | bytes) -> object:  # the chain answers after the watcher ran
+        result = sent(tx)
+        watcher = Watcher(rt, keep=False)
+        while watcher.run_once():
+            pass
+        return result
+
+    monkeypatch.setattr(rt.chain, "broadcast", broadcast_then_watch)
+    if kind == "refill":
+        assert keep_pools(rt) >= 1
+    elif kind == "top_up":
+        assert fund_bounty(rt, bounty_id, 9_000).budget_sats == 209_000
+    elif kind == "withdraw":
+        assert withdraw_bounty(rt, bounty_id).status == "withdrawn"
+    else:
+        assert model_id is not None and redeploy(rt, bounty_id, model_id).contract_version == 2
+    monkeypatch.undo()
+    with rt.session() as session:
+        kinds = [str(m.kind) for m in session.scalars(select(PoolMove).where(PoolMove.bounty_id == bounty_id)
+                                                       .order_by(PoolMove.id))]
+    assert kinds == ["deploy", kind]
+    settle(rt)
     books(rt, bounty_id)
