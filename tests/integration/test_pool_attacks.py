@@ -5,6 +5,7 @@ to the satoshi (tests/support/pool_books.py), nothing paid or booked twice, and 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,7 +24,7 @@ from marketplace.bounties import fund_bounty, redeploy, withdraw_bounty
 from marketplace.chain import START
 from marketplace.chain.errors import TransactionRejected
 from marketplace.pool_ledger import pool_totals, prize_utxo, reserve_utxo
-from marketplace.pools import keep_pools, live_pool
+from marketplace.pools import keep_pools, live_pool, take_prize
 from marketplace.runtime import Runtime
 from marketplace.schema import (
     Bounty,
@@ -502,3 +503,116 @@ def test_the_watcher_books_an_owner_transaction_between_its_broadcast_and_the_se
     assert kinds == ["deploy", kind]
     settle(rt)
     books(rt, bounty_id)
+
+
+@pytest.mark.parametrize("mode", [BountyMode.OPEN, BountyMode.VETTED])
+def test_the_watcher_books_a_claim_between_its_broadcast_and_the_services_commit(
+        rt: Runtime, sevens: np.ndarray, mode: BountyMode, monkeypatch: pytest.MonkeyPatch) -> None:
+    bounty_id = pool(rt, prizes=3, mode=mode)
+    sent = rt.chain.broadcast
+
+    def broadcast_then_watch(tx: Transaction | bytes) -> object:
+        result = sent(tx)
+        watcher = Watcher(rt, keep=False)
+        while watcher.run_once():
+            pass
+        return result
+
+    monkeypatch.setattr(rt.chain, "broadcast", broadcast_then_watch)
+    paid = [post(client(rt), bounty_id, image) for image in sevens[40:42]]
+    monkeypatch.undo()
+    assert [p["code"] for p in paid] == [202, 202], paid
+    settle(rt)
+    with rt.session() as session:
+        for p in paid:
+            rows = list(session.scalars(select(Submission).where(Submission.txid == p["txid"])))
+            assert len(rows) == 1 and rows[0].id == p["id"] and rows[0].source == SubmissionSource.API
+            assert rows[0].payout is not None and rows[0].status == SubmissionStatus.CONFIRMED
+    books(rt, bounty_id)
+
+
+def test_a_reorg_dropping_a_redeploy_for_an_outsiders_claim_of_a_reclaimed_prize(
+        rt: Runtime, sevens: np.ndarray, tmp_path: Path, shipped: ModelArtifact) -> None:
+    bounty_id = pool(rt, prizes=3)
+    old_contract, (prize,) = live_prizes(rt, bounty_id, 1)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    moved = redeploy(rt, bounty_id, model_id)
+    settle(rt)
+    on_new = post(client(rt), bounty_id, sevens[0])  # a claim of a prize the redeploy created
+    assert on_new["code"] == 202
+    rival = build_claim(old_contract, prize, sevens[1], OUTSIDER.address(), rt.settings.fee_rate)
+    assert rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=[rival])
+    settle(rt)
+    with rt.session() as session:
+        assert session.scalar(select(PoolMove.dropped).where(PoolMove.txid == moved.migrate_txid)) is True
+        deployment = live_pool(session, bounty_id)[1]
+        assert deployment.version == 1
+        ours = session.get(Submission, on_new["id"])
+        assert ours is not None and ours.status == SubmissionStatus.ORPHANED and ours.payout is None
+        theirs = session.scalar(select(Submission).where(Submission.txid == rival.txid()))
+        assert theirs is not None and theirs.payout is not None
+    books(rt, bounty_id)
+    assert post(client(rt), bounty_id, sevens[2])["code"] == 202  # the old prizes pay again
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_withdrawal_racing_concurrent_claims_ends_with_exact_books(rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=8, budget=300_000)
+    api = client(rt)
+    wallet_before = rt.wallet.balance(rt.chain)
+    with ThreadPoolExecutor(max_workers=4) as threads:
+        claims = [threads.submit(post, api, bounty_id, image) for image in sevens[:6]]
+        withdrawn = threads.submit(withdraw_bounty, rt, bounty_id).result()
+        codes = [c.result()["code"] for c in claims]
+    assert set(codes) <= {202, 409} and withdrawn.status == "withdrawn", codes
+    assert rt.wallet.balance(rt.chain) == wallet_before + withdrawn.withdrawn_sats
+    settle(rt)
+    books(rt, bounty_id)
+    with rt.session() as session:
+        paid = list(session.scalars(select(Payout.txid).where(Payout.bounty_id == bounty_id)))
+    assert len(paid) == len(set(paid)) == codes.count(202)
+
+
+def test_prizes_taken_by_claimants_that_died_are_freed_by_the_keeper(
+        rt: Runtime, sevens: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    bounty_id = pool(rt, prizes=2)
+    with rt.session() as session:  # two claimants took a prize each and stopped before the broadcast
+        deployment_id = live_pool(session, bounty_id)[1].id
+        assert take_prize(session, deployment_id) is not None and take_prize(session, deployment_id) is not None
+    busy = post(client(rt), bounty_id, sevens[0])
+    assert busy["code"] == 409 and "every live prize is being claimed" in str(busy)
+    monkeypatch.setattr(rt.settings, "pool_take_timeout", 0.01)
+    time.sleep(0.05)
+    keep_pools(rt)
+    assert prizes_of(rt, bounty_id) == {"live": 2}
+    assert post(client(rt), bounty_id, sevens[0])["code"] == 202
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_malformed_and_late_submissions_to_a_pool_are_sentences_not_errors(rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=2)
+    api = client(rt)
+    image = sevens[0].astype(int)
+    answers = [
+        api.post(f"/bounties/{bounty_id}/submissions", json={"pixels": [*image.tolist()[:-1], 256],
+                                                             "address": OUTSIDER.address()}),
+        api.post(f"/bounties/{bounty_id}/submissions", json={"pixels": image.tolist()[:783],
+                                                             "address": OUTSIDER.address()}),
+        api.post(f"/bounties/{bounty_id}/submissions", json={"pixels": image.tolist(), "address": "1nope"}),
+        api.post(f"/bounties/{bounty_id}/submissions", json={"pixels": image.tolist(), "address": OUTSIDER.address(),
+                                                             "appeal": True}),  # an open pool has no appeal
+        api.post(f"/bounties/{bounty_id + 99}/submissions", json={"pixels": image.tolist(),
+                                                                  "address": OUTSIDER.address()}),
+    ]
+    for answer in answers:
+        assert 400 <= answer.status_code < 500, answer.text
+        assert answer.json().get("detail") or answer.json().get("error"), answer.text
+    withdraw_bounty(rt, bounty_id)
+    late = post(api, bounty_id, sevens[1])
+    assert late["code"] == 409, late
+    settle(rt)
+    books(rt, bounty_id)
+    assert prizes_of(rt, bounty_id) == {"reclaimed": 2}
