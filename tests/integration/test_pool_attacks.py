@@ -26,6 +26,7 @@ from marketplace.chain.errors import TransactionRejected
 from marketplace.pool_ledger import pool_totals, prize_utxo, reserve_utxo
 from marketplace.pools import keep_pools, live_pool, take_prize
 from marketplace.runtime import Runtime
+from marketplace.submissions import send_queued
 from marketplace.schema import (
     Bounty,
     BountyMode,
@@ -616,3 +617,35 @@ def test_malformed_and_late_submissions_to_a_pool_are_sentences_not_errors(rt: R
     settle(rt)
     books(rt, bounty_id)
     assert prizes_of(rt, bounty_id) == {"reclaimed": 2}
+
+
+@pytest.mark.parametrize("then", ["block", "withdraw"])
+def test_claims_queued_by_the_mempool_chain_limit_are_sent_once_or_closed(
+        rt: Runtime, sevens: np.ndarray, then: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the chain's limit of unconfirmed ancestors at 0, a claim of a prize from an unmined transaction is
+    queued (202, pending); after the next block it is sent once, on whichever prize is free. If the owner
+    withdraws first, the queued claim is closed with a reason and nothing is paid."""
+    bounty_id = pool(rt, prizes=3)
+    api = client(rt)
+    assert rt.local_chain is not None
+    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+    queued = [post(api, bounty_id, image) for image in sevens[:2]]
+    assert [q["code"] for q in queued] == [202, 202], queued
+    assert all(q["status"] == "pending" and q["txid"] is None for q in queued), queued
+    assert prizes_of(rt, bounty_id) == {"live": 3}
+    monkeypatch.undo()
+    if then == "withdraw":
+        withdraw_bounty(rt, bounty_id)
+    rt.local_chain.mine(1)
+    sent = send_queued(rt)
+    assert sent == (2 if then == "block" else 0)
+    assert send_queued(rt) == 0  # nothing sent twice
+    settle(rt)
+    with rt.session() as session:
+        rows = [session.get(Submission, q["id"]) for q in queued]
+        if then == "block":
+            assert all(r is not None and r.txid and r.payout is not None for r in rows)
+            assert len({r.txid for r in rows if r is not None}) == 2
+        else:
+            assert all(r is not None and r.status == SubmissionStatus.REJECTED and r.payout is None for r in rows)
+    books(rt, bounty_id)
