@@ -26,7 +26,6 @@ from marketplace.chain.errors import TransactionRejected
 from marketplace.pool_ledger import pool_totals, prize_utxo, reserve_utxo
 from marketplace.pools import keep_pools, live_pool, take_prize
 from marketplace.runtime import Runtime
-from marketplace.submissions import send_queued
 from marketplace.schema import (
     Bounty,
     BountyMode,
@@ -40,6 +39,7 @@ from marketplace.schema import (
     SubmissionStatus,
     WatcherState,
 )
+from marketplace.submissions import send_queued
 from marketplace.watcher import CURSOR_KEY, Watcher
 from model.artifact import ModelArtifact
 from tests.integration.test_pools import OUTSIDER, books, client, pool, post, prizes_of, settle
@@ -648,4 +648,63 @@ def test_claims_queued_by_the_mempool_chain_limit_are_sent_once_or_closed(
             assert len({r.txid for r in rows if r is not None}) == 2
         else:
             assert all(r is not None and r.status == SubmissionStatus.REJECTED and r.payout is None for r in rows)
+    books(rt, bounty_id)
+
+
+def test_one_transaction_claiming_prizes_of_two_pools(rt: Runtime, sevens: np.ndarray) -> None:
+    first_id, second_id = pool(rt, prizes=2), pool(rt, prizes=2)
+    (a, (prize_a,)), (b, (prize_b,)) = live_prizes(rt, first_id, 1), live_prizes(rt, second_id, 1)
+    tx = Transaction([spend(prize_b, b.claim_unlock(sevens[0])), spend(prize_a, a.claim_unlock(sevens[1]))],
+                     [TransactionOutput(P2PKH().lock(OUTSIDER.address()), 0)], version=TX_VERSION)
+    tx.outputs[0].satoshis = prize_a.satoshis + prize_b.satoshis - fee(tx, rt.settings.fee_rate) - 3
+    rt.chain.broadcast(tx.sign())
+    settle(rt)
+    with rt.session() as session:
+        rows = list(session.scalars(select(Submission).where(Submission.txid == tx.txid())
+                                    .order_by(Submission.input_index)))
+        assert [(r.bounty_id, r.input_index) for r in rows] == [(second_id, 0), (first_id, 1)]
+    books(rt, first_id)
+    books(rt, second_id)
+
+
+def test_replaying_a_history_of_dropped_moves_books_nothing_twice(
+        rt: Runtime, sevens: np.ndarray, tmp_path: Path, shipped: ModelArtifact) -> None:
+    """A refill and a claim of its prize dropped by one reorg, a redeploy dropped by another, then the watcher
+    reads the whole chain's history again from the start."""
+    bounty_id = pool(rt, prizes=4, budget=300_000)
+    api = client(rt)
+    for image in sevens[:3]:
+        assert post(api, bounty_id, image)["code"] == 202
+    settle(rt)
+    with rt.session() as session:
+        refill = session.scalar(select(PoolMove).where(PoolMove.bounty_id == bounty_id, PoolMove.kind == "refill"))
+        assert refill is not None and refill.reserve_before is not None
+        reserve_before = refill.reserve_before
+        contract = rt.pool(live_pool(session, bounty_id)[1])
+    for image in sevens[3:6]:
+        assert post(api, bounty_id, image)["code"] == 202
+    txid, vout, _ = reserve_before.split(":")
+    source = rt.chain.get_transaction(txid)
+    assert source is not None and rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=[rt.wallet.build_pool_move(
+        rt.chain, bounty_id, pool=contract, count=1, reserve=Utxo.of(source, int(vout)),
+        fee_rate=rt.settings.fee_rate)])
+    settle(rt)
+    books(rt, bounty_id)
+    old_contract, (prize,) = live_prizes(rt, bounty_id, 1)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    redeploy(rt, bounty_id, model_id)
+    settle(rt)
+    rt.local_chain.rollback(1, replacement=[build_claim(old_contract, prize, sevens[7], OUTSIDER.address(),
+                                                        rt.settings.fee_rate)])
+    settle(rt)
+    books(rt, bounty_id)
+    before = counts(rt, bounty_id)
+    with rt.session() as session:
+        session.execute(update(WatcherState).where(WatcherState.key == CURSOR_KEY).values(value=START))
+    watcher = Watcher(rt, keep=False)
+    for _ in range(1000):
+        if not watcher.run_once():
+            break
+    assert counts(rt, bounty_id) == before
     books(rt, bounty_id)
