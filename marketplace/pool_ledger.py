@@ -376,7 +376,7 @@ class PoolTotals:
     payouts: int
     claim_fees: int
     owner_fees: int  # the fees of the pool's owner transactions (creating prizes, mostly)
-    withdrawn: int  # what withdrawals took back to the wallet
+    withdrawn: int  # what withdrawals took back to the wallet (and what a dropped deploy never took)
 
     @property
     def balance(self) -> int:
@@ -397,6 +397,11 @@ def pool_totals(session: Session, bounty: Bounty) -> PoolTotals:
         select(func.coalesce(func.sum(PoolMove.fee_sats), 0),
                func.coalesce(func.sum(PoolMove.added_sats).filter(PoolMove.kind == PoolMoveKind.WITHDRAW), 0))
         .where(PoolMove.bounty_id == bounty.id, PoolMove.dropped.is_(False))).one()
+    # a deploy a reorg dropped never took the budget from the wallet: it counts as withdrawn (the budget itself
+    # stays, as the terms were made, and cannot go below the payout)
+    never_left = session.scalar(select(func.coalesce(func.sum(PoolMove.added_sats), 0)).where(
+        PoolMove.bounty_id == bounty.id, PoolMove.kind == PoolMoveKind.DEPLOY, PoolMove.dropped.is_(True))) or 0
     return PoolTotals(reserve=active.current_satoshis if active is not None else 0, live_prizes=int(live_prizes),
                       live_value=int(live_value), claimed=int(claimed), payouts=int(payouts),
-                      claim_fees=int(claim_fees), owner_fees=int(owner_fees), withdrawn=-int(withdrawn))
+                      claim_fees=int(claim_fees), owner_fees=int(owner_fees),
+                      withdrawn=-int(withdrawn) + int(never_left))

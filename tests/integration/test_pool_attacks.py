@@ -708,3 +708,31 @@ def test_replaying_a_history_of_dropped_moves_books_nothing_twice(
             break
     assert counts(rt, bounty_id) == before
     books(rt, bounty_id)
+
+
+def test_a_reorg_dropping_the_deploy_itself(rt: Runtime, sevens: np.ndarray) -> None:
+    """The competing chain spends the wallet coin that funded a pool's deploy elsewhere: the pool never existed,
+    its prizes and reserve are gone, a claim of a prize from it was never paid, and the books say so."""
+    assert rt.local_chain is not None
+    rt.wallet.fund_from_faucet(rt.local_chain, 10_000_000)
+    payment = rt.wallet.build_payment(rt.chain, OUTSIDER.address(), 1_000, rt.settings.fee_rate)  # held back
+    bounty_id = pool(rt, prizes=3)
+    with rt.session() as session:
+        deploy_txid = session.scalar(select(PoolMove.txid).where(PoolMove.bounty_id == bounty_id))
+    deploy = rt.chain.get_transaction(str(deploy_txid))
+    assert deploy is not None
+    assert {(i.source_txid, i.source_output_index) for i in deploy.inputs} & \
+        {(i.source_txid, i.source_output_index) for i in payment.inputs}  # the same coin
+    settle(rt)
+    paid = post(client(rt), bounty_id, sevens[0])
+    assert paid["code"] == 202
+    rt.local_chain.rollback(1, replacement=[payment])
+    settle(rt)
+    with rt.session() as session:
+        bounty = session.get(Bounty, bounty_id)
+        assert bounty is not None and str(bounty.status) == "withdrawn"
+        row = session.get(Submission, paid["id"])
+        assert row is not None and row.status == SubmissionStatus.ORPHANED and row.payout is None
+    assert prizes_of(rt, bounty_id) == {"dropped": 3}
+    assert post(client(rt), bounty_id, sevens[1])["code"] == 409
+    books(rt, bounty_id)
