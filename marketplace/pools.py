@@ -100,12 +100,21 @@ def create_pool(rt: Runtime, session: Session, bounty: Bounty, model: ModelVersi
 
 
 def fund_pool(rt: Runtime, session: Session, bounty: Bounty, deployment: Deployment, amount: int) -> Transaction:
-    """Top up: `amount` sats from the wallet join the reserve (its fee from the pool's funds)."""
-    tx = rt.wallet.build_pool_move(rt.chain, bounty.id, reserve=reserve_utxo(rt, deployment), add=amount,
-                                   fee_rate=rt.settings.fee_rate)
-    rt.chain.broadcast(tx)
-    book_move(session, rt, bounty, tx, PoolMoveKind.TOP_UP)
-    return tx
+    """Top up: `amount` sats from the wallet join the reserve (its fee from the pool's funds). The keeper may
+    spend the reserve into a refill meanwhile: the top-up is then rebuilt on the refill's reserve."""
+    for _attempt in range(MOVE_RETRIES):
+        tx = rt.wallet.build_pool_move(rt.chain, bounty.id, reserve=reserve_utxo(rt, deployment), add=amount,
+                                       fee_rate=rt.settings.fee_rate)
+        try:
+            rt.chain.broadcast(tx)
+        except TransactionRejected as exc:
+            if "double spend" not in exc.reason.lower():
+                raise
+            session.refresh(deployment)  # the keeper's refill moved the reserve
+            continue
+        book_move(session, rt, bounty, tx, PoolMoveKind.TOP_UP)
+        return tx
+    raise BountyClosed(f"bounty {bounty.id} is too busy: {MOVE_RETRIES} top-ups lost races with the keeper")
 
 
 def withdraw_pool(rt: Runtime, bounty_id: int) -> tuple[Transaction, int]:

@@ -736,3 +736,36 @@ def test_a_reorg_dropping_the_deploy_itself(rt: Runtime, sevens: np.ndarray) -> 
     assert prizes_of(rt, bounty_id) == {"dropped": 3}
     assert post(client(rt), bounty_id, sevens[1])["code"] == 409
     books(rt, bounty_id)
+
+
+@pytest.mark.parametrize("kind", ["top_up", "withdraw", "redeploy"])
+def test_the_keeper_refills_just_before_an_owner_transaction_is_sent(
+        rt: Runtime, sevens: np.ndarray, kind: str, tmp_path: Path, shipped: ModelArtifact,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keeper (in the watcher's process) spends the reserve into a refill while the operator's top-up,
+    withdrawal or redeploy is being built from the same reserve: the operator's call still succeeds (rebuilt
+    on the new reserve) or fails with a sentence, and the books stay exact."""
+    bounty_id = pool(rt, prizes=4, budget=200_000)
+    api = client(rt)
+    for image in sevens[:3]:
+        assert post(api, bounty_id, image)["code"] == 202
+    model_id = register_variants(rt, shipped, tmp_path, 1)[0] if kind == "redeploy" else None
+    sent, refills, started = rt.chain.broadcast, [], []
+
+    def keeper_first(tx: Transaction | bytes) -> object:
+        if not started:
+            started.append(True)  # the keeper's own broadcast passes straight through
+            refills.append(keep_pools(rt))
+        return sent(tx)
+
+    monkeypatch.setattr(rt.chain, "broadcast", keeper_first)
+    if kind == "top_up":
+        assert fund_bounty(rt, bounty_id, 9_000).budget_sats == 209_000
+    elif kind == "withdraw":
+        assert withdraw_bounty(rt, bounty_id).status == "withdrawn"
+    else:
+        assert model_id is not None and redeploy(rt, bounty_id, model_id).contract_version == 2
+    monkeypatch.undo()
+    assert refills and refills[0] >= 1
+    settle(rt)
+    books(rt, bounty_id)
