@@ -769,3 +769,27 @@ def test_the_keeper_refills_just_before_an_owner_transaction_is_sent(
     assert refills and refills[0] >= 1
     settle(rt)
     books(rt, bounty_id)
+
+
+def test_a_claim_sent_but_never_booked_is_booked_once_by_the_watcher(
+        rt: Runtime, sevens: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API took a prize and broadcast its claim, then its process stopped before the commit: the watcher
+    books the claim once (as seen on chain), the prize is claimed, and the keeper never frees it."""
+    bounty_id = pool(rt, prizes=3)
+    with rt.session() as session:
+        deployment = live_pool(session, bounty_id)[1]
+        prize = take_prize(session, deployment.id)
+        assert prize is not None
+        contract, utxo, prize_id = rt.pool(deployment), prize_utxo(rt, prize), prize.id
+    tx = build_claim(contract, utxo, sevens[0], OUTSIDER.address(), rt.settings.fee_rate)
+    rt.chain.broadcast(tx)
+    monkeypatch.setattr(rt.settings, "pool_take_timeout", 0.01)
+    time.sleep(0.05)
+    settle(rt)
+    settle(rt)
+    with rt.session() as session:
+        rows = list(session.scalars(select(Submission).where(Submission.txid == tx.txid())))
+        assert len(rows) == 1 and rows[0].payout is not None and rows[0].status == SubmissionStatus.CONFIRMED
+        taken = session.get(Prize, prize_id)
+        assert taken is not None and taken.status == PrizeStatus.CLAIMED and taken.spent_txid == tx.txid()
+    books(rt, bounty_id)
