@@ -166,7 +166,7 @@ def book_move(session: Session, rt: Runtime, bounty: Bounty, tx: Transaction, ki
     txid = tx.txid()
     booked = session.scalar(select(PoolMove).where(PoolMove.txid == txid))
     if booked is not None:
-        return booked
+        return _booked_by_the_other_writer(session, booked)
     active = _active(session, bounty)
     seen = _read(session, rt, bounty, active, tx)
     target = target or (active if active is not None else None)
@@ -210,9 +210,17 @@ def book_move(session: Session, rt: Runtime, bounty: Bounty, tx: Transaction, ki
         booked = session.scalar(select(PoolMove).where(PoolMove.txid == txid))
         if booked is None:
             raise
-        return booked
+        return _booked_by_the_other_writer(session, booked)
     log.info("pool move: bounty=%d kind=%s txid=%s prizes=%d fee=%d", bounty.id, kind, txid, len(created), seen.fee)
     return move
+
+
+def _booked_by_the_other_writer(session: Session, booked: PoolMove) -> PoolMove:
+    """The move the other writer (the watcher, or the service) booked: what this session holds of the bounty, its
+    deployments and prizes predates that booking (a top-up's budget, the reserve), so it is read again."""
+    session.flush()
+    session.expire_all()
+    return booked
 
 
 def _active(session: Session, bounty: Bounty) -> Deployment | None:
@@ -285,13 +293,22 @@ def adopt_move(session: Session, rt: Runtime, bounty: Bounty, tx: Transaction) -
 
 def next_deployment(session: Session, bounty: Bounty, active: Deployment, model: ModelVersion, pool: PoolContract,
                     txid: str) -> Deployment:
-    """The deployment a redeploy in `txid` starts (not active until the move retires the old one)."""
-    deployment = Deployment(bounty=bounty, version=active.version + 1, model_id=model.id,
+    """The deployment a redeploy in `txid` starts (not active until the move retires the old one). The service
+    that sent it and the watcher that saw it may both get here: the second finds the first's."""
+    started = select(Deployment).where(Deployment.deploy_txid == txid)
+    if (found := session.scalar(started)) is not None:
+        return found
+    deployment = Deployment(bounty_id=bounty.id, version=active.version + 1, model_id=model.id,
                             locking_script_sha256=hashlib.sha256(pool.lock().serialize()).hexdigest(),
                             deploy_txid=txid, current_txid=txid, current_vout=0, current_satoshis=0,
                             status=DeploymentStatus.MIGRATED)
-    session.add(deployment)
-    session.flush()
+    try:
+        with session.begin_nested():
+            session.add(deployment)
+    except IntegrityError:  # the other writer's was committed between the look and the write
+        if (found := session.scalar(started)) is None:
+            raise
+        return found
     return deployment
 
 
@@ -359,7 +376,7 @@ class PoolTotals:
     payouts: int
     claim_fees: int
     owner_fees: int  # the fees of the pool's owner transactions (creating prizes, mostly)
-    withdrawn: int  # what withdrawals took back to the wallet
+    withdrawn: int  # what withdrawals took back to the wallet (and what a dropped deploy never took)
 
     @property
     def balance(self) -> int:
@@ -380,6 +397,11 @@ def pool_totals(session: Session, bounty: Bounty) -> PoolTotals:
         select(func.coalesce(func.sum(PoolMove.fee_sats), 0),
                func.coalesce(func.sum(PoolMove.added_sats).filter(PoolMove.kind == PoolMoveKind.WITHDRAW), 0))
         .where(PoolMove.bounty_id == bounty.id, PoolMove.dropped.is_(False))).one()
+    # a deploy a reorg dropped never took the budget from the wallet: it counts as withdrawn (the budget itself
+    # stays, as the terms were made, and cannot go below the payout)
+    never_left = session.scalar(select(func.coalesce(func.sum(PoolMove.added_sats), 0)).where(
+        PoolMove.bounty_id == bounty.id, PoolMove.kind == PoolMoveKind.DEPLOY, PoolMove.dropped.is_(True))) or 0
     return PoolTotals(reserve=active.current_satoshis if active is not None else 0, live_prizes=int(live_prizes),
                       live_value=int(live_value), claimed=int(claimed), payouts=int(payouts),
-                      claim_fees=int(claim_fees), owner_fees=int(owner_fees), withdrawn=-int(withdrawn))
+                      claim_fees=int(claim_fees), owner_fees=int(owner_fees),
+                      withdrawn=-int(withdrawn) + int(never_left))

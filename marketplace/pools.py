@@ -101,12 +101,21 @@ def create_pool(rt: Runtime, session: Session, bounty: Bounty, model: ModelVersi
 
 
 def fund_pool(rt: Runtime, session: Session, bounty: Bounty, deployment: Deployment, amount: int) -> Transaction:
-    """Top up: `amount` sats from the wallet join the reserve (its fee from the pool's funds)."""
-    tx = rt.wallet.build_pool_move(rt.chain, bounty.id, reserve=reserve_utxo(rt, deployment), add=amount,
-                                   fee_rate=rt.settings.fee_rate)
-    rt.chain.broadcast(tx)
-    book_move(session, rt, bounty, tx, PoolMoveKind.TOP_UP)
-    return tx
+    """Top up: `amount` sats from the wallet join the reserve (its fee from the pool's funds). The keeper may
+    spend the reserve into a refill meanwhile: the top-up is then rebuilt on the refill's reserve."""
+    for _attempt in range(MOVE_RETRIES):
+        tx = rt.wallet.build_pool_move(rt.chain, bounty.id, reserve=reserve_utxo(rt, deployment), add=amount,
+                                       fee_rate=rt.settings.fee_rate)
+        try:
+            rt.chain.broadcast(tx)
+        except TransactionRejected as exc:
+            if "double spend" not in exc.reason.lower():
+                raise
+            session.refresh(deployment)  # the keeper's refill moved the reserve
+            continue
+        book_move(session, rt, bounty, tx, PoolMoveKind.TOP_UP)
+        return tx
+    raise BountyClosed(f"bounty {bounty.id} is too busy: {MOVE_RETRIES} top-ups lost races with the keeper")
 
 
 def withdraw_pool(rt: Runtime, bounty_id: int) -> tuple[Transaction, int]:
@@ -124,11 +133,12 @@ def redeploy_pool(rt: Runtime, bounty_id: int, model: ModelVersion) -> Transacti
 
 def _owner_move(rt: Runtime, bounty_id: int, kind: PoolMoveKind, model: ModelVersion | None = None
                 ) -> tuple[Transaction, int]:
+    won: set[int] = set()  # prizes a claim spent meanwhile (still unbooked, so still UNSPENT): left out
     for _attempt in range(MOVE_RETRIES):
         with rt.session() as session:
             bounty, deployment = live_pool(session, bounty_id)
             prizes = list(session.scalars(select(Prize).where(Prize.deployment_id == deployment.id,
-                                                              Prize.status.in_(UNSPENT))))
+                                                              Prize.status.in_(UNSPENT), Prize.id.not_in(won))))
             old = rt.pool(deployment)
             spent = [(old, prize_utxo(rt, prize)) for prize in prizes]
             reserve = reserve_utxo(rt, deployment)
@@ -152,7 +162,7 @@ def _owner_move(rt: Runtime, bounty_id: int, kind: PoolMoveKind, model: ModelVer
             except TransactionRejected as exc:
                 if "double spend" not in exc.reason.lower():
                     raise
-                _forget_spent(rt, session, prizes)  # a claim won a prize: the next attempt leaves it out
+                won |= _forget_spent(rt, session, prizes)  # a claim won a prize: the next attempt leaves it out
                 continue
             if model is not None and new_pool is not None:
                 target = next_deployment(session, bounty, deployment, model, new_pool, tx.txid())
@@ -161,11 +171,16 @@ def _owner_move(rt: Runtime, bounty_id: int, kind: PoolMoveKind, model: ModelVer
     raise BountyClosed(f"bounty {bounty_id} is too busy: {MOVE_RETRIES} attempts lost races with claims")
 
 
-def _forget_spent(rt: Runtime, session: Session, prizes: list[Prize]) -> None:
-    """Prizes the chain says are spent are no longer handed out; the watcher books who spent them."""
+def _forget_spent(rt: Runtime, session: Session, prizes: list[Prize]) -> set[int]:
+    """Prizes the chain says are spent are no longer handed out; the watcher books who spent them. Returns their
+    ids: a TAKEN prize is still UNSPENT to the books, so the caller must leave these out itself."""
+    won = set()
     for prize in prizes:
-        if rt.chain.spender_of(prize.txid, prize.vout) is not None and prize.status == PrizeStatus.LIVE:
-            prize.status, prize.taken_at = PrizeStatus.TAKEN, datetime.now(UTC)
+        if rt.chain.spender_of(prize.txid, prize.vout) is not None:
+            won.add(prize.id)
+            if prize.status == PrizeStatus.LIVE:
+                prize.status, prize.taken_at = PrizeStatus.TAKEN, datetime.now(UTC)
+    return won
 
 
 def live_pool(session: Session, bounty_id: int) -> tuple[Bounty, Deployment]:

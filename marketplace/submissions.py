@@ -355,6 +355,10 @@ def _pay_prize(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
                        attestor=rt.attestor.sign if vetted else None, appeal=offer.claimed if offer.appeal else None)
             validate_input(tx, 0)  # never broadcast what the interpreter refuses
             rt.chain.broadcast(tx)
+        except MempoolChainTooLong:  # queued: sent after the next block, on whichever prize is free then
+            # (caught before TransactionRejected, its base class, which would refuse the claim instead)
+            release_prize(rt, prize_id)
+            return _queue(rt, bounty_id, offer)
         except TransactionRejected as exc:
             if _lost_race(exc) and lost < RACE_RETRIES:
                 lost += 1
@@ -362,9 +366,6 @@ def _pay_prize(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
                 continue
             release_prize(rt, prize_id)
             raise
-        except MempoolChainTooLong:  # queued: sent after the next block, on whichever prize is free then
-            release_prize(rt, prize_id)
-            return _queue(rt, bounty_id, offer)
         except ContractError as exc:
             release_prize(rt, prize_id)
             raise BountyClosed(f"bounty {bounty_id} cannot pay: {exc}") from None

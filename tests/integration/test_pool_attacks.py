@@ -1,0 +1,795 @@
+"""Attacks on the money paths of pool bounties (marketplace.pools, marketplace.pool_ledger), made the way an
+adversary can: with the public weights, any valid transaction broadcast to the dev chain, reorgs of it, a
+process that stops between a broadcast and its commit, and the public API. After each the books must be exact
+to the satoshi (tests/support/pool_books.py), nothing paid or booked twice, and every refusal a sentence."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bsv import P2PKH, Network, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
+from bsv.fee_models import SatoshisPerKilobyte
+from sqlalchemy import func, select, update
+
+from contracts.interpreter import TX_VERSION
+from contracts.pool import PoolContract
+from contracts.transactions import Utxo
+from contracts.transactions import claim as build_claim
+from marketplace.bounties import fund_bounty, redeploy, withdraw_bounty
+from marketplace.chain import START
+from marketplace.chain.errors import TransactionRejected
+from marketplace.pool_ledger import pool_totals, prize_utxo, reserve_utxo
+from marketplace.pools import keep_pools, live_pool, take_prize
+from marketplace.runtime import Runtime
+from marketplace.schema import (
+    Bounty,
+    BountyMode,
+    ModelVersion,
+    Payout,
+    PoolMove,
+    Prize,
+    PrizeStatus,
+    Submission,
+    SubmissionSource,
+    SubmissionStatus,
+    WatcherState,
+)
+from marketplace.submissions import send_queued
+from marketplace.watcher import CURSOR_KEY, Watcher
+from model.artifact import ModelArtifact
+from tests.integration.test_pools import OUTSIDER, books, client, pool, post, prizes_of, settle
+from tests.support.models import register_variants
+from tests.support.settings import runtime_on
+
+STRANGER = PrivateKey(7201, network=Network.TESTNET)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def rt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
+    runtime = runtime_on(request.param, request, tmp_path, pool_wait_seconds=0.5, novelty_index_mnist_test=False,
+                         quota_per_payee_per_hour=0, quota_per_client_per_hour=0)
+    yield runtime
+    runtime.close()
+
+
+def live_prizes(rt: Runtime, bounty_id: int, n: int) -> tuple[PoolContract, list[Utxo]]:
+    """The pool's contract and the outputs of its first `n` free prizes (as an outsider reads them off chain)."""
+    with rt.session() as session:
+        deployment = live_pool(session, bounty_id)[1]
+        prizes = list(session.scalars(select(Prize).where(Prize.deployment_id == deployment.id,
+                                                          Prize.status == PrizeStatus.LIVE).order_by(Prize.id)))
+        return rt.pool(deployment), [prize_utxo(rt, p) for p in prizes[:n]]
+
+
+def coin(rt: Runtime, key: PrivateKey, amount: int) -> Utxo:
+    """A P2PKH coin of the outsider's own, from the dev chain's faucet."""
+    assert rt.local_chain is not None
+    txid = rt.local_chain.faucet(key.address(), amount)
+    source = rt.chain.get_transaction(txid)
+    assert source is not None
+    return Utxo.of(source, 0)
+
+
+def spend(utxo: Utxo, template: object) -> TransactionInput:
+    tx_input = TransactionInput(source_txid=utxo.txid, source_output_index=utxo.vout,
+                                unlocking_script_template=template)
+    tx_input.satoshis, tx_input.locking_script = utxo.satoshis, utxo.locking_script
+    return tx_input
+
+
+def op_return(data: bytes = b"no payee") -> Script:
+    return Script(b"\x00\x6a" + bytes([len(data)]) + data)
+
+
+def fee(tx: Transaction, rate: int) -> int:
+    return int(SatoshisPerKilobyte(rate).compute_fee(tx))
+
+
+def counts(rt: Runtime, bounty_id: int) -> dict[str, object]:
+    """Everything the books hold for a pool, to compare before and after."""
+    with rt.session() as session:
+        bounty = session.get(Bounty, bounty_id)
+        assert bounty is not None
+        return {
+            "totals": pool_totals(session, bounty),
+            "budget": bounty.budget_sats,
+            "status": str(bounty.status),
+            "submissions": sorted((s.txid or "", s.input_index or 0, str(s.status)) for s in session.scalars(
+                select(Submission).where(Submission.bounty_id == bounty_id))),
+            "payouts": sorted((p.txid, p.satoshis, p.fee_sats) for p in session.scalars(
+                select(Payout).where(Payout.bounty_id == bounty_id))),
+            "moves": sorted((m.txid, str(m.kind), m.added_sats, m.fee_sats, m.dropped) for m in session.scalars(
+                select(PoolMove).where(PoolMove.bounty_id == bounty_id))),
+            "prizes": sorted((p.txid, p.vout, str(p.status), p.spent_txid or "") for p in session.scalars(
+                select(Prize).where(Prize.bounty_id == bounty_id))),
+        }
+
+
+# -- 1. claims shaped to confuse the books -------------------------------------------------------------------
+
+
+def test_one_transaction_claiming_two_prizes_with_an_input_of_its_own_and_a_foreign_prize_output(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    """An outsider claims two prizes in one transaction that also spends a coin of theirs, pays themselves, and
+    creates an output locked by the pool's own prize script. Each prize is booked once, its payout and fee
+    adding up to exactly what it held; the foreign output is never counted as the pool's, never handed out by
+    the service, and its claim is nobody's business of the books."""
+    bounty_id = pool(rt, prizes=4)
+    contract, (first, second) = live_prizes(rt, bounty_id, 2)
+    own = coin(rt, OUTSIDER, 20_000)
+    foreign_value = contract.prize_satoshis
+    tx = Transaction([spend(first, contract.claim_unlock(sevens[0])), spend(own, P2PKH().unlock(OUTSIDER)),
+                      spend(second, contract.claim_unlock(sevens[1]))],
+                     [TransactionOutput(op_return(), 0), TransactionOutput(P2PKH().lock(OUTSIDER.address()), 0),
+                      TransactionOutput(contract.lock(), foreign_value)], version=TX_VERSION)
+    total_in = first.satoshis + second.satoshis + own.satoshis
+    tx.outputs[1].satoshis = total_in - foreign_value - fee(tx, rt.settings.fee_rate) - 10
+    tx.sign()
+    rt.chain.broadcast(tx)
+    settle(rt)
+    with rt.session() as session:
+        rows = list(session.scalars(select(Submission).where(Submission.txid == tx.txid())
+                                    .order_by(Submission.input_index)))
+        assert [r.input_index for r in rows] == [0, 2] and all(r.source == SubmissionSource.CHAIN for r in rows)
+        assert all(r.recipient_address == OUTSIDER.address() and r.payout is not None for r in rows)
+        assert all(r.payout.satoshis + r.payout.fee_sats == contract.prize_satoshis for r in rows)  # type: ignore[union-attr]
+        foreign = session.scalar(select(Prize).where(Prize.txid == tx.txid()))
+        assert foreign is None  # not the pool's money
+    assert prizes_of(rt, bounty_id)["claimed"] == 2
+    books(rt, bounty_id)
+    # the service never hands out the foreign output, and a claim of it books nothing
+    api = client(rt)
+    for image in sevens[2:4]:
+        paid = post(api, bounty_id, image)
+        assert paid["code"] == 202
+        claim_tx = rt.chain.get_transaction(paid["txid"])
+        assert claim_tx is not None and claim_tx.inputs[0].source_txid != tx.txid()
+    stranger = build_claim(contract, Utxo.of(tx, 2), sevens[6], STRANGER.address(), rt.settings.fee_rate)
+    rt.chain.broadcast(stranger)
+    settle(rt)
+    with rt.session() as session:
+        assert session.scalar(select(func.count(Submission.id)).where(Submission.txid == stranger.txid())) == 0
+    books(rt, bounty_id)
+
+
+def test_a_claim_that_pays_nobody_is_all_fee_and_reads_back(rt: Runtime, sevens: np.ndarray) -> None:
+    """A claim whose only output is an OP_RETURN: the whole prize is its fee, the submission has no payee, and
+    the API shows it without failing."""
+    bounty_id = pool(rt, prizes=3)
+    contract, (prize,) = live_prizes(rt, bounty_id, 1)
+    tx = Transaction([spend(prize, contract.claim_unlock(sevens[0]))], [TransactionOutput(op_return(), 0)],
+                     version=TX_VERSION).sign()
+    rt.chain.broadcast(tx)
+    settle(rt)
+    with rt.session() as session:
+        row = session.scalar(select(Submission).where(Submission.txid == tx.txid()))
+        assert row is not None and row.recipient_address == "" and row.payout is not None
+        assert (row.payout.satoshis, row.payout.fee_sats) == (0, contract.prize_satoshis)
+        row_id = row.id
+    api = client(rt)
+    shown = api.get(f"/submissions/{row_id}")
+    assert shown.status_code == 200, shown.text
+    assert api.get(f"/bounties/{bounty_id}").status_code == 200
+    books(rt, bounty_id)
+
+
+def test_dust_sent_to_the_reserve_address_and_the_prize_script_by_a_stranger_changes_nothing(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=3, budget=120_000)
+    contract, _ = live_prizes(rt, bounty_id, 0)
+    own = coin(rt, STRANGER, 10_000)
+    gift = Transaction([spend(own, P2PKH().unlock(STRANGER))],
+                       [TransactionOutput(P2PKH().lock(rt.wallet.reserve_address(bounty_id)), 1),
+                        TransactionOutput(contract.lock(), 1), TransactionOutput(P2PKH().lock(STRANGER.address()), 0)],
+                       version=TX_VERSION)
+    gift.outputs[2].satoshis = own.satoshis - 2 - fee(gift, rt.settings.fee_rate)
+    rt.chain.broadcast(gift.sign())
+    before = counts(rt, bounty_id)
+    settle(rt)
+    assert counts(rt, bounty_id)["totals"] == before["totals"]
+    for image in sevens[:3]:
+        assert post(client(rt), bounty_id, image)["code"] == 202
+    settle(rt)  # the keeper refills from its own reserve, not the stranger's dust
+    fund_bounty(rt, bounty_id, 5_000)
+    settle(rt)
+    withdrawn = withdraw_bounty(rt, bounty_id)
+    settle(rt)
+    books(rt, bounty_id)
+    assert rt.chain.spender_of(gift.txid(), 0) is None and rt.chain.spender_of(gift.txid(), 1) is None
+    assert withdrawn.status == "withdrawn"
+
+
+# -- 2. races with the owner's transactions ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("action", ["withdraw", "redeploy"])
+def test_an_owner_move_after_a_direct_claim_the_watcher_has_not_seen(
+        rt: Runtime, sevens: np.ndarray, action: str, tmp_path: Path, shipped: ModelArtifact) -> None:
+    """An outsider claims a prize directly on chain; before the watcher books it the owner withdraws (or
+    redeploys). The move must be rebuilt without that prize and succeed, and the books end exact."""
+    bounty_id = pool(rt, prizes=3)
+    contract, (prize,) = live_prizes(rt, bounty_id, 1)
+    direct = build_claim(contract, prize, sevens[0], OUTSIDER.address(), rt.settings.fee_rate)
+    rt.chain.broadcast(direct)
+    if action == "withdraw":
+        assert withdraw_bounty(rt, bounty_id).status == "withdrawn"
+    else:
+        (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+        assert redeploy(rt, bounty_id, model_id).contract_version == 2
+    settle(rt)
+    with rt.session() as session:
+        outsider = session.scalar(select(Submission).where(Submission.txid == direct.txid()))
+        assert outsider is not None and outsider.payout is not None
+    books(rt, bounty_id)
+
+
+def test_a_redeploy_racing_concurrent_claims_ends_with_exact_books(
+        rt: Runtime, sevens: np.ndarray, tmp_path: Path, shipped: ModelArtifact) -> None:
+    bounty_id = pool(rt, prizes=8, budget=300_000)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    api = client(rt)
+    with ThreadPoolExecutor(max_workers=4) as threads:
+        claims = [threads.submit(post, api, bounty_id, image) for image in sevens[:6]]
+        moved = threads.submit(redeploy, rt, bounty_id, model_id)
+        codes = [c.result()["code"] for c in claims]
+        assert moved.result().contract_version == 2
+    assert set(codes) <= {202, 409, 422} and 202 in codes, codes
+    settle(rt)
+    books(rt, bounty_id)
+    with rt.session() as session:
+        paid = list(session.scalars(select(Payout.txid).where(Payout.bounty_id == bounty_id)))
+    assert len(paid) == len(set(paid)) == codes.count(202)  # every claim paid once, from a prize of its own
+
+
+# -- reorgs --------------------------------------------------------------------------------------------------
+
+
+def test_a_reorg_dropping_a_refill_and_a_claim_of_its_prize(rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=4, budget=300_000)
+    api = client(rt)
+    for image in sevens[:3]:
+        assert post(api, bounty_id, image)["code"] == 202
+    settle(rt)  # the keeper refilled, and the refill was mined
+    with rt.session() as session:
+        refill = session.scalar(select(PoolMove).where(PoolMove.bounty_id == bounty_id, PoolMove.kind == "refill"))
+        assert refill is not None and refill.reserve_before is not None
+        refill_txid, reserve_before = refill.txid, refill.reserve_before
+        contract = rt.pool(live_pool(session, bounty_id)[1])
+    paid = [post(api, bounty_id, image) for image in sevens[3:6]]  # the last ones take the refill's prizes
+    assert [p["code"] for p in paid] == [202] * 3
+    on_refill = [p for p in paid if rt.chain.get_transaction(p["txid"]).inputs[0].source_txid == refill_txid]  # type: ignore[union-attr]
+    assert on_refill
+    txid, vout, _ = reserve_before.split(":")
+    source = rt.chain.get_transaction(txid)
+    assert source is not None and rt.local_chain is not None
+    other = rt.wallet.build_pool_move(rt.chain, bounty_id, pool=contract, count=1,
+                                      reserve=Utxo.of(source, int(vout)), fee_rate=rt.settings.fee_rate)
+    rt.local_chain.rollback(1, replacement=[other])
+    settle(rt)
+    with rt.session() as session:
+        for p in on_refill:
+            row = session.get(Submission, p["id"])
+            assert row is not None and row.status == SubmissionStatus.ORPHANED and row.payout is None
+        assert session.scalar(select(PoolMove.dropped).where(PoolMove.txid == refill_txid)) is True
+    books(rt, bounty_id)
+
+
+def test_a_reorg_dropping_a_withdrawal_for_an_outsiders_claim_reopens_the_pool(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=3)
+    contract, (prize,) = live_prizes(rt, bounty_id, 1)
+    withdraw_bounty(rt, bounty_id)
+    settle(rt)
+    rival = build_claim(contract, prize, sevens[0], OUTSIDER.address(), rt.settings.fee_rate)
+    assert rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=[rival])
+    settle(rt)
+    with rt.session() as session:
+        bounty = session.get(Bounty, bounty_id)
+        assert bounty is not None and str(bounty.status) == "active"
+        theirs = session.scalar(select(Submission).where(Submission.txid == rival.txid()))
+        assert theirs is not None and theirs.payout is not None
+    books(rt, bounty_id)
+    assert withdraw_bounty(rt, bounty_id).status == "withdrawn"  # the owner withdraws again, from what is left
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_reorg_dropping_a_top_up_takes_it_out_of_the_budget(rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=3, budget=60_000)
+    settle(rt)
+    fund_bounty(rt, bounty_id, 25_000)
+    settle(rt)
+    with rt.session() as session:
+        top_up = session.scalar(select(PoolMove).where(PoolMove.bounty_id == bounty_id, PoolMove.kind == "top_up"))
+        assert top_up is not None and top_up.reserve_before is not None
+        top_up_txid, reserve_before = top_up.txid, top_up.reserve_before
+        contract = rt.pool(live_pool(session, bounty_id)[1])
+    txid, vout, _ = reserve_before.split(":")
+    source = rt.chain.get_transaction(txid)
+    assert source is not None and rt.local_chain is not None
+    other = rt.wallet.build_pool_move(rt.chain, bounty_id, pool=contract, count=1,
+                                      reserve=Utxo.of(source, int(vout)), fee_rate=rt.settings.fee_rate)
+    rt.local_chain.rollback(1, replacement=[other])
+    settle(rt)
+    with rt.session() as session:
+        assert session.scalar(select(PoolMove.dropped).where(PoolMove.txid == top_up_txid)) is True
+        assert session.scalar(select(Bounty.budget_sats).where(Bounty.id == bounty_id)) == 60_000
+    books(rt, bounty_id)
+
+
+# -- 3. the watcher replays everything -----------------------------------------------------------------------
+
+
+def test_replaying_every_event_books_nothing_twice(rt: Runtime, sevens: np.ndarray, tmp_path: Path,
+                                                   shipped: ModelArtifact) -> None:
+    bounty_id = pool(rt, prizes=4, budget=300_000)
+    api = client(rt)
+    for image in sevens[:3]:
+        assert post(api, bounty_id, image)["code"] == 202
+    settle(rt)  # refilled
+    contract, (prize,) = live_prizes(rt, bounty_id, 1)
+    rt.chain.broadcast(build_claim(contract, prize, sevens[3], OUTSIDER.address(), rt.settings.fee_rate))
+    fund_bounty(rt, bounty_id, 20_000)
+    settle(rt)
+    dropped = post(api, bounty_id, sevens[4])
+    settle(rt)
+    rival_prize = live_prizes(rt, bounty_id, 1)[1][0]
+    mine = rt.chain.get_transaction(dropped["txid"])
+    assert mine is not None and rt.local_chain is not None
+    rival = build_claim(contract, Utxo(mine.inputs[0].source_txid, mine.inputs[0].source_output_index,
+                                       contract.prize_satoshis, contract.lock()), sevens[5], OUTSIDER.address(),
+                        rt.settings.fee_rate)
+    rt.local_chain.rollback(1, replacement=[rival])
+    settle(rt)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    redeploy(rt, bounty_id, model_id)
+    assert post(api, bounty_id, sevens[6])["code"] == 202
+    settle(rt)
+    assert rival_prize.txid  # (a prize was live throughout)
+    books(rt, bounty_id)
+    before = counts(rt, bounty_id)
+    with rt.session() as session:
+        session.execute(update(WatcherState).where(WatcherState.key == CURSOR_KEY).values(value=START))
+    watcher = Watcher(rt, keep=False)
+    for _ in range(1000):
+        if not watcher.run_once():
+            break
+    assert counts(rt, bounty_id) == before
+    books(rt, bounty_id)
+
+
+# -- 4. the service stops between a broadcast and its commit -------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["refill", "top_up", "withdraw", "redeploy"])
+def test_an_owner_transaction_sent_but_never_booked_is_adopted_once_with_its_kind(
+        rt: Runtime, sevens: np.ndarray, kind: str, tmp_path: Path, shipped: ModelArtifact) -> None:
+    bounty_id = pool(rt, prizes=4, budget=200_000)
+    assert post(client(rt), bounty_id, sevens[0])["code"] == 202
+    settle(rt)
+    model_id = register_variants(rt, shipped, tmp_path, 1)[0] if kind == "redeploy" else None
+    with rt.session() as session:
+        bounty, deployment = live_pool(session, bounty_id)
+        contract, reserve, budget = rt.pool(deployment), reserve_utxo(rt, deployment), bounty.budget_sats
+        prizes = [(contract, prize_utxo(rt, p)) for p in session.scalars(
+            select(Prize).where(Prize.deployment_id == deployment.id, Prize.status == PrizeStatus.LIVE))]
+        new_pool = rt.new_pool(session.get(ModelVersion, model_id), bounty) if model_id else None  # type: ignore[arg-type]
+    assert reserve is not None
+    build = rt.wallet.build_pool_move
+    tx = {"refill": lambda: build(rt.chain, bounty_id, pool=contract, count=2, reserve=reserve),
+          "top_up": lambda: build(rt.chain, bounty_id, reserve=reserve, add=7_000),
+          "withdraw": lambda: build(rt.chain, bounty_id, prizes=prizes, reserve=reserve, withdraw=True),
+          "redeploy": lambda: build(rt.chain, bounty_id, pool=new_pool, count=2, prizes=prizes, reserve=reserve),
+          }[kind]()
+    rt.chain.broadcast(tx)  # ... and the process stopped here
+    watcher = Watcher(rt, keep=False)
+    while watcher.run_once():
+        pass
+    watcher = Watcher(rt, keep=False)  # a restarted watcher sees it again
+    with rt.session() as session:
+        session.execute(update(WatcherState).where(WatcherState.key == CURSOR_KEY).values(value=START))
+    while watcher.run_once():
+        pass
+    with rt.session() as session:
+        moves = list(session.scalars(select(PoolMove).where(PoolMove.txid == tx.txid())))
+        assert [str(m.kind) for m in moves] == [kind]
+        bounty = session.get(Bounty, bounty_id)
+        assert bounty is not None
+        assert bounty.budget_sats == budget + (7_000 if kind == "top_up" else 0)
+        assert str(bounty.status) == ("withdrawn" if kind == "withdraw" else "active")
+        if kind == "redeploy":
+            assert live_pool(session, bounty_id)[1].model_id == model_id
+    settle(rt)
+    books(rt, bounty_id)
+
+
+# -- 5. the API ----------------------------------------------------------------------------------------------
+
+
+def test_every_prize_taken_is_a_409_with_a_sentence(rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=1)
+    api = client(rt)
+    assert post(api, bounty_id, sevens[0])["code"] == 202
+    busy = post(api, bounty_id, sevens[1])
+    assert busy["code"] == 409, busy
+    assert "every live prize is being claimed" in str(busy), busy
+    assert prizes_of(rt, bounty_id) == {"claimed": 1}
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_vetted_claim_rebuilt_by_a_relay_is_refused_by_the_chain(rt: Runtime, sevens: np.ndarray) -> None:
+    """The attestor signs the whole claim (SIGHASH_ALL): a relay that changes the payee, the payout, the fee,
+    adds an input of its own or moves the signature to another prize gets nothing past the chain."""
+    bounty_id = pool(rt, prizes=3, mode=BountyMode.VETTED)
+    contract, (prize, other) = live_prizes(rt, bounty_id, 2)
+    honest = build_claim(contract, prize, sevens[0], STRANGER.address(), rt.settings.fee_rate,
+                         attestor=rt.attestor.sign)
+    unlocking = honest.inputs[0].unlocking_script
+    payout = honest.outputs[0].satoshis
+
+    def relayed(outputs: list[TransactionOutput], source: Utxo = prize, extra: Utxo | None = None) -> Transaction:
+        copied = TransactionInput(source_txid=source.txid, source_output_index=source.vout,
+                                  unlocking_script=unlocking)
+        copied.satoshis, copied.locking_script = source.satoshis, source.locking_script
+        inputs = [copied]
+        if extra is not None:
+            inputs.append(spend(extra, P2PKH().unlock(OUTSIDER)))
+        tx = Transaction(inputs, outputs, version=TX_VERSION, locktime=honest.locktime)
+        return tx.sign() if extra is not None else tx
+
+    own = coin(rt, OUTSIDER, 5_000)
+    tampered = [
+        relayed([TransactionOutput(P2PKH().lock(OUTSIDER.address()), payout)]),  # another payee
+        relayed([TransactionOutput(P2PKH().lock(STRANGER.address()), payout - 100),
+                 TransactionOutput(P2PKH().lock(OUTSIDER.address()), 100)]),  # a cut for the relay
+        relayed([TransactionOutput(P2PKH().lock(STRANGER.address()), payout + 10)]),  # a smaller fee
+        relayed([TransactionOutput(P2PKH().lock(STRANGER.address()), payout)], source=other),  # another prize
+        relayed([TransactionOutput(P2PKH().lock(STRANGER.address()), payout),
+                 TransactionOutput(P2PKH().lock(OUTSIDER.address()), 4_000)], extra=own),  # an input of its own
+    ]
+    for tx in tampered:
+        with pytest.raises(TransactionRejected, match="fails its script"):
+            rt.chain.broadcast(tx)
+    rt.chain.broadcast(honest)
+    settle(rt)
+    with rt.session() as session:
+        row = session.scalar(select(Submission).where(Submission.txid == honest.txid()))
+        assert row is not None and row.recipient_address == STRANGER.address()
+    books(rt, bounty_id)
+
+
+@pytest.mark.parametrize("kind", ["refill", "top_up", "withdraw", "redeploy"])
+def test_the_watcher_books_an_owner_transaction_between_its_broadcast_and_the_services_commit(
+        rt: Runtime, sevens: np.ndarray, kind: str, tmp_path: Path, shipped: ModelArtifact,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The daemon's watcher is fast: it sees an owner transaction and books it before the service that sent it
+    commits. The service's call must still succeed, and the move is booked once, with the service's kind."""
+    bounty_id = pool(rt, prizes=4, budget=200_000)
+    api = client(rt)
+    for image in sevens[:3]:
+        assert post(api, bounty_id, image)["code"] == 202
+    model_id = register_variants(rt, shipped, tmp_path, 1)[0] if kind == "redeploy" else None
+    settle_watcher = Watcher(rt, keep=False)
+    while settle_watcher.run_once():
+        pass
+    sent = rt.chain.broadcast
+
+    def broadcast_then_watch(tx: Transaction | bytes) -> object:  # the chain answers after the watcher ran
+        result = sent(tx)
+        watcher = Watcher(rt, keep=False)
+        while watcher.run_once():
+            pass
+        return result
+
+    monkeypatch.setattr(rt.chain, "broadcast", broadcast_then_watch)
+    if kind == "refill":
+        assert keep_pools(rt) >= 1
+    elif kind == "top_up":
+        assert fund_bounty(rt, bounty_id, 9_000).budget_sats == 209_000
+    elif kind == "withdraw":
+        assert withdraw_bounty(rt, bounty_id).status == "withdrawn"
+    else:
+        assert model_id is not None and redeploy(rt, bounty_id, model_id).contract_version == 2
+    monkeypatch.undo()
+    with rt.session() as session:
+        kinds = [str(m.kind) for m in session.scalars(select(PoolMove).where(PoolMove.bounty_id == bounty_id)
+                                                       .order_by(PoolMove.id))]
+    assert kinds == ["deploy", kind]
+    settle(rt)
+    books(rt, bounty_id)
+
+
+@pytest.mark.parametrize("mode", [BountyMode.OPEN, BountyMode.VETTED])
+def test_the_watcher_books_a_claim_between_its_broadcast_and_the_services_commit(
+        rt: Runtime, sevens: np.ndarray, mode: BountyMode, monkeypatch: pytest.MonkeyPatch) -> None:
+    bounty_id = pool(rt, prizes=3, mode=mode)
+    sent = rt.chain.broadcast
+
+    def broadcast_then_watch(tx: Transaction | bytes) -> object:
+        result = sent(tx)
+        watcher = Watcher(rt, keep=False)
+        while watcher.run_once():
+            pass
+        return result
+
+    monkeypatch.setattr(rt.chain, "broadcast", broadcast_then_watch)
+    paid = [post(client(rt), bounty_id, image) for image in sevens[40:42]]
+    monkeypatch.undo()
+    assert [p["code"] for p in paid] == [202, 202], paid
+    settle(rt)
+    with rt.session() as session:
+        for p in paid:
+            rows = list(session.scalars(select(Submission).where(Submission.txid == p["txid"])))
+            assert len(rows) == 1 and rows[0].id == p["id"] and rows[0].source == SubmissionSource.API
+            assert rows[0].payout is not None and rows[0].status == SubmissionStatus.CONFIRMED
+    books(rt, bounty_id)
+
+
+def test_a_reorg_dropping_a_redeploy_for_an_outsiders_claim_of_a_reclaimed_prize(
+        rt: Runtime, sevens: np.ndarray, tmp_path: Path, shipped: ModelArtifact) -> None:
+    bounty_id = pool(rt, prizes=3)
+    old_contract, (prize,) = live_prizes(rt, bounty_id, 1)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    moved = redeploy(rt, bounty_id, model_id)
+    settle(rt)
+    on_new = post(client(rt), bounty_id, sevens[0])  # a claim of a prize the redeploy created
+    assert on_new["code"] == 202
+    rival = build_claim(old_contract, prize, sevens[1], OUTSIDER.address(), rt.settings.fee_rate)
+    assert rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=[rival])
+    settle(rt)
+    with rt.session() as session:
+        assert session.scalar(select(PoolMove.dropped).where(PoolMove.txid == moved.migrate_txid)) is True
+        deployment = live_pool(session, bounty_id)[1]
+        assert deployment.version == 1
+        ours = session.get(Submission, on_new["id"])
+        assert ours is not None and ours.status == SubmissionStatus.ORPHANED and ours.payout is None
+        theirs = session.scalar(select(Submission).where(Submission.txid == rival.txid()))
+        assert theirs is not None and theirs.payout is not None
+    books(rt, bounty_id)
+    assert post(client(rt), bounty_id, sevens[2])["code"] == 202  # the old prizes pay again
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_withdrawal_racing_concurrent_claims_ends_with_exact_books(rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=8, budget=300_000)
+    api = client(rt)
+    wallet_before = rt.wallet.balance(rt.chain)
+    with ThreadPoolExecutor(max_workers=4) as threads:
+        claims = [threads.submit(post, api, bounty_id, image) for image in sevens[:6]]
+        withdrawn = threads.submit(withdraw_bounty, rt, bounty_id).result()
+        codes = [c.result()["code"] for c in claims]
+    assert set(codes) <= {202, 409} and withdrawn.status == "withdrawn", codes
+    assert rt.wallet.balance(rt.chain) == wallet_before + withdrawn.withdrawn_sats
+    settle(rt)
+    books(rt, bounty_id)
+    with rt.session() as session:
+        paid = list(session.scalars(select(Payout.txid).where(Payout.bounty_id == bounty_id)))
+    assert len(paid) == len(set(paid)) == codes.count(202)
+
+
+def test_prizes_taken_by_claimants_that_died_are_freed_by_the_keeper(
+        rt: Runtime, sevens: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    bounty_id = pool(rt, prizes=2)
+    with rt.session() as session:  # two claimants took a prize each and stopped before the broadcast
+        deployment_id = live_pool(session, bounty_id)[1].id
+        assert take_prize(session, deployment_id) is not None and take_prize(session, deployment_id) is not None
+    busy = post(client(rt), bounty_id, sevens[0])
+    assert busy["code"] == 409 and "every live prize is being claimed" in str(busy)
+    monkeypatch.setattr(rt.settings, "pool_take_timeout", 0.01)
+    time.sleep(0.05)
+    keep_pools(rt)
+    assert prizes_of(rt, bounty_id) == {"live": 2}
+    assert post(client(rt), bounty_id, sevens[0])["code"] == 202
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_malformed_and_late_submissions_to_a_pool_are_sentences_not_errors(rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=2)
+    api = client(rt)
+    image = sevens[0].astype(int)
+    answers = [
+        api.post(f"/bounties/{bounty_id}/submissions", json={"pixels": [*image.tolist()[:-1], 256],
+                                                             "address": OUTSIDER.address()}),
+        api.post(f"/bounties/{bounty_id}/submissions", json={"pixels": image.tolist()[:783],
+                                                             "address": OUTSIDER.address()}),
+        api.post(f"/bounties/{bounty_id}/submissions", json={"pixels": image.tolist(), "address": "1nope"}),
+        api.post(f"/bounties/{bounty_id}/submissions", json={"pixels": image.tolist(), "address": OUTSIDER.address(),
+                                                             "appeal": True}),  # an open pool has no appeal
+        api.post(f"/bounties/{bounty_id + 99}/submissions", json={"pixels": image.tolist(),
+                                                                  "address": OUTSIDER.address()}),
+    ]
+    for answer in answers:
+        assert 400 <= answer.status_code < 500, answer.text
+        assert answer.json().get("detail") or answer.json().get("error"), answer.text
+    withdraw_bounty(rt, bounty_id)
+    late = post(api, bounty_id, sevens[1])
+    assert late["code"] == 409, late
+    settle(rt)
+    books(rt, bounty_id)
+    assert prizes_of(rt, bounty_id) == {"reclaimed": 2}
+
+
+@pytest.mark.parametrize("then", ["block", "withdraw"])
+def test_claims_queued_by_the_mempool_chain_limit_are_sent_once_or_closed(
+        rt: Runtime, sevens: np.ndarray, then: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the chain's limit of unconfirmed ancestors at 0, a claim of a prize from an unmined transaction is
+    queued (202, pending); after the next block it is sent once, on whichever prize is free. If the owner
+    withdraws first, the queued claim is closed with a reason and nothing is paid."""
+    bounty_id = pool(rt, prizes=3)
+    api = client(rt)
+    assert rt.local_chain is not None
+    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+    queued = [post(api, bounty_id, image) for image in sevens[:2]]
+    assert [q["code"] for q in queued] == [202, 202], queued
+    assert all(q["status"] == "pending" and q["txid"] is None for q in queued), queued
+    assert prizes_of(rt, bounty_id) == {"live": 3}
+    monkeypatch.undo()
+    if then == "withdraw":
+        withdraw_bounty(rt, bounty_id)
+    rt.local_chain.mine(1)
+    sent = send_queued(rt)
+    assert sent == (2 if then == "block" else 0)
+    assert send_queued(rt) == 0  # nothing sent twice
+    settle(rt)
+    with rt.session() as session:
+        rows = [session.get(Submission, q["id"]) for q in queued]
+        if then == "block":
+            assert all(r is not None and r.txid and r.payout is not None for r in rows)
+            assert len({r.txid for r in rows if r is not None}) == 2
+        else:
+            assert all(r is not None and r.status == SubmissionStatus.REJECTED and r.payout is None for r in rows)
+    books(rt, bounty_id)
+
+
+def test_one_transaction_claiming_prizes_of_two_pools(rt: Runtime, sevens: np.ndarray) -> None:
+    first_id, second_id = pool(rt, prizes=2), pool(rt, prizes=2)
+    (a, (prize_a,)), (b, (prize_b,)) = live_prizes(rt, first_id, 1), live_prizes(rt, second_id, 1)
+    tx = Transaction([spend(prize_b, b.claim_unlock(sevens[0])), spend(prize_a, a.claim_unlock(sevens[1]))],
+                     [TransactionOutput(P2PKH().lock(OUTSIDER.address()), 0)], version=TX_VERSION)
+    tx.outputs[0].satoshis = prize_a.satoshis + prize_b.satoshis - fee(tx, rt.settings.fee_rate) - 3
+    rt.chain.broadcast(tx.sign())
+    settle(rt)
+    with rt.session() as session:
+        rows = list(session.scalars(select(Submission).where(Submission.txid == tx.txid())
+                                    .order_by(Submission.input_index)))
+        assert [(r.bounty_id, r.input_index) for r in rows] == [(second_id, 0), (first_id, 1)]
+    books(rt, first_id)
+    books(rt, second_id)
+
+
+def test_replaying_a_history_of_dropped_moves_books_nothing_twice(
+        rt: Runtime, sevens: np.ndarray, tmp_path: Path, shipped: ModelArtifact) -> None:
+    """A refill and a claim of its prize dropped by one reorg, a redeploy dropped by another, then the watcher
+    reads the whole chain's history again from the start."""
+    bounty_id = pool(rt, prizes=4, budget=300_000)
+    api = client(rt)
+    for image in sevens[:3]:
+        assert post(api, bounty_id, image)["code"] == 202
+    settle(rt)
+    with rt.session() as session:
+        refill = session.scalar(select(PoolMove).where(PoolMove.bounty_id == bounty_id, PoolMove.kind == "refill"))
+        assert refill is not None and refill.reserve_before is not None
+        reserve_before = refill.reserve_before
+        contract = rt.pool(live_pool(session, bounty_id)[1])
+    for image in sevens[3:6]:
+        assert post(api, bounty_id, image)["code"] == 202
+    txid, vout, _ = reserve_before.split(":")
+    source = rt.chain.get_transaction(txid)
+    assert source is not None and rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=[rt.wallet.build_pool_move(
+        rt.chain, bounty_id, pool=contract, count=1, reserve=Utxo.of(source, int(vout)),
+        fee_rate=rt.settings.fee_rate)])
+    settle(rt)
+    books(rt, bounty_id)
+    old_contract, (prize,) = live_prizes(rt, bounty_id, 1)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    redeploy(rt, bounty_id, model_id)
+    settle(rt)
+    rt.local_chain.rollback(1, replacement=[build_claim(old_contract, prize, sevens[7], OUTSIDER.address(),
+                                                        rt.settings.fee_rate)])
+    settle(rt)
+    books(rt, bounty_id)
+    before = counts(rt, bounty_id)
+    with rt.session() as session:
+        session.execute(update(WatcherState).where(WatcherState.key == CURSOR_KEY).values(value=START))
+    watcher = Watcher(rt, keep=False)
+    for _ in range(1000):
+        if not watcher.run_once():
+            break
+    assert counts(rt, bounty_id) == before
+    books(rt, bounty_id)
+
+
+def test_a_reorg_dropping_the_deploy_itself(rt: Runtime, sevens: np.ndarray) -> None:
+    """The competing chain spends the wallet coin that funded a pool's deploy elsewhere: the pool never existed,
+    its prizes and reserve are gone, a claim of a prize from it was never paid, and the books say so."""
+    assert rt.local_chain is not None
+    rt.wallet.fund_from_faucet(rt.local_chain, 10_000_000)
+    payment = rt.wallet.build_payment(rt.chain, OUTSIDER.address(), 1_000, rt.settings.fee_rate)  # held back
+    bounty_id = pool(rt, prizes=3)
+    with rt.session() as session:
+        deploy_txid = session.scalar(select(PoolMove.txid).where(PoolMove.bounty_id == bounty_id))
+    deploy = rt.chain.get_transaction(str(deploy_txid))
+    assert deploy is not None
+    assert {(i.source_txid, i.source_output_index) for i in deploy.inputs} & \
+        {(i.source_txid, i.source_output_index) for i in payment.inputs}  # the same coin
+    settle(rt)
+    paid = post(client(rt), bounty_id, sevens[0])
+    assert paid["code"] == 202
+    rt.local_chain.rollback(1, replacement=[payment])
+    settle(rt)
+    with rt.session() as session:
+        bounty = session.get(Bounty, bounty_id)
+        assert bounty is not None and str(bounty.status) == "withdrawn"
+        row = session.get(Submission, paid["id"])
+        assert row is not None and row.status == SubmissionStatus.ORPHANED and row.payout is None
+    assert prizes_of(rt, bounty_id) == {"dropped": 3}
+    assert post(client(rt), bounty_id, sevens[1])["code"] == 409
+    books(rt, bounty_id)
+
+
+@pytest.mark.parametrize("kind", ["top_up", "withdraw", "redeploy"])
+def test_the_keeper_refills_just_before_an_owner_transaction_is_sent(
+        rt: Runtime, sevens: np.ndarray, kind: str, tmp_path: Path, shipped: ModelArtifact,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keeper (in the watcher's process) spends the reserve into a refill while the operator's top-up,
+    withdrawal or redeploy is being built from the same reserve: the operator's call still succeeds (rebuilt
+    on the new reserve) or fails with a sentence, and the books stay exact."""
+    bounty_id = pool(rt, prizes=4, budget=200_000)
+    api = client(rt)
+    for image in sevens[:3]:
+        assert post(api, bounty_id, image)["code"] == 202
+    model_id = register_variants(rt, shipped, tmp_path, 1)[0] if kind == "redeploy" else None
+    sent, refills, started = rt.chain.broadcast, [], []
+
+    def keeper_first(tx: Transaction | bytes) -> object:
+        if not started:
+            started.append(True)  # the keeper's own broadcast passes straight through
+            refills.append(keep_pools(rt))
+        return sent(tx)
+
+    monkeypatch.setattr(rt.chain, "broadcast", keeper_first)
+    if kind == "top_up":
+        assert fund_bounty(rt, bounty_id, 9_000).budget_sats == 209_000
+    elif kind == "withdraw":
+        assert withdraw_bounty(rt, bounty_id).status == "withdrawn"
+    else:
+        assert model_id is not None and redeploy(rt, bounty_id, model_id).contract_version == 2
+    monkeypatch.undo()
+    assert refills and refills[0] >= 1
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_claim_sent_but_never_booked_is_booked_once_by_the_watcher(
+        rt: Runtime, sevens: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API took a prize and broadcast its claim, then its process stopped before the commit: the watcher
+    books the claim once (as seen on chain), the prize is claimed, and the keeper never frees it."""
+    bounty_id = pool(rt, prizes=3)
+    with rt.session() as session:
+        deployment = live_pool(session, bounty_id)[1]
+        prize = take_prize(session, deployment.id)
+        assert prize is not None
+        contract, utxo, prize_id = rt.pool(deployment), prize_utxo(rt, prize), prize.id
+    tx = build_claim(contract, utxo, sevens[0], OUTSIDER.address(), rt.settings.fee_rate)
+    rt.chain.broadcast(tx)
+    monkeypatch.setattr(rt.settings, "pool_take_timeout", 0.01)
+    time.sleep(0.05)
+    settle(rt)
+    settle(rt)
+    with rt.session() as session:
+        rows = list(session.scalars(select(Submission).where(Submission.txid == tx.txid())))
+        assert len(rows) == 1 and rows[0].payout is not None and rows[0].status == SubmissionStatus.CONFIRMED
+        taken = session.get(Prize, prize_id)
+        assert taken is not None and taken.status == PrizeStatus.CLAIMED and taken.spent_txid == tx.txid()
+    books(rt, bounty_id)
