@@ -33,6 +33,7 @@ from marketplace.bounties import current_utxo, live, submission_view
 from marketplace.chain.errors import MempoolChainTooLong, TransactionRejected
 from marketplace.errors import (
     BountyClosed,
+    DatabaseError,
     ImageRefused,
     InvalidRequest,
     NotFound,
@@ -515,22 +516,42 @@ def send_queued(rt: Runtime) -> int:
 def _send_queued_claim(rt: Runtime, row_id: int) -> int:
     """Send one queued claim of a pool bounty on a free prize; 1 if it went out."""
     with rt.session() as session:
+        taken = session.execute(update(Submission).where(  # one conditional update: a second sender skips it
+            Submission.id == row_id, Submission.txid.is_(None), Submission.status == SubmissionStatus.PENDING)
+            .values(status=SubmissionStatus.PAYING))
         row = session.get(Submission, row_id)
-        if row is None or row.txid is not None or row.status != SubmissionStatus.PENDING:
+        if getattr(taken, "rowcount", 0) != 1 or row is None:
             return 0
-        row.status = SubmissionStatus.PAYING  # taken by this process: a second sender skips it
         offer = _Offer(np.frombuffer(row.pixels, dtype=np.uint8).copy(), row.recipient_address,
                        bytes.fromhex(row.recipient_pkh), row.appeal, row.predicted_label, row.margin,
                        row.claimed_digit, row.deployment.model_id if row.deployment else -1, row.id)
         bounty_id = row.bounty_id
     try:
         paid = _pay_prize(rt, bounty_id, offer)
+    except DatabaseError:  # not the claim's fault
+        _requeue(rt, row_id)
+        raise
     except (BountyError, ContractError, TransactionRejected, ScriptError) as exc:
         _close(rt, row_id, _reason_of(exc))
         log_decision(bounty_id, row_id, "refused", str(_reason_of(exc)), 0)
         return 0
+    except Exception:
+        _requeue(rt, row_id)
+        raise
     log_decision(bounty_id, paid.id, _outcome(paid), paid.reason, paid.payout_sats or 0)
     return int(paid.status != SubmissionStatus.PENDING)
+
+
+def _requeue(rt: Runtime, row_id: int) -> None:
+    """A queued claim that broke for no fault of its own (a database or chain outage, a bug) waits for the next
+    block again instead of staying `paying`; if the database is still down it stays so, and is logged."""
+    try:
+        with rt.session() as session:
+            session.execute(update(Submission).where(Submission.id == row_id, Submission.txid.is_(None),
+                                                     Submission.status == SubmissionStatus.PAYING)
+                            .values(status=SubmissionStatus.PENDING))
+    except DatabaseError:
+        log.warning("queued claim %d stays paying: the database did not answer to queue it again", row_id)
 
 
 def _reason_of(exc: Exception) -> RejectReason:

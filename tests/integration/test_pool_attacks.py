@@ -651,6 +651,35 @@ def test_claims_queued_by_the_mempool_chain_limit_are_sent_once_or_closed(
     books(rt, bounty_id)
 
 
+def test_a_queued_claim_that_meets_a_chain_outage_waits_for_the_next_block_again(
+        rt: Runtime, sevens: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chain's connection breaks while a queued claim is sent (a fault at the chain boundary): the claim is
+    queued again, not left `paying`, and goes out once the chain answers."""
+    bounty_id = pool(rt, prizes=3)
+    api = client(rt)
+    assert rt.local_chain is not None
+    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+    queued = post(api, bounty_id, sevens[0])
+    assert queued["code"] == 202 and queued["status"] == "pending", queued
+    monkeypatch.undo()
+    rt.local_chain.mine(1)
+
+    def unreachable(tx: object) -> None:
+        raise ConnectionError("the chain's connection was reset")
+
+    monkeypatch.setattr(rt.local_chain, "broadcast", unreachable)
+    with pytest.raises(ConnectionError):
+        send_queued(rt)
+    with rt.session() as session:
+        row = session.get(Submission, queued["id"])
+        assert row is not None and row.status == SubmissionStatus.PENDING and row.txid is None
+    monkeypatch.undo()
+    assert prizes_of(rt, bounty_id) == {"live": 3}  # the prize it had taken was given back
+    assert send_queued(rt) == 1
+    settle(rt)
+    books(rt, bounty_id)
+
+
 def test_one_transaction_claiming_prizes_of_two_pools(rt: Runtime, sevens: np.ndarray) -> None:
     first_id, second_id = pool(rt, prizes=2), pool(rt, prizes=2)
     (a, (prize_a,)), (b, (prize_b,)) = live_prizes(rt, first_id, 1), live_prizes(rt, second_id, 1)
