@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from marketplace.cli._output import JsonOption, emit, emit_rows, fail, friendly
+from marketplace.cli._output import JsonOption, ModelOption, emit, emit_rows, fail, friendly
 
 
 class ExportFormat(StrEnum):
@@ -43,6 +43,7 @@ def create(
     appeal_gap: Annotated[int | None, typer.Option(min=0, help="Vetted: how far an appeal's digit may trail the "
                                                                "classifier's first choice (default: the settings').")
                           ] = None,
+    model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Deploy and fund a bounty from the operator wallet (the dev chain's faucet funds it when needed).
@@ -59,7 +60,10 @@ def create(
     from marketplace.schema import BountyMode
 
     mode = BountyMode.OPEN if open_ else BountyMode.VETTED
-    created = create_bounty(_runtime(), digit, payout, budget, margin, max_fee, mode, appeal_gap)
+    from model.artifact import artifact_path
+
+    created = create_bounty(_runtime(), digit, payout, budget, margin, max_fee, mode, appeal_gap,
+                            artifact_path(model) if model else None)
     emit(created.model_dump(), as_json, f"bounty created: {_cost(created)}")
 
 
