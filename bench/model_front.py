@@ -62,7 +62,7 @@ def choose(rows: list[dict[str, Any]], budget: int) -> dict[str, Any] | None:
 
 
 def search(args: argparse.Namespace, data: Mnist, rows: list[dict[str, Any]], save: Any) -> None:
-    from model.train import continue_training, train  # TensorFlow: only when something is trained
+    from model.train import continue_training, train, write_report  # TensorFlow: only when something is trained
 
     done = {r["artifact"] for r in rows}
     base_config = TINY if args.tiny else TrainConfig()
@@ -89,6 +89,7 @@ def search(args: argparse.Namespace, data: Mnist, rows: list[dict[str, Any]], sa
                 artifact = trained.artifact
                 seconds = round(time.monotonic() - start, 1)
                 artifact.save(path)
+                write_report(trained, path / "report")
                 first = first or artifact
                 rows.append(measure(artifact, path, data, recipe, seconds))
                 logging.info("%s: %d bytes, validation %.4f", name, rows[-1]["classifier_bytes"],
