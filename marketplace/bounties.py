@@ -7,6 +7,8 @@ after the chain accepted it: a refusal leaves nothing written.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -45,15 +47,18 @@ FAUCET_HEADROOM = 1_000_000  # dev chain only: what the faucet adds on top of a 
 def create_bounty(rt: Runtime, digits: list[int], payout: int, budget: int, min_margin: int = 0,
                   max_fee: int | None = None, mode: BountyMode = BountyMode.OPEN,
                   appeal_gap: int | None = None, shape: BountyShape = BountyShape.CHAIN,
-                  prizes: int | None = None) -> BountyPublic:
+                  prizes: int | None = None, model_path: Path | None = None) -> BountyPublic:
     """Deploy a new bounty funded from the operator wallet (the dev chain's faucet tops it up).
 
     A vetted bounty (the CLI's default) is co-signed by this service's attestor after vetting, with the
     settings' appeal gap unless given; an open one pays any image its classifier accepts. The chain shape is
     one contract output every paid image spends and re-creates; a pool (marketplace.pools) keeps up to
-    `prizes` prize outputs live (the settings' `pool_prizes` unless given) and the rest in a reserve."""
+    `prizes` prize outputs live (the settings' `pool_prizes` unless given) and the rest in a reserve. It judges
+    with the artifact at `model_path` when given (registered on first use), else with the newest registered
+    model."""
     with rt.session() as session:
-        model = newest_model(session) or rt.register_model(session)
+        model = rt.register_model(session, model_path) if model_path else (
+            newest_model(session) or rt.register_model(session))
         bounty = Bounty(digits=sorted(set(digits)), payout_sats=payout, min_margin=min_margin, max_fee_sats=0,
                         budget_sats=budget, owner_pubkey=rt.wallet.public_key.hex(), network=rt.settings.network,
                         mode=mode)

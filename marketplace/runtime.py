@@ -25,7 +25,8 @@ from marketplace.db import make_engine, session_scope
 from marketplace.errors import ConfigError
 from marketplace.schema import Bounty, Deployment, ModelVersion
 from marketplace.settings import Settings, get_settings
-from model.artifact import DEFAULT_ARTIFACT, ModelArtifact, load_artifact
+from model.artifact import ModelArtifact, load_artifact
+from model.artifact import artifact_path as shipped_or_path  # its own name here: `artifact_path` is a parameter
 
 if TYPE_CHECKING:
     from marketplace.vetting import Vetting
@@ -123,7 +124,7 @@ class Runtime:
     # -- models and contracts -------------------------------------------------------------------------
 
     def artifact(self, path: Path | str | None = None) -> ModelArtifact:
-        key = str(path or self.settings.model_path or DEFAULT_ARTIFACT)
+        key = str(shipped_or_path(path or self.settings.model_path))
         with self._lock:
             if key not in self._artifacts:
                 self._artifacts[key] = load_artifact(key)
@@ -134,7 +135,7 @@ class Runtime:
         """The models row for an artifact, created on first sight (lineage: its parent hash). From then on
         the model is that row: its id and hash. A new row takes `version` when given (a retraining decides
         its challenger's version once, and writes it into the artifact too), else the one after the newest."""
-        path = Path(artifact_path or self.settings.model_path or DEFAULT_ARTIFACT).resolve()
+        path = shipped_or_path(artifact_path or self.settings.model_path).resolve()
         artifact = self.artifact(path)
         row = session.scalar(select(ModelVersion).where(ModelVersion.weights_sha256 == artifact.weights_sha256))
         if row is None:

@@ -21,6 +21,9 @@ FORMAT = 1
 METADATA_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
 DEFAULT_ARTIFACT = Path(__file__).resolve().parent / "default"
+# Shipped artifacts by name: the default (the best on validation within 32,768 classifier bytes), the accurate
+# one (within 64 KB) and the seed's 784-64-10 at 15%, which the project started from.
+SHIPPED = {name: DEFAULT_ARTIFACT.parent / name for name in ("default", "accurate", "seed")}
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,15 @@ class FloatWeights:
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         return np.argmax(self.logits(images), axis=1)
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.w1.shape[1])
+
+    @property
+    def density(self) -> float:
+        """The share of layer-1 weights kept (nonzero)."""
+        return float(np.count_nonzero(self.w1) / self.w1.size)
 
 
 @dataclass(frozen=True)
@@ -79,9 +91,18 @@ class ModelArtifact:
         return directory
 
 
+def artifact_path(name_or_path: Path | str | None) -> Path:
+    """A shipped artifact's directory for its name (`default`, `accurate`, `seed`) unless a directory of that
+    name is right here (write ./NAME to be sure); any other path as it is; None is the default."""
+    if name_or_path is None:
+        return DEFAULT_ARTIFACT
+    path = Path(name_or_path)
+    return SHIPPED[str(path)] if str(path) in SHIPPED and not path.is_dir() else path
+
+
 def load_artifact(directory: Path | str | None = None) -> ModelArtifact:
-    """Load and verify an artifact directory (the shipped default when none is given)."""
-    directory = Path(directory) if directory else DEFAULT_ARTIFACT
+    """Load and verify an artifact directory or a shipped one by name (the default when none is given)."""
+    directory = artifact_path(directory or None)
     try:
         meta = json.loads((directory / METADATA_FILE).read_text())
         with np.load(directory / WEIGHTS_FILE, allow_pickle=False) as npz:

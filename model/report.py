@@ -32,7 +32,7 @@ class History:
         self.val_accuracy += [float(v) for v in h["val_accuracy"]]
 
 
-def curves_png(history: History, path: Path) -> Path:
+def curves_png(history: History, path: Path, network: str) -> Path:
     epochs = np.arange(1, len(history.loss) + 1)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     left.plot(epochs, history.loss, label="training loss")
@@ -48,7 +48,7 @@ def curves_png(history: History, path: Path) -> Path:
             for ax in (left, right):
                 ax.axvline(i + 0.5, color="grey", lw=0.5)
             right.annotate(stage, (i + 1, 0.905), fontsize=7, rotation=90)
-    fig.suptitle("784-64-10 training: dense, layer-1 pruning stages, quantisation-aware tuning")
+    fig.suptitle(f"{network} training: dense, layer-1 pruning stages, quantisation-aware tuning")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

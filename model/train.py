@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,9 @@ def train(data: Mnist, config: TrainConfig, extra_images: np.ndarray | None = No
     """Train on MNIST's training split (less the validation images) plus any extra labelled images;
     from scratch, or, given `base`, fine-tuning that network (the stages with zero epochs are skipped).
     `quiet` keeps Keras' progress off stdout (the workers train inside other programs)."""
+    if base is not None and base.w1.shape[1] != config.hidden:
+        raise ValueError(f"continuing a {base.w1.shape[1]}-wide network needs hidden={base.w1.shape[1]} in the "
+                         f"config, not {config.hidden}: fine-tuning keeps the network's shape")
     keras.utils.set_random_seed(config.seed)
     split = with_extra(prepare(data, config), extra_images, extra_labels)
     model, history = build(config), History()
@@ -185,7 +188,15 @@ def train(data: Mnist, config: TrainConfig, extra_images: np.ndarray | None = No
     return TrainResult(artifact, history, split)
 
 
+def continue_training(data: Mnist, config: TrainConfig, base: ModelArtifact, quiet: bool = False) -> TrainResult:
+    """`train` from `base`'s network, the artifact recording what it continued from (hash and recipe)."""
+    result = train(data, config, base=base.float_weights, quiet=quiet)
+    origin = {"continued_from": {"weights_sha256": base.weights_sha256, "config": base.config}}
+    return replace(result, artifact=replace(result.artifact, config=result.artifact.config | origin))
+
+
 def write_report(result: TrainResult, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    return [curves_png(result.history, directory / "curves.png"),
+    hidden = result.artifact.integer.hidden_size
+    return [curves_png(result.history, directory / "curves.png", f"784-{hidden}-10"),
             confusion_png(result.artifact.integer, result.split.x_val, result.split.y_val, directory / "confusion.png")]

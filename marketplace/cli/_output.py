@@ -13,7 +13,8 @@ import typer
 from model.errors import BountyError
 
 F = TypeVar("F", bound=Callable[..., Any])
-ModelOption = Annotated[Path | None, typer.Option("--model", help="Model artifact directory (default: shipped).")]
+ModelOption = Annotated[Path | None, typer.Option("--model", help="Model artifact directory, or a shipped one: "
+                                                  "default, accurate or seed (default: default).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
 ImagesOption = Annotated[int, typer.Option("--images", min=1, max=10000, help="MNIST test images to run.")]
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from marketplace.cli._output import JsonOption, emit, emit_rows, fail, friendly
+from marketplace.cli._output import JsonOption, ModelOption, emit, emit_rows, fail, friendly
 
 
 class Shape(StrEnum):  # marketplace.schema.BountyShape, named here so that `bounty --help` imports no database code
@@ -53,6 +53,7 @@ def create(
                                               "each paid image.")] = Shape.POOL,
     prizes: Annotated[int | None, typer.Option(min=1, max=500, help="Pool: the most prizes kept live at once "
                                                                    "(default: the settings' pool_prizes).")] = None,
+    model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Deploy and fund a bounty from the operator wallet (the dev chain's faucet funds it when needed).
@@ -70,8 +71,10 @@ def create(
     from marketplace.schema import BountyMode, BountyShape
 
     mode = BountyMode.OPEN if open_ else BountyMode.VETTED
+    from model.artifact import artifact_path
+
     created = create_bounty(_runtime(), digit, payout, budget, margin, max_fee, mode, appeal_gap,
-                            BountyShape(shape.value), prizes)
+                            BountyShape(shape.value), prizes, artifact_path(model) if model else None)
     emit(created.model_dump(), as_json, f"bounty created: {_cost(created)}")
 
 

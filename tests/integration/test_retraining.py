@@ -43,6 +43,7 @@ from marketplace.schema import (
     WatcherState,
 )
 from model.artifact import DEFAULT_ARTIFACT, ModelArtifact, load_artifact
+from model.artifact import artifact_path as shipped_path
 from model.data import Mnist
 from model.reference import classify
 from tests.integration.test_service import PAYOUT, USER, books_balance, client, post, settle
@@ -352,9 +353,9 @@ def held_out_crowd(rt: Runtime, shipped: ModelArtifact, mnist: Mnist) -> None:
 
 
 def test_a_challenger_that_fixes_the_champions_mistakes_wins_though_one_digit_slips(
-        runtimes: Callable[..., Runtime], mnist: Mnist, shipped: ModelArtifact,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    rt = runtimes()  # the default gate
+        runtimes: Callable[..., Runtime], mnist: Mnist, monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = load_artifact("seed")  # the counts and logit offsets here were measured with the seed's model
+    rt = runtimes(model_path=shipped_path("seed"))  # the default gate
     bounty_ids = [create_bounty(rt, [8], 500, 100_000).id]
     held_out_crowd(rt, shipped, mnist)
     challenger = favouring(shipped, EIGHT, 2_000)
@@ -378,9 +379,9 @@ def test_a_challenger_that_fixes_the_champions_mistakes_wins_though_one_digit_sl
 
 
 def test_a_challenger_much_worse_on_mnist_is_rejected_however_it_reads_the_crowd(
-        runtimes: Callable[..., Runtime], mnist: Mnist, shipped: ModelArtifact,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    rt = runtimes()
+        runtimes: Callable[..., Runtime], mnist: Mnist, monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = load_artifact("seed")  # as above: the seed's model
+    rt = runtimes(model_path=shipped_path("seed"))
     held_out_crowd(rt, shipped, mnist)
     before = deployments(rt)
     challenger = favouring(shipped, EIGHT, 8_000)  # every 8 right, and MNIST test down to about 85%

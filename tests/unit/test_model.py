@@ -32,7 +32,8 @@ def test_integer_model_matches_keras_float_predictions(shipped: ModelArtifact, m
     import keras
 
     f = shipped.float_weights
-    net = keras.Sequential([keras.Input((784,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)])
+    net = keras.Sequential([keras.Input((784,)), keras.layers.Dense(f.w1.shape[1], activation="relu"),
+                            keras.layers.Dense(10)])
     net.set_weights([f.w1, f.b1, f.w2, f.b2])
     sample = mnist.x_test.reshape(-1, 784)  # all 10,000 test images
     keras_labels = np.argmax(net.predict(sample / 255.0, verbose=0), axis=1)

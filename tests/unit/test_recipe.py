@@ -46,6 +46,15 @@ def test_the_candidates_follow_the_settings() -> None:
     assert candidates(settings) == [Recipe(1, 0, scratch=True), Recipe(5, 0, scratch=True)]
     settings.retrain_fast = True  # seconds: one recipe
     assert candidates(settings) == [Recipe(1, 1, scratch=True, fast=True)]
-    assert Recipe(5, 4).config().qat_epochs == 4 and Recipe(5, 0, scratch=True).config().epochs == 30
+    assert Recipe(5, 4).config(64, 0.15).qat_epochs == 4 and Recipe(5, 0, scratch=True).config(64, 0.15).epochs == 30
     for recipe in candidates(settings):
         assert Recipe.from_json(recipe.to_json()) == recipe
+
+
+def test_a_recipe_keeps_the_champions_width_and_sparsity() -> None:
+    tune = Recipe(5, 4).config(128, 0.049)
+    assert tune.hidden == 128 and tune.densities == () and tune.epochs == 0  # the mask it starts from is kept
+    scratch = Recipe(5, 0, scratch=True).config(128, 0.049)
+    assert scratch.hidden == 128 and scratch.densities[0] == 0.5 and scratch.densities[-1] == 0.049
+    assert Recipe(5, 0, scratch=True).config(64, 7525 / 50176).densities == (0.5, 0.35, 0.25, 0.2, 0.15)  # the seed's
+    assert Recipe(1, 1, scratch=True, fast=True).config(96, 0.05).hidden == 96

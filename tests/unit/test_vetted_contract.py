@@ -23,7 +23,7 @@ from contracts.interpreter import validate_input, verify_spend
 from contracts.pushtx import preimage_is_signable
 from contracts.script import ScriptBuilder, push_only_script
 from contracts.transactions import Utxo, address_pkh, appeal, deploy, migrate, submission, withdraw
-from model.artifact import ModelArtifact
+from model.artifact import ModelArtifact, load_artifact
 from model.data import Mnist
 from model.reference import classify, logits
 
@@ -341,7 +341,8 @@ def test_one_satoshi_above_the_open_default_max_fee_is_refused(contract: BountyC
 # -- terms, the open contract unchanged, the example ---------------------------------------------------------
 
 
-def test_the_open_contract_is_byte_identical_to_before(shipped: ModelArtifact) -> None:
+def test_the_open_contract_is_byte_identical_to_before() -> None:
+    shipped = load_artifact("seed")  # the digests below were taken with the seed's 784-64-10, then the default
     owner = PrivateKey(0xB0B).public_key().serialize()
     plain = BountyTerms(digits=(7,), payout=500, min_margin=0, max_fee=20_000, owner_pubkey=owner)
     tagged = replace(plain, digits=(3, 7), min_margin=1000, tag=12)

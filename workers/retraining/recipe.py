@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from marketplace.settings import Settings
-from model.config import FINETUNE, FINETUNE_FAST, TINY, TrainConfig
+from model.config import FINETUNE, FINETUNE_FAST, TINY, TrainConfig, from_scratch
 
 FLOAT_SLACK = 1e-9  # accuracies are ratios of integers: this absorbs float rounding, nothing more
 
@@ -34,10 +34,12 @@ class Recipe:
         kind = "scratch" if self.scratch else f"finetune {self.epochs} epochs"
         return f"{kind}, bought images x{self.weight}{' (fast)' if self.fast else ''}"
 
-    def config(self) -> TrainConfig:
+    def config(self, hidden: int, density: float) -> TrainConfig:
+        """The training config for a champion `hidden` wide keeping `density` of layer 1: fine-tuning keeps
+        its shape and sparsity; a scratch network gets the same width, pruned to the same density."""
         if self.scratch:
-            return TINY if self.fast else TrainConfig()
-        return replace(FINETUNE_FAST if self.fast else FINETUNE, qat_epochs=self.epochs)
+            return replace(TINY, hidden=hidden) if self.fast else from_scratch(TrainConfig(), hidden, round(density, 4))
+        return replace(FINETUNE_FAST if self.fast else FINETUNE, hidden=hidden, qat_epochs=self.epochs)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "name": self.name}

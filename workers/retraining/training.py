@@ -139,7 +139,8 @@ def main(work: Path) -> None:
     def fit(recipe: Recipe, x: np.ndarray, y: np.ndarray) -> ModelArtifact:
         x, y = np.repeat(x, recipe.weight, axis=0), np.repeat(y, recipe.weight)
         base = None if recipe.scratch else champion.float_weights
-        return train(data, recipe.config(), x if len(x) else None, y if len(y) else None, base=base,
+        config = recipe.config(champion.integer.hidden_size, champion.float_weights.density)
+        return train(data, config, x if len(x) else None, y if len(y) else None, base=base,
                      quiet=True).artifact
 
     before = validate(champion.integer)
