@@ -225,7 +225,7 @@ def check_books(rt: Any, base_url: str, bounty_id: int, ids: list[int], payouts_
     from sqlalchemy import func, select
 
     from marketplace.bounties import active_deployment
-    from marketplace.schema import Bounty, Payout, Submission, SubmissionStatus, TrainingImage
+    from marketplace.schema import Bounty, Deployment, Payout, Submission, SubmissionStatus, TrainingImage
 
     failures: list[str] = []
     view = httpx.get(f"{base_url}/bounties/{bounty_id}", timeout=30).json()
@@ -252,6 +252,8 @@ def check_books(rt: Any, base_url: str, bounty_id: int, ids: list[int], payouts_
                 kept.setdefault(sid, []).append(key)
         all_keys = session.scalars(select(TrainingImage.spend_key).where(TrainingImage.bounty_id == bounty_id)).all()
         script_sha256 = deployment.locking_script_sha256
+        spends = session.execute(select(Payout.txid, Payout.fee_sats).where(Payout.bounty_id == bounty_id)).all()
+        owner = session.scalars(select(Deployment.deploy_txid).where(Deployment.bounty_id == bounty_id)).all()
         current = (deployment.current_txid, deployment.current_vout, deployment.current_satoshis)
         budget, payout_sats = bounty.budget_sats, bounty.payout_sats
     # the contract's script as the chain holds it (not recompiled: that needs the model file unchanged)
@@ -281,6 +283,7 @@ def check_books(rt: Any, base_url: str, bounty_id: int, ids: list[int], payouts_
             or view.get("accepted_count") != int(n_payouts):
         failures.append(f"the API says remaining {view.get('remaining_sats')}, paid {view.get('paid_sats')}, "
                         f"accepted {view.get('accepted_count')}; the database {expected}, {paid}, {n_payouts}")
+    failures += _fee_failures(rt, spends, owner)
     if [(u.txid, u.vout, u.satoshis) for u in on_chain] != [current]:
         failures.append(f"on chain the contract holds {[(u.txid, u.vout, u.satoshis) for u in on_chain]}, "
                         f"the books say {current}")
@@ -288,6 +291,26 @@ def check_books(rt: Any, base_url: str, bounty_id: int, ids: list[int], payouts_
             "remaining_sats": current[2], "api_remaining_sats": view.get("remaining_sats"),
             "chain_sats": sum(u.satoshis for u in on_chain), "balanced": expected == current[2] == sum(
                 u.satoshis for u in on_chain), "failures": failures}
+
+
+def _fee_failures(rt: Any, spends: list[Any], owner: list[str]) -> list[str]:
+    """Each submission's fee (as booked and as paid) and each owner transaction's (the deploy, the migrations)
+    against what its size allows at the rate in force."""
+    from tests.support.fees import fee_paid, fee_problem
+
+    failures = []
+    for txid, booked in [*spends, *((txid, None) for txid in owner)]:
+        tx = rt.chain.get_transaction(txid)
+        if tx is None:
+            failures.append(f"the chain does not know {txid}, which the books record")
+            continue
+        paid = fee_paid(rt.chain, tx)
+        problem = fee_problem(paid, tx, rt.settings.fee_rate, last=booked is not None and len(tx.outputs) == 1)
+        if booked is not None and booked != paid:
+            problem = f"{txid} pays a {paid}-sat fee, the books say {booked}"
+        if problem:
+            failures.append(problem)
+    return failures
 
 
 # -- the whole run -------------------------------------------------------------------------------------
