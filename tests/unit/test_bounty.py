@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from contracts.bounty import BountyContract, BountyTerms
 from contracts.classifier import pixel_pushes
 from contracts.errors import ContractError, ScriptError
+from contracts.fees import fee_for
 from contracts.interpreter import validate_input
 from contracts.pushtx import preimage_is_signable
 from contracts.script import push_only_script
-from contracts.fees import fee_for
 from contracts.transactions import DEFAULT_FEE_RATE, Utxo, address_pkh, deploy, migrate, submission, withdraw
 from model.artifact import ModelArtifact
 from model.data import Mnist
