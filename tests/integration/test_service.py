@@ -664,6 +664,30 @@ def test_near_copies_of_a_kept_image_are_excluded_from_training(sqlite_rt: Runti
         original = kept[sent[0]["id"]].id
         assert (kept[sent[1]["id"]].duplicate_of, kept[sent[1]["id"]].review) == (original, ReviewStatus.EXCLUDED)
         assert kept[sent[2]["id"]].duplicate_of is None and kept[sent[0]["id"]].duplicate_of is None
+        assert kept[sent[0]["id"]].review == kept[sent[2]["id"]].review == ReviewStatus.PENDING
+
+
+def test_an_image_is_kept_under_the_digit_paid_for_and_an_exact_copy_under_any_digit_is_excluded(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """A vetted payment's label is the digit it was paid for (an appeal's claim), not the model's reading; an
+    exact copy is a copy whatever label it came with (near copies count only under the same label)."""
+    from workers.persistence import persist_confirmed
+
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [1, 7], PAYOUT, 100_000)
+    image = digits["sevens"][0].tobytes()
+    with rt.session() as session:  # two confirmed spends of one image: paid as a 7, then (an appeal) as a 1
+        for n, claimed in enumerate((None, 1)):
+            session.add(Submission(bounty_id=bounty.id, txid=f"{n:064x}", pixels=image,
+                                   recipient_address=USER.address(), recipient_pkh="00" * 20, predicted_label=7,
+                                   margin=1, model_sha256="00" * 32,
+                                   claimed_digit=claimed, appeal=claimed is not None, source=SubmissionSource.CHAIN,
+                                   status=SubmissionStatus.CONFIRMED))
+    assert persist_confirmed(rt) == 2
+    with rt.session() as session:
+        first, appeal = session.scalars(select(TrainingImage).order_by(TrainingImage.id)).all()
+        assert (first.label, first.duplicate_of, first.review) == (7, None, ReviewStatus.PENDING)
+        assert (appeal.label, appeal.duplicate_of, appeal.review) == (1, first.id, ReviewStatus.EXCLUDED)
 
 
 def test_a_withdrawal_made_directly_on_chain_closes_the_bounty(sqlite_rt: Runtime,
