@@ -667,6 +667,34 @@ def test_near_copies_of_a_kept_image_are_excluded_from_training(sqlite_rt: Runti
         assert kept[sent[0]["id"]].review == kept[sent[2]["id"]].review == ReviewStatus.PENDING
 
 
+def confirmed_spends(rt: Runtime, spends: list[tuple[np.ndarray, int | None]]) -> None:
+    """Confirmed spends of one bounty read as 7s, each (image, the digit claimed by an appeal or None), as the
+    watcher books them: what the workers keep comes from these rows alone."""
+    bounty = create_bounty(rt, [1, 7], PAYOUT, 100_000)
+    with rt.session() as session:
+        for n, (image, claimed) in enumerate(spends):
+            session.add(Submission(bounty_id=bounty.id, txid=f"{n:064x}", pixels=image.tobytes(),
+                                   recipient_address=USER.address(), recipient_pkh="00" * 20, predicted_label=7,
+                                   margin=1, model_sha256="00" * 32, claimed_digit=claimed,
+                                   appeal=claimed is not None, source=SubmissionSource.CHAIN,
+                                   status=SubmissionStatus.CONFIRMED))
+
+
+def test_every_fifth_image_kept_of_a_digit_is_held_out_copies_not_counted(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    from workers.persistence import HOLDOUT_EVERY, persist_confirmed
+
+    sevens = digits["sevens"]
+    order = [sevens[0], sevens[1], sevens[0], *sevens[2:2 * HOLDOUT_EVERY]]  # the third is a copy of the first
+    confirmed_spends(sqlite_rt, [(image, None) for image in order])
+    assert persist_confirmed(sqlite_rt) == len(order)
+    with sqlite_rt.session() as session:
+        kept = session.scalars(select(TrainingImage).order_by(TrainingImage.id)).all()
+    assert [k.duplicate_of is not None for k in kept] == [False, False, True] + [False] * (len(order) - 3)
+    originals = [k.holdout for k in kept if k.duplicate_of is None]
+    assert originals == ([False] * (HOLDOUT_EVERY - 1) + [True]) * 2 and not kept[2].holdout
+
+
 def test_an_image_is_kept_under_the_digit_paid_for_and_an_exact_copy_under_any_digit_is_excluded(
         sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
     """A vetted payment's label is the digit it was paid for (an appeal's claim), not the model's reading; an
@@ -674,15 +702,8 @@ def test_an_image_is_kept_under_the_digit_paid_for_and_an_exact_copy_under_any_d
     from workers.persistence import persist_confirmed
 
     rt = sqlite_rt
-    bounty = create_bounty(rt, [1, 7], PAYOUT, 100_000)
-    image = digits["sevens"][0].tobytes()
-    with rt.session() as session:  # two confirmed spends of one image: paid as a 7, then (an appeal) as a 1
-        for n, claimed in enumerate((None, 1)):
-            session.add(Submission(bounty_id=bounty.id, txid=f"{n:064x}", pixels=image,
-                                   recipient_address=USER.address(), recipient_pkh="00" * 20, predicted_label=7,
-                                   margin=1, model_sha256="00" * 32,
-                                   claimed_digit=claimed, appeal=claimed is not None, source=SubmissionSource.CHAIN,
-                                   status=SubmissionStatus.CONFIRMED))
+    image = digits["sevens"][0]
+    confirmed_spends(rt, [(image, None), (image, 1)])  # one image paid as a 7, then (an appeal) as a 1
     assert persist_confirmed(rt) == 2
     with rt.session() as session:
         first, appeal = session.scalars(select(TrainingImage).order_by(TrainingImage.id)).all()
