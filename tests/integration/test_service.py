@@ -686,10 +686,12 @@ def test_every_fifth_image_kept_of_a_digit_is_held_out_copies_not_counted(
 
     sevens = digits["sevens"]
     order = [sevens[0], sevens[1], sevens[0], *sevens[2:2 * HOLDOUT_EVERY]]  # the third is a copy of the first
-    confirmed_spends(sqlite_rt, [(image, None) for image in order])
-    assert persist_confirmed(sqlite_rt) == len(order)
+    ones = [(image, 1) for image in sevens[20:20 + HOLDOUT_EVERY - 1]]  # appeals paid as 1s: counted apart
+    confirmed_spends(sqlite_rt, [*ones, *((image, None) for image in order)])
+    assert persist_confirmed(sqlite_rt) == len(ones) + len(order)
     with sqlite_rt.session() as session:
-        kept = session.scalars(select(TrainingImage).order_by(TrainingImage.id)).all()
+        kept = session.scalars(select(TrainingImage).where(TrainingImage.label == 7).order_by(TrainingImage.id)).all()
+        assert not any(session.scalars(select(TrainingImage.holdout).where(TrainingImage.label == 1)))
     assert [k.duplicate_of is not None for k in kept] == [False, False, True] + [False] * (len(order) - 3)
     originals = [k.holdout for k in kept if k.duplicate_of is None]
     assert originals == ([False] * (HOLDOUT_EVERY - 1) + [True]) * 2 and not kept[2].holdout
