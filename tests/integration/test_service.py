@@ -705,12 +705,15 @@ def test_an_image_is_kept_under_the_digit_paid_for_and_an_exact_copy_under_any_d
 
     rt = sqlite_rt
     image = digits["sevens"][0]
-    confirmed_spends(rt, [(image, None), (image, 1)])  # one image paid as a 7, then (an appeal) as a 1
-    assert persist_confirmed(rt) == 2
+    near = image.copy()
+    near[np.flatnonzero(image == 0)[:3]] = 255  # a near copy, paid as a 1: another label, so not a copy
+    confirmed_spends(rt, [(image, None), (image, 1), (near, 1)])  # one image paid as a 7, then (an appeal) as a 1
+    assert persist_confirmed(rt) == 3
     with rt.session() as session:
-        first, appeal = session.scalars(select(TrainingImage).order_by(TrainingImage.id)).all()
+        first, appeal, other = session.scalars(select(TrainingImage).order_by(TrainingImage.id)).all()
         assert (first.label, first.duplicate_of, first.review) == (7, None, ReviewStatus.PENDING)
         assert (appeal.label, appeal.duplicate_of, appeal.review) == (1, first.id, ReviewStatus.EXCLUDED)
+        assert (other.label, other.duplicate_of, other.review) == (1, None, ReviewStatus.PENDING)
 
 
 def test_a_withdrawal_made_directly_on_chain_closes_the_bounty(sqlite_rt: Runtime,
