@@ -4,7 +4,8 @@ For every transaction the chain accepts, each input that spends a bounty contrac
 (`ledger.record_spend`): the image and recipient are read from the unlocking script, so spends
 made directly on-chain by anyone count like ours. Blocks confirm submissions (and hand them to
 the workers once `min_confirmations` deep); removed blocks unconfirm them; transactions a reorg
-drops are marked orphaned, lose their payout row and give the contract back its previous output.
+drops are marked orphaned, lose their payout row and give the contract back its previous output;
+a dropped migration is undone (the deployment it retired is live again).
 
 The cursor is stored in the same database transaction as the effects of the events it covers,
 so a restart resumes exactly where the books stop: nothing missed, nothing counted twice.
