@@ -650,21 +650,23 @@ def test_near_copies_of_a_kept_image_are_excluded_from_training(sqlite_rt: Runti
     rt = sqlite_rt
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)
     api = client(rt)
-    first = digits["sevens"][0]
+    first, another = digits["sevens"][0], digits["sevens"][3]
     blank = np.flatnonzero(first == 0)  # background pixels, moved past the threshold below
-    near, far = first.copy(), first.copy()
+    near, far, faint = first.copy(), first.copy(), first.copy()
     near[blank[:NEAR_MAX_DIFFERING]] = NEAR_PIXEL_DELTA + 1
     far[blank[:NEAR_MAX_DIFFERING + 1]] = NEAR_PIXEL_DELTA + 1
-    sent = [post(api, bounty.id, image) for image in (first, near, far)]
-    assert [s["code"] for s in sent] == [202] * 3, sent
+    faint[blank[:NEAR_MAX_DIFFERING + 1]] = NEAR_PIXEL_DELTA  # moved by the threshold itself: not "differing"
+    sent = [post(api, bounty.id, image) for image in (first, another, near, far, faint)]
+    assert [s["code"] for s in sent] == [202] * 5, sent
     settle(rt)
-    assert persist_confirmed(rt) == 3
+    assert persist_confirmed(rt) == 5
     with rt.session() as session:
-        kept = {row.submission_id: row for row in session.scalars(select(TrainingImage))}
-        original = kept[sent[0]["id"]].id
-        assert (kept[sent[1]["id"]].duplicate_of, kept[sent[1]["id"]].review) == (original, ReviewStatus.EXCLUDED)
-        assert kept[sent[2]["id"]].duplicate_of is None and kept[sent[0]["id"]].duplicate_of is None
-        assert kept[sent[0]["id"]].review == kept[sent[2]["id"]].review == ReviewStatus.PENDING
+        kept = [session.scalar(select(TrainingImage).where(TrainingImage.submission_id == s["id"])) for s in sent]
+        assert all(kept)
+        copies = [(k.duplicate_of, k.review) for k in kept]  # type: ignore[union-attr]
+    original = (kept[0].id, ReviewStatus.EXCLUDED)  # type: ignore[union-attr]
+    assert copies == [(None, ReviewStatus.PENDING), (None, ReviewStatus.PENDING), original,
+                      (None, ReviewStatus.PENDING), original]
 
 
 def confirmed_spends(rt: Runtime, spends: list[tuple[np.ndarray, int | None]]) -> None:
