@@ -750,6 +750,9 @@ def test_a_reorg_that_drops_a_migration_puts_the_bounty_back_on_its_contract(
     on_new = post(api, bounty.id, digits["sevens"][0])
     assert on_new["code"] == 202
     settle(rt)
+    with rt.session() as session:
+        retired = session.scalar(select(Deployment).where(Deployment.bounty_id == bounty.id, Deployment.version == 1))
+        assert retired is not None and (retired.status, retired.current_satoshis) == (DeploymentStatus.MIGRATED, 0)
     rival = build_submission(old_contract, old_utxo, digits["sevens"][1], OTHER.address())
     assert rt.local_chain is not None
     rt.local_chain.rollback(1, replacement=[rival])
