@@ -718,6 +718,30 @@ def test_an_image_is_kept_under_the_digit_paid_for_and_an_exact_copy_under_any_d
         assert (other.label, other.duplicate_of, other.review) == (1, None, ReviewStatus.PENDING)
 
 
+def test_the_last_image_a_budget_pays_exhausts_the_bounty_to_the_satoshi(sqlite_rt: Runtime,
+                                                                          digits: dict[str, np.ndarray]) -> None:
+    """A budget of one image: its spend has no successor and takes what remains after the payout as fee; the
+    contract then holds nothing, in the books and on chain."""
+    rt = sqlite_rt
+    probe = create_bounty(rt, [7], PAYOUT, 100_000)
+    bounty = create_bounty(rt, [7], PAYOUT, PAYOUT + probe.max_fee_sats)  # all the fee a spend may take
+    contract, _ = _live_contract(rt, bounty.id)
+    assert post(client(rt), bounty.id, digits["sevens"][0])["code"] == 202
+    settle(rt)
+    with rt.session() as session:
+        deployment = session.scalar(select(Deployment).where(Deployment.bounty_id == bounty.id))
+        payout = session.scalar(select(Payout).where(Payout.bounty_id == bounty.id))
+        assert deployment is not None and payout is not None
+        assert (deployment.status, deployment.current_satoshis) == (DeploymentStatus.EXHAUSTED, 0)
+        assert payout.satoshis + payout.fee_sats == bounty.budget_sats
+    tx = rt.chain.get_transaction(payout.txid)
+    assert tx is not None and len(tx.outputs) == 1
+    assert assert_fee_allowed(rt.chain, tx, rt.settings.fee_rate, last=True) == payout.fee_sats
+    assert rt.chain.utxos_for_script(contract.lock().serialize()) == []
+    view = client(rt).get(f"/bounties/{bounty.id}").json()
+    assert (view["status"], view["remaining_sats"]) == ("exhausted", 0)
+
+
 def test_a_withdrawal_made_directly_on_chain_closes_the_bounty(sqlite_rt: Runtime,
                                                                digits: dict[str, np.ndarray]) -> None:
     """The owner's key spends the contract without the service (another copy of the wallet): the watcher
