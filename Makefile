@@ -8,7 +8,7 @@ STAMP = $(VENV)/.installed
 CHROMIUM = /usr/bin/chromium
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run demo test test-all test-random lint bench clean
+.PHONY: run demo test test-all test-random mutants lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,12 @@ test-all: lint $(CHROMIUM)
 test-random: lint $(CHROMIUM)
 	$(BIN)/pytest --random-order
 
+# Mutation testing of the money paths (mutmut; its selection of modules and tests is in pyproject.toml), niced:
+# long (see the README's Mutation testing), never part of `make test`. `MUTANTS="marketplace.ledger*"` limits a run.
+mutants: $(STAMP)
+	nice -n 10 $(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/python tests/support/mutation_report.py
+
 bench: $(STAMP)
 	$(BIN)/python bench/contract.py --images 1000
 	$(BIN)/python bench/service.py
@@ -52,4 +58,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/crowd.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mutants

@@ -4,7 +4,8 @@ For every transaction the chain accepts, each input that spends a bounty contrac
 (`ledger.record_spend`): the image and recipient are read from the unlocking script, so spends
 made directly on-chain by anyone count like ours. Blocks confirm submissions (and hand them to
 the workers once `min_confirmations` deep); removed blocks unconfirm them; transactions a reorg
-drops are marked orphaned, lose their payout row and give the contract back its previous output.
+drops are marked orphaned, lose their payout row and give the contract back its previous output;
+a dropped migration is undone (the deployment it retired is live again).
 
 Pool bounties (marketplace.pools) are booked the same way: a spend of a prize is a claim
 (`pool_ledger.book_claim`) or, by the owner path, part of an owner transaction (`pool_ledger.adopt_move`), as
@@ -23,7 +24,7 @@ import threading
 from collections.abc import Callable
 
 from bsv import Transaction
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from marketplace.bounties import current_utxo
@@ -146,6 +147,7 @@ class Watcher:
             return []
         if isinstance(event, TransactionDropped):
             self._orphan(session, event.txid)
+            self._unmigrate(session, event.txid)
         return []
 
     def _book(self, session: Session, tx: Transaction) -> None:
@@ -280,6 +282,31 @@ class Watcher:
                         row.bounty_id, row.id)
         session.flush()
         undo_drop(session, self.rt, txid)
+
+    def _unmigrate(self, session: Session, txid: str) -> None:
+        """A dropped migration: the deployment it started goes (its spends, children of the migration, were
+        dropped and orphaned first) and the one it retired is live again at the outpoint the migration spent;
+        the budget returns to what that contract held plus what was paid out of it."""
+        new = session.scalar(select(Deployment).where(Deployment.deploy_txid == txid))
+        if new is None or new.bounty.shape == BountyShape.POOL:  # a pool's moves: `pool_ledger.undo_drop`
+            return
+        old = session.scalar(select(Deployment).where(Deployment.bounty_id == new.bounty_id,
+                                                      Deployment.version == new.version - 1))
+        source = self.rt.chain.get_transaction(old.current_txid) if old is not None else None
+        if old is None or source is None:
+            log.error("bounty %d: dropped migration %s has no predecessor on chain to return to", new.bounty_id, txid)
+            return
+        session.execute(update(Submission).where(Submission.deployment_id == new.id).values(deployment_id=None))
+        session.delete(new)
+        session.flush()  # the one-active-deployment index: the dropped one goes first
+        old.status, old.current_satoshis = DeploymentStatus.ACTIVE, int(source.outputs[old.current_vout].satoshis)
+        paid = session.scalar(select(func.coalesce(func.sum(Payout.satoshis + Payout.fee_sats), 0))
+                              .where(Payout.bounty_id == old.bounty_id))
+        old.bounty.budget_sats = old.current_satoshis + int(paid or 0)
+        old.bounty.status = BountyStatus.ACTIVE
+        session.flush()
+        log.warning("chain event: dropped migration txid=%s bounty=%d (back on deployment %d)", txid,
+                    old.bounty_id, old.version)
 
     def _rewind(self, deployment: Deployment) -> None:
         """The contract's live output after a drop: whatever unspent output its script still has."""

@@ -547,7 +547,7 @@ def test_the_lease_has_one_holder_and_expires(engine: Engine) -> None:
 
     short = Lease(engine, seconds=0.3)
     assert short.acquire()
-    time.sleep(0.4)  # it stopped renewing, as a crashed holder does
+    _wait_until(lambda: time.time() > _expires(engine))  # it stopped renewing, as a crashed holder does
     taker = Lease(engine)
     assert taker.acquire()
     with pytest.raises(RetrainError, match="lost"):
@@ -556,13 +556,28 @@ def test_the_lease_has_one_holder_and_expires(engine: Engine) -> None:
     assert not Lease(engine).acquire()
     taker.release()
 
-    alive = Lease(engine, seconds=0.4)
+    alive = Lease(engine, seconds=2)  # a heartbeat every 2 / RENEWALS_PER_LEASE s: a busy machine cannot miss it
     assert alive.acquire()
+    first = _expires(engine)
     alive.keep_alive()
-    time.sleep(0.8)  # two lease periods: only the heartbeat keeps it
+    _wait_until(lambda: _expires(engine) > first + alive.seconds)  # renewed past two lease periods from its start
     assert not Lease(engine).acquire()
     alive.release()
     assert Lease(engine).acquire()
+
+
+def _expires(engine: Engine) -> float:
+    holder = Lease(engine).holder()
+    assert holder is not None
+    return float(holder["expires"])
+
+
+def _wait_until(event: Callable[[], bool], deadline: float = 60) -> None:
+    """Poll for `event` (the test's condition, not a guessed duration) until a generous deadline."""
+    end = time.monotonic() + deadline
+    while not event():
+        assert time.monotonic() < end, "the awaited lease change never came"
+        time.sleep(0.05)
 
 
 def _die_holding_the_lease(url: str, seconds: float) -> dict[str, Any]:
@@ -590,13 +605,14 @@ def test_a_killed_process_here_frees_its_lease_at_once_one_elsewhere_when_it_exp
         assert taker.acquire()
         taker.release()
 
-        holder = _die_holding_the_lease(url, seconds=2)
+        holder = _die_holding_the_lease(url, seconds=10)  # ample for this side's checks on a busy machine
         with engine.begin() as conn:  # the same death seen from another machine, which cannot check the pid
             conn.execute(update(WatcherState).where(WatcherState.key == LEASE_KEY)
                          .values(value=json.dumps(holder | {"host": "another-host"})))
         assert not Lease(engine).acquire()
-        time.sleep(2.1)
-        assert Lease(engine).acquire()
+        taker = Lease(engine)
+        _wait_until(taker.acquire)
+        assert time.time() >= float(holder["expires"])  # taken once it expired, not before
     finally:
         engine.dispose()
 

@@ -15,6 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from contracts.bounty import BountyContract
+from contracts.fees import SLACK_BYTES, fee_for, max_fee_bound, worst_case_bytes
+from contracts.transactions import Utxo
 from contracts.transactions import submission as build_submission
 from marketplace import migrate
 from marketplace.api import create_app
@@ -26,17 +29,21 @@ from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import (
     Bounty,
     Deployment,
+    DeploymentStatus,
     Payout,
     RejectReason,
+    ReviewStatus,
     Submission,
     SubmissionSource,
     SubmissionStatus,
+    TrainingImage,
 )
 from marketplace.submissions import send_queued
 from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import classify
+from tests.support.fees import assert_fee_allowed
 from tests.support.images import paper_png
 from tests.support.settings import runtime_on, settings_for
 
@@ -97,6 +104,16 @@ def books_balance(rt: Runtime, bounty_id: int) -> None:
         on_chain = rt.chain.utxos_for_script(rt.contract(deployment).lock().serialize())
         assert [u.satoshis for u in on_chain] == [deployment.current_satoshis]
         assert (on_chain[0].txid, on_chain[0].vout) == (deployment.current_txid, deployment.current_vout)
+        spends = session.execute(select(Payout.txid, Payout.fee_sats).where(Payout.bounty_id == bounty_id)).all()
+        owner = session.scalars(select(Deployment.deploy_txid).where(Deployment.bounty_id == bounty_id)).all()
+    for txid, booked_fee in spends:  # each fee what its size allows at the rate in force, to the satoshi
+        tx = rt.chain.get_transaction(txid)
+        assert tx is not None and assert_fee_allowed(rt.chain, tx, rt.settings.fee_rate, last=len(tx.outputs) == 1) \
+            == booked_fee
+    for txid in owner:  # the deploy and every migration (top-ups and redeploys)
+        tx = rt.chain.get_transaction(txid)
+        assert tx is not None
+        assert_fee_allowed(rt.chain, tx, rt.settings.fee_rate)
 
 
 def post(api: TestClient, bounty_id: int, pixels: np.ndarray, address: str = USER.address()) -> dict:
@@ -227,8 +244,6 @@ def test_a_reorg_orphans_what_it_drops(rt: Runtime, digits: dict[str, np.ndarray
         contract = rt.contract(deployment)
     source = chain.get_transaction(mined.inputs[0].source_txid)
     assert source is not None
-    from contracts.transactions import Utxo
-
     rival = build_submission(contract, Utxo.of(source, mined.inputs[0].source_output_index), digits["sevens"][1],
                              OTHER.address())
     chain.rollback(1, replacement=[rival])
@@ -553,6 +568,232 @@ def test_a_submission_is_confirmed_only_with_the_configured_confirmations(tmp_pa
         seen.append(api.get(f"/submissions/{sent['id']}").json()["status"])
     assert seen == ["seen", "seen", "confirmed"], seen
     rt.close()
+
+
+def _live_contract(rt: Runtime, bounty_id: int) -> tuple[BountyContract, Utxo]:
+    with rt.session() as session:
+        deployment = active_deployment(session, session.get(Bounty, bounty_id))  # type: ignore[arg-type]
+        assert deployment is not None
+        contract = rt.contract(deployment)
+        outpoint = (deployment.current_txid, deployment.current_vout)
+    source = rt.chain.get_transaction(outpoint[0])
+    assert source is not None
+    return contract, Utxo.of(source, outpoint[1])
+
+
+def test_submissions_and_a_withdrawal_pay_exactly_the_fee_their_size_needs(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    api = client(rt)
+    for image in digits["sevens"][:2]:
+        assert post(api, bounty.id, image)["code"] == 202
+    settle(rt)
+    books_balance(rt, bounty.id)  # each submission's fee checked against its size
+    _, utxo = _live_contract(rt, bounty.id)
+    withdrawn = withdraw_bounty(rt, bounty.id)
+    tx = rt.chain.get_transaction(withdrawn.withdraw_txid)
+    assert tx is not None
+    fee = assert_fee_allowed(rt.chain, tx, rt.settings.fee_rate)
+    assert fee == fee_for(tx.byte_length(), rt.settings.fee_rate)  # a P2PKH-signed spend: its size is exact
+    assert withdrawn.withdrawn_sats == utxo.satoshis - fee
+
+
+def test_the_default_maximum_fee_is_the_largest_spends_fee_not_more(sqlite_rt: Runtime) -> None:
+    """The bound is the fixed point: the fee, at the rate in force, of the largest spend of the contract that
+    carries this very bound (plus the builders' slack). More would let each spend take more from the bounty."""
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    contract, _ = _live_contract(rt, bounty.id)
+    assert contract.terms.max_fee == bounty.max_fee_sats
+    largest = worst_case_bytes(contract)
+    assert bounty.max_fee_sats == fee_for(largest + SLACK_BYTES, rt.settings.fee_rate)
+    assert max_fee_bound(contract, rt.settings.fee_rate) == bounty.max_fee_sats
+
+
+def test_a_lost_race_is_rebuilt_on_the_rivals_successor(sqlite_rt: Runtime, digits: dict[str, np.ndarray],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Someone else's spend of the same contract output reaches the chain between our build and our broadcast
+    (injected at the chain: the real broadcast refuses ours as a double spend): ours is rebuilt and paid."""
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    contract, _ = _live_contract(rt, bounty.id)
+    chain, broadcast = rt.chain, rt.chain.broadcast
+    tried: list[Transaction] = []
+
+    def rival_lands_first(tx: Transaction) -> object:
+        if not tried:
+            source = chain.get_transaction(tx.inputs[0].source_txid)
+            assert source is not None
+            tried.append(build_submission(contract, Utxo.of(source, tx.inputs[0].source_output_index),
+                                          digits["sevens"][1], OTHER.address()))
+            broadcast(tried[0])
+        tried.append(tx)
+        return broadcast(tx)
+
+    monkeypatch.setattr(chain, "broadcast", rival_lands_first)
+    ours = post(client(rt), bounty.id, digits["sevens"][0])
+    monkeypatch.undo()
+    assert ours["code"] == 202, ours
+    rival, lost, rebuilt = tried
+    assert lost.inputs[0].source_txid == rival.inputs[0].source_txid and ours["txid"] == rebuilt.txid()
+    assert (rebuilt.inputs[0].source_txid, rebuilt.inputs[0].source_output_index) == (rival.txid(), 0)
+    settle(rt)
+    with rt.session() as session:
+        assert session.scalar(select(func.count(Payout.id))) == 2
+    books_balance(rt, bounty.id)
+
+
+def test_near_copies_of_a_kept_image_are_excluded_from_training(sqlite_rt: Runtime,
+                                                                digits: dict[str, np.ndarray]) -> None:
+    from workers.persistence import NEAR_MAX_DIFFERING, NEAR_PIXEL_DELTA, persist_confirmed
+
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    api = client(rt)
+    first, another = digits["sevens"][0], digits["sevens"][3]
+    blank = np.flatnonzero(first == 0)  # background pixels, moved past the threshold below
+    near, far, faint = first.copy(), first.copy(), first.copy()
+    near[blank[:NEAR_MAX_DIFFERING]] = NEAR_PIXEL_DELTA + 1
+    far[blank[:NEAR_MAX_DIFFERING + 1]] = NEAR_PIXEL_DELTA + 1
+    faint[blank[:NEAR_MAX_DIFFERING + 1]] = NEAR_PIXEL_DELTA  # moved by the threshold itself: not "differing"
+    sent = [post(api, bounty.id, image) for image in (first, another, near, far, faint)]
+    assert [s["code"] for s in sent] == [202] * 5, sent
+    settle(rt)
+    assert persist_confirmed(rt) == 5
+    with rt.session() as session:
+        kept = [session.scalar(select(TrainingImage).where(TrainingImage.submission_id == s["id"])) for s in sent]
+        assert all(kept)
+        copies = [(k.duplicate_of, k.review) for k in kept]  # type: ignore[union-attr]
+    original = (kept[0].id, ReviewStatus.EXCLUDED)  # type: ignore[union-attr]
+    assert copies == [(None, ReviewStatus.PENDING), (None, ReviewStatus.PENDING), original,
+                      (None, ReviewStatus.PENDING), original]
+
+
+def confirmed_spends(rt: Runtime, spends: list[tuple[np.ndarray, int | None]]) -> None:
+    """Confirmed spends of one bounty read as 7s, each (image, the digit claimed by an appeal or None), as the
+    watcher books them: what the workers keep comes from these rows alone."""
+    bounty = create_bounty(rt, [1, 7], PAYOUT, 100_000)
+    with rt.session() as session:
+        for n, (image, claimed) in enumerate(spends):
+            session.add(Submission(bounty_id=bounty.id, txid=f"{n:064x}", pixels=image.tobytes(),
+                                   recipient_address=USER.address(), recipient_pkh="00" * 20, predicted_label=7,
+                                   margin=1, model_sha256="00" * 32, claimed_digit=claimed,
+                                   appeal=claimed is not None, source=SubmissionSource.CHAIN,
+                                   status=SubmissionStatus.CONFIRMED))
+
+
+def test_every_fifth_image_kept_of_a_digit_is_held_out_copies_not_counted(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    from workers.persistence import HOLDOUT_EVERY, persist_confirmed
+
+    sevens = digits["sevens"]
+    order = [sevens[0], sevens[1], sevens[0], *sevens[2:2 * HOLDOUT_EVERY]]  # the third is a copy of the first
+    ones = [(image, 1) for image in sevens[20:20 + HOLDOUT_EVERY - 1]]  # appeals paid as 1s: counted apart
+    confirmed_spends(sqlite_rt, [*ones, *((image, None) for image in order)])
+    assert persist_confirmed(sqlite_rt) == len(ones) + len(order)
+    with sqlite_rt.session() as session:
+        kept = session.scalars(select(TrainingImage).where(TrainingImage.label == 7).order_by(TrainingImage.id)).all()
+        assert not any(session.scalars(select(TrainingImage.holdout).where(TrainingImage.label == 1)))
+    assert [k.duplicate_of is not None for k in kept] == [False, False, True] + [False] * (len(order) - 3)
+    originals = [k.holdout for k in kept if k.duplicate_of is None]
+    assert originals == ([False] * (HOLDOUT_EVERY - 1) + [True]) * 2 and not kept[2].holdout
+
+
+def test_an_image_is_kept_under_the_digit_paid_for_and_an_exact_copy_under_any_digit_is_excluded(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """A vetted payment's label is the digit it was paid for (an appeal's claim), not the model's reading; an
+    exact copy is a copy whatever label it came with (near copies count only under the same label)."""
+    from workers.persistence import persist_confirmed
+
+    rt = sqlite_rt
+    image = digits["sevens"][0]
+    near = image.copy()
+    near[np.flatnonzero(image == 0)[:3]] = 255  # a near copy, paid as a 1: another label, so not a copy
+    confirmed_spends(rt, [(image, None), (image, 1), (near, 1)])  # one image paid as a 7, then (an appeal) as a 1
+    assert persist_confirmed(rt) == 3
+    with rt.session() as session:
+        first, appeal, other = session.scalars(select(TrainingImage).order_by(TrainingImage.id)).all()
+        assert (first.label, first.duplicate_of, first.review) == (7, None, ReviewStatus.PENDING)
+        assert (appeal.label, appeal.duplicate_of, appeal.review) == (1, first.id, ReviewStatus.EXCLUDED)
+        assert (other.label, other.duplicate_of, other.review) == (1, None, ReviewStatus.PENDING)
+
+
+def test_the_last_image_a_budget_pays_exhausts_the_bounty_to_the_satoshi(sqlite_rt: Runtime,
+                                                                          digits: dict[str, np.ndarray]) -> None:
+    """A budget of one image: its spend has no successor and takes what remains after the payout as fee; the
+    contract then holds nothing, in the books and on chain."""
+    rt = sqlite_rt
+    probe = create_bounty(rt, [7], PAYOUT, 100_000)
+    bounty = create_bounty(rt, [7], PAYOUT, PAYOUT + probe.max_fee_sats)  # all the fee a spend may take
+    contract, _ = _live_contract(rt, bounty.id)
+    assert post(client(rt), bounty.id, digits["sevens"][0])["code"] == 202
+    settle(rt)
+    with rt.session() as session:
+        deployment = session.scalar(select(Deployment).where(Deployment.bounty_id == bounty.id))
+        payout = session.scalar(select(Payout).where(Payout.bounty_id == bounty.id))
+        assert deployment is not None and payout is not None
+        assert (deployment.status, deployment.current_satoshis) == (DeploymentStatus.EXHAUSTED, 0)
+        assert payout.satoshis + payout.fee_sats == bounty.budget_sats
+    tx = rt.chain.get_transaction(payout.txid)
+    assert tx is not None and len(tx.outputs) == 1
+    assert assert_fee_allowed(rt.chain, tx, rt.settings.fee_rate, last=True) == payout.fee_sats
+    assert rt.chain.utxos_for_script(contract.lock().serialize()) == []
+    view = client(rt).get(f"/bounties/{bounty.id}").json()
+    assert (view["status"], view["remaining_sats"]) == ("exhausted", 0)
+
+
+def test_a_withdrawal_made_directly_on_chain_closes_the_bounty(sqlite_rt: Runtime,
+                                                               digits: dict[str, np.ndarray]) -> None:
+    """The owner's key spends the contract without the service (another copy of the wallet): the watcher
+    books the bounty withdrawn, and the API stops taking images for it."""
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    contract, utxo = _live_contract(rt, bounty.id)
+    rt.chain.broadcast(rt.wallet.build_withdraw(contract, utxo, rt.settings.fee_rate))
+    settle(rt)
+    api = client(rt)
+    assert api.get(f"/bounties/{bounty.id}").json()["status"] == "withdrawn"
+    with rt.session() as session:
+        deployment = session.scalar(select(Deployment).where(Deployment.bounty_id == bounty.id))
+        assert deployment is not None
+        assert (deployment.status, deployment.current_satoshis) == (DeploymentStatus.WITHDRAWN, 0)
+    refused = post(api, bounty.id, digits["sevens"][0])
+    assert 400 <= refused["code"] < 500 and "withdrawn" in refused["detail"], refused
+
+
+def test_a_reorg_that_drops_a_migration_puts_the_bounty_back_on_its_contract(
+        rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """A top-up migration and a submission to the new contract are mined, then a reorg replaces their block
+    with one where someone else's submission spent the old contract: the new deployment goes, the old one is
+    live again (moved on by the rival's spend), the budget is what it was, and the books balance."""
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    api = client(rt)
+    settle(rt)
+    old_contract, old_utxo = _live_contract(rt, bounty.id)
+    fund_bounty(rt, bounty.id, 10_000)
+    on_new = post(api, bounty.id, digits["sevens"][0])
+    assert on_new["code"] == 202
+    settle(rt)
+    with rt.session() as session:
+        retired = session.scalar(select(Deployment).where(Deployment.bounty_id == bounty.id, Deployment.version == 1))
+        assert retired is not None and (retired.status, retired.current_satoshis) == (DeploymentStatus.MIGRATED, 0)
+    rival = build_submission(old_contract, old_utxo, digits["sevens"][1], OTHER.address())
+    assert rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=[rival])
+    settle(rt)
+    with rt.session() as session:
+        versions = session.execute(select(Deployment.version, Deployment.status)
+                                   .where(Deployment.bounty_id == bounty.id)).all()
+        assert [(v, str(s)) for v, s in versions] == [(1, "active")]
+        assert session.get(Bounty, bounty.id).budget_sats == 100_000  # type: ignore[union-attr]
+        won = session.scalar(select(Submission).where(Submission.txid == rival.txid()))
+        assert won is not None and won.status == SubmissionStatus.CONFIRMED and won.payout is not None
+    assert api.get(f"/submissions/{on_new['id']}").json()["status"] == "orphaned"
+    books_balance(rt, bounty.id)
+    assert post(api, bounty.id, digits["sevens"][2])["code"] == 202  # the bounty goes on from the old contract
+    settle(rt)
+    books_balance(rt, bounty.id)
 
 
 # -- a contributor's history (GET /submissions?address=...) --------------------------------------------------------

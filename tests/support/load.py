@@ -225,7 +225,7 @@ def check_books(rt: Any, base_url: str, bounty_id: int, ids: list[int], payouts_
     from sqlalchemy import func, select
 
     from marketplace.bounties import active_deployment
-    from marketplace.schema import Bounty, Payout, Submission, TrainingImage
+    from marketplace.schema import Bounty, Deployment, Payout, Submission, TrainingImage
     from tests.support.pool_books import pool_books_failures, pool_on_chain
 
     failures: list[str] = []
@@ -254,6 +254,8 @@ def check_books(rt: Any, base_url: str, bounty_id: int, ids: list[int], payouts_
                 kept.setdefault(sid, []).append(key)
         all_keys = session.scalars(select(TrainingImage.spend_key).where(TrainingImage.bounty_id == bounty_id)).all()
         script_sha256 = deployment.locking_script_sha256
+        spends = session.execute(select(Payout.txid, Payout.fee_sats).where(Payout.bounty_id == bounty_id)).all()
+        owner = session.scalars(select(Deployment.deploy_txid).where(Deployment.bounty_id == bounty_id)).all()
         current = (deployment.current_txid, deployment.current_vout, deployment.current_satoshis)
         budget, payout_sats = bounty.budget_sats, bounty.payout_sats
     if pool:  # a pool's books: its reserve, live prizes and owner transactions (tests/support/pool_books.py)
@@ -287,6 +289,7 @@ def check_books(rt: Any, base_url: str, bounty_id: int, ids: list[int], payouts_
             or view.get("accepted_count") != int(n_payouts):
         failures.append(f"the API says remaining {view.get('remaining_sats')}, paid {view.get('paid_sats')}, "
                         f"accepted {view.get('accepted_count')}; the database {expected}, {paid}, {n_payouts}")
+    failures += _fee_failures(rt, spends, owner)
     if [(u.txid, u.vout, u.satoshis) for u in on_chain] != [current]:
         failures.append(f"on chain the contract holds {[(u.txid, u.vout, u.satoshis) for u in on_chain]}, "
                         f"the books say {current}")
@@ -314,6 +317,26 @@ def _kept_once_failures(ids: list[int], rows: dict[int, Any], payouts: Counter[i
         failures.append("a spend_key is stored twice")
     if int(n_payouts) - payouts_before != len(ids):
         failures.append(f"{int(n_payouts) - payouts_before} new payouts rows for {len(ids)} accepted submissions")
+    return failures
+
+
+def _fee_failures(rt: Any, spends: list[Any], owner: list[str]) -> list[str]:
+    """Each submission's fee (as booked and as paid) and each owner transaction's (the deploy, the migrations)
+    against what its size allows at the rate in force."""
+    from tests.support.fees import fee_paid, fee_problem
+
+    failures = []
+    for txid, booked in [*spends, *((txid, None) for txid in owner)]:
+        tx = rt.chain.get_transaction(txid)
+        if tx is None:
+            failures.append(f"the chain does not know {txid}, which the books record")
+            continue
+        paid = fee_paid(rt.chain, tx)
+        problem = fee_problem(paid, tx, rt.settings.fee_rate, last=booked is not None and len(tx.outputs) == 1)
+        if booked is not None and booked != paid:
+            problem = f"{txid} pays a {paid}-sat fee, the books say {booked}"
+        if problem:
+            failures.append(problem)
     return failures
 
 

@@ -13,13 +13,15 @@ from hypothesis import strategies as st
 from contracts.bounty import BountyContract, BountyTerms, chunk_value, push_values
 from contracts.classifier import pixel_pushes
 from contracts.errors import ContractError, ScriptError
+from contracts.fees import fee_for
 from contracts.interpreter import validate_input
 from contracts.pushtx import preimage_is_signable
 from contracts.script import push_only_script
-from contracts.transactions import Utxo, address_pkh, deploy, migrate, submission, withdraw
+from contracts.transactions import DEFAULT_FEE_RATE, Utxo, address_pkh, deploy, migrate, submission, withdraw
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import classify
+from tests.support.fees import fee_problem
 
 OWNER, WALLET, USER, THIEF = (PrivateKey(k) for k in (101, 102, 103, 104))
 PAYOUT, MAX_FEE, BUDGET = 500, 20_000, 200_000
@@ -79,15 +81,15 @@ def test_an_image_of_the_target_digit_is_paid(contract: BountyContract, images: 
     assert successor.locking_script.serialize() == contract.lock().serialize()
     fee = BUDGET - successor.satoshis - payout.satoshis
     assert 0 < fee <= MAX_FEE
-    assert fee >= tx.byte_length() * 100 // 1000  # pays at least 100 sat/kB
+    assert fee_problem(fee, tx, DEFAULT_FEE_RATE) is None  # what its size needs at the rate, no more
 
 
 def test_the_successor_accepts_the_next_image(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
     first = accepted(contract, images)
     second = submission(contract, Utxo.of(first, 0), images["seven"], THIEF.address())
     validate_input(second, 0)
-    assert second.outputs[0].satoshis == first.outputs[0].satoshis - PAYOUT - (
-        first.outputs[0].satoshis - PAYOUT - second.outputs[0].satoshis)
+    fee = first.outputs[0].satoshis - PAYOUT - second.outputs[0].satoshis
+    assert second.outputs[1].satoshis == PAYOUT and fee_problem(fee, second, DEFAULT_FEE_RATE) is None
 
 
 def test_another_digit_is_refused(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
@@ -158,6 +160,18 @@ def test_a_fee_above_the_maximum_is_refused(contract: BountyContract, images: di
     validate_input(resign(tx, contract, images["seven"], address_pkh(USER.address()), tx.outputs[0].satoshis), 0)
 
 
+def test_the_builder_refuses_a_spend_whose_fee_would_pass_the_maximum(contract: BountyContract,
+                                                                      images: dict[str, np.ndarray]) -> None:
+    """At a rate where the image's spend needs more than the maximum fee, nothing is built (the script would
+    refuse it anyway, after its signer and the chain had been asked)."""
+    rate = DEFAULT_FEE_RATE * 3
+    needed = fee_for(accepted(contract, images).byte_length(), rate)
+    assert needed > MAX_FEE
+    with pytest.raises(ContractError, match=rf"needs a \d+-sat fee at {rate} sat/kB, above the bounty's maximum "
+                                            rf"fee of {MAX_FEE} sats"):
+        submission(contract, funded(contract), images["seven"], USER.address(), rate)
+
+
 def test_a_forged_or_mismatched_preimage_is_refused(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
     tx = accepted(contract, images)
     good = tx.preimage(0)
@@ -175,7 +189,7 @@ def test_the_owner_withdraws_and_nobody_else(contract: BountyContract) -> None:
     utxo = funded(contract)
     tx = withdraw(contract, utxo, OWNER, OWNER.address())
     validate_input(tx, 0)
-    assert tx.outputs[0].satoshis == BUDGET - (BUDGET - tx.outputs[0].satoshis) and len(tx.outputs) == 1
+    assert tx.outputs[0].satoshis == BUDGET - fee_for(tx.byte_length(), DEFAULT_FEE_RATE) and len(tx.outputs) == 1
     with pytest.raises(ContractError):
         withdraw(contract, utxo, THIEF, THIEF.address())
     stolen = withdraw(BountyContract(contract.model, terms(owner_pubkey=THIEF.public_key().serialize())),
