@@ -79,7 +79,8 @@ def _stack(tmp_path_factory: pytest.TempPathFactory, url: str) -> Iterator[Stack
 def new_bounty(stack: Stack, shape: BountyShape = BountyShape.POOL) -> int:
     """A pool bounty (the default shape) unless told; the retraining faults redeploy one of each shape."""
     assert stack.rt is not None
-    return int(create_bounty(stack.rt, [7], PAYOUT, BUDGET, shape=shape, prizes=16).id)
+    prizes = 16 if shape == BountyShape.POOL else None
+    return int(create_bounty(stack.rt, [7], PAYOUT, BUDGET, shape=shape, prizes=prizes).id)
 
 
 def accepted(results: list[tuple[int, dict]]) -> list[int]:
