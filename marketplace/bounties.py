@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from contracts.fees import default_max_fee, images_payable
 from contracts.transactions import Utxo
@@ -214,8 +214,10 @@ def live(session: Session, bounty_id: int) -> tuple[Bounty, Deployment]:
 
 
 def active_deployment(session: Session, bounty: Bounty) -> Deployment | None:
+    """The bounty's live deployment, its model loaded with it (a judge reads it next)."""
     return session.scalar(select(Deployment).where(Deployment.bounty_id == bounty.id,
-                                                   Deployment.status == DeploymentStatus.ACTIVE))
+                                                   Deployment.status == DeploymentStatus.ACTIVE)
+                          .options(joinedload(Deployment.model)))
 
 
 def current_utxo(rt: Runtime, deployment: Deployment) -> Utxo:

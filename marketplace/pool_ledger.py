@@ -89,8 +89,7 @@ def book_claim(session: Session, rt: Runtime, prize: Prize, tx: Transaction, ind
     Idempotent like `ledger.record_spend`: the submission is keyed by (txid, input), its payout by the
     submission. The payee is the claim's first P2PKH output (an open claim binds no outputs); the payout is the
     input's share of what the outputs pay, and the fee the rest of the prize."""
-    deployment = session.get(Deployment, prize.deployment_id)
-    assert deployment is not None
+    deployment = prize.deployment
     pool = rt.pool(deployment)
     claim = pool.read_claim(tx.inputs[index].unlocking_script)
     if claim is None:
@@ -98,36 +97,42 @@ def book_claim(session: Session, rt: Runtime, prize: Prize, tx: Transaction, ind
     txid = tx.txid()
     payee_vout, payee_pkh = _payee(tx)
     row = session.scalar(select(Submission).where(Submission.txid == txid, Submission.input_index == index))
+    fresh = row is None
     if row is None:
         label, margin = (int(v[0]) for v in classify(pool.model, claim.image))  # the receipt, recomputed
-        fresh = Submission(bounty_id=prize.bounty_id, deployment_id=deployment.id, txid=txid, input_index=index,
-                           pixels=claim.image.tobytes(),
-                           recipient_address=pkh_address(payee_pkh, deployment.bounty.network) if payee_pkh else "",
-                           recipient_pkh=payee_pkh.hex(), predicted_label=label, margin=margin,
-                           model_sha256=deployment.model.weights_sha256, status=status, source=source,
-                           appeal=claim.appeal is not None,
-                           claimed_digit=claim.appeal if claim.appeal is not None else
-                           label if pool.terms.vetted else None)
+        new = Submission(bounty_id=prize.bounty_id, deployment=deployment, txid=txid, input_index=index,
+                         pixels=claim.image.tobytes(),
+                         recipient_address=pkh_address(payee_pkh, deployment.bounty.network) if payee_pkh else "",
+                         recipient_pkh=payee_pkh.hex(), predicted_label=label, margin=margin,
+                         model_sha256=deployment.model.weights_sha256, status=status, source=source,
+                         appeal=claim.appeal is not None,
+                         claimed_digit=claim.appeal if claim.appeal is not None else
+                         label if pool.terms.vetted else None)
         try:
             with session.begin_nested():  # the API and the watcher may book the same claim at once
-                session.add(fresh)
-            row = fresh
+                session.add(new)
+            row = new
         except IntegrityError:
-            row = session.scalar(select(Submission).where(Submission.txid == txid, Submission.input_index == index))
+            fresh, row = False, session.scalar(select(Submission).where(Submission.txid == txid,
+                                                                        Submission.input_index == index))
             if row is None:
                 raise
     if row.status in LIVE_SUBMISSION and status not in LIVE_SUBMISSION:
         row.status = status
-    if session.scalar(select(Payout.id).where(Payout.submission_id == row.id)) is None:
+    # a row this transaction just wrote has no payout yet, and no other writer can give it one
+    if fresh or session.scalar(select(Payout.id).where(Payout.submission_id == row.id)) is None:
         values = input_values(rt, tx)
         paid = sum(o.satoshis for o in tx.outputs) * values[index] // sum(values)  # this input's share
-        try:
-            with session.begin_nested():
-                session.add(Payout(submission_id=row.id, bounty_id=row.bounty_id, txid=txid, vout=payee_vout,
-                                   satoshis=paid, fee_sats=values[index] - paid,
-                                   recipient_address=row.recipient_address))
-        except IntegrityError:  # booked by the other writer in the meantime
-            pass
+        terms = {"bounty_id": row.bounty_id, "txid": txid, "vout": payee_vout, "satoshis": paid,
+                 "fee_sats": values[index] - paid, "recipient_address": row.recipient_address}
+        if fresh:
+            session.add(Payout(submission=row, **terms))  # the row's view then reads it without a query
+        else:
+            try:
+                with session.begin_nested():
+                    session.add(Payout(submission_id=row.id, **terms))
+            except IntegrityError:  # booked by the other writer in the meantime
+                pass
     prize.status, prize.spent_txid, prize.taken_at = PrizeStatus.CLAIMED, txid, None
     session.flush()
     return row

@@ -14,11 +14,12 @@ and frees prizes handed out to a submission that never spent them.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 
 from bsv import Script, Transaction
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager
 
 from contracts.errors import ContractError
 from contracts.fees import fee_for
@@ -52,6 +53,7 @@ from marketplace.schema import (
 log = logging.getLogger(__name__)
 MOVE_RETRIES = 5  # an owner transaction rebuilt after a claim took one of its prizes first
 RATE_WINDOW = timedelta(minutes=1)  # the claims that size the pool: the last minute's
+KEEP_INTERVAL = 0.1  # seconds between the keeper's looks (a look is a few indexed queries)
 # a pool transaction beyond its prizes: version, counts, locktime; the reserve's input; the reserve's output
 MOVE_OVERHEAD_BYTES = 10 + 148 + 34
 
@@ -197,16 +199,22 @@ def live_pool(session: Session, bounty_id: int) -> tuple[Bounty, Deployment]:
 # -- handing out prizes --------------------------------------------------------------------------------------
 
 
-def take_prize(session: Session, deployment_id: int) -> Prize | None:
-    """A free prize of the deployment, now taken by the caller's submission (committed with the session), or
-    None when every prize is taken. Two submissions never get the same prize."""
-    free = select(Prize).where(Prize.deployment_id == deployment_id, Prize.status == PrizeStatus.LIVE)
+def take_prize(session: Session, bounty_id: int) -> Prize | None:
+    """A free prize of the bounty's active deployment, now taken by the caller's submission (committed with the
+    session), or None when every prize is taken or the bounty is closed. Two submissions never get the same
+    prize. One query: the prize comes with its deployment, the bounty and the model loaded (the claim needs them)."""
+    free = (select(Prize).join(Prize.deployment).join(Deployment.bounty).join(Deployment.model)
+            .where(Prize.bounty_id == bounty_id, Prize.status == PrizeStatus.LIVE,
+                   Deployment.status == DeploymentStatus.ACTIVE, Bounty.status == BountyStatus.ACTIVE)
+            .options(contains_eager(Prize.deployment).contains_eager(Deployment.bounty),
+                     contains_eager(Prize.deployment).contains_eager(Deployment.model))
+            .order_by(Prize.id))
     if session.get_bind().dialect.name == "postgresql":
-        prize = session.scalar(free.order_by(Prize.id).limit(1).with_for_update(skip_locked=True))
+        prize = session.scalar(free.limit(1).with_for_update(skip_locked=True, of=Prize))
         if prize is not None:
             prize.status, prize.taken_at = PrizeStatus.TAKEN, datetime.now(UTC)
         return prize
-    for candidate in session.scalars(free.order_by(Prize.id).limit(8)):
+    for candidate in session.scalars(free.limit(8)):
         taken = session.execute(update(Prize).where(Prize.id == candidate.id, Prize.status == PrizeStatus.LIVE)
                                 .values(status=PrizeStatus.TAKEN, taken_at=datetime.now(UTC))
                                 .execution_options(synchronize_session="fetch"))
@@ -240,20 +248,32 @@ def keep_pools(rt: Runtime) -> int:
     return created
 
 
+def keep_forever(rt: Runtime, stop: threading.Event, interval: float = KEEP_INTERVAL) -> None:
+    """The keeper as a loop of its own (`bounty daemon`'s and the embedded service's thread): a refill must not
+    wait behind a watcher step of up to 200 chain events while claims wait for prizes."""
+    while not stop.is_set():
+        try:
+            keep_pools(rt)
+        except Exception:  # keep keeping: a transient database or chain error must not end the thread
+            log.exception("pool keeper step failed; retrying in %.1f s", interval)
+        stop.wait(interval)
+
+
 def _keep(rt: Runtime, bounty_id: int) -> int:
     with rt.session() as session:
         bounty, deployment = live_pool(session, bounty_id)
         _free_stale(rt, session, deployment)
-        live = session.scalar(select(func.count(Prize.id)).where(Prize.deployment_id == deployment.id,
-                                                                 Prize.status.in_(UNSPENT))) or 0
+        # free prizes, not unspent ones: those handed out are paid already, whatever their claims' speed
+        free = session.scalar(select(func.count(Prize.id)).where(Prize.deployment_id == deployment.id,
+                                                                 Prize.status == PrizeStatus.LIVE)) or 0
         target = pool_target(session, bounty, rt.settings.pool_min_prizes)
-        if live * 2 > target or deployment.current_satoshis <= 0:
+        if free * 2 > target or deployment.current_satoshis <= 0:
             return 0
         reserve = reserve_utxo(rt, deployment)  # a chain lookup: only when a refill is due
         if reserve is None:
             return 0
         pool = rt.pool(deployment)
-        count = min(target - live, prizes_affordable(pool, reserve.satoshis, rt.settings.fee_rate))
+        count = min(target - free, prizes_affordable(pool, reserve.satoshis, rt.settings.fee_rate))
         if count < 1:
             return 0
         tx = rt.wallet.build_pool_move(rt.chain, bounty_id, pool=pool, count=count, reserve=reserve,

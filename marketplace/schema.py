@@ -389,6 +389,8 @@ class Prize(Base):
     spent_txid: Mapped[str | None] = mapped_column(String(HEX_HASH))  # the claim or owner transaction
     created_at: Mapped[datetime] = _created()
 
+    deployment: Mapped[Deployment] = relationship()
+
     __table_args__ = (
         UniqueConstraint("txid", "vout"),
         CheckConstraint("satoshis > 0", name="satoshis_positive"),

@@ -23,11 +23,11 @@ import numpy as np
 from bsv.utils import decode_address
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from contracts.errors import ContractError, ScriptError
 from contracts.fees import images_payable
-from contracts.interpreter import validate_input
+from contracts.interpreter import validate_once
 from contracts.transactions import claim, submission
 from marketplace.bounties import current_utxo, live, submission_view
 from marketplace.chain.errors import MempoolChainTooLong, TransactionRejected
@@ -139,6 +139,7 @@ class _Offer:
     claimed: int | None
     judged_by: int  # the model whose verdict this is
     row_id: int | None = None  # a vetted bounty's receipt, written by vetting
+    pool: bool = False  # the bounty is a prize pool (its claims take a prize each, without a lock)
 
 
 def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appeal: bool = False,
@@ -195,7 +196,8 @@ def _submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appea
         if (appeal or digit is not None) and not vetted:
             raise InvalidRequest(f"bounty {bounty_id} is open: it takes no appeals and no claimed digit")
         label, margin, claimed = _gate(_judging(rt, deployment), image, bounty, appeal, digit)
-        offer = _Offer(image, address, pkh, appeal, label, margin, claimed, deployment.model_id)
+        offer = _Offer(image, address, pkh, appeal, label, margin, claimed, deployment.model_id,
+                       pool=bounty.shape == BountyShape.POOL)
         row = Submission(bounty_id=bounty.id, deployment_id=deployment.id, pixels=image.tobytes(),
                          recipient_address=address, recipient_pkh=pkh.hex(), predicted_label=label, margin=margin,
                          model_sha256=deployment.model.weights_sha256, claimed_digit=claimed, appeal=appeal,
@@ -266,7 +268,8 @@ def decide_appeals(rt: Runtime, submission_ids: list[int], approve: bool) -> lis
                 continue
             offer = _Offer(np.frombuffer(row.pixels, dtype=np.uint8).copy(), row.recipient_address,
                            bytes.fromhex(row.recipient_pkh), True, row.predicted_label, row.margin,
-                           row.claimed_digit, row.deployment.model_id, row.id)
+                           row.claimed_digit, row.deployment.model_id, row.id,
+                           pool=row.bounty.shape == BountyShape.POOL)
             bounty_id = row.bounty_id
         paid = _pay_vetted(rt, bounty_id, offer)
         log_decision(bounty_id, paid.id, _outcome(paid), paid.reason, paid.payout_sats or 0)
@@ -277,9 +280,7 @@ def decide_appeals(rt: Runtime, submission_ids: list[int], approve: bool) -> lis
 def _pay(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
     """Build, validate and broadcast the spend on the bounty's live output (the attestor co-signs a vetted one),
     and book it. Spends of one bounty take turns; one that loses a race is rebuilt on the new tip."""
-    with rt.session() as session:
-        pool = live(session, bounty_id)[0].shape == BountyShape.POOL
-    if pool:  # outside that session: a claim holding its connection throughout ran the pool out of them
+    if offer.pool:
         return _pay_prize(rt, bounty_id, offer)
     vetted = offer.row_id is not None
     with _bounty_locks[bounty_id]:
@@ -299,7 +300,7 @@ def _pay(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
                                     appeal=offer.claimed if offer.appeal else None)
                 except ContractError as exc:
                     raise BountyClosed(f"bounty {bounty_id} cannot pay: {exc}") from None
-                validate_input(tx, 0)  # never broadcast what the interpreter refuses
+                validate_once(tx, 0)  # never broadcast what the interpreter refuses
                 spend = session.get(Submission, offer.row_id) if vetted else Submission(
                     bounty_id=bounty.id, pixels=offer.image.tobytes(), recipient_address=offer.address,
                     recipient_pkh=offer.pkh.hex(), source=SubmissionSource.API)
@@ -332,20 +333,26 @@ def _pay_prize(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
     """Claim a free prize of a pool bounty with the offer's image and book it. No lock: each claim has a prize
     of its own. A prize someone spent meanwhile (a claim made directly on chain, the owner's reclaim) is left
     for the watcher to book, and another is taken; with none free, the claim waits for the keeper's next batch
-    up to `pool_wait_seconds`. The offer's row (a vetted receipt, a queued claim), if any, becomes the claim's."""
+    up to `pool_wait_seconds`. The offer's row (a vetted receipt, a queued claim), if any, becomes the claim's.
+    Three short transactions (take, then book; the chain in between holds no connection): a claim holding its
+    connection throughout ran the connection pool out."""
     deadline, lost = time.monotonic() + rt.settings.pool_wait_seconds, 0
     while True:
         with rt.session() as session:
-            bounty, deployment = live(session, bounty_id)
-            pool, vetted = rt.pool(deployment), bounty.mode == BountyMode.VETTED
-            if deployment.model_id != offer.judged_by:  # redeployed meanwhile: the new model decides
-                offer.label, offer.margin, offer.claimed = _gate(pool.model, offer.image, bounty, offer.appeal,
-                                                                 offer.claimed)
-                offer.judged_by = deployment.model_id
-            check_can_pay(rt, session, bounty, deployment)
-            prize = take_prize(session, deployment.id)
-            prize_id, utxo = (prize.id, booked_prize(pool, prize)) if prize is not None else (None, None)
-        if prize_id is None or utxo is None:  # every prize is being claimed: the keeper adds more
+            prize = take_prize(session, bounty_id)
+            if prize is None:  # closed or exhausted is a refusal; otherwise every prize is being claimed
+                bounty, deployment = live(session, bounty_id)
+                check_can_pay(rt, session, bounty, deployment)
+            else:
+                deployment = prize.deployment
+                pool, vetted = rt.pool(deployment), deployment.bounty.mode == BountyMode.VETTED
+                if deployment.model_id != offer.judged_by:  # redeployed meanwhile: the new model decides (a
+                    # refusal raised here rolls the take back)
+                    offer.label, offer.margin, offer.claimed = _gate(pool.model, offer.image, deployment.bounty,
+                                                                     offer.appeal, offer.claimed)
+                    offer.judged_by = deployment.model_id
+                prize_id, utxo = prize.id, booked_prize(pool, prize)
+        if prize is None:
             if time.monotonic() > deadline:
                 raise BountyClosed(f"bounty {bounty_id} is busy: every live prize is being claimed; try again in a "
                                    "few seconds")
@@ -354,7 +361,7 @@ def _pay_prize(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
         try:
             tx = claim(pool, utxo, offer.image, offer.address, rt.settings.fee_rate,
                        attestor=rt.attestor.sign if vetted else None, appeal=offer.claimed if offer.appeal else None)
-            validate_input(tx, 0)  # never broadcast what the interpreter refuses
+            validate_once(tx, 0)  # never broadcast what the interpreter refuses
             rt.chain.broadcast(tx)
         except MempoolChainTooLong:  # queued: sent after the next block, on whichever prize is free then
             # (caught before TransactionRejected, its base class, which would refuse the claim instead)
@@ -374,13 +381,14 @@ def _pay_prize(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
             release_prize(rt, prize_id)
             raise
         with rt.session() as session:
+            taken = session.get(Prize, prize_id, options=[joinedload(Prize.deployment).joinedload(Deployment.bounty),
+                                                          joinedload(Prize.deployment).joinedload(Deployment.model)])
+            assert taken is not None
             if offer.row_id is not None:
                 spend = session.get(Submission, offer.row_id)
                 assert spend is not None
-                spend.deployment_id = deployment.id
+                spend.deployment_id = taken.deployment_id
                 _attach(session, spend, tx.txid())
-            taken = session.get(Prize, prize_id)
-            assert taken is not None
             booked = book_claim(session, rt, taken, tx, 0, SubmissionSource.API, SubmissionStatus.BROADCAST)
             assert booked is not None  # a claim always reads back
             booked.source = SubmissionSource.API  # even if the watcher booked it first
@@ -496,7 +504,7 @@ def send_queued(rt: Runtime) -> int:
                                 row.recipient_address, rt.settings.fee_rate,
                                 attestor=rt.attestor.sign if vetted else None,
                                 appeal=row.claimed_digit if row.appeal else None)
-                validate_input(tx, 0)
+                validate_once(tx, 0)
                 rt.chain.broadcast(tx)
             except MempoolChainTooLong:
                 return sent  # still too long: wait for the next block

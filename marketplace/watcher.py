@@ -9,8 +9,9 @@ a dropped migration is undone (the deployment it retired is live again).
 
 Pool bounties (marketplace.pools) are booked the same way: a spend of a prize is a claim
 (`pool_ledger.book_claim`) or, by the owner path, part of an owner transaction (`pool_ledger.adopt_move`), as
-is a spend of a pool's reserve; a dropped one is undone (`pool_ledger.undo_drop`). After each step the keeper
-(`pools.keep_pools`) creates prizes where a pool runs low.
+is a spend of a pool's reserve; a dropped one is undone (`pool_ledger.undo_drop`). A claim the service booked
+as it sent it is only marked seen. With `keep`, the keeper (`pools.keep_pools`) creates prizes where a pool runs
+low after each step (the tests' and the demo's way; the services run it in a loop of its own, `keep_forever`).
 
 The cursor is stored in the same database transaction as the effects of the events it covers,
 so a restart resumes exactly where the books stop: nothing missed, nothing counted twice.
@@ -40,7 +41,7 @@ from marketplace.chain import (
 )
 from marketplace.errors import BountyClosed
 from marketplace.ledger import record_migration, record_spend
-from marketplace.pool_ledger import UNSPENT, adopt_move, book_claim, undo_drop
+from marketplace.pool_ledger import LIVE_SUBMISSION, UNSPENT, adopt_move, book_claim, undo_drop
 from marketplace.pools import keep_pools
 from marketplace.runtime import Runtime
 from marketplace.schema import (
@@ -52,6 +53,7 @@ from marketplace.schema import (
     ModelVersion,
     Payout,
     Prize,
+    PrizeStatus,
     RejectReason,
     Submission,
     SubmissionSource,
@@ -157,6 +159,9 @@ class Watcher:
             if outpoint[0] == NULL_TXID:  # a faucet or coinbase input spends nothing
                 continue
             prize = session.scalar(select(Prize).where(Prize.txid == outpoint[0], Prize.vout == outpoint[1]))
+            if prize is not None and prize.status == PrizeStatus.CLAIMED and prize.spent_txid == tx.txid():
+                self._seen(session, tx.txid(), index)  # booked whole already (the API's own claim)
+                continue
             if prize is not None:
                 claim = book_claim(session, self.rt, prize, tx, index, SubmissionSource.CHAIN, SubmissionStatus.SEEN)
                 if claim is None:
@@ -185,6 +190,12 @@ class Watcher:
             bounty = session.get(Bounty, bounty_id)
             assert bounty is not None
             adopt_move(session, self.rt, bounty, tx)
+
+    def _seen(self, session: Session, txid: str, index: int) -> None:
+        """A claim the service booked as it broadcast it is now seen on chain, as `book_claim` would mark it."""
+        session.execute(update(Submission).where(Submission.txid == txid, Submission.input_index == index,
+                                                 Submission.status.in_(LIVE_SUBMISSION))
+                        .values(status=SubmissionStatus.SEEN))
 
     def _deployment_spent_by(self, session: Session, txid: str, vout: int) -> Deployment | None:
         """The deployment whose contract script locks output txid:vout, if any."""

@@ -1,7 +1,8 @@
 """LocalChain: a development chain in one SQLite file that validates transactions like a node.
 
 Every input of every transaction runs through bsv-sdk's interpreter (``contracts.interpreter.
-validate_input``) against the output it spends, found in the file's UTXO set or mempool. The policy
+validate_once``: a claim the service of this same process just validated, byte for byte, is not run twice)
+against the output it spends, found in the file's UTXO set or mempool. The policy
 follows a node's: version-1 transactions only, first-seen wins on double spends, a minimum fee rate
 in sat/kB, and a limit on unconfirmed ancestors ("too-long-mempool-chain") so code written against
 it copes with the network's. Blocks are mined on demand (``mine``) or on an interval from a thread
@@ -40,7 +41,7 @@ from bsv import P2PKH, Script, Transaction, TransactionInput, TransactionOutput
 from bsv.utils import Reader
 
 from contracts.errors import ScriptError
-from contracts.interpreter import TX_VERSION, validate_input
+from contracts.interpreter import TX_VERSION, validate_once
 from contracts.transactions import DEFAULT_FEE_RATE, Utxo, address_pkh
 from marketplace.chain import _eventlog
 from marketplace.chain._sqlite import Database
@@ -185,7 +186,7 @@ class LocalChain(Chain):
     def _validate_scripts(candidate: _Candidate) -> None:
         for index in range(len(candidate.tx.inputs)):
             try:
-                validate_input(candidate.tx, index)
+                validate_once(candidate.tx, index)
             except ScriptError as exc:
                 log.info("rejected %s: input %d fails its script: %s", candidate.txid, index, exc.reason)
                 raise TransactionRejected(f"input {index} fails its script: {exc.reason}", candidate.txid) from None

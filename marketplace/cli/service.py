@@ -30,6 +30,7 @@ def serve(host: Annotated[str, typer.Option(help="Interface to listen on.")] = "
 def daemon(interval: Annotated[float, typer.Option(min=0.05, help="Seconds between idle polls.")] = 1.0) -> None:
     """Follow the chain and keep the books: record spends, confirmations and reorgs."""
     from marketplace import heartbeat
+    from marketplace.pools import keep_forever
     from marketplace.runtime import open_runtime
     from marketplace.submissions import send_queued
     from marketplace.watcher import Watcher
@@ -55,7 +56,10 @@ def daemon(interval: Annotated[float, typer.Option(min=0.05, help="Seconds betwe
 
         persist_accepted_task.delay(submission_id)
 
-    BeatingWatcher(rt, on_confirmed=hand_over, on_block=lambda: send_queued(rt)).run_forever(stop, interval)
+    keeper = threading.Thread(target=keep_forever, args=(rt, stop), name="pool-keeper", daemon=True)
+    keeper.start()  # its own loop: a refill does not wait behind a watcher step
+    BeatingWatcher(rt, on_confirmed=hand_over, on_block=lambda: send_queued(rt), keep=False).run_forever(stop, interval)
+    keeper.join(timeout=10)
 
 
 def demo(home: Annotated[str | None, typer.Option(help="A fresh directory for the demo's state "

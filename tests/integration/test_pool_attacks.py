@@ -581,7 +581,7 @@ def test_prizes_taken_by_claimants_that_died_are_freed_by_the_keeper(
     bounty_id = pool(rt, prizes=2)
     with rt.session() as session:  # two claimants took a prize each and stopped before the broadcast
         deployment_id = live_pool(session, bounty_id)[1].id
-        assert take_prize(session, deployment_id) is not None and take_prize(session, deployment_id) is not None
+        assert take_prize(session, bounty_id) is not None and take_prize(session, bounty_id) is not None
     busy = post(client(rt), bounty_id, sevens[0])
     assert busy["code"] == 409 and "every live prize is being claimed" in str(busy)
     monkeypatch.setattr(rt.settings, "pool_take_timeout", 0.01)
@@ -807,7 +807,7 @@ def test_a_claim_sent_but_never_booked_is_booked_once_by_the_watcher(
     bounty_id = pool(rt, prizes=3)
     with rt.session() as session:
         deployment = live_pool(session, bounty_id)[1]
-        prize = take_prize(session, deployment.id)
+        prize = take_prize(session, bounty_id)
         assert prize is not None
         contract, utxo, prize_id = rt.pool(deployment), prize_utxo(rt, prize), prize.id
     tx = build_claim(contract, utxo, sevens[0], OUTSIDER.address(), rt.settings.fee_rate)
