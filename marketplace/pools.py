@@ -53,7 +53,7 @@ from marketplace.schema import (
 log = logging.getLogger(__name__)
 MOVE_RETRIES = 5  # an owner transaction rebuilt after a claim took one of its prizes first
 RATE_WINDOW = timedelta(minutes=1)  # the claims that size the pool: the last minute's
-KEEP_INTERVAL = 0.1  # seconds between the keeper's looks (a look is a few indexed queries)
+KEEP_INTERVAL = 0.2  # seconds between the keeper's looks (a look is a few indexed queries)
 # a pool transaction beyond its prizes: version, counts, locktime; the reserve's input; the reserve's output
 MOVE_OVERHEAD_BYTES = 10 + 148 + 34
 
@@ -266,8 +266,10 @@ def _keep(rt: Runtime, bounty_id: int) -> int:
         # free prizes, not unspent ones: those handed out are paid already, whatever their claims' speed
         free = session.scalar(select(func.count(Prize.id)).where(Prize.deployment_id == deployment.id,
                                                                  Prize.status == PrizeStatus.LIVE)) or 0
+        if free * 2 > (bounty.prizes or 1) or deployment.current_satoshis <= 0:
+            return 0  # stocked whatever the target (it is at most K): the usual case, one count
         target = pool_target(session, bounty, rt.settings.pool_min_prizes)
-        if free * 2 > target or deployment.current_satoshis <= 0:
+        if free * 2 > target:
             return 0
         reserve = reserve_utxo(rt, deployment)  # a chain lookup: only when a refill is due
         if reserve is None:

@@ -78,6 +78,7 @@ class Watcher:
         self.on_block = on_block
         self._watched: set[tuple[str, int]] = set()  # live contract outputs the chain was asked to watch
         self._classifiers: dict[int, bytes] = {}  # model id -> its compiled classifier, as contracts embed it
+        self._seen_txids: list[str] = []  # this step's claims the service had booked already (`_mark_seen`)
 
     def _watch_live_contracts(self, session: Session) -> None:
         """Ask the chain to report the spender of every live contract output, whoever makes it: a backend
@@ -100,9 +101,11 @@ class Watcher:
             events, cursor = self.rt.chain.events_since(cursor, limit)
             confirmed: list[int] = []
             blocks = 0
+            self._seen_txids = []
             for event in events:
                 confirmed += self._apply(session, event)
                 blocks += isinstance(event, BlockMined)
+            self._mark_seen(session)
             if state is None:
                 session.add(WatcherState(key=CURSOR_KEY, value=cursor))
             else:
@@ -116,14 +119,17 @@ class Watcher:
             keep_pools(self.rt)
         return len(events)
 
-    def run_forever(self, stop: threading.Event, interval: float = 1.0) -> None:
+    def run_forever(self, stop: threading.Event, interval: float = 1.0, limit: int = 200) -> None:
+        """Steps `interval` apart, back to back only while a backlog lasts (a step that took `limit` events): under
+        load a step then takes many events in one transaction, and the service has booked its own claims, which
+        the watcher then only marks seen, instead of racing the service to book them."""
         while not stop.is_set():
             try:
-                busy = self.run_once()
+                taken = self.run_once(limit)
             except Exception:  # keep watching: a transient database or chain error must not end the daemon
                 log.exception("watcher step failed; retrying in %.1f s", interval)
-                busy = 0
-            if not busy:
+                taken = 0
+            if taken < limit:
                 stop.wait(interval)
 
     # -- events ---------------------------------------------------------------------------------------
@@ -160,7 +166,7 @@ class Watcher:
                 continue
             prize = session.scalar(select(Prize).where(Prize.txid == outpoint[0], Prize.vout == outpoint[1]))
             if prize is not None and prize.status == PrizeStatus.CLAIMED and prize.spent_txid == tx.txid():
-                self._seen(session, tx.txid(), index)  # booked whole already (the API's own claim)
+                self._seen_txids.append(tx.txid())  # booked whole already (the service's own claim)
                 continue
             if prize is not None:
                 claim = book_claim(session, self.rt, prize, tx, index, SubmissionSource.CHAIN, SubmissionStatus.SEEN)
@@ -191,11 +197,13 @@ class Watcher:
             assert bounty is not None
             adopt_move(session, self.rt, bounty, tx)
 
-    def _seen(self, session: Session, txid: str, index: int) -> None:
-        """A claim the service booked as it broadcast it is now seen on chain, as `book_claim` would mark it."""
-        session.execute(update(Submission).where(Submission.txid == txid, Submission.input_index == index,
-                                                 Submission.status.in_(LIVE_SUBMISSION))
-                        .values(status=SubmissionStatus.SEEN))
+    def _mark_seen(self, session: Session) -> None:
+        """The claims the service booked as it sent them, now seen on chain, marked so as `book_claim` would (one
+        statement per step; a claim confirmed in this very step is past `seen` and stays confirmed)."""
+        if self._seen_txids:
+            session.execute(update(Submission).where(Submission.txid.in_(self._seen_txids),
+                                                     Submission.status.in_(LIVE_SUBMISSION))
+                            .values(status=SubmissionStatus.SEEN))
 
     def _deployment_spent_by(self, session: Session, txid: str, vout: int) -> Deployment | None:
         """The deployment whose contract script locks output txid:vout, if any."""

@@ -11,12 +11,13 @@ import hashlib
 import logging
 
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from marketplace.runtime import Runtime
 from marketplace.schema import ReviewStatus, Submission, SubmissionStatus, TrainingImage
+from workers.kept_images import kept_images
 
 log = logging.getLogger(__name__)
 NEAR_PIXEL_DELTA = 48  # a pixel "differs" when it moved by more than this (of 255)
@@ -40,11 +41,14 @@ def persist_accepted(rt: Runtime, submission_id: int) -> int | None:
         label = row.claimed_digit if row.claimed_digit is not None else row.predicted_label
         image = TrainingImage(spend_key=key, submission_id=row.id, bounty_id=row.bounty_id,
                               label=label, pixels=row.pixels, pixels_sha256=digest, review=ReviewStatus.PENDING)
-        original = _copy_of(session, row.pixels, digest, label)
+        kept_ids, kept_pixels = kept_images(rt, session, label)
+        original = _copy_of(session, row.pixels, digest, kept_ids, kept_pixels)
         if original is not None:
             image.duplicate_of, image.review = original, ReviewStatus.EXCLUDED
         else:
-            image.holdout = _kept_with(session, label) % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
+            # the per-digit position that makes the held-out share exact for every digit (two images of one
+            # digit kept at the same instant may share a position; the share stays within one image of exact)
+            image.holdout = len(kept_ids) % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
         session.add(image)
         try:
             session.flush()
@@ -56,30 +60,18 @@ def persist_accepted(rt: Runtime, submission_id: int) -> int | None:
         return image.id
 
 
-def _kept_with(session: Session, label: int) -> int:
-    """How many images with this label were kept before (duplicates not counted): the per-digit position
-    that makes the held-out share exact for every digit. Two images of one digit kept at the same instant may
-    share a position; the share stays within one image of exact."""
-    return session.scalar(select(func.count()).select_from(TrainingImage).where(
-        TrainingImage.label == label, TrainingImage.duplicate_of.is_(None))) or 0
-
-
-def _copy_of(session: Session, pixels: bytes, digest: str, label: int) -> int | None:
-    """The first kept image this one copies exactly, or nearly with the same label."""
+def _copy_of(session: Session, pixels: bytes, digest: str, kept_ids: list[int], kept: np.ndarray) -> int | None:
+    """The first kept image this one copies exactly, or nearly with the same label (`kept`: that label's)."""
     exact = session.scalar(select(TrainingImage.id).where(TrainingImage.pixels_sha256 == digest)
                            .order_by(TrainingImage.id))
     if exact is not None:
         return exact
-    rows = session.execute(select(TrainingImage.id, TrainingImage.pixels)
-                           .where(TrainingImage.label == label, TrainingImage.duplicate_of.is_(None))
-                           .order_by(TrainingImage.id)).all()
-    if not rows:
+    if not kept_ids:
         return None
     mine = np.frombuffer(pixels, np.uint8).astype(np.int16)
-    kept = np.stack([np.frombuffer(p, np.uint8) for _, p in rows]).astype(np.int16)
-    differing = (np.abs(kept - mine) > NEAR_PIXEL_DELTA).sum(axis=1)
+    differing = (np.abs(kept.astype(np.int16) - mine) > NEAR_PIXEL_DELTA).sum(axis=1)
     near = np.flatnonzero(differing <= NEAR_MAX_DIFFERING)
-    return int(rows[near[0]][0]) if len(near) else None
+    return kept_ids[int(near[0])] if len(near) else None
 
 
 def persist_confirmed(rt: Runtime) -> int:

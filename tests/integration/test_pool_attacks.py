@@ -580,7 +580,6 @@ def test_prizes_taken_by_claimants_that_died_are_freed_by_the_keeper(
         rt: Runtime, sevens: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     bounty_id = pool(rt, prizes=2)
     with rt.session() as session:  # two claimants took a prize each and stopped before the broadcast
-        deployment_id = live_pool(session, bounty_id)[1].id
         assert take_prize(session, bounty_id) is not None and take_prize(session, bounty_id) is not None
     busy = post(client(rt), bounty_id, sevens[0])
     assert busy["code"] == 409 and "every live prize is being claimed" in str(busy)

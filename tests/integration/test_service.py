@@ -670,6 +670,50 @@ def test_near_copies_of_a_kept_image_are_excluded_from_training(sqlite_rt: Runti
                       (None, ReviewStatus.PENDING), original]
 
 
+def test_each_worker_finds_near_copies_kept_by_the_others_even_when_their_commit_came_late(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """Each worker process holds the kept images in memory and reads only what is new (workers.kept_images): a
+    near copy of an image another worker kept is still caught, also when that worker's row, with a lower id,
+    committed after this worker had read a higher one."""
+    from workers.persistence import persist_accepted
+
+    rt, sevens = sqlite_rt, digits["sevens"]
+    other = open_runtime(rt.settings)  # a second worker on the same database
+    blank = np.flatnonzero(sevens[3] == 0)
+    late = sevens[3].copy()
+    near_late = late.copy()
+    near_late[blank[:3]] = 255
+    near_first = sevens[0].copy()
+    near_first[np.flatnonzero(sevens[0] == 0)[:3]] = 255
+    confirmed_spends(rt, [(sevens[0], None), (sevens[1], None), (sevens[2], None), (late, None),
+                          (near_first, None), (near_late, None)])
+    with rt.session() as session:
+        ids = list(session.scalars(select(Submission.id).order_by(Submission.id)))
+    try:
+        assert persist_accepted(rt, ids[0]) is not None  # this worker now holds image 1
+        assert persist_accepted(other, ids[1]) is not None
+        with other.session() as session:  # the other worker's insert took id 10 and committed at once ...
+            row = session.get(Submission, ids[2])
+            assert row is not None
+            session.add(TrainingImage(id=10, spend_key=f"{row.txid}:0", submission_id=row.id, bounty_id=row.bounty_id,
+                                      label=7, pixels=row.pixels, pixels_sha256="a" * 64))
+        assert persist_accepted(rt, ids[4]) is not None  # (this worker reads up to id 10 here)
+        with other.session() as session:  # ... while its insert with id 9 committed only now
+            row = session.get(Submission, ids[3])
+            assert row is not None
+            session.add(TrainingImage(id=9, spend_key=f"{row.txid}:0", submission_id=row.id, bounty_id=row.bounty_id,
+                                      label=7, pixels=row.pixels, pixels_sha256="b" * 64))
+        assert persist_accepted(rt, ids[5]) is not None
+    finally:
+        other.close()
+    with rt.session() as session:
+        copies = {i.submission_id: i.duplicate_of for i in session.scalars(select(TrainingImage))}
+        first_image = session.scalar(select(TrainingImage.id).where(TrainingImage.submission_id == ids[0]))
+    assert copies[ids[4]] == first_image  # kept by this worker, found again
+    assert copies[ids[5]] == 9  # the late commit, found
+    assert copies[ids[1]] is None and copies[ids[0]] is None
+
+
 def confirmed_spends(rt: Runtime, spends: list[tuple[np.ndarray, int | None]]) -> None:
     """Confirmed spends of one bounty read as 7s, each (image, the digit claimed by an appeal or None), as the
     watcher books them: what the workers keep comes from these rows alone."""
