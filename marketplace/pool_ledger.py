@@ -21,6 +21,7 @@ from bsv import P2PKH, Transaction
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from contracts.pool import PoolContract
 from contracts.transactions import Utxo
@@ -126,7 +127,9 @@ def book_claim(session: Session, rt: Runtime, prize: Prize, tx: Transaction, ind
         terms = {"bounty_id": row.bounty_id, "txid": txid, "vout": payee_vout, "satoshis": paid,
                  "fee_sats": values[index] - paid, "recipient_address": row.recipient_address}
         if fresh:
-            session.add(Payout(submission=row, **terms))  # the row's view then reads it without a query
+            payout = Payout(submission_id=row.id, **terms)
+            session.add(payout)
+            set_committed_value(row, "payout", payout)  # the row's view reads it without a query
         else:
             try:
                 with session.begin_nested():

@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from contracts.errors import ContractError, ScriptError
 from contracts.fees import images_payable
 from contracts.interpreter import validate_once
-from contracts.transactions import claim, submission
+from contracts.pool import PoolContract
+from contracts.transactions import Utxo, claim, submission
 from marketplace.bounties import current_utxo, live, submission_view
 from marketplace.chain.errors import MempoolChainTooLong, TransactionRejected
 from marketplace.errors import (
@@ -202,8 +203,11 @@ def _submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appea
                          recipient_address=address, recipient_pkh=pkh.hex(), predicted_label=label, margin=margin,
                          model_sha256=deployment.model.weights_sha256, claimed_digit=claimed, appeal=appeal,
                          status=SubmissionStatus.VETTING, source=SubmissionSource.API)
+        # an open pool's claim takes its prize in this same transaction: one round of the database fewer
+        taken = _take(rt, session, bounty_id, offer) if offer.pool and not vetted else None
     if not vetted:
-        return linked(_pay(rt, bounty_id, offer), rt.settings)
+        return linked(_pay_prize(rt, bounty_id, offer, taken) if offer.pool else _pay(rt, bounty_id, offer),
+                      rt.settings)
     offer.row_id = _vet(rt, row, image, client)
     if appeal and rt.settings.appeals_need_review:  # a person decides (decide_appeals), then it is paid
         return _hold_for_review(rt, offer.row_id)
@@ -329,35 +333,54 @@ def _pay(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
     raise BountyClosed(f"bounty {bounty_id} is too busy: {RACE_RETRIES} attempts lost the race; try again")
 
 
-def _pay_prize(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
-    """Claim a free prize of a pool bounty with the offer's image and book it. No lock: each claim has a prize
-    of its own. A prize someone spent meanwhile (a claim made directly on chain, the owner's reclaim) is left
-    for the watcher to book, and another is taken; with none free, the claim waits for the keeper's next batch
-    up to `pool_wait_seconds`. The offer's row (a vetted receipt, a queued claim), if any, becomes the claim's.
-    Three short transactions (take, then book; the chain in between holds no connection): a claim holding its
-    connection throughout ran the connection pool out."""
+@dataclass
+class _Taken:
+    """A prize handed to one claim (pools.take_prize), and what its claim is built with."""
+
+    prize_id: int
+    utxo: Utxo
+    pool: PoolContract
+    vetted: bool
+
+
+def _take(rt: Runtime, session: Session, bounty_id: int, offer: _Offer) -> _Taken | None:
+    """Take a free prize for `offer` in `session` (committed with it); None when every prize is being claimed.
+    A closed or exhausted bounty is refused; a model redeployed since the offer was judged judges it again (a
+    refusal raised here rolls the take back)."""
+    prize = take_prize(session, bounty_id)
+    if prize is None:
+        bounty, deployment = live(session, bounty_id)
+        check_can_pay(rt, session, bounty, deployment)
+        return None
+    deployment = prize.deployment
+    pool = rt.pool(deployment)
+    if deployment.model_id != offer.judged_by:
+        offer.label, offer.margin, offer.claimed = _gate(pool.model, offer.image, deployment.bounty, offer.appeal,
+                                                         offer.claimed)
+        offer.judged_by = deployment.model_id
+    return _Taken(prize.id, booked_prize(pool, prize), pool, deployment.bounty.mode == BountyMode.VETTED)
+
+
+def _pay_prize(rt: Runtime, bounty_id: int, offer: _Offer, taken: _Taken | None = None) -> SubmissionPublic:
+    """Claim a free prize of a pool bounty with the offer's image (`taken` already, or taken here) and book it.
+    No lock: each claim has a prize of its own. A prize someone spent meanwhile (a claim made directly on chain,
+    the owner's reclaim) is left for the watcher to book, and another is taken; with none free, the claim waits
+    for the keeper's next batch up to `pool_wait_seconds`. The offer's row (a vetted receipt, a queued claim), if
+    any, becomes the claim's. The take and the booking are short transactions with the chain in between, holding
+    no connection: a claim holding its connection throughout ran the connection pool out."""
     deadline, lost = time.monotonic() + rt.settings.pool_wait_seconds, 0
     while True:
-        with rt.session() as session:
-            prize = take_prize(session, bounty_id)
-            if prize is None:  # closed or exhausted is a refusal; otherwise every prize is being claimed
-                bounty, deployment = live(session, bounty_id)
-                check_can_pay(rt, session, bounty, deployment)
-            else:
-                deployment = prize.deployment
-                pool, vetted = rt.pool(deployment), deployment.bounty.mode == BountyMode.VETTED
-                if deployment.model_id != offer.judged_by:  # redeployed meanwhile: the new model decides (a
-                    # refusal raised here rolls the take back)
-                    offer.label, offer.margin, offer.claimed = _gate(pool.model, offer.image, deployment.bounty,
-                                                                     offer.appeal, offer.claimed)
-                    offer.judged_by = deployment.model_id
-                prize_id, utxo = prize.id, booked_prize(pool, prize)
-        if prize is None:
+        if taken is None:
+            with rt.session() as session:
+                taken = _take(rt, session, bounty_id, offer)
+        if taken is None:
             if time.monotonic() > deadline:
                 raise BountyClosed(f"bounty {bounty_id} is busy: every live prize is being claimed; try again in a "
                                    "few seconds")
             time.sleep(0.05)
             continue
+        prize_id, utxo, pool, vetted = taken.prize_id, taken.utxo, taken.pool, taken.vetted
+        taken = None  # a lost race takes another
         try:
             tx = claim(pool, utxo, offer.image, offer.address, rt.settings.fee_rate,
                        attestor=rt.attestor.sign if vetted else None, appeal=offer.claimed if offer.appeal else None)
@@ -381,15 +404,15 @@ def _pay_prize(rt: Runtime, bounty_id: int, offer: _Offer) -> SubmissionPublic:
             release_prize(rt, prize_id)
             raise
         with rt.session() as session:
-            taken = session.get(Prize, prize_id, options=[joinedload(Prize.deployment).joinedload(Deployment.bounty),
+            prize = session.get(Prize, prize_id, options=[joinedload(Prize.deployment).joinedload(Deployment.bounty),
                                                           joinedload(Prize.deployment).joinedload(Deployment.model)])
-            assert taken is not None
+            assert prize is not None
             if offer.row_id is not None:
                 spend = session.get(Submission, offer.row_id)
                 assert spend is not None
-                spend.deployment_id = taken.deployment_id
+                spend.deployment_id = prize.deployment_id
                 _attach(session, spend, tx.txid())
-            booked = book_claim(session, rt, taken, tx, 0, SubmissionSource.API, SubmissionStatus.BROADCAST)
+            booked = book_claim(session, rt, prize, tx, 0, SubmissionSource.API, SubmissionStatus.BROADCAST)
             assert booked is not None  # a claim always reads back
             booked.source = SubmissionSource.API  # even if the watcher booked it first
             return submission_view(booked)
