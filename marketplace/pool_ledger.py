@@ -120,22 +120,19 @@ def book_claim(session: Session, rt: Runtime, prize: Prize, tx: Transaction, ind
                 raise
     if row.status in LIVE_SUBMISSION and status not in LIVE_SUBMISSION:
         row.status = status
-    # a row this transaction just wrote has no payout yet, and no other writer can give it one
+    # a row just written here has no payout yet (not worth a look), but another writer may give it one now: on
+    # SQLite the savepoint's release commits the row at once, and the watcher may book its payout first
     if fresh or session.scalar(select(Payout.id).where(Payout.submission_id == row.id)) is None:
         values = input_values(rt, tx)
         paid = sum(o.satoshis for o in tx.outputs) * values[index] // sum(values)  # this input's share
-        terms = {"bounty_id": row.bounty_id, "txid": txid, "vout": payee_vout, "satoshis": paid,
-                 "fee_sats": values[index] - paid, "recipient_address": row.recipient_address}
-        if fresh:
-            payout = Payout(submission_id=row.id, **terms)
-            session.add(payout)
+        payout = Payout(submission_id=row.id, bounty_id=row.bounty_id, txid=txid, vout=payee_vout, satoshis=paid,
+                        fee_sats=values[index] - paid, recipient_address=row.recipient_address)
+        try:
+            with session.begin_nested():
+                session.add(payout)
             set_committed_value(row, "payout", payout)  # the row's view reads it without a query
-        else:
-            try:
-                with session.begin_nested():
-                    session.add(Payout(submission_id=row.id, **terms))
-            except IntegrityError:  # booked by the other writer in the meantime
-                pass
+        except IntegrityError:  # booked by the other writer in the meantime
+            pass
     prize.status, prize.spent_txid, prize.taken_at = PrizeStatus.CLAIMED, txid, None
     session.flush()
     return row

@@ -5,6 +5,7 @@ the books checked to the satoshi against the chain after each, on SQLite and on 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 from bsv import Network, PrivateKey
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from contracts.fees import fee_for
 from contracts.transactions import Utxo
@@ -22,11 +23,12 @@ from marketplace.api import create_app
 from marketplace.bounties import create_bounty, fund_bounty, redeploy, withdraw_bounty
 from marketplace.pool_ledger import prize_utxo
 from marketplace.pools import keep_pools, live_pool
-from marketplace.runtime import Runtime
+from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import (
     Bounty,
     BountyMode,
     BountyShape,
+    Payout,
     PoolMove,
     Prize,
     PrizeStatus,
@@ -40,7 +42,7 @@ from model.data import Mnist
 from model.reference import classify, logits
 from tests.support.models import register_variants
 from tests.support.pool_books import pool_books_failures
-from tests.support.settings import runtime_on
+from tests.support.settings import runtime_on, settings_for
 
 USER = PrivateKey(7101, network=Network.TESTNET)
 OUTSIDER = PrivateKey(7102, network=Network.TESTNET)
@@ -144,6 +146,62 @@ def test_concurrent_claims_each_take_their_own_prize(rt: Runtime, digits: dict[s
     assert prizes_of(rt, bounty_id) == {"claimed": 20, "live": 4}
     settle(rt)
     books(rt, bounty_id)
+
+
+def test_claims_the_watcher_books_as_they_arrive_are_each_answered_and_booked_once(
+        rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """The embedded layout: the watcher runs beside the API and sees each claim as soon as the chain has it, so it
+    often books a claim while the API is booking it: every claim is still answered 202, with one row and one
+    payout each."""
+    bounty_id = pool(rt, prizes=40, budget=800_000)
+    api = client(rt)
+    stop = threading.Event()
+    watcher = threading.Thread(target=Watcher(rt, keep=False).run_forever, args=(stop, 0.001, 1))
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=8) as threads:
+            results = list(threads.map(lambda image: post(api, bounty_id, image), digits["sevens"][:32]))
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+    assert [r["code"] for r in results] == [202] * 32, [r for r in results if r["code"] != 202][:2]
+    assert all(r["payout_sats"] == PAYOUT for r in results)
+    settle(rt)
+    with rt.session() as session:
+        rows = session.scalar(select(func.count(Submission.id)).where(Submission.bounty_id == bounty_id))
+    assert rows == 32
+    books(rt, bounty_id)
+
+
+def test_a_claim_the_watcher_books_between_the_apis_row_and_its_payout_is_answered_and_paid_once(
+        tmp_path: Path, digits: dict[str, np.ndarray]) -> None:
+    """On SQLite the release of the savepoint that wrote the API's row commits it at once: the watcher, stepping
+    right then, books that claim's payout first; the API's own payout then meets it and the claim is still
+    answered 202, with one payout."""
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False))
+    try:
+        bounty_id = pool(rt, prizes=3)
+        watcher, stepped = Watcher(rt, keep=False), []
+
+        @event.listens_for(rt.engine, "after_cursor_execute")
+        def step_after_the_rows_release(conn: object, cursor: object, statement: str, *_: object) -> None:
+            # the claim's judging and take write no savepoint: the booking's first is the row's
+            if statement.startswith("RELEASE SAVEPOINT") and threading.current_thread().name != "step" and not stepped:
+                stepped.append(True)
+                step = threading.Thread(target=watcher.run_once, name="step")
+                step.start()
+                step.join(timeout=60)
+
+        paid = post(client(rt), bounty_id, digits["sevens"][0])
+        assert stepped and paid["code"] == 202 and paid["payout_sats"] == PAYOUT, paid
+        with rt.session() as session:
+            row = session.scalar(select(Submission).where(Submission.txid == paid["txid"]))
+            assert row is not None and session.scalar(select(func.count(Payout.id)).where(
+                Payout.submission_id == row.id)) == 1
+        settle(rt)
+        books(rt, bounty_id)
+    finally:
+        rt.close()
 
 
 def test_a_claim_made_directly_on_chain_is_booked_and_a_racing_submission_takes_another_prize(
