@@ -7,10 +7,11 @@ import hashlib
 import logging
 import tempfile
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from marketplace.vetting import Vetting
 
 log = logging.getLogger(__name__)
+Compiled = TypeVar("Compiled", BountyContract, PoolContract)
 OPERATOR_KEY_FILE = "operator.key"
 ATTESTOR_KEY_FILE = "attestor.key"
 
@@ -154,16 +156,7 @@ class Runtime:
 
     def contract(self, deployment: Deployment) -> BountyContract:
         """The compiled contract of a deployment (compiled once per process)."""
-        with self._lock:
-            cached = self._contracts.get(deployment.id)
-        if cached is None:
-            cached = self.new_contract(deployment.model, deployment.bounty)
-            if script_sha256(cached) != deployment.locking_script_sha256:
-                raise ContractError(f"deployment {deployment.id}: its model and terms no longer give the deployed "
-                                  "script (was the artifact changed?)")
-            with self._lock:
-                self._contracts[deployment.id] = cached
-        return cached
+        return self._compiled(self._contracts, deployment, self.new_contract)
 
     def new_pool(self, model: ModelVersion, bounty: Bounty) -> PoolContract:
         """The prize script `model` judges under a pool `bounty`'s terms."""
@@ -171,15 +164,20 @@ class Runtime:
 
     def pool(self, deployment: Deployment) -> PoolContract:
         """The prize script of a pool bounty's deployment (compiled once per process)."""
+        return self._compiled(self._pools, deployment, self.new_pool)
+
+    def _compiled(self, cache: dict[int, Compiled], deployment: Deployment,
+                  compile_: Callable[[ModelVersion, Bounty], Compiled]) -> Compiled:
+        """A deployment's script from `cache`, compiled on first use and checked against the deployed script's hash."""
         with self._lock:
-            cached = self._pools.get(deployment.id)
+            cached = cache.get(deployment.id)
         if cached is None:
-            cached = self.new_pool(deployment.model, deployment.bounty)
+            cached = compile_(deployment.model, deployment.bounty)
             if script_sha256(cached) != deployment.locking_script_sha256:
                 raise ContractError(f"deployment {deployment.id}: its model and terms no longer give the deployed "
-                                    "prize script (was the artifact changed?)")
+                                    "script (was the artifact changed?)")
             with self._lock:
-                self._pools[deployment.id] = cached
+                cache[deployment.id] = cached
         return cached
 
     def close(self) -> None:
