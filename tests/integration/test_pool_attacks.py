@@ -42,8 +42,8 @@ from marketplace.schema import (
 from marketplace.submissions import send_queued
 from marketplace.watcher import CURSOR_KEY, Watcher
 from model.artifact import ModelArtifact
-from tests.integration.test_pools import OUTSIDER, books, client, pool, post, prizes_of, settle
 from tests.support.models import register_variants
+from tests.support.pools import OUTSIDER, books, client, pool, post, prizes_of, settle
 from tests.support.settings import runtime_on
 
 STRANGER = PrivateKey(7201, network=Network.TESTNET)

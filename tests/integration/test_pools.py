@@ -12,22 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bsv import Network, PrivateKey
-from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select
 
-from contracts.fees import fee_for
 from contracts.transactions import Utxo
 from contracts.transactions import claim as build_claim
-from marketplace.api import create_app
-from marketplace.bounties import create_bounty, fund_bounty, redeploy, withdraw_bounty
+from marketplace.bounties import fund_bounty, redeploy, withdraw_bounty
 from marketplace.pool_ledger import prize_utxo
 from marketplace.pools import keep_pools, live_pool
 from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import (
-    Bounty,
     BountyMode,
-    BountyShape,
     Payout,
     PoolMove,
     Prize,
@@ -41,12 +35,8 @@ from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import classify, logits
 from tests.support.models import register_variants
-from tests.support.pool_books import pool_books_failures
+from tests.support.pools import OUTSIDER, PAYOUT, USER, books, client, pool, post, prizes_of, settle
 from tests.support.settings import runtime_on, settings_for
-
-USER = PrivateKey(7101, network=Network.TESTNET)
-OUTSIDER = PrivateKey(7102, network=Network.TESTNET)
-PAYOUT = 500
 
 
 @pytest.fixture(scope="module")
@@ -62,55 +52,6 @@ def rt(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Runtime]:
                          quota_per_payee_per_hour=0, quota_per_client_per_hour=0)
     yield runtime
     runtime.close()
-
-
-def client(rt: Runtime) -> TestClient:
-    return TestClient(create_app(rt, background=False))
-
-
-def post(api: TestClient, bounty_id: int, pixels: np.ndarray, address: str = USER.address()) -> dict:
-    response = api.post(f"/bounties/{bounty_id}/submissions", json={"pixels": pixels.tolist(), "address": address})
-    return {**response.json(), "code": response.status_code}
-
-
-def settle(rt: Runtime, blocks: int = 1) -> None:
-    """The watcher reads everything (and stocks the pools), a block is mined, and it reads again."""
-    watcher = Watcher(rt)
-    while watcher.run_once():
-        pass
-    assert rt.local_chain is not None
-    rt.local_chain.mine(blocks)
-    while watcher.run_once():
-        pass
-
-
-def pool(rt: Runtime, prizes: int = 4, budget: int = 200_000, mode: BountyMode = BountyMode.OPEN) -> int:
-    return create_bounty(rt, [7], PAYOUT, budget, mode=mode, shape=BountyShape.POOL, prizes=prizes).id
-
-
-def books(rt: Runtime, bounty_id: int) -> None:
-    """The pool's books are exact (tests/support/pool_books.py), and every claim the service sent paid the
-    payout and its prize's whole allowance as fee."""
-    assert pool_books_failures(rt, bounty_id) == []
-    with rt.session() as session:
-        bounty = session.get(Bounty, bounty_id)
-        assert bounty is not None
-        paid = list(session.scalars(select(Submission).where(Submission.bounty_id == bounty_id,
-                                                             Submission.source == SubmissionSource.API,
-                                                             Submission.status != SubmissionStatus.ORPHANED,
-                                                             Submission.txid.is_not(None))))
-        for row in paid:
-            assert row.payout is not None and row.payout.satoshis == PAYOUT
-            assert row.payout.fee_sats == bounty.max_fee_sats  # the prize's allowance, all of it
-            claim = rt.chain.get_transaction(row.txid)
-            assert claim is not None and row.payout.fee_sats >= fee_for(claim.byte_length(), rt.settings.fee_rate)
-
-
-def prizes_of(rt: Runtime, bounty_id: int) -> dict[str, int]:
-    with rt.session() as session:
-        rows = session.execute(select(Prize.status, func.count(Prize.id)).where(Prize.bounty_id == bounty_id)
-                               .group_by(Prize.status))
-        return {str(status): int(count) for status, count in rows}
 
 
 def test_a_pool_pays_accepted_images_from_its_prizes_and_refuses_others(rt: Runtime,
