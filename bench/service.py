@@ -1,6 +1,7 @@
 """Service figures: accepted submissions per second end to end (HTTP in, persisted training_images row out)
 and their latency at 1, 8 and 32 concurrent clients, for both bounty shapes side by side (a prize pool and
-the chain covenant), on the embedded default and on PostgreSQL + Redis + one Celery worker (+ `bounty daemon`
+the chain covenant), on the embedded default and on PostgreSQL + Redis + one Celery worker of two processes, as
+docker-compose.yml runs it (+ `bounty daemon`
 and Celery beat, as separate processes, as tests/e2e/test_workers_e2e.py starts them); the resident memory of
 the API process (and whether TensorFlow is loaded in it) and of the worker; optionally (`--retrain`) the wall
 time of one retraining cycle with the default (non-fast) settings.
@@ -290,7 +291,7 @@ def bench_stack(work: Path, levels: list[int], per_level: int, shapes: list[str]
     from marketplace import migrate
     from marketplace.chain import LocalChain
 
-    say("stack: PostgreSQL + Redis + bounty serve + bounty daemon + 1 Celery worker + beat")
+    say("stack: PostgreSQL + Redis + bounty serve + bounty daemon + 1 Celery worker (2 processes) + beat")
     broker = f"redis://127.0.0.1:6379/{REDIS_DB}"
     processes: list[Process] = []
     with fresh_database("bounty_bench") as db_url:
@@ -306,7 +307,7 @@ def bench_stack(work: Path, levels: list[int], per_level: int, shapes: list[str]
             server, url = start_server(env, work / "serve.log")
             processes.append(server)
             processes.append(Process([str(BIN / "bounty"), "daemon", "--interval", "0.2"], env, work / "daemon.log"))
-            worker = Process([str(BIN / "celery"), "-A", "workers.app", "worker", "--concurrency", "1",
+            worker = Process([str(BIN / "celery"), "-A", "workers.app", "worker", "--concurrency", "2",
                               "--loglevel", "WARNING"], env, work / "worker.log")
             processes.append(worker)
             processes.append(Process([str(BIN / "celery"), "-A", "workers.app", "beat", "--loglevel", "WARNING",
