@@ -1,8 +1,8 @@
 """Service figures: accepted submissions per second end to end (HTTP in, persisted training_images row out)
 and their latency at 1, 8 and 32 concurrent clients, for both bounty shapes side by side (a prize pool and
 the chain covenant), on the embedded default and on PostgreSQL + Redis + one Celery worker of two processes, as
-docker-compose.yml runs it (+ `bounty daemon`
-and Celery beat, as separate processes, as tests/e2e/test_workers_e2e.py starts them); the resident memory of
+docker-compose.yml runs it (+ `bounty daemon` and Celery beat, as separate processes, as
+tests/e2e/test_workers_e2e.py starts them); the resident memory of
 the API process (and whether TensorFlow is loaded in it) and of the worker; optionally (`--retrain`) the wall
 time of one retraining cycle with the default (non-fast) settings.
 
