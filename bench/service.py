@@ -99,6 +99,56 @@ def children(pid: int) -> list[int]:
     return found
 
 
+# -- CPU per accepted image -----------------------------------------------------------------------------
+
+Meter = Callable[[], dict[str, float]]  # CPU seconds used so far, by role (cumulative)
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_of(pids: list[int]) -> float:
+    """User + system CPU seconds the processes used so far (a process gone meanwhile counts nothing)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / HZ
+    return total
+
+
+def with_children(pid: int) -> list[int]:
+    try:
+        return [pid, *children(pid)]
+    except OSError:
+        return [pid]
+
+
+def this_process() -> float:
+    """This benchmark's own CPU: its client threads and the poller."""
+    times = os.times()
+    return times.user + times.system
+
+
+def postgres_backends(db_url: str) -> Callable[[], list[int]]:
+    """The server processes serving the benchmark's database (one per connection)."""
+    import psycopg
+
+    plain = db_url.replace("postgresql+psycopg", "postgresql")
+
+    def pids() -> list[int]:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            return [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                               "AND pid <> pg_backend_pid()")]
+    return pids
+
+
+def per_image(before: dict[str, float], after: dict[str, float], images: int) -> dict[str, float]:
+    """Milliseconds of CPU per accepted image, by role, and their total."""
+    used = {role: round(1000 * (after[role] - before.get(role, 0.0)) / max(images, 1), 1) for role in after}
+    return {**used, "total": round(sum(used.values()), 1)}
+
+
 # -- one level -----------------------------------------------------------------------------------------
 
 class Persisted:
@@ -131,9 +181,10 @@ class Persisted:
         self.engine.dispose()
 
 
-def level(url: str, bounty_id: int, images: np.ndarray, clients: int, persisted: Persisted,
+def level(url: str, bounty_id: int, images: np.ndarray, clients: int, persisted: Persisted, meter: Meter,
           timeout: float = 180) -> dict[str, Any]:
-    """Send every image once from `clients` threads; wait until each accepted one is persisted."""
+    """Send every image once from `clients` threads; wait until each accepted one is persisted. `meter` tells the
+    CPU each process used, read before and after."""
     local = threading.local()
     made: list[httpx.Client] = []
     guard = threading.Lock()
@@ -175,6 +226,7 @@ def level(url: str, bounty_id: int, images: np.ndarray, clients: int, persisted:
             ids.append(sid)
             http.append(took)
 
+    cpu_before = meter()
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
     first = time.monotonic()
@@ -189,17 +241,18 @@ def level(url: str, bounty_id: int, images: np.ndarray, clients: int, persisted:
     stop_polling.set()
     poller.join(timeout=5)
     done = [sid for sid in ids if sid in persisted.seen]
+    cpu = per_image(cpu_before, meter(), len(done))
     last = max((persisted.seen[sid] for sid in done), default=sent)
     e2e = [persisted.seen[sid] - started[sid] for sid in done]
     return {"clients": clients, "submitted": len(images), "accepted_202": len(ids), "persisted": len(done),
             "errors": errors[:5], "http_wall_s": round(sent - first, 2),
             "accepted_per_s_http": round(len(ids) / (sent - first), 2),
             "accepted_per_s_e2e": round(len(done) / (last - first), 2) if done else None,
-            "http_latency_ms": percentiles(http), "e2e_latency_ms": percentiles(e2e)}
+            "http_latency_ms": percentiles(http), "e2e_latency_ms": percentiles(e2e), "cpu_ms_per_accepted": cpu}
 
 
 def run_levels(url: str, bounty_id: int, db_url: str, levels: list[int], per_level: int, sevens: np.ndarray,
-               start: int, say: Callable[[str], None]) -> list[dict[str, Any]]:
+               start: int, meter: Meter, say: Callable[[str], None]) -> list[dict[str, Any]]:
     """Each level sends the next `per_level` of `sevens` from image `start` on (wrapping round when it runs out)."""
     persisted = Persisted(db_url)
     results = []
@@ -207,9 +260,10 @@ def run_levels(url: str, bounty_id: int, db_url: str, levels: list[int], per_lev
         for i, clients in enumerate(levels):
             at = start + i * per_level
             images = np.take(sevens, range(at, at + per_level), axis=0, mode="wrap")
-            result = level(url, bounty_id, images, clients, persisted)
+            result = level(url, bounty_id, images, clients, persisted, meter)
             say(f"  {clients:>2} clients: {result['accepted_per_s_e2e']} accepted/s end to end, "
-                f"http p50 {result['http_latency_ms']['p50']} ms, e2e p50 {result['e2e_latency_ms']['p50']} ms"
+                f"http p50 {result['http_latency_ms']['p50']} ms, e2e p50 {result['e2e_latency_ms']['p50']} ms, "
+                f"CPU ms per image {result['cpu_ms_per_accepted']}"
                 + (f", {len(result['errors'])}+ errors, first: {result['errors'][0]}" if result["errors"] else ""))
             results.append(result)
     finally:
@@ -218,14 +272,15 @@ def run_levels(url: str, bounty_id: int, db_url: str, levels: list[int], per_lev
 
 
 def run_shapes(url: str, bounties: dict[str, dict[str, Any]], db_url: str, levels: list[int], per_level: int,
-               model: Path, say: Callable[[str], None]) -> dict[str, Any]:
+               model: Path, meter: Meter, say: Callable[[str], None]) -> dict[str, Any]:
     """Every shape's levels against its bounty, one shape after the other; each shape's bounty as the API shows
     it afterwards (a pool's live prizes and owner transactions tell whether the keeper kept up)."""
     sevens = _images([7], 0, model).accepted
     shapes = {}
     for n, (shape, bounty) in enumerate(bounties.items()):
         say(f" {shape} bounty {bounty['id']}" + (f" (K = {bounty['prizes']} prizes)" if shape == "pool" else ""))
-        rows = run_levels(url, bounty["id"], db_url, levels, per_level, sevens, n * len(levels) * per_level, say)
+        rows = run_levels(url, bounty["id"], db_url, levels, per_level, sevens, n * len(levels) * per_level, meter,
+                          say)
         after = httpx.get(f"{url}/bounties/{bounty['id']}", timeout=30).json()
         keep = ("id", "shape", "prizes", "live_prizes", "owner_transactions", "images_left", "cost_sats_per_image",
                 "accepted_count")
@@ -276,8 +331,12 @@ def bench_embedded(work: Path, levels: list[int], per_level: int, shapes: list[s
     server, url = start_server(env, work / "serve.log")
     try:
         idle = memory(server.pid)
+
+        def meter() -> dict[str, float]:
+            return {"service": cpu_of(with_children(server.pid)), "clients": this_process()}
+
         found = run_shapes(url, bounties, f"sqlite:///{work / 'home' / 'bounty.sqlite'}", levels, per_level,
-                           model, say)
+                           model, meter, say)
         return {"shapes": found, "code": code_in(env), "api_memory_idle": idle, "api_memory": memory(server.pid),
                 "worker_memory": "in the API process (embedded Celery threads)"}
     finally:
@@ -306,16 +365,26 @@ def bench_stack(work: Path, levels: list[int], per_level: int, shapes: list[str]
         try:
             server, url = start_server(env, work / "serve.log")
             processes.append(server)
-            processes.append(Process([str(BIN / "bounty"), "daemon", "--interval", "0.2"], env, work / "daemon.log"))
+            daemon = Process([str(BIN / "bounty"), "daemon", "--interval", "0.2"], env, work / "daemon.log")
+            processes.append(daemon)
             worker = Process([str(BIN / "celery"), "-A", "workers.app", "worker", "--concurrency", "2",
                               "--loglevel", "WARNING"], env, work / "worker.log")
             processes.append(worker)
-            processes.append(Process([str(BIN / "celery"), "-A", "workers.app", "beat", "--loglevel", "WARNING",
-                                      "--schedule", str(work / "beat-schedule")], env, work / "beat.log"))
+            beat = Process([str(BIN / "celery"), "-A", "workers.app", "beat", "--loglevel", "WARNING",
+                            "--schedule", str(work / "beat-schedule")], env, work / "beat.log")
+            processes.append(beat)
             miner = chain.mine_every(1.0)
             time.sleep(5)  # the worker and the daemon start (imports, broker connection)
             idle = memory(server.pid)
-            found = run_shapes(url, bounties, db_url, levels, per_level, model, say)
+            backends = postgres_backends(db_url)
+            redis_pid = int(redis.Redis.from_url(broker).info("server")["process_id"])
+
+            def meter() -> dict[str, float]:
+                return {"api": cpu_of([server.pid]), "daemon": cpu_of([daemon.pid]),
+                        "worker": cpu_of(with_children(worker.pid)), "beat": cpu_of([beat.pid]),
+                        "postgres": cpu_of(backends()), "redis": cpu_of([redis_pid]), "clients": this_process()}
+
+            found = run_shapes(url, bounties, db_url, levels, per_level, model, meter, say)
             pool = children(worker.pid)
             return {"shapes": found, "code": code_in(env), "api_memory_idle": idle, "api_memory": memory(server.pid),
                     "worker_memory": {"main": memory(worker.pid), "pool": [memory(p) for p in pool]}}
@@ -361,6 +430,7 @@ def bench_retrain(work: Path, say: Callable[[str], None]) -> dict[str, Any]:
 
 GOALS = {"embedded": 30, "stack": 50}  # issue 14: accepted/s end to end for one pool bounty
 GOAL_HTTP_P50_MS = 100  # ... with the HTTP median at 8 clients under this
+CPU_ROLES = ("service", "api", "daemon", "worker", "beat", "postgres", "redis", "clients", "total")
 
 
 def migrate(results: dict[str, Any]) -> dict[str, Any]:
@@ -398,6 +468,17 @@ def markdown(results: dict[str, Any]) -> str:
                 out.append(f"| {part} | {shape} | {row['clients']} | {row['persisted']}/{row['submitted']} | "
                            f"{row['accepted_per_s_e2e']} | {row.get('accepted_per_s_http')} | "
                            f"{h['p50']} / {h['p95']} / {h['p99']} | {e['p50']} / {e['p95']} / {e['p99']} |")
+    cpu_rows = [(part, shape, row) for part in ("embedded", "stack")
+                for shape, got in (results.get(part) or {}).get("shapes", {}).items() for row in got["levels"]
+                if row.get("cpu_ms_per_accepted")]
+    if cpu_rows:
+        out += ["", "CPU milliseconds per accepted image, by process (user + system; `clients` is this benchmark):",
+                "", "| set-up | shape | clients | " + " | ".join(CPU_ROLES) + " |",
+                "|---|---|---|" + "---|" * len(CPU_ROLES)]
+        for part, shape, row in cpu_rows:
+            used = row["cpu_ms_per_accepted"]
+            out.append(f"| {part} | {shape} | {row['clients']} | " + " | ".join(str(used.get(r, "")) for r in CPU_ROLES)
+                       + " |")
     met = goals(results)
     if met:
         out += ["", "Issue 14's goals for one pool bounty:", *met]
