@@ -18,7 +18,7 @@ from contracts.transactions import Utxo
 from contracts.transactions import claim as build_claim
 from marketplace.bounties import fund_bounty, redeploy, withdraw_bounty
 from marketplace.pool_ledger import prize_utxo
-from marketplace.pools import keep_pools, live_pool
+from marketplace.pools import keep_forever, keep_pools, live_pool
 from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import (
     BountyMode,
@@ -200,6 +200,29 @@ def test_the_keeper_refills_from_the_reserve_in_batches(rt: Runtime, digits: dic
     assert moves == ["deploy", "refill"]
     assert prizes_of(rt, bounty_id)["live"] == 5
     assert keep_pools(rt) == 0  # stocked: nothing to do
+    books(rt, bounty_id)
+
+
+def test_the_keepers_own_thread_stocks_the_pool_while_claims_come_with_no_watcher_step(
+        rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """The services run the keeper as a loop of its own (`keep_forever`): claims that take every prize wait for
+    its next batch, not for a watcher step, and the loop ends when told."""
+    bounty_id = pool(rt, prizes=4, budget=300_000)
+    stop = threading.Event()
+    keeper = threading.Thread(target=keep_forever, args=(rt, stop))
+    keeper.start()
+    try:
+        results = [post(client(rt), bounty_id, image) for image in digits["sevens"][:12]]
+    finally:
+        stop.set()
+        keeper.join(timeout=30)
+    assert not keeper.is_alive()
+    assert [r["code"] for r in results] == [202] * 12, [r for r in results if r["code"] != 202][:1]
+    with rt.session() as session:
+        refills = session.scalar(select(func.count(PoolMove.id)).where(PoolMove.bounty_id == bounty_id,
+                                                                      PoolMove.kind == "refill"))
+    assert refills and refills >= 2  # 12 claims from 4 prizes
+    settle(rt)
     books(rt, bounty_id)
 
 
