@@ -41,11 +41,11 @@ from marketplace.schema import (
 from marketplace.submissions import send_queued
 from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
-from model.data import Mnist
 from model.reference import classify
 from tests.support.fees import assert_fee_allowed
 from tests.support.images import paper_png
-from tests.support.settings import runtime_on, settings_for
+from tests.support.reference import reading_of_test_set
+from tests.support.settings import runtime_on, seed_sqlite, settings_for
 
 USER = PrivateKey(7001, network=Network.TESTNET)
 OTHER = PrivateKey(7002, network=Network.TESTNET)
@@ -53,11 +53,10 @@ PAYOUT = 500
 
 
 @pytest.fixture(scope="module")
-def digits(sevens: np.ndarray, shipped: ModelArtifact, mnist: Mnist) -> dict[str, np.ndarray]:
+def digits(sevens: np.ndarray, shipped: ModelArtifact) -> dict[str, np.ndarray]:
     """Test images the shipped model reads as 7 (sorted by margin, widest first) and as something else."""
-    x = mnist.x_test.reshape(-1, 784)
-    labels, _ = classify(shipped.integer, x)
-    return {"sevens": sevens, "others": x[labels != 7]}
+    read = reading_of_test_set(shipped.integer)
+    return {"sevens": sevens, "others": read.x[read.labels != 7]}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -389,6 +388,7 @@ def test_openapi_and_page_are_served(sqlite_rt: Runtime) -> None:
 
 def test_operator_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOUNTY_HOME", str(tmp_path / "home"))
+    seed_sqlite(tmp_path / "home")  # a database at the newest schema (tests/support/settings.py)
     from marketplace.settings import get_settings
 
     get_settings.cache_clear()
@@ -425,6 +425,7 @@ def test_confirmed_images_are_kept_once_and_reviewed(tmp_path: Path, monkeypatch
     from workers.persistence import persist_accepted, persist_confirmed
 
     monkeypatch.setenv("BOUNTY_HOME", str(tmp_path / "home"))
+    seed_sqlite(tmp_path / "home")  # a database at the newest schema (tests/support/settings.py)
     get_settings.cache_clear()
     rt = open_runtime(get_settings())
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)

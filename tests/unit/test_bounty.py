@@ -22,6 +22,7 @@ from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import classify
 from tests.support.fees import fee_problem
+from tests.support.reference import reading_of_test_set
 
 OWNER, WALLET, USER, THIEF = (PrivateKey(k) for k in (101, 102, 103, 104))
 PAYOUT, MAX_FEE, BUDGET = 500, 20_000, 200_000
@@ -29,8 +30,8 @@ PAYOUT, MAX_FEE, BUDGET = 500, 20_000, 200_000
 
 @pytest.fixture(scope="module")
 def images(shipped: ModelArtifact, mnist: Mnist) -> dict[str, np.ndarray]:
-    x = mnist.x_test.reshape(-1, 784)
-    labels, margins = classify(shipped.integer, x)
+    read = reading_of_test_set(shipped.integer)
+    x, labels, margins = read.x, read.labels, read.margins
     sevens = np.where((labels == 7) & (mnist.y_test == 7))[0]
     return {"seven": x[sevens[0]], "three": x[np.where(labels == 3)[0][0]],
             "seven_margin": margins[sevens[0]]}

@@ -25,7 +25,8 @@ from contracts.script import encode_item, push_only_script
 from contracts.transactions import Utxo, appeal_claim, claim, deploy_prizes, reclaim
 from model.artifact import ModelArtifact
 from model.data import Mnist
-from model.reference import classify, logits
+from model.reference import classify
+from tests.support.reference import ranking_of_test_set, reading_of_test_set
 
 OWNER, WALLET, USER, THIEF, ATTESTOR = (PrivateKey(k) for k in (301, 302, 303, 304, 305))
 PAYOUT, DIGIT, PRIZES = 500, 7, 3
@@ -43,9 +44,9 @@ class Images:
 
 @pytest.fixture(scope="module")
 def images(shipped: ModelArtifact, mnist: Mnist) -> Images:
-    x = mnist.x_test.reshape(-1, 784)
-    ranked = np.argsort(-logits(shipped.integer, x), axis=1, kind="stable")  # ties: lower class first, as on chain
-    labels, margins = classify(shipped.integer, x)
+    read = reading_of_test_set(shipped.integer)
+    x, labels, margins = read.x, read.labels, read.margins
+    ranked = ranking_of_test_set(shipped.integer)  # ties: lower class first, as on chain
     seven = np.where((labels == DIGIT) & (mnist.y_test == DIGIT))[0][0]
     fair = np.where((mnist.y_test == DIGIT) & (ranked[:, 1] == DIGIT) & (margins >= 50) & (margins <= 2_000))[0][0]
     false = np.where((ranked[:, 0] != DIGIT) & (ranked[:, 1] != DIGIT) & (margins <= margins[fair]))[0][0]

@@ -26,6 +26,7 @@ from contracts.transactions import Utxo, address_pkh, appeal, deploy, migrate, s
 from model.artifact import ModelArtifact, load_artifact
 from model.data import Mnist
 from model.reference import classify, logits
+from tests.support.reference import ranking_of_test_set, reading_of_test_set
 
 OWNER, WALLET, USER, THIEF, ATTESTOR = (PrivateKey(k) for k in (201, 202, 203, 204, 205))
 PAYOUT, BUDGET, DIGIT = 500, 200_000, 7
@@ -43,9 +44,9 @@ class Images:
 
 @pytest.fixture(scope="module")
 def images(shipped: ModelArtifact, mnist: Mnist) -> Images:
-    x = mnist.x_test.reshape(-1, 784)
-    ranked = np.argsort(-logits(shipped.integer, x), axis=1, kind="stable")  # ties: lower class first, as on chain
-    labels, margins = classify(shipped.integer, x)
+    read = reading_of_test_set(shipped.integer)
+    x, labels, margins = read.x, read.labels, read.margins
+    ranked = ranking_of_test_set(shipped.integer)  # ties: lower class first, as on chain
     assert np.array_equal(ranked[:, 0], labels)
     seven = np.where((labels == DIGIT) & (mnist.y_test == DIGIT))[0][0]
     fair = np.where((mnist.y_test == DIGIT) & (ranked[:, 1] == DIGIT) & (margins >= 50) & (margins <= 2_000))[0][0]
