@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from contracts.attestor import sign_input
-from contracts.bounty import OPEN, VETTED, BountyContract, BountyTerms
+from contracts.bounty import OPEN, VETTED, BountyContract, BountyTerms, push_values
 from contracts.classifier import pixel_pushes
 from contracts.errors import ContractError, ScriptError
 from contracts.example import build_pool_example
@@ -429,6 +429,18 @@ def test_the_prize_holds_the_largest_claims_exact_fee(open_pool: PoolContract, v
     with pytest.raises(ContractError, match="beyond the payout"):
         claim(pool, prize, white, USER.address(), fee_rate=dearer, attestor=attestor)
     assert default_max_fee(pool, dearer) == fee_for(worst + SLACK_BYTES, dearer)
+
+
+def test_the_largest_appeal_counts_the_digit_it_claims(vetted: PoolContract, images: Images) -> None:
+    """A vetted pool's allowance covers its largest appeal, which pushes one item more than its largest claim:
+    the claimed digit (OP_7, one byte). Real spends of the same image, signed with signatures of the same
+    length, differ by exactly that byte too."""
+    assert worst_case_bytes(vetted, APPEAL) == worst_case_bytes(vetted, SUBMISSION) + 1
+    prize = prizes(vetted, 1)[0]
+    plain = claim(vetted, prize, images.fair, USER.address(), attestor=ATTESTOR)
+    appealed = claim(vetted, prize, images.fair, USER.address(), attestor=ATTESTOR, appeal=DIGIT)
+    signatures = [len(push_values(tx.inputs[0].unlocking_script)[-3]) for tx in (plain, appealed)]
+    assert appealed.byte_length() - plain.byte_length() == 1 + signatures[1] - signatures[0]
 
 
 def test_a_prize_below_its_payout_is_refused_by_the_builder(open_pool: PoolContract, images: Images) -> None:
