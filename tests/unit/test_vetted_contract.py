@@ -320,6 +320,12 @@ def test_the_default_max_fee_is_the_largest_spends_fee(contract: BountyContract,
         assert tx.byte_length() <= worst and fee_for(tx.byte_length(), 100) <= fee_of(tx) <= max_fee
 
 
+def test_the_largest_appeal_counts_the_digit_it_claims(contract: BountyContract) -> None:
+    """The maximum fee covers the largest appeal, which pushes one item more than the largest submission: the
+    claimed digit (OP_7, one byte)."""
+    assert worst_case_bytes(contract, APPEAL) == worst_case_bytes(contract, SUBMISSION) + 1
+
+
 def test_one_satoshi_above_the_open_default_max_fee_is_refused(contract: BountyContract, images: Images) -> None:
     open_contract = exact(BountyContract(contract.classifier.model, replace(
         contract.terms, mode=OPEN, attestor_pubkey=None, appeal_gap=0)))
