@@ -6,8 +6,10 @@ import pytest
 from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
 from bsv.fee_models import SatoshisPerKilobyte
 
+from contracts.bounty import BountyContract, BountyTerms
 from contracts.errors import ContractError
-from contracts.fees import fee_for, images_payable
+from contracts.fees import SLACK_BYTES, default_max_fee, fee_for, images_payable, with_max_fee, worst_case_bytes
+from model.artifact import ModelArtifact
 
 KEY = PrivateKey(301)
 
@@ -52,3 +54,16 @@ def test_the_fee_of_a_real_transaction_is_bsv_sdks(rate: int) -> None:
                                        unlocking_script_template=P2PKH().unlock(KEY))],
                      [TransactionOutput(P2PKH().lock(KEY.address()), 30_000) for _ in range(3)])
     assert fee_for(tx.estimated_byte_length(), rate) == SatoshisPerKilobyte(rate).compute_fee(tx)
+
+
+@pytest.mark.parametrize("rate", [1, 2])
+def test_the_lowest_rates_have_their_own_maximum_fee(shipped: ModelArtifact, rate: int) -> None:
+    """1 sat/kB is a rate like any other: the maximum fee is the fee of the largest spend of the contract that
+    carries it, plus the slack; below 1 sat/kB there is no maximum fee to give."""
+    contract = BountyContract(shipped.integer, BountyTerms(digits=(7,), payout=500, min_margin=0, max_fee=0,
+                                                           owner_pubkey=KEY.public_key().serialize()))
+    bound = default_max_fee(contract, rate)
+    assert bound == fee_for(worst_case_bytes(with_max_fee(contract, bound)) + SLACK_BYTES, rate)
+    assert bound == default_max_fee(with_max_fee(contract, 12_345), rate)  # its own maximum fee is ignored
+    with pytest.raises(ContractError, match="at least 1 sat/kB, got 0"):
+        default_max_fee(contract, 0)
