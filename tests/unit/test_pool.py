@@ -431,6 +431,20 @@ def test_the_prize_holds_the_largest_claims_exact_fee(open_pool: PoolContract, v
     assert default_max_fee(pool, dearer) == fee_for(worst + SLACK_BYTES, dearer)
 
 
+def test_an_open_claim_is_read_back_exactly_and_nothing_else_reads_as_one(open_pool: PoolContract,
+                                                                         images: Images) -> None:
+    """The watcher books a prize's spend from what `read_claim` makes of it: every pixel of a claim (a white
+    image: no pixel is 0), and None for whatever is not a claim of this shape."""
+    white = np.full(784, 255, dtype=np.uint8)
+    for image in (white, images.seven):
+        spend = claim(open_pool, prizes(open_pool, 1)[0], image, USER.address())
+        read = open_pool.read_claim(spend.inputs[0].unlocking_script)
+        assert read is not None and np.array_equal(read.image, image) and read.appeal is None
+    pushes = pixel_pushes(open_pool.classifier, white)
+    for items in ([*pushes, 1], [*pushes[:-1], 0], [*pushes, 0, 0], [1]):  # the owner's selector, a pixel short,
+        assert open_pool.read_claim(push_only_script(items)) is None          # an item too many, an owner path
+
+
 def test_the_largest_appeal_counts_the_digit_it_claims(vetted: PoolContract, images: Images) -> None:
     """A vetted pool's allowance covers its largest appeal, which pushes one item more than its largest claim:
     the claimed digit (OP_7, one byte). Real spends of the same image, signed with signatures of the same
