@@ -445,6 +445,20 @@ def test_an_open_claim_is_read_back_exactly_and_nothing_else_reads_as_one(open_p
         assert open_pool.read_claim(push_only_script(items)) is None          # an item too many, an owner path
 
 
+def test_a_vetted_pools_claims_and_appeals_are_told_apart_and_nothing_else_reads_as_one(vetted: PoolContract,
+                                                                                       images: Images) -> None:
+    """A vetted claim ends `<sig> 0 0`, an appeal `<digit> <sig> 1 0`: each shape is read only at its own
+    length, and with its own selector."""
+    pushes, sig = pixel_pushes(vetted.classifier, images.seven), b"\x30" * 71
+    plain, appealed = (vetted.read_claim(push_only_script(items)) for items in ([*pushes, sig, 0, 0],
+                                                                               [*pushes, DIGIT, sig, 1, 0]))
+    assert plain is not None and plain.appeal is None and np.array_equal(plain.image, images.seven)
+    assert appealed is not None and appealed.appeal == DIGIT and np.array_equal(appealed.image, images.seven)
+    for items in ([*pushes, sig, 1, 1], [*pushes, 0, 0], [*pushes, DIGIT, sig, 0, 1], [*pushes, sig, 1, 0],
+                  [sig, 1]):
+        assert vetted.read_claim(push_only_script(items)) is None
+
+
 def test_the_largest_appeal_counts_the_digit_it_claims(vetted: PoolContract, images: Images) -> None:
     """A vetted pool's allowance covers its largest appeal, which pushes one item more than its largest claim:
     the claimed digit (OP_7, one byte). Real spends of the same image, signed with signatures of the same
