@@ -295,6 +295,19 @@ def test_any_submission_can_be_read_back(contract: BountyContract, images: dict[
     assert contract.read_submission(owner_spend.inputs[0].unlocking_script) is None
 
 
+def test_only_the_submission_shape_reads_as_a_submission(contract: BountyContract) -> None:
+    """Every pixel of a white image (none is 0) is read back; a script of another length or selector is no
+    submission."""
+    white = np.full(784, 255, dtype=np.uint8)
+    pushes, pkh, preimage = pixel_pushes(contract.classifier, white), address_pkh(USER.address()), b"\x01" * 200
+    claim = contract.read_submission(push_only_script([*pushes, pkh, 1234, preimage, 0]))
+    assert claim is not None and np.array_equal(claim.image, white) and claim.recipient_pkh == pkh
+    assert claim.successor_satoshis == 1234 and claim.appeal is None
+    for items in ([*pushes, pkh, 1234, preimage, 1], [*pushes[:-1], pkh, 1234, preimage, 0],
+                  [*pushes, pkh, 1234, preimage, 0, 0], [b"\x30" * 71, 1]):
+        assert contract.read_submission(push_only_script(items)) is None
+
+
 @pytest.mark.parametrize("script", [
     "00", "4f", "51", "60", "0102", "0180", "020001", "09" + "11" * 9, "4c00", "4c0105", "4d0100ff", "4e01000000aa",
     "0051604f4c00", "4c", "0203", "6a0102", "51630100", "50", "61",  # truncated pushes, OP_RETURN, OP_IF, opcodes

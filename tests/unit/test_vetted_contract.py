@@ -320,6 +320,23 @@ def test_the_default_max_fee_is_the_largest_spends_fee(contract: BountyContract,
         assert tx.byte_length() <= worst and fee_for(tx.byte_length(), 100) <= fee_of(tx) <= max_fee
 
 
+def test_vetted_submissions_and_appeals_are_told_apart_and_nothing_else_reads_as_one(contract: BountyContract,
+                                                                                     images: Images) -> None:
+    """A vetted submission ends `<sig> <preimage> 0 0`, an appeal `<digit> <sig> <preimage> 1 0`: each shape is
+    read only at its own length and with its own selector (the watcher books what this reads)."""
+    pushes, pkh = pixel_pushes(contract.classifier, images.seven), address_pkh(USER.address())
+    sig, preimage = b"\x30" * 71, b"\x01" * 200
+    plain = contract.read_submission(push_only_script([*pushes, pkh, 900, sig, preimage, 0, 0]))
+    appealed = contract.read_submission(push_only_script([*pushes, pkh, 900, DIGIT, sig, preimage, 1, 0]))
+    assert plain is not None and plain.appeal is None and np.array_equal(plain.image, images.seven)
+    assert appealed is not None and appealed.appeal == DIGIT and np.array_equal(appealed.image, images.seven)
+    assert (plain.recipient_pkh, plain.successor_satoshis) == (appealed.recipient_pkh, appealed.successor_satoshis) \
+        == (pkh, 900)
+    for items in ([*pushes, pkh, 900, sig, preimage, 1, 1], [*pushes, 0, 0], [*pushes, pkh, 900, sig, preimage, 1, 0],
+                  [*pushes, pkh, 900, DIGIT, sig, preimage, 0, 1], [sig, 1]):
+        assert contract.read_submission(push_only_script(items)) is None
+
+
 def test_the_largest_appeal_counts_the_digit_it_claims(contract: BountyContract) -> None:
     """The maximum fee covers the largest appeal, which pushes one item more than the largest submission: the
     claimed digit (OP_7, one byte)."""
