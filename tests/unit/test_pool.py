@@ -457,6 +457,11 @@ def test_a_vetted_pools_claims_and_appeals_are_told_apart_and_nothing_else_reads
     for items in ([*pushes, sig, 1, 1], [*pushes, 0, 0], [*pushes, DIGIT, sig, 0, 1], [*pushes, sig, 1, 0],
                   [sig, 1]):
         assert vetted.read_claim(push_only_script(items)) is None
+    zero = vetted.read_claim(push_only_script([*pushes, 0, sig, 1, 0]))  # 0 is a digit an appeal may claim
+    assert zero is not None and zero.appeal == 0
+    for claimed in (10, -1, b"\x07\x00"):
+        with pytest.raises(ContractError, match="appeal does not claim a digit 0..9"):
+            vetted.read_claim(push_only_script([*pushes, claimed, sig, 1, 0]))
 
 
 def test_the_largest_appeal_counts_the_digit_it_claims(vetted: PoolContract, images: Images) -> None:

@@ -335,6 +335,11 @@ def test_vetted_submissions_and_appeals_are_told_apart_and_nothing_else_reads_as
     for items in ([*pushes, pkh, 900, sig, preimage, 1, 1], [*pushes, 0, 0], [*pushes, pkh, 900, sig, preimage, 1, 0],
                   [*pushes, pkh, 900, DIGIT, sig, preimage, 0, 1], [sig, 1]):
         assert contract.read_submission(push_only_script(items)) is None
+    zero = contract.read_submission(push_only_script([*pushes, pkh, 900, 0, sig, preimage, 1, 0]))
+    assert zero is not None and zero.appeal == 0  # 0 is a digit an appeal may claim
+    for claimed in (10, -1, b"\x07\x00"):
+        with pytest.raises(ContractError, match="appeal does not claim a digit 0..9"):
+            contract.read_submission(push_only_script([*pushes, pkh, 900, claimed, sig, preimage, 1, 0]))
 
 
 def test_the_largest_appeal_counts_the_digit_it_claims(contract: BountyContract) -> None:
