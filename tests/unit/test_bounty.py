@@ -306,6 +306,12 @@ def test_only_the_submission_shape_reads_as_a_submission(contract: BountyContrac
     for items in ([*pushes, pkh, 1234, preimage, 1], [*pushes[:-1], pkh, 1234, preimage, 0],
                   [*pushes, pkh, 1234, preimage, 0, 0], [b"\x30" * 71, 1]):
         assert contract.read_submission(push_only_script(items)) is None
+    for pixel in (256, -1, b"\x07\x00"):  # the unlocking script is anyone's: the reader checks every pixel
+        with pytest.raises(ContractError, match="pixels are not numbers 0..255"):
+            contract.read_submission(push_only_script([pixel, *pushes[1:], pkh, 1234, preimage, 0]))
+    for bad_pkh, successor in ((pkh[:-1], 1234), (pkh + b"\0", 1234), (7, 1234), (pkh, b"\x01" * 9)):
+        with pytest.raises(ContractError, match="recipient or successor value is malformed"):
+            contract.read_submission(push_only_script([*pushes, bad_pkh, successor, preimage, 0]))
 
 
 @pytest.mark.parametrize("script", [

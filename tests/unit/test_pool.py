@@ -13,7 +13,7 @@ from bsv.transaction_preimage import tx_preimage
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from contracts.attestor import sign_input
+from contracts.attestor import MAX_SIGNATURE_BYTES, sign_input
 from contracts.bounty import OPEN, VETTED, BountyContract, BountyTerms, push_values
 from contracts.classifier import pixel_pushes
 from contracts.errors import ContractError, ScriptError
@@ -457,6 +457,9 @@ def test_a_vetted_pools_claims_and_appeals_are_told_apart_and_nothing_else_reads
     for items in ([*pushes, sig, 1, 1], [*pushes, 0, 0], [*pushes, DIGIT, sig, 0, 1], [*pushes, sig, 1, 0],
                   [sig, 1]):
         assert vetted.read_claim(push_only_script(items)) is None
+    for pixel in (256, -1, b"\x07\x00"):  # the unlocking script is anyone's: the reader checks every pixel
+        with pytest.raises(ContractError, match="pixels are not numbers 0..255"):
+            vetted.read_claim(push_only_script([pixel, *pushes[1:], sig, 0, 0]))
     zero = vetted.read_claim(push_only_script([*pushes, 0, sig, 1, 0]))  # 0 is a digit an appeal may claim
     assert zero is not None and zero.appeal == 0
     for claimed in (10, -1, b"\x07\x00"):
@@ -474,6 +477,10 @@ def test_the_largest_appeal_counts_the_digit_it_claims(vetted: PoolContract, ima
     appealed = claim(vetted, prize, images.fair, USER.address(), attestor=ATTESTOR, appeal=DIGIT)
     signatures = [len(push_values(tx.inputs[0].unlocking_script)[-3]) for tx in (plain, appealed)]
     assert appealed.byte_length() - plain.byte_length() == 1 + signatures[1] - signatures[0]
+    for tx, claimed, signature in ((plain, None, signatures[0]), (appealed, DIGIT, signatures[1])):
+        estimate = vetted.claim_unlock(images.fair, ATTESTOR, claimed).estimated_unlocking_byte_length()
+        # the estimate counts the longest signature, and is otherwise exact
+        assert estimate - len(tx.inputs[0].unlocking_script.serialize()) == MAX_SIGNATURE_BYTES - signature
 
 
 def test_a_prize_below_its_payout_is_refused_by_the_builder(open_pool: PoolContract, images: Images) -> None:
