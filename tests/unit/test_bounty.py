@@ -220,6 +220,37 @@ def test_the_owner_migrates_into_a_new_contract_with_a_top_up(shipped: ModelArti
     assert paid.outputs[1].satoshis == 700
 
 
+def test_a_migration_pays_its_fee_to_the_satoshi_and_refuses_what_cannot_fund_the_successor(
+        shipped: ModelArtifact, contract: BountyContract) -> None:
+    successor = BountyContract(shipped.integer, terms(payout=700))
+    plain = migrate(contract, funded(contract), OWNER, successor)
+    fee = BUDGET - plain.outputs[0].satoshis
+    assert fee_problem(fee, plain, DEFAULT_FEE_RATE) is None
+    # the fee does not depend on the balance: exactly one payout of the new contract left is enough, a satoshi
+    # less is refused
+    assert migrate(contract, Utxo("44" * 32, 0, 700 + fee, contract.lock()), OWNER, successor).outputs[0].satoshis \
+        == 700
+    with pytest.raises(ContractError, match="cannot fund the new contract"):
+        migrate(contract, Utxo("44" * 32, 0, 699 + fee, contract.lock()), OWNER, successor)
+
+
+def test_a_top_up_needs_every_part_and_may_be_one_satoshi(shipped: ModelArtifact, contract: BountyContract) -> None:
+    utxo, successor = funded(contract), BountyContract(shipped.integer, terms(payout=700))
+    wallet = Transaction([TransactionInput(source_txid="22" * 32, unlocking_script=Script(b""))],
+                         [TransactionOutput(P2PKH().lock(WALLET.address()), 50_000)])
+    coins, change = [Utxo.of(wallet, 0)], WALLET.address()
+    for parts in ({"top_up": 30_000, "wallet_key": WALLET, "change_to": change},                   # no coins
+                  {"top_up_coins": coins, "wallet_key": WALLET, "change_to": change},             # no amount
+                  {"top_up_coins": coins, "wallet_key": WALLET, "change_to": change, "top_up": -5},
+                  {"top_up_coins": coins, "change_to": change, "top_up": 30_000},                 # no key
+                  {"top_up_coins": coins, "wallet_key": WALLET, "top_up": 30_000}):               # no change address
+        with pytest.raises(ContractError, match="a top-up needs"):
+            migrate(contract, utxo, OWNER, successor, **parts)  # type: ignore[arg-type]
+    one = migrate(contract, utxo, OWNER, successor, coins, WALLET, change, top_up=1)
+    assert one.outputs[0].satoshis == BUDGET + 1 and fee_problem(50_000 - 1 - one.outputs[1].satoshis, one,
+                                                                 DEFAULT_FEE_RATE) is None
+
+
 def test_exhaustion_pays_out_and_ends(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
     last = funded(contract, PAYOUT + MAX_FEE)  # after this payout only a fee's worth remains
     tx = submission(contract, last, images["seven"], USER.address())

@@ -26,6 +26,7 @@ from contracts.transactions import Utxo, appeal_claim, claim, deploy_prizes, rec
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import classify
+from tests.support.fees import fee_problem
 from tests.support.reference import ranking_of_test_set, reading_of_test_set
 
 OWNER, WALLET, USER, THIEF, ATTESTOR = (PrivateKey(k) for k in (301, 302, 303, 304, 305))
@@ -481,6 +482,37 @@ def test_the_largest_appeal_counts_the_digit_it_claims(vetted: PoolContract, ima
         estimate = vetted.claim_unlock(images.fair, ATTESTOR, claimed).estimated_unlocking_byte_length()
         # the estimate counts the longest signature, and is otherwise exact
         assert estimate - len(tx.inputs[0].unlocking_script.serialize()) == MAX_SIGNATURE_BYTES - signature
+
+
+def test_reclaiming_a_prize_worth_only_its_fee_is_refused_and_a_one_satoshi_reserve_is_a_reserve(
+        open_pool: PoolContract) -> None:
+    prize = prizes(open_pool, 1)[0]
+    back = reclaim(open_pool, [prize], OWNER, OWNER.address())
+    fee = prize.satoshis - back.outputs[0].satoshis
+    assert fee_problem(fee, back, 100) is None  # the fee does not depend on what the prize holds
+    with pytest.raises(ContractError, match=f"hold {fee} sats, not enough for the {fee}-sat fee"):
+        reclaim(open_pool, [Utxo("99" * 32, 0, fee, open_pool.lock())], OWNER, OWNER.address())
+    assert reclaim(open_pool, [Utxo("99" * 32, 0, fee + 1, open_pool.lock())], OWNER, OWNER.address()) \
+        .outputs[0].satoshis == 1
+    source = Transaction([TransactionInput(source_txid="56" * 32, unlocking_script=Script(b""))],
+                         [TransactionOutput(P2PKH().lock(WALLET.address()), open_pool.prize_satoshis + 50_000)])
+    tx = deploy_prizes(open_pool, 1, [Utxo.of(source, 0)], WALLET, WALLET.address(), reserve=1,
+                       reserve_to=OWNER.address())
+    assert [(o.satoshis, o.locking_script.serialize()) for o in tx.outputs[:2]] == [
+        (open_pool.prize_satoshis, open_pool.lock().serialize()), (1, P2PKH().lock(OWNER.address()).serialize())]
+    with pytest.raises(ContractError, match="a reserve needs a positive amount"):
+        deploy_prizes(open_pool, 1, [Utxo.of(source, 0)], WALLET, WALLET.address(), reserve=0,
+                      reserve_to=OWNER.address())
+
+
+def test_an_appeal_claim_keeps_its_rate_and_its_change(vetted: PoolContract, images: Images) -> None:
+    for rate in (50, 100):
+        tx = appeal_claim(vetted, prizes(vetted, 1)[0], images.fair, USER.address(), DIGIT, ATTESTOR, fee_rate=rate,
+                          change_to=OWNER.address())
+        validate_input(tx, 0)
+        assert tx.outputs[0].satoshis == PAYOUT and len(tx.outputs) == 2
+        assert tx.outputs[1].locking_script.serialize() == P2PKH().lock(OWNER.address()).serialize()
+        assert fee_problem(fee_of(tx), tx, rate) is None  # at the rate asked for, to the satoshi
 
 
 def test_a_prize_below_its_payout_is_refused_by_the_builder(open_pool: PoolContract, images: Images) -> None:

@@ -26,6 +26,7 @@ from contracts.transactions import Utxo, address_pkh, appeal, deploy, migrate, s
 from model.artifact import ModelArtifact, load_artifact
 from model.data import Mnist
 from model.reference import classify, logits
+from tests.support.fees import fee_problem
 from tests.support.reference import ranking_of_test_set, reading_of_test_set
 
 OWNER, WALLET, USER, THIEF, ATTESTOR = (PrivateKey(k) for k in (201, 202, 203, 204, 205))
@@ -210,6 +211,13 @@ def test_an_appeal_for_the_runner_up_within_the_gap_is_paid(contract: BountyCont
     assert tx.outputs[1].satoshis == PAYOUT and 0 < fee_of(tx) <= contract.terms.max_fee
     claim = contract.read_submission(Transaction.from_hex(tx.hex()).inputs[0].unlocking_script)
     assert claim is not None and claim.appeal == DIGIT and np.array_equal(claim.image, images.fair)
+
+
+def test_an_appeal_pays_the_fee_of_the_rate_asked_for(contract: BountyContract, images: Images) -> None:
+    for rate in (50, 100):
+        tx = appeal(contract, funded(contract), images.fair, USER.address(), DIGIT, ATTESTOR, fee_rate=rate)
+        validate_input(tx, 0)
+        assert fee_problem(fee_of(tx), tx, rate) is None  # to the satoshi
 
 
 def test_an_appeal_beyond_the_gap_is_refused(contract: BountyContract, images: Images) -> None:
