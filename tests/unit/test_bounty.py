@@ -234,6 +234,16 @@ def test_a_migration_pays_its_fee_to_the_satoshi_and_refuses_what_cannot_fund_th
         migrate(contract, Utxo("44" * 32, 0, 699 + fee, contract.lock()), OWNER, successor)
 
 
+def test_withdrawing_a_balance_worth_only_its_fee_is_refused(contract: BountyContract) -> None:
+    full = withdraw(contract, funded(contract), OWNER, OWNER.address())
+    fee = BUDGET - full.outputs[0].satoshis
+    assert fee_problem(fee, full, DEFAULT_FEE_RATE) is None  # the fee does not depend on the balance
+    with pytest.raises(ContractError, match=f"holds {fee} sats, not enough for the {fee}-sat fee"):
+        withdraw(contract, Utxo("45" * 32, 0, fee, contract.lock()), OWNER, OWNER.address())
+    assert withdraw(contract, Utxo("45" * 32, 0, fee + 1, contract.lock()), OWNER, OWNER.address()) \
+        .outputs[0].satoshis == 1
+
+
 def test_a_top_up_needs_every_part_and_may_be_one_satoshi(shipped: ModelArtifact, contract: BountyContract) -> None:
     utxo, successor = funded(contract), BountyContract(shipped.integer, terms(payout=700))
     wallet = Transaction([TransactionInput(source_txid="22" * 32, unlocking_script=Script(b""))],

@@ -503,6 +503,9 @@ def test_reclaiming_a_prize_worth_only_its_fee_is_refused_and_a_one_satoshi_rese
     with pytest.raises(ContractError, match="a reserve needs a positive amount"):
         deploy_prizes(open_pool, 1, [Utxo.of(source, 0)], WALLET, WALLET.address(), reserve=0,
                       reserve_to=OWNER.address())
+    for rate in (50, 100):  # the deploy pays the fee of the rate asked for, to the satoshi
+        tx = deploy_prizes(open_pool, 2, [Utxo.of(source, 0)], WALLET, WALLET.address(), fee_rate=rate)
+        assert fee_problem(fee_of(tx), tx, rate) is None
 
 
 def test_an_appeal_claim_keeps_its_rate_and_its_change(vetted: PoolContract, images: Images) -> None:
