@@ -278,6 +278,41 @@ def test_exhaustion_pays_out_and_ends(contract: BountyContract, images: dict[str
             submission(contract, leftover, images["seven"], USER.address())
 
 
+def test_a_bounty_keeping_exactly_a_last_spends_fee_still_pays(contract: BountyContract,
+                                                             images: dict[str, np.ndarray]) -> None:
+    """After the payout, a last spend needs its fee: the builder names it, pays with exactly that much left
+    (all of it the fee) and refuses a satoshi less, or a balance of just the payout."""
+    seven = images["seven"]
+    with pytest.raises(ContractError, match=r"keeps 1 sats, less than the (\d+)-sat fee of a last") as caught:
+        submission(contract, Utxo("46" * 32, 0, PAYOUT + 1, contract.lock()), seven, USER.address())
+    fee = int(str(caught.value).split("-sat fee")[0].rsplit(" ", 1)[1])
+    last = submission(contract, Utxo("46" * 32, 0, PAYOUT + fee, contract.lock()), seven, USER.address())
+    validate_input(last, 0)
+    assert [o.satoshis for o in last.outputs] == [PAYOUT] and fee_problem(fee, last, DEFAULT_FEE_RATE) is None
+    for balance in (PAYOUT + fee - 1, PAYOUT):
+        with pytest.raises(ContractError, match=f"keeps {balance - PAYOUT} sats, less than the {fee}-sat fee"):
+            submission(contract, Utxo("46" * 32, 0, balance, contract.lock()), seven, USER.address())
+
+
+def test_one_satoshi_above_the_maximum_fee_leaves_a_one_satoshi_successor(shipped: ModelArtifact,
+                                                                         images: dict[str, np.ndarray]) -> None:
+    """With the maximum fee equal to what the spend needs, a bounty keeping one satoshi more than that after the
+    payout is not ended: the spend pays the payout and that fee, and re-creates the contract with 1 sat."""
+    max_fee = MAX_FEE
+    for _ in range(6):  # the fee depends on the maximum fee's push in the script: a few rounds settle it
+        bounded = BountyContract(shipped.integer, terms(max_fee=max_fee))
+        tx = submission(bounded, Utxo("47" * 32, 0, PAYOUT + max_fee + 1, bounded.lock()), images["seven"],
+                        USER.address())
+        fee = PAYOUT + max_fee + 1 - sum(o.satoshis for o in tx.outputs)
+        if fee == max_fee:
+            break
+        max_fee = fee
+    assert fee == max_fee, "no maximum fee equal to its spend's fee found"
+    validate_input(tx, 0)
+    assert [o.satoshis for o in tx.outputs] == [1, PAYOUT]
+    assert tx.outputs[0].locking_script.serialize() == bounded.lock().serialize()
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.one_of(st.integers(-300, 70_000), st.binary(max_size=40)), max_size=12))
 def test_random_unlocking_scripts_never_spend(contract: BountyContract, items: list[int | bytes]) -> None:
