@@ -278,6 +278,20 @@ def test_exhaustion_pays_out_and_ends(contract: BountyContract, images: dict[str
             submission(contract, leftover, images["seven"], USER.address())
 
 
+def varint_bytes(n: int) -> int:
+    return 1 if n < 0xFD else 3 if n <= 0xFFFF else 5 if n <= 0xFFFFFFFF else 9
+
+
+def test_a_submissions_size_estimate_is_exact_but_for_the_preimages_script_length(
+        contract: BountyContract, images: dict[str, np.ndarray]) -> None:
+    """The fee is priced on the estimate, made before the preimage exists: it counts the preimage's script
+    length as 9 bytes (the most a varint takes) and is otherwise exact, so the fee covers the signed spend."""
+    tx = accepted(contract, images)
+    estimate = contract.submission_unlock(images["seven"], address_pkh(USER.address()),
+                                          tx.outputs[0].satoshis).estimated_unlocking_byte_length()
+    assert estimate - len(tx.inputs[0].unlocking_script.serialize()) == 9 - varint_bytes(contract.locking_script_bytes)
+
+
 def test_a_bounty_keeping_exactly_a_last_spends_fee_still_pays(contract: BountyContract,
                                                              images: dict[str, np.ndarray]) -> None:
     """After the payout, a last spend needs its fee: the builder names it, pays with exactly that much left

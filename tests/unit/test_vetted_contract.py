@@ -13,8 +13,8 @@ from bsv.constants import SIGHASH
 from bsv.constants import OpCode as OP
 from bsv.transaction_preimage import tx_preimage
 
-from contracts.attestor import sign_input
-from contracts.bounty import OPEN, VETTED, BountyContract, BountyTerms
+from contracts.attestor import MAX_SIGNATURE_BYTES, sign_input
+from contracts.bounty import OPEN, VETTED, BountyContract, BountyTerms, push_values
 from contracts.classifier import as_classifier, pixel_pushes
 from contracts.errors import ContractError, ScriptError
 from contracts.example import build_example
@@ -218,6 +218,22 @@ def test_an_appeal_pays_the_fee_of_the_rate_asked_for(contract: BountyContract, 
         tx = appeal(contract, funded(contract), images.fair, USER.address(), DIGIT, ATTESTOR, fee_rate=rate)
         validate_input(tx, 0)
         assert fee_problem(fee_of(tx), tx, rate) is None  # to the satoshi
+
+
+@pytest.mark.parametrize("appealed", [False, True], ids=["submission", "appeal"])
+def test_a_vetted_spends_size_estimate_is_exact_but_for_the_signature_and_the_script_length(
+        contract: BountyContract, images: Images, appealed: bool) -> None:
+    """The estimate the fee is priced on counts the longest signature and a 9-byte script length in the
+    preimage; everything else it counts exactly."""
+    image, claimed = (images.fair, DIGIT) if appealed else (images.seven, None)
+    tx = submission(contract, funded(contract), image, USER.address(), attestor=ATTESTOR, appeal=claimed)
+    unlocking = tx.inputs[0].unlocking_script
+    signature = push_values(unlocking)[-4]
+    estimate = contract.submission_unlock(image, address_pkh(USER.address()), tx.outputs[0].satoshis,
+                                          ATTESTOR, claimed).estimated_unlocking_byte_length()
+    script_length = contract.locking_script_bytes
+    varint = 1 if script_length < 0xFD else 3 if script_length <= 0xFFFF else 5
+    assert estimate - len(unlocking.serialize()) == (MAX_SIGNATURE_BYTES - len(signature)) + (9 - varint)
 
 
 def test_an_appeal_beyond_the_gap_is_refused(contract: BountyContract, images: Images) -> None:
