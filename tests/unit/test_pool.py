@@ -22,7 +22,7 @@ from contracts.fees import APPEAL, SLACK_BYTES, SUBMISSION, default_max_fee, fee
 from contracts.interpreter import validate_input
 from contracts.pool import PoolContract
 from contracts.script import encode_item, push_only_script
-from contracts.transactions import Utxo, appeal_claim, claim, deploy_prizes, reclaim
+from contracts.transactions import Utxo, appeal_claim, claim, deploy_prizes, pool_move, reclaim
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import classify
@@ -516,6 +516,30 @@ def test_an_appeal_claim_keeps_its_rate_and_its_change(vetted: PoolContract, ima
         assert tx.outputs[0].satoshis == PAYOUT and len(tx.outputs) == 2
         assert tx.outputs[1].locking_script.serialize() == P2PKH().lock(OWNER.address()).serialize()
         assert fee_problem(fee_of(tx), tx, rate) is None  # at the rate asked for, to the satoshi
+
+
+def test_an_owner_pool_move_takes_back_the_prizes_less_exactly_its_fee_and_names_what_it_lacks(
+        open_pool: PoolContract) -> None:
+    taken = prizes(open_pool, 2)
+    back = pool_move(OWNER.address(), prizes=[(open_pool, p) for p in taken], owner_key=OWNER)
+    for index in range(2):
+        validate_input(back, index)
+    assert len(back.outputs) == 1 and back.outputs[0].locking_script.serialize() == \
+        P2PKH().lock(OWNER.address()).serialize()
+    assert fee_problem(fee_of(back), back, 100) is None  # everything but the fee comes back, to the satoshi
+    source = Transaction([TransactionInput(source_txid="57" * 32, unlocking_script=Script(b""))],
+                         [TransactionOutput(P2PKH().lock(WALLET.address()), 30_000)])
+    coin = Utxo.of(source, 0)
+    for parts, lacking in (({"prizes": [(open_pool, taken[0])]}, "the owner key"),
+                           ({"reserve": coin}, "the reserve key"),
+                           ({"coins": [coin], "add": 10_000}, "the wallet key"),
+                           ({"coins": [coin], "wallet_key": WALLET, "add": 10_000}, "a change address")):
+        with pytest.raises(ContractError, match=f"this pool transaction needs {lacking}$"):
+            pool_move(OWNER.address(), **parts)  # type: ignore[arg-type]
+    with pytest.raises(ContractError, match="spends at least one prize, the reserve or a wallet coin"):
+        pool_move(OWNER.address())
+    with pytest.raises(ContractError, match="name the pool whose prizes to create"):
+        pool_move(OWNER.address(), count=1, coins=[coin], wallet_key=WALLET, add=30_000)
 
 
 def test_a_prize_below_its_payout_is_refused_by_the_builder(open_pool: PoolContract, images: Images) -> None:
