@@ -234,6 +234,20 @@ def test_a_migration_pays_its_fee_to_the_satoshi_and_refuses_what_cannot_fund_th
         migrate(contract, Utxo("44" * 32, 0, 699 + fee, contract.lock()), OWNER, successor)
 
 
+def test_a_deploy_of_one_payout_is_a_bounty_and_pays_the_rate_asked_for(contract: BountyContract) -> None:
+    source = Transaction([TransactionInput(source_txid="48" * 32, unlocking_script=Script(b""))],
+                         [TransactionOutput(P2PKH().lock(WALLET.address()), 100_000)])
+    coins = [Utxo.of(source, 0)]
+    for rate in (50, DEFAULT_FEE_RATE):
+        tx = deploy(contract, PAYOUT, coins, WALLET, WALLET.address(), fee_rate=rate)
+        validate_input(tx, 0)
+        assert tx.outputs[0].satoshis == PAYOUT and tx.outputs[0].locking_script.serialize() == \
+            contract.lock().serialize()
+        assert fee_problem(100_000 - sum(o.satoshis for o in tx.outputs), tx, rate) is None
+    with pytest.raises(ContractError, match=f"a bounty of {PAYOUT - 1} sats cannot pay even one"):
+        deploy(contract, PAYOUT - 1, coins, WALLET, WALLET.address())
+
+
 def test_withdrawing_a_balance_worth_only_its_fee_is_refused(contract: BountyContract) -> None:
     full = withdraw(contract, funded(contract), OWNER, OWNER.address())
     fee = BUDGET - full.outputs[0].satoshis
