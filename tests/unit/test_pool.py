@@ -538,6 +538,16 @@ def test_an_owner_pool_move_takes_back_the_prizes_less_exactly_its_fee_and_names
             pool_move(OWNER.address(), **parts)  # type: ignore[arg-type]
     with pytest.raises(ContractError, match="spends at least one prize, the reserve or a wallet coin"):
         pool_move(OWNER.address())
+    for add in (30_001, -1):  # more than the coins hold, or less than nothing
+        with pytest.raises(ContractError, match=f"hold 30000 sats, which cannot add {add}"):
+            pool_move(OWNER.address(), coins=[coin], wallet_key=WALLET, add=add, change_to=WALLET.address())
+    one = pool_move(OWNER.address(), prizes=[(open_pool, taken[0])], owner_key=OWNER)
+    fee = fee_of(one)  # one prize in, one output: what it costs does not depend on what the prize holds
+    left_one = pool_move(OWNER.address(), prizes=[(open_pool, Utxo("58" * 32, 0, fee + 1, open_pool.lock()))],
+                         owner_key=OWNER)
+    assert [o.satoshis for o in left_one.outputs] == [1]  # one satoshi left is still paid out
+    with pytest.raises(ContractError, match=f"{fee} sats cannot create 0 prizes"):
+        pool_move(OWNER.address(), prizes=[(open_pool, Utxo("58" * 32, 0, fee, open_pool.lock()))], owner_key=OWNER)
     with pytest.raises(ContractError, match="name the pool whose prizes to create"):
         pool_move(OWNER.address(), count=1, coins=[coin], wallet_key=WALLET, add=30_000)
 
