@@ -508,6 +508,27 @@ def test_reclaiming_a_prize_worth_only_its_fee_is_refused_and_a_one_satoshi_rese
         assert fee_problem(fee_of(tx), tx, rate) is None
 
 
+def test_a_claim_spends_exactly_the_allowance_its_fee_needs_and_returns_even_one_satoshi(
+        open_pool: PoolContract, images: Images) -> None:
+    def prize(allowance: int) -> Utxo:
+        return Utxo("5a" * 32, 0, PAYOUT + allowance, open_pool.lock())
+
+    with pytest.raises(ContractError, match=r"keeps 0 sats beyond the payout, less than the (\d+)-sat fee") as caught:
+        claim(open_pool, prize(0), images.seven, USER.address())
+    fee = int(str(caught.value).split("-sat fee")[0].rsplit(" ", 1)[1])
+    exact = claim(open_pool, prize(fee), images.seven, USER.address())
+    validate_input(exact, 0)
+    assert [o.satoshis for o in exact.outputs] == [PAYOUT] and fee_problem(fee, exact, 100) is None
+    with pytest.raises(ContractError, match=f"keeps {fee - 1} sats beyond the payout, less than the {fee}-sat"):
+        claim(open_pool, prize(fee - 1), images.seven, USER.address())
+    # with somewhere for the rest to go: the fee of the claim with that output, then every satoshi beyond it
+    roomy = claim(open_pool, prize(50_000), images.seven, USER.address(), change_to=OWNER.address())
+    fee_with_change = 50_000 - roomy.outputs[1].satoshis
+    one = claim(open_pool, prize(fee_with_change + 1), images.seven, USER.address(), change_to=OWNER.address())
+    validate_input(one, 0)
+    assert [o.satoshis for o in one.outputs] == [PAYOUT, 1]
+
+
 def test_an_appeal_claim_keeps_its_rate_and_its_change(vetted: PoolContract, images: Images) -> None:
     for rate in (50, 100):
         tx = appeal_claim(vetted, prizes(vetted, 1)[0], images.fair, USER.address(), DIGIT, ATTESTOR, fee_rate=rate,
