@@ -10,7 +10,7 @@ from bsv import P2PKH, PrivateKey, Script, Transaction, TransactionInput, Transa
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from contracts.bounty import BountyContract, BountyTerms, chunk_value, push_values
+from contracts.bounty import VETTED, BountyContract, BountyTerms, check_claim, chunk_value, push_values
 from contracts.classifier import pixel_pushes
 from contracts.errors import ContractError, ScriptError
 from contracts.fees import fee_for
@@ -416,6 +416,51 @@ def test_only_the_submission_shape_reads_as_a_submission(contract: BountyContrac
     for bad_pkh, successor in ((pkh[:-1], 1234), (pkh + b"\0", 1234), (7, 1234), (pkh, b"\x01" * 9)):
         with pytest.raises(ContractError, match="recipient or successor value is malformed"):
             contract.read_submission(push_only_script([*pushes, bad_pkh, successor, preimage, 0]))
+
+
+ATTESTOR_KEY = PrivateKey(105).public_key().serialize()
+
+
+@pytest.mark.parametrize("changes", [
+    {"digits": (0,)}, {"digits": (9,)}, {"digits": tuple(range(10))}, {"payout": 1}, {"max_fee": 0},
+    {"min_margin": 0}, {"tag": 0}, {"owner_pubkey": b"\x03" + b"\x11" * 32},
+    {"mode": VETTED, "attestor_pubkey": ATTESTOR_KEY, "appeal_gap": 0},
+    {"mode": VETTED, "attestor_pubkey": b"\x03" + ATTESTOR_KEY[1:]},
+])
+def test_terms_at_their_limits_make_a_bounty(changes: dict[str, object]) -> None:
+    made = terms(**changes)
+    assert all(getattr(made, name) == value for name, value in changes.items())
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"digits": ()}, "distinct digits 0..9"), ({"digits": (7, 7)}, "distinct digits 0..9"),
+    ({"digits": (10,)}, "distinct digits 0..9"), ({"digits": (-1, 3)}, "distinct digits 0..9"),
+    ({"payout": 0}, "at least 1 satoshi, got 0"),
+    ({"min_margin": -1}, "cannot be negative"), ({"max_fee": -1}, "cannot be negative"),
+    ({"owner_pubkey": b"\x02" * 32}, "33-byte compressed"), ({"owner_pubkey": b"\x04" * 33}, "33-byte compressed"),
+    ({"tag": -1}, "tag cannot be negative"),
+    ({"attestor_pubkey": ATTESTOR_KEY}, "open bounty has no attestor key"),
+    ({"appeal_gap": 1}, "open bounty has no attestor key and no appeal gap"),
+    ({"mode": VETTED}, "attestor's 33-byte"), ({"mode": VETTED, "attestor_pubkey": b"\x04" + ATTESTOR_KEY[1:]},
+                                                "attestor's 33-byte"),
+])
+def test_terms_past_their_limits_are_refused(changes: dict[str, object], message: str) -> None:
+    with pytest.raises(ContractError, match=message):
+        terms(**changes)
+
+
+def test_a_claim_brings_what_its_mode_needs() -> None:
+    open_terms, vetted = terms(digits=(3, 7)), terms(digits=(3, 7), mode=VETTED, attestor_pubkey=ATTESTOR_KEY)
+    check_claim(open_terms, None, None)
+    for attestor, appeal in ((THIEF, None), (None, 7), (THIEF, 7)):
+        with pytest.raises(ContractError, match="open bounty takes no attestor signature and no appeal"):
+            check_claim(open_terms, attestor, appeal)
+    for appeal in (None, 3, 7):
+        check_claim(vetted, THIEF, appeal)
+    with pytest.raises(ContractError, match="pays only with its attestor's signature"):
+        check_claim(vetted, None, None)
+    with pytest.raises(ContractError, match=r"one of the bounty's digits \[3, 7\], not 5"):
+        check_claim(vetted, THIEF, 5)
 
 
 @pytest.mark.parametrize("script", [
