@@ -9,7 +9,9 @@ from bsv.fee_models import SatoshisPerKilobyte
 from contracts.bounty import BountyContract, BountyTerms
 from contracts.errors import ContractError
 from contracts.fees import SLACK_BYTES, default_max_fee, fee_for, images_payable, with_max_fee, worst_case_bytes
+from contracts.transactions import DEFAULT_FEE_RATE, Utxo, pay
 from model.artifact import ModelArtifact
+from tests.support.fees import fee_problem
 
 KEY = PrivateKey(301)
 
@@ -67,3 +69,22 @@ def test_the_lowest_rates_have_their_own_maximum_fee(shipped: ModelArtifact, rat
     assert bound == default_max_fee(with_max_fee(contract, 12_345), rate)  # its own maximum fee is ignored
     with pytest.raises(ContractError, match="at least 1 sat/kB, got 0"):
         default_max_fee(contract, 0)
+
+
+def test_a_wallet_payment_keeps_every_satoshi_of_change_and_pays_exactly_its_fee() -> None:
+    """Change is what the outputs and the fee leave, to the satoshi: 1 sat is still an output, none is no output
+    (the fee stays what it was priced at), and coins that cannot pay both are refused."""
+    payee = [TransactionOutput(P2PKH().lock(PrivateKey(302).address()), 10_000)]
+
+    def coins(satoshis: int) -> list[Utxo]:
+        source = Transaction([TransactionInput(source_txid="34" * 32, unlocking_script=Script(b""))],
+                             [TransactionOutput(P2PKH().lock(KEY.address()), satoshis)])
+        return [Utxo.of(source, 0)]
+
+    roomy = pay(payee, coins(50_000), KEY, KEY.address())
+    fee = 50_000 - 10_000 - roomy.outputs[1].satoshis
+    assert fee_problem(fee, roomy, DEFAULT_FEE_RATE) is None
+    assert [o.satoshis for o in pay(payee, coins(10_000 + fee + 1), KEY, KEY.address()).outputs] == [10_000, 1]
+    assert [o.satoshis for o in pay(payee, coins(10_000 + fee), KEY, KEY.address()).outputs] == [10_000]
+    with pytest.raises(ContractError, match=f"cannot pay 10000 sats of outputs and a {fee}-sat fee"):
+        pay(payee, coins(10_000 + fee - 1), KEY, KEY.address())
