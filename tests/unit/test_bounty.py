@@ -463,6 +463,15 @@ def test_a_claim_brings_what_its_mode_needs() -> None:
         check_claim(vetted, THIEF, 5)
 
 
+@pytest.mark.parametrize(("script", "values"), [
+    ("00", [0]), ("4f", [-1]), ("51", [1]), ("60", [16]), ("0051604f", [0, 1, 16, -1]),
+    ("0102", [2]), ("020001", [256]), ("4c0105", [5]), ("0180", [b"\x80"]),  # negative zero: not a number
+    ("50", [b""]), ("61", [b""]),  # OP_RESERVED, OP_NOP: no value
+])
+def test_push_values_reads_the_numbers_a_script_pushes(script: str, values: list[int | bytes]) -> None:
+    assert push_values(Script(bytes.fromhex(script))) == values
+
+
 @pytest.mark.parametrize("script", [
     "00", "4f", "51", "60", "0102", "0180", "020001", "09" + "11" * 9, "4c00", "4c0105", "4d0100ff", "4e01000000aa",
     "0051604f4c00", "4c", "0203", "6a0102", "51630100", "50", "61",  # truncated pushes, OP_RETURN, OP_IF, opcodes
