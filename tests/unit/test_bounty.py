@@ -467,7 +467,7 @@ def test_a_claim_brings_what_its_mode_needs() -> None:
     ("00", [0]), ("4f", [-1]), ("51", [1]), ("60", [16]), ("0051604f", [0, 1, 16, -1]),
     ("0102", [2]), ("020001", [256]), ("4c0105", [5]), ("0180", [b"\x80"]),  # negative zero: not a number
     ("50", [b""]), ("61", [b""]),  # OP_RESERVED, OP_NOP: no value
-    ("080100000000000001", [2**56 + 1]), ("09010000000000000001", [bytes.fromhex("010000000000000001")]),  # up to 8 bytes a number
+    ("080100000000000001", [2**56 + 1]), ("09010000000000000001", [bytes.fromhex("010000000000000001")]),
 ])
 def test_push_values_reads_the_numbers_a_script_pushes(script: str, values: list[int | bytes]) -> None:
     assert push_values(Script(bytes.fromhex(script))) == values
