@@ -569,11 +569,12 @@ def test_an_owner_pool_move_takes_back_the_prizes_less_exactly_its_fee_and_names
     assert [o.satoshis for o in left_one.outputs] == [1]  # one satoshi left is still paid out
     with pytest.raises(ContractError, match=f"{fee} sats cannot create 0 prizes"):
         pool_move(OWNER.address(), prizes=[(open_pool, Utxo("58" * 32, 0, fee, open_pool.lock()))], owner_key=OWNER)
-    prize = open_pool.prize_satoshis
+    rich = PoolContract(open_pool.classifier, replace(open_pool.terms, payout=200_000))  # prizes above the fee
+    prize = rich.prize_satoshis
     for extra in (0, 100_000):  # coins holding just the prize cannot also pay the fee
         funding = Transaction([TransactionInput(source_txid="59" * 32, unlocking_script=Script(b""))],
                               [TransactionOutput(P2PKH().lock(WALLET.address()), prize + extra)])
-        move = {"pool": open_pool, "count": 1, "coins": [Utxo.of(funding, 0)], "wallet_key": WALLET,
+        move = {"pool": rich, "count": 1, "coins": [Utxo.of(funding, 0)], "wallet_key": WALLET,
                 "add": prize + extra}
         if not extra:
             with pytest.raises(ContractError, match=f"{prize} sats cannot create 1 prizes of {prize} sats"):
