@@ -172,6 +172,7 @@ def test_a_spend_made_directly_on_chain_is_picked_up(rt: Runtime, digits: dict[s
         assert row.recipient_address == OTHER.address() and row.status == SubmissionStatus.CONFIRMED
         assert np.array_equal(np.frombuffer(row.pixels, np.uint8), digits["sevens"][5])
         assert row.predicted_label == 7 and row.payout is not None
+        assert row.claimed_digit is None and not row.appeal  # an open bounty pays the classifier's label
     books_balance(rt, bounty.id)
 
 
