@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bsv import Network, PrivateKey, Transaction
+from bsv import P2PKH, Network, PrivateKey, Transaction
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -173,6 +173,9 @@ def test_a_spend_made_directly_on_chain_is_picked_up(rt: Runtime, digits: dict[s
         assert np.array_equal(np.frombuffer(row.pixels, np.uint8), digits["sevens"][5])
         assert row.predicted_label == 7 and row.payout is not None
         assert row.claimed_digit is None and not row.appeal  # an open bounty pays the classifier's label
+        paid = direct.outputs[row.payout.vout]  # the payout row points at the output that pays the recipient
+        assert (row.payout.vout, paid.satoshis, row.payout.satoshis) == (1, PAYOUT, PAYOUT)
+        assert paid.locking_script.serialize() == P2PKH().lock(OTHER.address()).serialize()
     books_balance(rt, bounty.id)
 
 
