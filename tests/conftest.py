@@ -12,8 +12,8 @@ import pytest
 
 from marketplace.chain import LocalChain
 from model.artifact import ModelArtifact, load_artifact
-from model.data import Mnist, load_mnist
-from model.reference import classify
+from model.data import Mnist
+from tests.support import reference
 from tests.support.databases import fresh_database
 
 # The MNIST novelty index takes about 30 s to build: every test (and process it starts) shares one built file.
@@ -22,7 +22,8 @@ os.environ.setdefault("BOUNTY_NOVELTY_CACHE_DIR", str(Path(tempfile.gettempdir()
 
 @pytest.fixture(scope="session")
 def mnist() -> Mnist:
-    return load_mnist()
+    """MNIST, read-only (loaded once per process: `tests/support/reference.py`)."""
+    return reference.mnist()
 
 
 @pytest.fixture(scope="session")
@@ -33,10 +34,9 @@ def shipped() -> ModelArtifact:
 @pytest.fixture(scope="session")
 def sevens(shipped: ModelArtifact, mnist: Mnist) -> np.ndarray:
     """MNIST test images the shipped model reads as 7, widest margin first."""
-    x = mnist.x_test.reshape(-1, 784)
-    labels, margins = classify(shipped.integer, x)
-    found = np.where(labels == 7)[0]
-    return x[found[np.argsort(-margins[found])]]
+    read = reference.reading_of_test_set(shipped.integer)
+    found = np.where(read.labels == 7)[0]
+    return read.x[found[np.argsort(-read.margins[found])]]
 
 
 @pytest.fixture

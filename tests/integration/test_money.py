@@ -22,18 +22,17 @@ from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import Payout
 from marketplace.views import BountyExport, BountyPublic, SubmissionRecord
 from model.artifact import ModelArtifact
-from model.data import Mnist
 from model.reference import classify
 from tests.integration.test_service import PAYOUT, USER, books_balance, client, post, settle
-from tests.support.settings import settings_for
+from tests.support.reference import reading_of_test_set
+from tests.support.settings import seed_sqlite, settings_for
 
 
 @pytest.fixture(scope="module")
-def digits(sevens: np.ndarray, shipped: ModelArtifact, mnist: Mnist) -> dict[str, np.ndarray]:
+def digits(sevens: np.ndarray, shipped: ModelArtifact) -> dict[str, np.ndarray]:
     """Test images the shipped model reads as 7 (widest margin first) and as something else."""
-    x = mnist.x_test.reshape(-1, 784)
-    labels, _ = classify(shipped.integer, x)
-    return {"sevens": sevens, "others": x[labels != 7]}
+    read = reading_of_test_set(shipped.integer)
+    return {"sevens": sevens, "others": read.x[read.labels != 7]}
 
 
 @pytest.fixture
@@ -71,6 +70,7 @@ def test_a_bounty_shows_the_cost_of_an_image_what_its_balance_pays_for_and_the_f
 def test_the_cli_shows_the_cost_and_refuses_a_budget_that_cannot_pay_one_image(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOUNTY_HOME", str(tmp_path / "home"))
+    seed_sqlite(tmp_path / "home")  # a database at the newest schema (tests/support/settings.py)
     from marketplace.settings import get_settings
 
     get_settings.cache_clear()

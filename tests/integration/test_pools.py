@@ -33,17 +33,17 @@ from marketplace.schema import (
 from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
 from model.data import Mnist
-from model.reference import classify, logits
+from model.reference import logits
 from tests.support.models import register_variants
 from tests.support.pools import OUTSIDER, PAYOUT, USER, books, client, pool, post, prizes_of, settle
-from tests.support.settings import runtime_on, settings_for
+from tests.support.reference import reading_of_test_set
+from tests.support.settings import runtime_on, seed_sqlite, settings_for
 
 
 @pytest.fixture(scope="module")
-def digits(sevens: np.ndarray, shipped: ModelArtifact, mnist: Mnist) -> dict[str, np.ndarray]:
-    x = mnist.x_test.reshape(-1, 784)
-    labels, _ = classify(shipped.integer, x)
-    return {"sevens": sevens, "others": x[labels != 7]}
+def digits(sevens: np.ndarray, shipped: ModelArtifact) -> dict[str, np.ndarray]:
+    read = reading_of_test_set(shipped.integer)
+    return {"sevens": sevens, "others": read.x[read.labels != 7]}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -319,6 +319,7 @@ def test_operator_commands_on_a_pool(tmp_path: Path, monkeypatch: pytest.MonkeyP
     from marketplace.settings import get_settings
 
     monkeypatch.setenv("BOUNTY_HOME", str(tmp_path / "home"))
+    seed_sqlite(tmp_path / "home")  # a database at the newest schema (tests/support/settings.py)
     get_settings.cache_clear()
     runner = CliRunner()
 

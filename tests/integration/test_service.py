@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bsv import Network, PrivateKey, Transaction
+from bsv import P2PKH, Network, PrivateKey, Transaction
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -41,11 +41,11 @@ from marketplace.schema import (
 from marketplace.submissions import send_queued
 from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
-from model.data import Mnist
 from model.reference import classify
 from tests.support.fees import assert_fee_allowed
 from tests.support.images import paper_png
-from tests.support.settings import runtime_on, settings_for
+from tests.support.reference import reading_of_test_set
+from tests.support.settings import runtime_on, seed_sqlite, settings_for
 
 USER = PrivateKey(7001, network=Network.TESTNET)
 OTHER = PrivateKey(7002, network=Network.TESTNET)
@@ -53,11 +53,10 @@ PAYOUT = 500
 
 
 @pytest.fixture(scope="module")
-def digits(sevens: np.ndarray, shipped: ModelArtifact, mnist: Mnist) -> dict[str, np.ndarray]:
+def digits(sevens: np.ndarray, shipped: ModelArtifact) -> dict[str, np.ndarray]:
     """Test images the shipped model reads as 7 (sorted by margin, widest first) and as something else."""
-    x = mnist.x_test.reshape(-1, 784)
-    labels, _ = classify(shipped.integer, x)
-    return {"sevens": sevens, "others": x[labels != 7]}
+    read = reading_of_test_set(shipped.integer)
+    return {"sevens": sevens, "others": read.x[read.labels != 7]}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -173,6 +172,10 @@ def test_a_spend_made_directly_on_chain_is_picked_up(rt: Runtime, digits: dict[s
         assert row.recipient_address == OTHER.address() and row.status == SubmissionStatus.CONFIRMED
         assert np.array_equal(np.frombuffer(row.pixels, np.uint8), digits["sevens"][5])
         assert row.predicted_label == 7 and row.payout is not None
+        assert row.claimed_digit is None and not row.appeal  # an open bounty pays the classifier's label
+        paid = direct.outputs[row.payout.vout]  # the payout row points at the output that pays the recipient
+        assert (row.payout.vout, paid.satoshis, row.payout.satoshis) == (1, PAYOUT, PAYOUT)
+        assert paid.locking_script.serialize() == P2PKH().lock(OTHER.address()).serialize()
     books_balance(rt, bounty.id)
 
 
@@ -389,6 +392,7 @@ def test_openapi_and_page_are_served(sqlite_rt: Runtime) -> None:
 
 def test_operator_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BOUNTY_HOME", str(tmp_path / "home"))
+    seed_sqlite(tmp_path / "home")  # a database at the newest schema (tests/support/settings.py)
     from marketplace.settings import get_settings
 
     get_settings.cache_clear()
@@ -425,6 +429,7 @@ def test_confirmed_images_are_kept_once_and_reviewed(tmp_path: Path, monkeypatch
     from workers.persistence import persist_accepted, persist_confirmed
 
     monkeypatch.setenv("BOUNTY_HOME", str(tmp_path / "home"))
+    seed_sqlite(tmp_path / "home")  # a database at the newest schema (tests/support/settings.py)
     get_settings.cache_clear()
     rt = open_runtime(get_settings())
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)

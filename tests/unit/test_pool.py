@@ -13,8 +13,8 @@ from bsv.transaction_preimage import tx_preimage
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from contracts.attestor import sign_input
-from contracts.bounty import OPEN, VETTED, BountyContract, BountyTerms
+from contracts.attestor import MAX_SIGNATURE_BYTES, sign_input
+from contracts.bounty import OPEN, VETTED, BountyContract, BountyTerms, push_values
 from contracts.classifier import pixel_pushes
 from contracts.errors import ContractError, ScriptError
 from contracts.example import build_pool_example
@@ -22,10 +22,12 @@ from contracts.fees import APPEAL, SLACK_BYTES, SUBMISSION, default_max_fee, fee
 from contracts.interpreter import validate_input
 from contracts.pool import PoolContract
 from contracts.script import encode_item, push_only_script
-from contracts.transactions import Utxo, appeal_claim, claim, deploy_prizes, reclaim
+from contracts.transactions import Utxo, appeal_claim, claim, deploy_prizes, pool_move, reclaim
 from model.artifact import ModelArtifact
 from model.data import Mnist
-from model.reference import classify, logits
+from model.reference import classify
+from tests.support.fees import fee_problem
+from tests.support.reference import ranking_of_test_set, reading_of_test_set
 
 OWNER, WALLET, USER, THIEF, ATTESTOR = (PrivateKey(k) for k in (301, 302, 303, 304, 305))
 PAYOUT, DIGIT, PRIZES = 500, 7, 3
@@ -43,9 +45,9 @@ class Images:
 
 @pytest.fixture(scope="module")
 def images(shipped: ModelArtifact, mnist: Mnist) -> Images:
-    x = mnist.x_test.reshape(-1, 784)
-    ranked = np.argsort(-logits(shipped.integer, x), axis=1, kind="stable")  # ties: lower class first, as on chain
-    labels, margins = classify(shipped.integer, x)
+    read = reading_of_test_set(shipped.integer)
+    x, labels, margins = read.x, read.labels, read.margins
+    ranked = ranking_of_test_set(shipped.integer)  # ties: lower class first, as on chain
     seven = np.where((labels == DIGIT) & (mnist.y_test == DIGIT))[0][0]
     fair = np.where((mnist.y_test == DIGIT) & (ranked[:, 1] == DIGIT) & (margins >= 50) & (margins <= 2_000))[0][0]
     false = np.where((ranked[:, 0] != DIGIT) & (ranked[:, 1] != DIGIT) & (margins <= margins[fair]))[0][0]
@@ -428,6 +430,161 @@ def test_the_prize_holds_the_largest_claims_exact_fee(open_pool: PoolContract, v
     with pytest.raises(ContractError, match="beyond the payout"):
         claim(pool, prize, white, USER.address(), fee_rate=dearer, attestor=attestor)
     assert default_max_fee(pool, dearer) == fee_for(worst + SLACK_BYTES, dearer)
+
+
+def test_an_open_claim_is_read_back_exactly_and_nothing_else_reads_as_one(open_pool: PoolContract,
+                                                                         images: Images) -> None:
+    """The watcher books a prize's spend from what `read_claim` makes of it: every pixel of a claim (a white
+    image: no pixel is 0), and None for whatever is not a claim of this shape."""
+    white = np.full(784, 255, dtype=np.uint8)
+    for image in (white, images.seven):
+        spend = claim(open_pool, prizes(open_pool, 1)[0], image, USER.address())
+        read = open_pool.read_claim(spend.inputs[0].unlocking_script)
+        assert read is not None and np.array_equal(read.image, image) and read.appeal is None
+    pushes = pixel_pushes(open_pool.classifier, white)
+    for items in ([*pushes, 1], [*pushes[:-1], 0], [*pushes, 0, 0], [1]):  # the owner's selector, a pixel short,
+        assert open_pool.read_claim(push_only_script(items)) is None          # an item too many, an owner path
+
+
+def test_a_vetted_pools_claims_and_appeals_are_told_apart_and_nothing_else_reads_as_one(vetted: PoolContract,
+                                                                                       images: Images) -> None:
+    """A vetted claim ends `<sig> 0 0`, an appeal `<digit> <sig> 1 0`: each shape is read only at its own
+    length, and with its own selector."""
+    pushes, sig = pixel_pushes(vetted.classifier, images.seven), b"\x30" * 71
+    plain, appealed = (vetted.read_claim(push_only_script(items)) for items in ([*pushes, sig, 0, 0],
+                                                                               [*pushes, DIGIT, sig, 1, 0]))
+    assert plain is not None and plain.appeal is None and np.array_equal(plain.image, images.seven)
+    assert appealed is not None and appealed.appeal == DIGIT and np.array_equal(appealed.image, images.seven)
+    for items in ([*pushes, sig, 1, 1], [*pushes, 0, 0], [*pushes, DIGIT, sig, 0, 1], [*pushes, sig, 1, 0],
+                  [sig, 1]):
+        assert vetted.read_claim(push_only_script(items)) is None
+    for pixel in (256, -1, b"\x07\x00"):  # the unlocking script is anyone's: the reader checks every pixel
+        with pytest.raises(ContractError, match="pixels are not numbers 0..255"):
+            vetted.read_claim(push_only_script([pixel, *pushes[1:], sig, 0, 0]))
+    zero = vetted.read_claim(push_only_script([*pushes, 0, sig, 1, 0]))  # 0 is a digit an appeal may claim
+    assert zero is not None and zero.appeal == 0
+    for claimed in (10, -1, b"\x07\x00"):
+        with pytest.raises(ContractError, match="appeal does not claim a digit 0..9"):
+            vetted.read_claim(push_only_script([*pushes, claimed, sig, 1, 0]))
+
+
+def test_the_largest_appeal_counts_the_digit_it_claims(vetted: PoolContract, images: Images) -> None:
+    """A vetted pool's allowance covers its largest appeal, which pushes one item more than its largest claim:
+    the claimed digit (OP_7, one byte). Real spends of the same image, signed with signatures of the same
+    length, differ by exactly that byte too."""
+    assert worst_case_bytes(vetted, APPEAL) == worst_case_bytes(vetted, SUBMISSION) + 1
+    prize = prizes(vetted, 1)[0]
+    plain = claim(vetted, prize, images.fair, USER.address(), attestor=ATTESTOR)
+    appealed = claim(vetted, prize, images.fair, USER.address(), attestor=ATTESTOR, appeal=DIGIT)
+    signatures = [len(push_values(tx.inputs[0].unlocking_script)[-3]) for tx in (plain, appealed)]
+    assert appealed.byte_length() - plain.byte_length() == 1 + signatures[1] - signatures[0]
+    for tx, claimed, signature in ((plain, None, signatures[0]), (appealed, DIGIT, signatures[1])):
+        estimate = vetted.claim_unlock(images.fair, ATTESTOR, claimed).estimated_unlocking_byte_length()
+        # the estimate counts the longest signature, and is otherwise exact
+        assert estimate - len(tx.inputs[0].unlocking_script.serialize()) == MAX_SIGNATURE_BYTES - signature
+
+
+def test_reclaiming_a_prize_worth_only_its_fee_is_refused_and_a_one_satoshi_reserve_is_a_reserve(
+        open_pool: PoolContract) -> None:
+    prize = prizes(open_pool, 1)[0]
+    back = reclaim(open_pool, [prize], OWNER, OWNER.address())
+    fee = prize.satoshis - back.outputs[0].satoshis
+    assert fee_problem(fee, back, 100) is None  # the fee does not depend on what the prize holds
+    with pytest.raises(ContractError, match=f"hold {fee} sats, not enough for the {fee}-sat fee"):
+        reclaim(open_pool, [Utxo("99" * 32, 0, fee, open_pool.lock())], OWNER, OWNER.address())
+    assert reclaim(open_pool, [Utxo("99" * 32, 0, fee + 1, open_pool.lock())], OWNER, OWNER.address()) \
+        .outputs[0].satoshis == 1
+    source = Transaction([TransactionInput(source_txid="56" * 32, unlocking_script=Script(b""))],
+                         [TransactionOutput(P2PKH().lock(WALLET.address()), open_pool.prize_satoshis + 50_000)])
+    tx = deploy_prizes(open_pool, 1, [Utxo.of(source, 0)], WALLET, WALLET.address(), reserve=1,
+                       reserve_to=OWNER.address())
+    assert [(o.satoshis, o.locking_script.serialize()) for o in tx.outputs[:2]] == [
+        (open_pool.prize_satoshis, open_pool.lock().serialize()), (1, P2PKH().lock(OWNER.address()).serialize())]
+    with pytest.raises(ContractError, match="a reserve needs a positive amount"):
+        deploy_prizes(open_pool, 1, [Utxo.of(source, 0)], WALLET, WALLET.address(), reserve=0,
+                      reserve_to=OWNER.address())
+    for rate in (50, 100):  # the deploy pays the fee of the rate asked for, to the satoshi
+        tx = deploy_prizes(open_pool, 2, [Utxo.of(source, 0)], WALLET, WALLET.address(), fee_rate=rate)
+        assert fee_problem(fee_of(tx), tx, rate) is None
+
+
+def test_a_claim_spends_exactly_the_allowance_its_fee_needs_and_returns_even_one_satoshi(
+        open_pool: PoolContract, images: Images) -> None:
+    def prize(allowance: int) -> Utxo:
+        return Utxo("5a" * 32, 0, PAYOUT + allowance, open_pool.lock())
+
+    with pytest.raises(ContractError, match=r"keeps 0 sats beyond the payout, less than the (\d+)-sat fee") as caught:
+        claim(open_pool, prize(0), images.seven, USER.address())
+    fee = int(str(caught.value).split("-sat fee")[0].rsplit(" ", 1)[1])
+    exact = claim(open_pool, prize(fee), images.seven, USER.address())
+    validate_input(exact, 0)
+    assert [o.satoshis for o in exact.outputs] == [PAYOUT] and fee_problem(fee, exact, 100) is None
+    with pytest.raises(ContractError, match=f"keeps {fee - 1} sats beyond the payout, less than the {fee}-sat"):
+        claim(open_pool, prize(fee - 1), images.seven, USER.address())
+    # with somewhere for the rest to go: the fee of the claim with that output, then every satoshi beyond it
+    roomy = claim(open_pool, prize(50_000), images.seven, USER.address(), change_to=OWNER.address())
+    fee_with_change = 50_000 - roomy.outputs[1].satoshis
+    one = claim(open_pool, prize(fee_with_change + 1), images.seven, USER.address(), change_to=OWNER.address())
+    validate_input(one, 0)
+    assert [o.satoshis for o in one.outputs] == [PAYOUT, 1]
+
+
+def test_an_appeal_claim_keeps_its_rate_and_its_change(vetted: PoolContract, images: Images) -> None:
+    for rate in (50, 100):
+        tx = appeal_claim(vetted, prizes(vetted, 1)[0], images.fair, USER.address(), DIGIT, ATTESTOR, fee_rate=rate,
+                          change_to=OWNER.address())
+        validate_input(tx, 0)
+        assert tx.outputs[0].satoshis == PAYOUT and len(tx.outputs) == 2
+        assert tx.outputs[1].locking_script.serialize() == P2PKH().lock(OWNER.address()).serialize()
+        assert fee_problem(fee_of(tx), tx, rate) is None  # at the rate asked for, to the satoshi
+
+
+def test_an_owner_pool_move_takes_back_the_prizes_less_exactly_its_fee_and_names_what_it_lacks(
+        open_pool: PoolContract) -> None:
+    taken = prizes(open_pool, 2)
+    back = pool_move(OWNER.address(), prizes=[(open_pool, p) for p in taken], owner_key=OWNER)
+    for index in range(2):
+        validate_input(back, index)
+    assert len(back.outputs) == 1 and back.outputs[0].locking_script.serialize() == \
+        P2PKH().lock(OWNER.address()).serialize()
+    assert fee_problem(fee_of(back), back, 100) is None  # everything but the fee comes back, to the satoshi
+    source = Transaction([TransactionInput(source_txid="57" * 32, unlocking_script=Script(b""))],
+                         [TransactionOutput(P2PKH().lock(WALLET.address()), 30_000)])
+    coin = Utxo.of(source, 0)
+    for parts, lacking in (({"prizes": [(open_pool, taken[0])]}, "the owner key"),
+                           ({"reserve": coin}, "the reserve key"),
+                           ({"coins": [coin], "add": 10_000}, "the wallet key"),
+                           ({"coins": [coin], "wallet_key": WALLET, "add": 10_000}, "a change address")):
+        with pytest.raises(ContractError, match=f"this pool transaction needs {lacking}$"):
+            pool_move(OWNER.address(), **parts)  # type: ignore[arg-type]
+    with pytest.raises(ContractError, match="spends at least one prize, the reserve or a wallet coin"):
+        pool_move(OWNER.address())
+    for add in (30_001, -1):  # more than the coins hold, or less than nothing
+        with pytest.raises(ContractError, match=f"hold 30000 sats, which cannot add {add}"):
+            pool_move(OWNER.address(), coins=[coin], wallet_key=WALLET, add=add, change_to=WALLET.address())
+    one = pool_move(OWNER.address(), prizes=[(open_pool, taken[0])], owner_key=OWNER)
+    fee = fee_of(one)  # one prize in, one output: what it costs does not depend on what the prize holds
+    left_one = pool_move(OWNER.address(), prizes=[(open_pool, Utxo("58" * 32, 0, fee + 1, open_pool.lock()))],
+                         owner_key=OWNER)
+    assert [o.satoshis for o in left_one.outputs] == [1]  # one satoshi left is still paid out
+    with pytest.raises(ContractError, match=f"{fee} sats cannot create 0 prizes"):
+        pool_move(OWNER.address(), prizes=[(open_pool, Utxo("58" * 32, 0, fee, open_pool.lock()))], owner_key=OWNER)
+    rich = PoolContract(open_pool.classifier, replace(open_pool.terms, payout=200_000))  # prizes above the fee
+    prize = rich.prize_satoshis
+    for extra in (0, 100_000):  # coins holding just the prize cannot also pay the fee
+        funding = Transaction([TransactionInput(source_txid="59" * 32, unlocking_script=Script(b""))],
+                              [TransactionOutput(P2PKH().lock(WALLET.address()), prize + extra)])
+        move = {"pool": rich, "count": 1, "coins": [Utxo.of(funding, 0)], "wallet_key": WALLET,
+                "add": prize + extra}
+        if not extra:
+            with pytest.raises(ContractError, match=f"{prize} sats cannot create 1 prizes of {prize} sats"):
+                pool_move(OWNER.address(), **move)  # type: ignore[arg-type]
+            continue
+        created = pool_move(OWNER.address(), **move)  # type: ignore[arg-type]
+        assert [o.satoshis for o in created.outputs[:1]] == [prize] and len(created.outputs) == 2
+        assert fee_problem(fee_of(created), created, 100) is None
+    with pytest.raises(ContractError, match="name the pool whose prizes to create"):
+        pool_move(OWNER.address(), count=1, coins=[coin], wallet_key=WALLET, add=30_000)
 
 
 def test_a_prize_below_its_payout_is_refused_by_the_builder(open_pool: PoolContract, images: Images) -> None:

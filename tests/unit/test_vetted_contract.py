@@ -13,8 +13,8 @@ from bsv.constants import SIGHASH
 from bsv.constants import OpCode as OP
 from bsv.transaction_preimage import tx_preimage
 
-from contracts.attestor import sign_input
-from contracts.bounty import OPEN, VETTED, BountyContract, BountyTerms
+from contracts.attestor import MAX_SIGNATURE_BYTES, sign_input
+from contracts.bounty import OPEN, VETTED, BountyContract, BountyTerms, push_values
 from contracts.classifier import as_classifier, pixel_pushes
 from contracts.errors import ContractError, ScriptError
 from contracts.example import build_example
@@ -26,6 +26,8 @@ from contracts.transactions import Utxo, address_pkh, appeal, deploy, migrate, s
 from model.artifact import ModelArtifact, load_artifact
 from model.data import Mnist
 from model.reference import classify, logits
+from tests.support.fees import fee_problem
+from tests.support.reference import ranking_of_test_set, reading_of_test_set
 
 OWNER, WALLET, USER, THIEF, ATTESTOR = (PrivateKey(k) for k in (201, 202, 203, 204, 205))
 PAYOUT, BUDGET, DIGIT = 500, 200_000, 7
@@ -43,9 +45,9 @@ class Images:
 
 @pytest.fixture(scope="module")
 def images(shipped: ModelArtifact, mnist: Mnist) -> Images:
-    x = mnist.x_test.reshape(-1, 784)
-    ranked = np.argsort(-logits(shipped.integer, x), axis=1, kind="stable")  # ties: lower class first, as on chain
-    labels, margins = classify(shipped.integer, x)
+    read = reading_of_test_set(shipped.integer)
+    x, labels, margins = read.x, read.labels, read.margins
+    ranked = ranking_of_test_set(shipped.integer)  # ties: lower class first, as on chain
     assert np.array_equal(ranked[:, 0], labels)
     seven = np.where((labels == DIGIT) & (mnist.y_test == DIGIT))[0][0]
     fair = np.where((mnist.y_test == DIGIT) & (ranked[:, 1] == DIGIT) & (margins >= 50) & (margins <= 2_000))[0][0]
@@ -211,6 +213,29 @@ def test_an_appeal_for_the_runner_up_within_the_gap_is_paid(contract: BountyCont
     assert claim is not None and claim.appeal == DIGIT and np.array_equal(claim.image, images.fair)
 
 
+def test_an_appeal_pays_the_fee_of_the_rate_asked_for(contract: BountyContract, images: Images) -> None:
+    for rate in (50, 100):
+        tx = appeal(contract, funded(contract), images.fair, USER.address(), DIGIT, ATTESTOR, fee_rate=rate)
+        validate_input(tx, 0)
+        assert fee_problem(fee_of(tx), tx, rate) is None  # to the satoshi
+
+
+@pytest.mark.parametrize("appealed", [False, True], ids=["submission", "appeal"])
+def test_a_vetted_spends_size_estimate_is_exact_but_for_the_signature_and_the_script_length(
+        contract: BountyContract, images: Images, appealed: bool) -> None:
+    """The estimate the fee is priced on counts the longest signature and a 9-byte script length in the
+    preimage; everything else it counts exactly."""
+    image, claimed = (images.fair, DIGIT) if appealed else (images.seven, None)
+    tx = submission(contract, funded(contract), image, USER.address(), attestor=ATTESTOR, appeal=claimed)
+    unlocking = tx.inputs[0].unlocking_script
+    signature = push_values(unlocking)[-4]
+    estimate = contract.submission_unlock(image, address_pkh(USER.address()), tx.outputs[0].satoshis,
+                                          ATTESTOR, claimed).estimated_unlocking_byte_length()
+    script_length = contract.locking_script_bytes
+    varint = 1 if script_length < 0xFD else 3 if script_length <= 0xFFFF else 5
+    assert estimate - len(unlocking.serialize()) == (MAX_SIGNATURE_BYTES - len(signature)) + (9 - varint)
+
+
 def test_an_appeal_beyond_the_gap_is_refused(contract: BountyContract, images: Images) -> None:
     narrow = exact(BountyContract(contract.classifier, vetted_terms(images.fair_margin - 1)))
     with pytest.raises(ScriptError, match="OP_VERIFY"):
@@ -317,6 +342,34 @@ def test_the_default_max_fee_is_the_largest_spends_fee(contract: BountyContract,
     for tx in (submission(contract, utxo, images.seven, USER.address(), attestor=ATTESTOR),
                appeal(contract, utxo, images.fair, USER.address(), DIGIT, ATTESTOR)):
         assert tx.byte_length() <= worst and fee_for(tx.byte_length(), 100) <= fee_of(tx) <= max_fee
+
+
+def test_vetted_submissions_and_appeals_are_told_apart_and_nothing_else_reads_as_one(contract: BountyContract,
+                                                                                     images: Images) -> None:
+    """A vetted submission ends `<sig> <preimage> 0 0`, an appeal `<digit> <sig> <preimage> 1 0`: each shape is
+    read only at its own length and with its own selector (the watcher books what this reads)."""
+    pushes, pkh = pixel_pushes(contract.classifier, images.seven), address_pkh(USER.address())
+    sig, preimage = b"\x30" * 71, b"\x01" * 200
+    plain = contract.read_submission(push_only_script([*pushes, pkh, 900, sig, preimage, 0, 0]))
+    appealed = contract.read_submission(push_only_script([*pushes, pkh, 900, DIGIT, sig, preimage, 1, 0]))
+    assert plain is not None and plain.appeal is None and np.array_equal(plain.image, images.seven)
+    assert appealed is not None and appealed.appeal == DIGIT and np.array_equal(appealed.image, images.seven)
+    assert (plain.recipient_pkh, plain.successor_satoshis) == (appealed.recipient_pkh, appealed.successor_satoshis) \
+        == (pkh, 900)
+    for items in ([*pushes, pkh, 900, sig, preimage, 1, 1], [*pushes, 0, 0], [*pushes, pkh, 900, sig, preimage, 1, 0],
+                  [*pushes, pkh, 900, DIGIT, sig, preimage, 0, 1], [sig, 1]):
+        assert contract.read_submission(push_only_script(items)) is None
+    zero = contract.read_submission(push_only_script([*pushes, pkh, 900, 0, sig, preimage, 1, 0]))
+    assert zero is not None and zero.appeal == 0  # 0 is a digit an appeal may claim
+    for claimed in (10, -1, b"\x07\x00"):
+        with pytest.raises(ContractError, match="appeal does not claim a digit 0..9"):
+            contract.read_submission(push_only_script([*pushes, pkh, 900, claimed, sig, preimage, 1, 0]))
+
+
+def test_the_largest_appeal_counts_the_digit_it_claims(contract: BountyContract) -> None:
+    """The maximum fee covers the largest appeal, which pushes one item more than the largest submission: the
+    claimed digit (OP_7, one byte)."""
+    assert worst_case_bytes(contract, APPEAL) == worst_case_bytes(contract, SUBMISSION) + 1
 
 
 def test_one_satoshi_above_the_open_default_max_fee_is_refused(contract: BountyContract, images: Images) -> None:
