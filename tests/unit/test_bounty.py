@@ -388,6 +388,22 @@ def test_mutated_submissions_spend_only_on_the_bountys_terms(contract: BountyCon
     assert claim.successor_satoshis == paid_spend.outputs[0].satoshis
 
 
+@pytest.mark.parametrize("cut", [b"\x4c", b"\x4d\x01", b"\x4e\x00\x00", b"\x02\x01"])
+def test_a_spend_whose_unlocking_script_ends_inside_a_push_is_refused(contract: BountyContract,
+                                                                     paid_spend: Transaction, cut: bytes) -> None:
+    """bsv-sdk's interpreter reads a push cut short by the end of the script as an empty push, so a paid spend
+    whose last byte (its selector, OP_0) becomes a bare OP_PUSHDATA1 still ran; a node refuses it, and the watcher
+    could not read it back (it would have been booked as the owner's). Found by the fuzz test above."""
+    mutant = Transaction.from_hex(paid_spend.hex())
+    spent = paid_spend.inputs[0]
+    mutant.inputs[0].satoshis, mutant.inputs[0].locking_script = spent.satoshis, spent.locking_script
+    raw = spent.unlocking_script.serialize()
+    assert raw[-1:] == b"\x00"  # the selector
+    mutant.inputs[0].unlocking_script = Script(raw[:-1] + cut)
+    with pytest.raises(ScriptError, match="ends inside a push"):
+        validate_input(mutant, 0)
+
+
 def test_any_submission_can_be_read_back(contract: BountyContract, images: dict[str, np.ndarray]) -> None:
     tx = Transaction.from_hex(accepted(contract, images).hex())  # as the watcher gets it: raw bytes
     claim = contract.read_submission(tx.inputs[0].unlocking_script)
