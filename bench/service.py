@@ -101,20 +101,20 @@ def children(pid: int) -> list[int]:
 
 # -- CPU per accepted image -----------------------------------------------------------------------------
 
-Meter = Callable[[], dict[str, float]]  # CPU seconds used so far, by role (cumulative)
+Meter = Callable[[], dict[str, dict[int, float]]]  # CPU seconds each process used so far, by role
 HZ = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_of(pids: list[int]) -> float:
-    """User + system CPU seconds the processes used so far (a process gone meanwhile counts nothing)."""
-    total = 0.0
+def cpu_of(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds each process used so far (a process already gone is left out)."""
+    used = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / HZ
-    return total
+        used[pid] = (int(fields[11]) + int(fields[12])) / HZ
+    return used
 
 
 def with_children(pid: int) -> list[int]:
@@ -124,10 +124,10 @@ def with_children(pid: int) -> list[int]:
         return [pid]
 
 
-def this_process() -> float:
+def this_process() -> dict[int, float]:
     """This benchmark's own CPU: its client threads and the poller."""
     times = os.times()
-    return times.user + times.system
+    return {os.getpid(): times.user + times.system}
 
 
 def postgres_backends(db_url: str) -> Callable[[], list[int]]:
@@ -143,9 +143,13 @@ def postgres_backends(db_url: str) -> Callable[[], list[int]]:
     return pids
 
 
-def per_image(before: dict[str, float], after: dict[str, float], images: int) -> dict[str, float]:
-    """Milliseconds of CPU per accepted image, by role, and their total."""
-    used = {role: round(1000 * (after[role] - before.get(role, 0.0)) / max(images, 1), 1) for role in after}
+def per_image(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]], images: int
+              ) -> dict[str, float]:
+    """Milliseconds of CPU per accepted image, by role, and their total: each process's use between the two
+    readings (one started meanwhile counts from 0; one that ended meanwhile, a database connection closed, is
+    left out, so a figure is a lower bound)."""
+    used = {role: round(1000 * sum(cpu - before.get(role, {}).get(pid, 0.0) for pid, cpu in pids.items())
+                        / max(images, 1), 1) for role, pids in after.items()}
     return {**used, "total": round(sum(used.values()), 1)}
 
 
