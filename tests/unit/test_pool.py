@@ -587,6 +587,26 @@ def test_an_owner_pool_move_takes_back_the_prizes_less_exactly_its_fee_and_names
         pool_move(OWNER.address(), count=1, coins=[coin], wallet_key=WALLET, add=30_000)
 
 
+def test_coins_that_cover_the_prizes_and_the_fee_exactly_create_them_with_no_owner_output(
+        open_pool: PoolContract) -> None:
+    rich = PoolContract(open_pool.classifier, replace(open_pool.terms, payout=200_000))
+    rate = 1_000  # a satoshi a byte: a fee is its transaction's size, so the owner's 34-byte output costs 34
+
+    def create_one(sats: int) -> Transaction:
+        funding = Transaction([TransactionInput(source_txid="5a" * 32, unlocking_script=Script(b""))],
+                              [TransactionOutput(P2PKH().lock(WALLET.address()), sats)])
+        return pool_move(OWNER.address(), pool=rich, count=1, coins=[Utxo.of(funding, 0)], wallet_key=WALLET,
+                         add=sats, fee_rate=rate)
+
+    with_owner = create_one(rich.prize_satoshis + 100_000)
+    exact = rich.prize_satoshis + fee_of(with_owner) - 34
+    created = create_one(exact)
+    assert [o.satoshis for o in created.outputs] == [rich.prize_satoshis]  # no owner output, and nothing lost
+    assert fee_of(created) == fee_of(with_owner) - 34
+    with pytest.raises(ContractError, match=f"{exact - 1} sats cannot create 1 prizes"):
+        create_one(exact - 1)
+
+
 def test_a_prize_below_its_payout_is_refused_by_the_builder(open_pool: PoolContract, images: Images) -> None:
     small = Utxo("88" * 32, 0, PAYOUT - 1, open_pool.lock())
     with pytest.raises(ContractError, match="less than its"):
