@@ -1,0 +1,62 @@
+"""Two writers booking the same thing at the same instant: the API and the watcher one spend of a chain-shape
+bounty (marketplace.ledger), two workers one accepted image (workers.persistence). Each test steps the rival
+writer at the exact moment between the first writer's look-up and its insert, so the insert meets the rival's
+row, and checks that the result is one row, one payout, and an answer that says so."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import event, func, select
+
+from marketplace.bounties import create_bounty
+from marketplace.runtime import Runtime, open_runtime
+from marketplace.schema import Payout, Submission, SubmissionSource
+from marketplace.watcher import Watcher
+from tests.integration.test_service import PAYOUT, books_balance, client, post, settle
+from tests.support.settings import settings_for
+
+
+@pytest.fixture
+def rt(tmp_path: Path) -> Iterator[Runtime]:
+    runtime = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False))
+    yield runtime
+    runtime.close()
+
+
+def step_rival_before(rt: Runtime, statement_start: str, rival: Callable[[], object]) -> list[bool]:
+    """Run `rival` (in a thread of its own, waited for) right before the next statement starting with
+    `statement_start` that another thread runs (the app runs in threads of the test client's); returns a list
+    that holds True once it ran."""
+    stepped: list[bool] = []
+
+    @event.listens_for(rt.engine, "before_cursor_execute")
+    def rival_first(conn: object, cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith(statement_start) and threading.current_thread().name != "rival" and not stepped:
+            stepped.append(True)
+            step = threading.Thread(target=rival, name="rival")
+            step.start()
+            step.join(timeout=60)
+            assert not step.is_alive(), "the rival writer did not finish"
+
+    return stepped
+
+
+def test_a_spend_the_watcher_books_between_the_apis_look_up_and_its_insert_is_answered_and_paid_once(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    watcher = Watcher(rt, keep=False)
+    # the API's booking looks its spend up, then inserts it in a savepoint: the watcher books it in between
+    stepped = step_rival_before(rt, "SAVEPOINT", watcher.run_once)
+    paid = post(client(rt), bounty.id, sevens[0])
+    assert stepped and paid["code"] == 202 and paid["payout_sats"] == PAYOUT, paid
+    with rt.session() as session:
+        rows = session.scalars(select(Submission).where(Submission.txid == paid["txid"])).all()
+        assert len(rows) == 1 and rows[0].source == SubmissionSource.API  # the API's, though the watcher wrote it
+        assert session.scalar(select(func.count(Payout.id)).where(Payout.submission_id == rows[0].id)) == 1
+    settle(rt)
+    books_balance(rt, bounty.id)
