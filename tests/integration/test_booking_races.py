@@ -15,10 +15,11 @@ from sqlalchemy import event, func, select
 
 from marketplace.bounties import create_bounty
 from marketplace.runtime import Runtime, open_runtime
-from marketplace.schema import Payout, Submission, SubmissionSource
+from marketplace.schema import Payout, Submission, SubmissionSource, SubmissionStatus, TrainingImage
 from marketplace.watcher import Watcher
 from tests.integration.test_service import PAYOUT, books_balance, client, post, settle
 from tests.support.settings import settings_for
+from workers.persistence import persist_accepted
 
 
 @pytest.fixture
@@ -60,3 +61,22 @@ def test_a_spend_the_watcher_books_between_the_apis_look_up_and_its_insert_is_an
         assert session.scalar(select(func.count(Payout.id)).where(Payout.submission_id == rows[0].id)) == 1
     settle(rt)
     books_balance(rt, bounty.id)
+
+
+def test_an_image_another_worker_stores_between_this_ones_look_up_and_its_insert_is_stored_once(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    paid = post(client(rt), bounty.id, sevens[0])
+    settle(rt)
+    with rt.session() as session:
+        row = session.scalar(select(Submission).where(Submission.txid == paid["txid"]))
+        assert row is not None and row.status == SubmissionStatus.CONFIRMED
+        submission_id = row.id
+    # the same task delivered twice: the second delivery stores the image right before the first one's insert
+    rival: list[int | None] = []
+    stepped = step_rival_before(rt, "INSERT INTO training_images",
+                                lambda: rival.append(persist_accepted(rt, submission_id)))
+    first = persist_accepted(rt, submission_id)
+    assert stepped and rival[0] is not None and first == rival[0]  # both deliveries name the one stored image
+    with rt.session() as session:
+        assert session.scalars(select(TrainingImage.submission_id)).all() == [submission_id]
