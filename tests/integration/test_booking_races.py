@@ -1,7 +1,8 @@
 """Two writers booking the same thing at the same instant: the API and the watcher one spend of a chain-shape
 bounty (marketplace.ledger), two workers one accepted image (workers.persistence). Each test steps the rival
 writer at the exact moment between the first writer's look-up and its insert, so the insert meets the rival's
-row, and checks that the result is one row, one payout, and an answer that says so."""
+row, and checks that the result is one row, one payout, and an answer that says so. And the other side of that
+tolerance: a booking refused for any other reason is not taken for the rival's."""
 
 from __future__ import annotations
 
@@ -11,13 +12,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bsv import P2PKH, Script, Transaction, TransactionInput, TransactionOutput
 from sqlalchemy import event, func, select
+from sqlalchemy.exc import IntegrityError
 
 from marketplace.bounties import create_bounty
+from marketplace.ledger import record_migration
 from marketplace.runtime import Runtime, open_runtime
-from marketplace.schema import Payout, Submission, SubmissionSource, SubmissionStatus, TrainingImage
+from marketplace.schema import (
+    Deployment,
+    DeploymentStatus,
+    Payout,
+    Submission,
+    SubmissionSource,
+    SubmissionStatus,
+    TrainingImage,
+)
 from marketplace.watcher import Watcher
-from tests.integration.test_service import PAYOUT, books_balance, client, post, settle
+from tests.integration.test_service import PAYOUT, USER, books_balance, client, post, settle
 from tests.support.settings import settings_for
 from workers.persistence import persist_accepted
 
@@ -80,3 +92,25 @@ def test_an_image_another_worker_stores_between_this_ones_look_up_and_its_insert
     assert stepped and rival[0] is not None and first == rival[0]  # both deliveries name the one stored image
     with rt.session() as session:
         assert session.scalars(select(TrainingImage.submission_id)).all() == [submission_id]
+
+
+def test_a_migration_booking_refused_for_another_reason_than_the_other_writers_row_is_raised(rt: Runtime) -> None:
+    """record_migration swallows only the unique deploy txid the other writer inserted first: any other refusal
+    (here a second active contract for the bounty, from a stale `old`) reaches the caller, nothing booked."""
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+
+    def moved(seed: str) -> Transaction:  # an owner transaction's shape as far as the booking reads it
+        return Transaction([TransactionInput(source_txid=seed * 32, unlocking_script=Script(b""))],
+                           [TransactionOutput(P2PKH().lock(USER.address()), 90_000)])
+
+    with rt.session() as session:
+        old = session.scalars(select(Deployment).where(Deployment.bounty_id == bounty.id)).one()
+        record_migration(session, old, old.model, moved("61"), old.current_satoshis)
+    with rt.session() as session:
+        stale = session.scalars(select(Deployment).where(Deployment.bounty_id == bounty.id)
+                                .order_by(Deployment.version)).first()
+        assert stale is not None and stale.status == DeploymentStatus.MIGRATED
+        budget = stale.bounty.budget_sats
+        with pytest.raises(IntegrityError):
+            record_migration(session, stale, stale.model, moved("62"), 90_000)
+        assert stale.bounty.budget_sats == budget  # the savepoint took its changes back
