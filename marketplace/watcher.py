@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable
 
 from bsv import Transaction
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from marketplace.bounties import current_utxo
@@ -84,13 +84,16 @@ class Watcher:
         """Ask the chain to report the spender of every live contract output, whoever makes it: a backend
         that cannot see everything (NetworkChain) only learns of spends of outputs it watches. Each spend
         the watcher books moves a contract to a new output, watched from the next step on."""
-        outputs = select(Deployment.current_txid, Deployment.current_vout).where(
+        # a chain-shape contract's output has its deployment's script; a pool's (the reserve) is the owner's
+        script = case((Bounty.shape == BountyShape.CHAIN, Deployment.locking_script_sha256), else_=None)
+        outputs = select(Deployment.current_txid, Deployment.current_vout, script).join(Bounty).where(
             Deployment.status == DeploymentStatus.ACTIVE)
-        prizes = select(Prize.txid, Prize.vout).where(Prize.status.in_(UNSPENT))
-        live = {(txid, vout) for txid, vout in [*session.execute(outputs), *session.execute(prizes)]}
-        for txid, vout in live - self._watched:
-            self.rt.chain.watch(txid, vout)
-        self._watched = live
+        prizes = select(Prize.txid, Prize.vout, Deployment.locking_script_sha256).join(Deployment).where(
+            Prize.status.in_(UNSPENT))
+        live = {(txid, vout): script for txid, vout, script in [*session.execute(outputs), *session.execute(prizes)]}
+        for txid, vout in live.keys() - self._watched:
+            self.rt.chain.watch(txid, vout, live[txid, vout])  # a pool's prizes share one script
+        self._watched = set(live)
 
     def run_once(self, limit: int = 200) -> int:
         """Apply the next events; returns how many there were."""

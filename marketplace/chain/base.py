@@ -131,8 +131,9 @@ class Chain(Protocol):
         """Events after `cursor` in order, at most `limit`, and the cursor to pass next time."""
         ...
 
-    def watch(self, txid: str, vout: int | None = None) -> None:
-        """Ask for events about a transaction (vout None) or about the spender of one output.
+    def watch(self, txid: str, vout: int | None = None, script_sha256: str | None = None) -> None:
+        """Ask for events about a transaction (vout None) or about the spender of one output, whose locking
+        script's SHA-256 (hex) may be given: a backend can then check outputs sharing one script together.
         Backends that see everything (LocalChain) need no watch list and ignore it."""
         ...
 

@@ -246,7 +246,7 @@ class LocalChain(Chain):
         with self._db.read() as conn:
             return _eventlog.read(conn, self._db.id, cursor, limit)
 
-    def watch(self, txid: str, vout: int | None = None) -> None:
+    def watch(self, txid: str, vout: int | None = None, script_sha256: str | None = None) -> None:
         """Nothing to do: every transaction this chain accepts is an event already."""
 
     def utxos_for_address(self, address: str) -> list[Utxo]:

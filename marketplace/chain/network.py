@@ -19,8 +19,13 @@ Events are polled, since neither service pushes them to us here: each ``events_s
   - reads the tip and the hashes of recently seen heights; a changed hash means a reorg, reported as
     ``BlockRemoved`` for each height down to the fork (only heights seen in the last 100 blocks);
   - asks who spends each watched output (``watch(txid, vout)``): a new spender is a
-    ``TransactionAccepted`` and is watched in turn;
-  - asks where each watched, unconfirmed transaction is (everything broadcast here is watched);
+    ``TransactionAccepted`` and is watched in turn. Outputs watched with their script's hash that share one
+    script (a pool's prizes) cost one request for that script's unspent outputs, then one for each output
+    missing from it, instead of one each per poll;
+  - asks where each watched, unconfirmed transaction is (everything broadcast here is watched), but only while
+    the tip has moved in the last ``recheck_seconds`` (WhatsOnChain may index a block's transactions a little
+    after its header): between blocks nothing confirms, so a poll then costs a few requests, however many
+    claims wait for their block;
   - reports each new height as ``BlockMined`` with the watched transactions found in it, at most
     ``MAX_BLOCKS_PER_POLL`` heights per call (the next call continues), and a transaction found in a
     height already reported as a further ``BlockMined`` for that height.
@@ -35,6 +40,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -83,12 +89,16 @@ WOC_SCRIPT_UNSPENT = "/script/{script_hash}/unspent/all"
 ARC_REJECTED = frozenset({"REJECTED", "INVALID", "MALFORMED", "ERROR"})
 EF_MARKER = bytes.fromhex("0000000000ef")
 MAX_BLOCKS_PER_POLL = 10
+RECHECK_SECONDS = 60.0  # how long after the tip moves the unconfirmed transactions are looked up each poll
 REMEMBERED_BLOCKS = 100
 
 JOURNAL_SCHEMA = [
     "CREATE TABLE IF NOT EXISTS watched_txs (txid TEXT PRIMARY KEY, block_height INTEGER)",
     """CREATE TABLE IF NOT EXISTS watched_outputs (txid TEXT NOT NULL, vout INTEGER NOT NULL, spender TEXT,
         PRIMARY KEY (txid, vout))""",
+    # a table of its own (not a column) so that journals written before it open unchanged
+    """CREATE TABLE IF NOT EXISTS watched_scripts (txid TEXT NOT NULL, vout INTEGER NOT NULL,
+        script_sha256 TEXT NOT NULL, PRIMARY KEY (txid, vout))""",
     "CREATE TABLE IF NOT EXISTS seen_blocks (height INTEGER PRIMARY KEY, hash TEXT NOT NULL)",
     _eventlog.SCHEMA,
 ]
@@ -109,7 +119,8 @@ class NetworkChain(Chain):
     def __init__(self, *, arc_url: str, journal_path: Path | str, network: str = "main",
                  arc_api_key: str | None = None, callback_url: str | None = None, callback_token: str | None = None,
                  wait_for: str | None = None, woc_url: str | None = None, woc_api_key: str | None = None,
-                 retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None) -> None:
+                 retry: RetryPolicy | None = None, transport: httpx.BaseTransport | None = None,
+                 recheck_seconds: float = RECHECK_SECONDS) -> None:
         if network not in NETWORKS:
             raise ChainError(f"unknown network {network!r}: use one of {', '.join(NETWORKS)}")
         self.network = network
@@ -124,6 +135,9 @@ class NetworkChain(Chain):
         self._woc = HttpService("WhatsOnChain", woc_root(woc_url, network),
                                 {"Authorization": woc_api_key} if woc_api_key else {}, policy, transport)
         self._journal = Database(journal_path, "network-journal", JOURNAL_SCHEMA)
+        self._recheck_seconds = recheck_seconds
+        self._tip: int | None = None
+        self._tip_moved_at = 0.0  # time.monotonic() when this process saw the tip move
 
     def __repr__(self) -> str:
         return f"NetworkChain(network={self.network!r}, arc={self._arc!r}, woc={self._woc!r})"
@@ -234,12 +248,14 @@ class NetworkChain(Chain):
 
     # -- events ------------------------------------------------------------------------------------
 
-    def watch(self, txid: str, vout: int | None = None) -> None:
+    def watch(self, txid: str, vout: int | None = None, script_sha256: str | None = None) -> None:
         with self._journal.write() as conn:
             if vout is None:
                 conn.execute("INSERT OR IGNORE INTO watched_txs (txid) VALUES (?)", (txid,))
-            else:
-                conn.execute("INSERT OR IGNORE INTO watched_outputs (txid, vout) VALUES (?, ?)", (txid, vout))
+                return
+            conn.execute("INSERT OR IGNORE INTO watched_outputs (txid, vout) VALUES (?, ?)", (txid, vout))
+            if script_sha256 is not None:
+                conn.execute("INSERT OR REPLACE INTO watched_scripts VALUES (?, ?, ?)", (txid, vout, script_sha256))
 
     def events_since(self, cursor: Cursor = START, limit: int = 1000) -> tuple[list[ChainEvent], Cursor]:
         self.poll()
@@ -251,8 +267,11 @@ class NetworkChain(Chain):
         with self._journal.read() as conn:
             seen = _seen_blocks(conn)
             unconfirmed = [r[0] for r in conn.execute("SELECT txid FROM watched_txs WHERE block_height IS NULL")]
-            open_outputs = conn.execute("SELECT txid, vout FROM watched_outputs WHERE spender IS NULL").fetchall()
+            open_outputs = conn.execute("SELECT o.txid, o.vout, s.script_sha256 FROM watched_outputs o LEFT JOIN "
+                                        "watched_scripts s USING (txid, vout) WHERE o.spender IS NULL").fetchall()
         tip = self.tip_height()
+        if tip != self._tip:
+            self._tip, self._tip_moved_at = tip, time.monotonic()
         removed = []
         for height in sorted(seen, reverse=True):  # walk down to the last height whose block did not change
             if height <= tip and self._block_hash(height) == seen[height]:
@@ -264,16 +283,36 @@ class NetworkChain(Chain):
             if (block_hash := self._block_hash(height)) is None:  # not indexed yet: the next poll continues
                 break
             new.append((height, block_hash))
-        spenders = {outpoint: s for outpoint in open_outputs if (s := self.spender_of(*outpoint)) is not None}
+        spenders = self._spenders(open_outputs)
         with self._journal.read() as conn:  # transactions confirmed in removed blocks need another look
             moved = [r[0] for h in removed for r in conn.execute(
                 "SELECT txid FROM watched_txs WHERE block_height = ?", (h,))]
+        if time.monotonic() - self._tip_moved_at >= self._recheck_seconds and not new:
+            unconfirmed = []  # no block for a while: none of them can have confirmed since the last look
         found = {txid: self._find(txid) for txid in {*unconfirmed, *moved, *(s.txid for s in spenders.values())}}
         with self._journal.write() as conn:
             now = _seen_blocks(conn)
             if now != seen:  # another process polled meanwhile and journaled the same news
                 return
             _journal_poll(conn, seen, removed, new, spenders, found)
+
+
+    def _spenders(self, outputs: list[tuple[str, int, str | None]]) -> dict[tuple[str, int], Spender]:
+        """Who spent which of `outputs`: for outputs sharing a script, only those missing from that script's
+        unspent outputs are asked about (the answer for the rest is already "nobody")."""
+        by_script: dict[str | None, list[tuple[str, int]]] = {}
+        for txid, vout, script_sha256 in outputs:
+            by_script.setdefault(script_sha256, []).append((txid, vout))
+        asked: list[tuple[str, int]] = []
+        for script_sha256, group in by_script.items():
+            if script_sha256 is None or len(group) == 1:
+                asked += group
+                continue
+            woc_hash = bytes.fromhex(script_sha256)[::-1].hex()  # WhatsOnChain's (Electrum-style) script hash
+            unspent = {(u.txid, u.vout) for u in self._unspent(WOC_SCRIPT_UNSPENT.format(script_hash=woc_hash),
+                                                                Script())}
+            asked += [outpoint for outpoint in group if outpoint not in unspent]
+        return {outpoint: s for outpoint in asked if (s := self.spender_of(*outpoint)) is not None}
 
 
 def woc_root(woc_url: str | None, network: str) -> str:

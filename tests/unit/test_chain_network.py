@@ -3,6 +3,7 @@ which forwards to a real LocalChain: the retry and error paths, and the polled e
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from bsv import P2PKH, Network, PrivateKey, Transaction, TransactionInput, Trans
 from sqlalchemy import func, select
 
 from contracts.transactions import Utxo, submission
+from contracts.transactions import claim as build_claim
 from marketplace import migrate
 from marketplace.bounties import create_bounty
 from marketplace.chain import (
@@ -27,9 +29,10 @@ from marketplace.chain import (
     TxState,
 )
 from marketplace.chain.errors import ChainError, ChainUnavailable, TransactionRejected
-from marketplace.chain.network import woc_root
+from marketplace.chain.network import RECHECK_SECONDS, woc_root
+from marketplace.pool_ledger import prize_utxo
 from marketplace.runtime import Runtime
-from marketplace.schema import Deployment, Payout, Submission
+from marketplace.schema import BountyShape, Deployment, Payout, Prize, PrizeStatus, Submission
 from marketplace.settings import Settings
 from marketplace.watcher import Watcher
 from tests.support.network_stand_in import EF_MARKER, WOC_PREFIX, NetworkStandIn
@@ -62,11 +65,12 @@ def close_chains() -> Iterator[None]:
         OPENED.pop().close()
 
 
-def network(stand_in: NetworkStandIn, tmp_path: Path, retry: RetryPolicy = FAST, arc_api_key: str = ARC_KEY
-            ) -> NetworkChain:
+def network(stand_in: NetworkStandIn, tmp_path: Path, retry: RetryPolicy = FAST, arc_api_key: str = ARC_KEY,
+            recheck_seconds: float = RECHECK_SECONDS) -> NetworkChain:
     chain = NetworkChain(arc_url=f"{stand_in.url}/arc", woc_url=f"{stand_in.url}{WOC_PREFIX}", network="test",
                          journal_path=tmp_path / "journal.sqlite", retry=retry, arc_api_key=arc_api_key,
-                         woc_api_key=WOC_KEY, callback_url="https://bounty.example/arc", callback_token=TOKEN)
+                         woc_api_key=WOC_KEY, callback_url="https://bounty.example/arc", callback_token=TOKEN,
+                         recheck_seconds=recheck_seconds)
     OPENED.append(chain)
     return chain
 
@@ -226,6 +230,61 @@ def test_events_are_polled_for_watched_outputs_blocks_and_reorgs(stand_in: Netwo
     assert restarted.events_since(cursor) == ([], cursor)
 
 
+def woc_requests(stand_in: NetworkStandIn, kind: str) -> int:
+    """How many WhatsOnChain requests of one kind the stand-in has answered since its log was last cleared."""
+    patterns = {"spent": "/spent", "script": "/script/", "tx status": "/tx/hash/"}
+    return sum(seen.path.startswith(WOC_PREFIX) and patterns[kind] in seen.path for seen in stand_in.requests)
+
+
+def test_outputs_sharing_a_script_cost_one_request_a_poll_and_a_spend_of_one_is_still_found(
+        stand_in: NetworkStandIn, local: LocalChain, tmp_path: Path) -> None:
+    """A pool's prizes share one script: a poll asks for that script's unspent outputs once, then who spent
+    only the ones missing from it, instead of asking about every prize on every poll."""
+    chain = network(stand_in, tmp_path)
+    source = coin(local)
+    prizes = Transaction([TransactionInput(source_txid=source.txid, source_output_index=source.vout,
+                                           unlocking_script_template=P2PKH().unlock(ALICE))],
+                         [TransactionOutput(P2PKH().lock(BOB.address()), 10_000) for _ in range(5)], version=1)
+    prizes.inputs[0].satoshis, prizes.inputs[0].locking_script = source.satoshis, source.locking_script
+    chain.broadcast(prizes.sign())
+    script_sha256 = hashlib.sha256(P2PKH().lock(BOB.address()).serialize()).hexdigest()
+    for vout in range(5):
+        chain.watch(prizes.txid(), vout, script_sha256)
+    chain.events_since()
+    stand_in.requests.clear()
+    events, cursor = chain.events_since()
+    assert events == [] and (woc_requests(stand_in, "script"), woc_requests(stand_in, "spent")) == (1, 0)
+    claim = pay(Utxo.of(prizes, 2), BOB, ALICE.address(), 9_000)
+    local.broadcast(claim)  # someone else's claim of one prize
+    stand_in.requests.clear()
+    events, cursor = chain.events_since(cursor)
+    assert events == [TransactionAccepted(claim.txid())]
+    assert (woc_requests(stand_in, "script"), woc_requests(stand_in, "spent")) == (1, 1)  # only the missing one
+
+
+def test_between_blocks_a_poll_does_not_ask_where_each_unconfirmed_transaction_is(
+        stand_in: NetworkStandIn, local: LocalChain, tmp_path: Path) -> None:
+    """Nothing confirms without a block: claims waiting for theirs are looked up only while the tip has just
+    moved (`recheck_seconds`, for WhatsOnChain's indexing lag), not on every poll."""
+    chain = network(stand_in, tmp_path, recheck_seconds=0)
+    waiting = [chain.broadcast(pay(coin(local, ALICE, 50_000 + n), ALICE, BOB.address(), 40_000)).txid
+               for n in range(3)]
+    events, cursor = chain.events_since()  # the first poll: the tip is new to this process
+    stand_in.requests.clear()
+    events, cursor = chain.events_since(cursor)
+    assert events == [] and woc_requests(stand_in, "tx status") == 0
+    [block] = local.mine()
+    events, cursor = chain.events_since(cursor)
+    assert events == [BlockMined(block.height, block.block_hash, tuple(sorted(waiting)))]
+    assert woc_requests(stand_in, "tx status") == 3
+    lagging = network(stand_in, tmp_path)  # the default: looked up again for a while after the tip moved
+    lagging.broadcast(pay(coin(local, ALICE, 60_000), ALICE, BOB.address(), 40_000))
+    lagging.events_since(cursor)
+    stand_in.requests.clear()
+    lagging.events_since(cursor)
+    assert woc_requests(stand_in, "tx status") == 1
+
+
 def test_the_watcher_follows_a_bounty_on_the_network_whoever_spends_it(
         stand_in: NetworkStandIn, local: LocalChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         sevens: np.ndarray) -> None:
@@ -258,6 +317,38 @@ def test_the_watcher_follows_a_bounty_on_the_network_whoever_spends_it(
     assert [(txid, str(source)) for txid, source in booked] == [(t, "chain") for t in spent]
     assert (deployment.current_txid, deployment.current_satoshis) == (utxo.txid, utxo.satoshis)
     assert paid == 2 * 500 and bounty.budget_sats - paid - fees == utxo.satoshis  # the books, to the satoshi
+    rt.close()
+
+
+def test_the_watcher_follows_a_pool_on_the_network_with_one_request_for_all_its_prizes(
+        stand_in: NetworkStandIn, local: LocalChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        sevens: np.ndarray) -> None:
+    """A pool bounty on the network backend: an outsider's claim made directly on the network is booked, and an
+    idle step asks about the prizes once (their shared script) and about the reserve once."""
+    monkeypatch.setenv("BOUNTY_OPERATOR_WIF", ALICE.wif())
+    settings = Settings(_env_file=None, home=tmp_path / "home", chain="network",  # type: ignore[call-arg]
+                        arc_url=f"{stand_in.url}/arc", woc_url=f"{stand_in.url}{WOC_PREFIX}")
+    migrate.upgrade(settings.database)
+    rt = Runtime(settings, chain=network(stand_in, tmp_path))
+    coin(local, ALICE, 1_000_000)
+    bounty = create_bounty(rt, [7], 500, 100_000, shape=BountyShape.POOL, prizes=4)
+    watcher = Watcher(rt, keep=False)
+    watcher.run_once()
+    with rt.session() as session:
+        prizes = session.scalars(select(Prize).where(Prize.bounty_id == bounty.id)).all()
+        assert len(prizes) == 4
+        contract, utxo = rt.pool(prizes[0].deployment), prize_utxo(rt, prizes[0])
+    stand_in.requests.clear()
+    watcher.run_once()
+    assert (woc_requests(stand_in, "script"), woc_requests(stand_in, "spent")) == (1, 1)  # prizes, reserve
+    direct = build_claim(contract, utxo, sevens[0], BOB.address())
+    local.broadcast(direct)
+    watcher.run_once()
+    with rt.session() as session:
+        booked = session.scalars(select(Submission).where(Submission.txid == direct.txid())).one()
+        testnet_bob = PrivateKey(BOB.int(), network=Network.TESTNET).address()  # the bounty's network's form
+        assert str(booked.source) == "chain" and booked.recipient_address == testnet_bob
+        assert session.get(Prize, prizes[0].id).status == PrizeStatus.CLAIMED  # type: ignore[union-attr]
     rt.close()
 
 
