@@ -285,17 +285,23 @@ def test_between_blocks_a_poll_does_not_ask_where_each_unconfirmed_transaction_i
     assert woc_requests(stand_in, "tx status") == 1
 
 
+def service_on_the_network(stand_in: NetworkStandIn, local: LocalChain, tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> Runtime:
+    """The service on the network backend (the stand-in), its operator wallet (ALICE) funded."""
+    monkeypatch.setenv("BOUNTY_OPERATOR_WIF", ALICE.wif())
+    settings = Settings(_env_file=None, home=tmp_path / "home", chain="network",  # type: ignore[call-arg]
+                        arc_url=f"{stand_in.url}/arc", woc_url=f"{stand_in.url}{WOC_PREFIX}")
+    migrate.upgrade(settings.database)
+    coin(local, ALICE, 1_000_000)
+    return Runtime(settings, chain=network(stand_in, tmp_path))
+
+
 def test_the_watcher_follows_a_bounty_on_the_network_whoever_spends_it(
         stand_in: NetworkStandIn, local: LocalChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         sevens: np.ndarray) -> None:
     """The service on the network backend: spends of its contract broadcast by someone else (not through
     our API) are found through the watched contract outputs, step after step along the contract's chain."""
-    monkeypatch.setenv("BOUNTY_OPERATOR_WIF", ALICE.wif())
-    settings = Settings(_env_file=None, home=tmp_path / "home", chain="network",  # type: ignore[call-arg]
-                        arc_url=f"{stand_in.url}/arc", woc_url=f"{stand_in.url}{WOC_PREFIX}")
-    migrate.upgrade(settings.database)
-    rt = Runtime(settings, chain=network(stand_in, tmp_path))
-    coin(local, ALICE, 1_000_000)
+    rt = service_on_the_network(stand_in, local, tmp_path, monkeypatch)
     bounty = create_bounty(rt, [7], 500, 100_000)
     watcher = Watcher(rt)
     watcher.run_once()
@@ -325,12 +331,7 @@ def test_the_watcher_follows_a_pool_on_the_network_with_one_request_for_all_its_
         sevens: np.ndarray) -> None:
     """A pool bounty on the network backend: an outsider's claim made directly on the network is booked, and an
     idle step asks about the prizes once (their shared script) and about the reserve once."""
-    monkeypatch.setenv("BOUNTY_OPERATOR_WIF", ALICE.wif())
-    settings = Settings(_env_file=None, home=tmp_path / "home", chain="network",  # type: ignore[call-arg]
-                        arc_url=f"{stand_in.url}/arc", woc_url=f"{stand_in.url}{WOC_PREFIX}")
-    migrate.upgrade(settings.database)
-    rt = Runtime(settings, chain=network(stand_in, tmp_path))
-    coin(local, ALICE, 1_000_000)
+    rt = service_on_the_network(stand_in, local, tmp_path, monkeypatch)
     bounty = create_bounty(rt, [7], 500, 100_000, shape=BountyShape.POOL, prizes=4)
     watcher = Watcher(rt, keep=False)
     watcher.run_once()
