@@ -62,11 +62,13 @@ def step_rival_before(rt: Runtime, statement_start: str, rival: Callable[[], obj
 def test_a_spend_the_watcher_books_between_the_apis_look_up_and_its_insert_is_answered_and_paid_once(
         rt: Runtime, sevens: np.ndarray) -> None:
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)
-    watcher = Watcher(rt, keep=False)
+    api, watcher = client(rt), Watcher(rt, keep=False)
+    earlier = post(api, bounty.id, sevens[1])  # booked before: the race's look-up must not take it for its own
     # the API's booking looks its spend up, then inserts it in a savepoint: the watcher books it in between
     stepped = step_rival_before(rt, "SAVEPOINT", watcher.run_once)
-    paid = post(client(rt), bounty.id, sevens[0])
+    paid = post(api, bounty.id, sevens[0])
     assert stepped and paid["code"] == 202 and paid["payout_sats"] == PAYOUT, paid
+    assert paid["id"] != earlier["id"] and paid["txid"] != earlier["txid"]
     with rt.session() as session:
         rows = session.scalars(select(Submission).where(Submission.txid == paid["txid"])).all()
         assert len(rows) == 1 and rows[0].source == SubmissionSource.API  # the API's, though the watcher wrote it
