@@ -12,16 +12,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import event, func, select
+from bsv import Transaction
+from sqlalchemy import event, func, select, update
 
 from contracts.transactions import Utxo
 from contracts.transactions import claim as build_claim
 from marketplace.bounties import fund_bounty, redeploy, withdraw_bounty
-from marketplace.pool_ledger import prize_utxo
+from marketplace.chain import START
+from marketplace.pool_ledger import prize_utxo, reserve_utxo
 from marketplace.pools import keep_forever, keep_pools, live_pool
 from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import (
+    Bounty,
     BountyMode,
+    BountyStatus,
+    Deployment,
     Payout,
     PoolMove,
     Prize,
@@ -29,8 +34,9 @@ from marketplace.schema import (
     Submission,
     SubmissionSource,
     SubmissionStatus,
+    WatcherState,
 )
-from marketplace.watcher import Watcher
+from marketplace.watcher import CURSOR_KEY, Watcher
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import logits
@@ -371,4 +377,153 @@ def test_a_vetted_pool_pays_an_appeal_for_the_close_second_through_its_appeal_pa
         read = rt.pool(deployment).read_claim(claim.inputs[0].unlocking_script)
     assert read is not None and read.appeal == 7  # the appeal path of the prize script paid it
     settle(rt)
+    books(rt, bounty_id)
+
+
+# -- The pool ledger's edges (mutation-tested) ----------------------------------------------------------------
+# Each test below fails on mutants of marketplace/pool_ledger.py that the tests above let through (see the
+# README's "Mutation testing" table): reorgs that drop the deploy, a top-up or a move on a redeployed pool, a
+# pool with no reserve, the watcher reading a whole history again, owner transactions the watcher adopts.
+
+
+def rescan(rt: Runtime) -> None:
+    """A watcher that reads the chain's whole history again (a restarted one whose cursor was lost)."""
+    with rt.session() as session:
+        session.execute(update(WatcherState).where(WatcherState.key == CURSOR_KEY).values(value=START))
+    watcher = Watcher(rt, keep=False)
+    for _ in range(1000):
+        if not watcher.run_once():
+            break
+
+
+def pool_without_reserve(rt: Runtime, prizes: int = 2) -> int:
+    """A pool whose budget makes exactly its prizes and its deploy's fee: no reserve output (a probe pool of the
+    same shape tells what its deploy costs; its reserve is what the exact budget leaves out)."""
+    probe = pool(rt, prizes=prizes, budget=60_000)
+    with rt.session() as session:
+        reserve = session.scalar(select(Deployment.current_satoshis).where(Deployment.bounty_id == probe))
+    bounty_id = pool(rt, prizes=prizes, budget=60_000 - int(reserve or 0))
+    with rt.session() as session:
+        deployment = live_pool(session, bounty_id)[1]
+        assert (deployment.current_satoshis, prizes_of(rt, bounty_id)) == (0, {"live": prizes})
+    return bounty_id
+
+
+def a_rival_of(rt: Runtime, bounty_id: int, txid: str) -> Transaction:
+    """What the competing chain holds instead of owner transaction `txid`: its reserve input spent into one prize."""
+    with rt.session() as session:
+        move = session.scalar(select(PoolMove).where(PoolMove.txid == txid))
+        assert move is not None and move.reserve_before is not None
+        contract = rt.pool(live_pool(session, bounty_id)[1])
+        source_txid, vout, _ = move.reserve_before.split(":")
+    source = rt.chain.get_transaction(source_txid)
+    assert source is not None
+    return rt.wallet.build_pool_move(rt.chain, bounty_id, pool=contract, count=1, reserve=Utxo.of(source, int(vout)),
+                                     fee_rate=rt.settings.fee_rate)
+
+
+def deployments_of(rt: Runtime, bounty_id: int) -> list[tuple[int, str, int]]:
+    with rt.session() as session:
+        return [(d.version, str(d.status), d.current_satoshis) for d in session.scalars(
+            select(Deployment).where(Deployment.bounty_id == bounty_id).order_by(Deployment.version))]
+
+
+def test_a_reorg_dropping_the_deploy_leaves_its_deployment_withdrawn_and_empty(rt: Runtime) -> None:
+    assert rt.local_chain is not None
+    rt.wallet.fund_from_faucet(rt.local_chain, 10_000_000)
+    payment = rt.wallet.build_payment(rt.chain, OUTSIDER.address(), 1_000, rt.settings.fee_rate)  # held back
+    bounty_id = pool(rt, prizes=2)
+    settle(rt)
+    rt.local_chain.rollback(1, replacement=[payment])  # the deploy's coin, spent elsewhere
+    settle(rt)
+    assert deployments_of(rt, bounty_id) == [(1, "withdrawn", 0)]
+    with rt.session() as session:
+        assert session.scalar(select(Bounty.status).where(Bounty.id == bounty_id)) == BountyStatus.WITHDRAWN
+    books(rt, bounty_id)
+
+
+def test_a_reorg_dropping_a_top_up_of_a_pool_with_no_reserve_leaves_it_none_even_read_again(rt: Runtime) -> None:
+    """The top-up created the pool's only reserve: dropped, the pool holds no reserve again and the budget is what
+    it was; a watcher reading the whole history again undoes nothing twice."""
+    bounty_id = pool_without_reserve(rt)
+    with rt.session() as session:
+        budget = session.scalar(select(Bounty.budget_sats).where(Bounty.id == bounty_id))
+    settle(rt)
+    payment = rt.wallet.build_payment(rt.chain, OUTSIDER.address(), 1_000, rt.settings.fee_rate)  # held back
+    topped = fund_bounty(rt, bounty_id, 7_000)
+    assert topped.reserve_sats and topped.budget_sats == budget + 7_000
+    top_up = rt.chain.get_transaction(topped.migrate_txid)
+    assert top_up is not None and {(i.source_txid, i.source_output_index) for i in top_up.inputs} & \
+        {(i.source_txid, i.source_output_index) for i in payment.inputs}  # the same wallet coin
+    settle(rt)
+    assert rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=[payment])
+    settle(rt)
+    with rt.session() as session:
+        assert session.scalar(select(PoolMove.dropped).where(PoolMove.txid == topped.migrate_txid)) is True
+        assert session.scalar(select(Bounty.budget_sats).where(Bounty.id == bounty_id)) == budget
+    assert deployments_of(rt, bounty_id) == [(1, "active", 0)]
+    books(rt, bounty_id)
+    rescan(rt)
+    with rt.session() as session:
+        assert session.scalar(select(Bounty.budget_sats).where(Bounty.id == bounty_id)) == budget
+    books(rt, bounty_id)
+
+
+def test_a_reorg_dropping_top_ups_of_a_redeployed_pool_and_of_another_restores_each_ones_reserve(
+        rt: Runtime, tmp_path: Path, shipped: ModelArtifact) -> None:
+    """Two pools, the first redeployed (its second deployment active, the first retired): one reorg drops a top-up
+    of each. Each pool's own live deployment gets its reserve back, whatever the other deployments."""
+    redeployed, other = pool(rt, prizes=2), pool(rt, prizes=2)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    assert redeploy(rt, redeployed, model_id).contract_version == 2
+    settle(rt)
+    topped = {bounty_id: fund_bounty(rt, bounty_id, 5_000).migrate_txid for bounty_id in (redeployed, other)}
+    settle(rt)
+    rivals = [a_rival_of(rt, bounty_id, txid) for bounty_id, txid in topped.items()]
+    assert rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=rivals)
+    settle(rt)
+    with rt.session() as session:
+        assert all(session.scalar(select(PoolMove.dropped).where(PoolMove.txid == txid)) for txid in topped.values())
+    assert [(v, s) for v, s, _ in deployments_of(rt, redeployed)] == [(1, "migrated"), (2, "active")]
+    assert [(v, s) for v, s, _ in deployments_of(rt, other)] == [(1, "active")]
+    books(rt, redeployed)
+    books(rt, other)
+
+
+def test_a_reorg_dropping_a_redeploy_leaves_the_deployment_it_started_dropped_and_empty(
+        rt: Runtime, sevens: np.ndarray, tmp_path: Path, shipped: ModelArtifact) -> None:
+    bounty_id = pool(rt, prizes=2)
+    with rt.session() as session:
+        deployment = live_pool(session, bounty_id)[1]
+        prize = session.scalar(select(Prize).where(Prize.deployment_id == deployment.id).order_by(Prize.id).limit(1))
+        assert prize is not None
+        contract, utxo = rt.pool(deployment), prize_utxo(rt, prize)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    redeploy(rt, bounty_id, model_id)
+    settle(rt)
+    assert rt.local_chain is not None  # the competing chain holds an outsider's claim of a prize it reclaimed
+    rt.local_chain.rollback(1, replacement=[build_claim(contract, utxo, sevens[0], OUTSIDER.address(),
+                                                        rt.settings.fee_rate)])
+    settle(rt)
+    assert deployments_of(rt, bounty_id)[1] == (2, "dropped", 0)
+    assert deployments_of(rt, bounty_id)[0][:2] == (1, "active")
+    books(rt, bounty_id)
+
+
+def test_a_one_satoshi_top_up_the_watcher_adopts_is_a_top_up(rt: Runtime) -> None:
+    """An owner transaction sent but never booked that adds a single satoshi: the watcher books a top-up (the
+    budget one satoshi larger), not a refill."""
+    bounty_id = pool(rt, prizes=2)
+    with rt.session() as session:
+        bounty, deployment = live_pool(session, bounty_id)
+        reserve, budget = reserve_utxo(rt, deployment), bounty.budget_sats
+    tx = rt.wallet.build_pool_move(rt.chain, bounty_id, reserve=reserve, add=1, fee_rate=rt.settings.fee_rate)
+    rt.chain.broadcast(tx)  # ... and the service stopped here
+    settle(rt)
+    with rt.session() as session:
+        move = session.scalar(select(PoolMove).where(PoolMove.txid == tx.txid()))
+        assert move is not None and (str(move.kind), move.added_sats) == ("top_up", 1)
+        assert session.scalar(select(Bounty.budget_sats).where(Bounty.id == bounty_id)) == budget + 1
     books(rt, bounty_id)
