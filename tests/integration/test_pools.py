@@ -12,9 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bsv import Transaction
+from bsv import P2PKH, Script, Transaction, TransactionInput, TransactionOutput
+from bsv.fee_models import SatoshisPerKilobyte
 from sqlalchemy import event, func, select, update
 
+from contracts.interpreter import TX_VERSION
 from contracts.transactions import Utxo
 from contracts.transactions import claim as build_claim
 from marketplace.bounties import fund_bounty, redeploy, withdraw_bounty
@@ -396,16 +398,16 @@ def rescan(rt: Runtime) -> None:
             break
 
 
-def pool_without_reserve(rt: Runtime, prizes: int = 2) -> int:
-    """A pool whose budget makes exactly its prizes and its deploy's fee: no reserve output (a probe pool of the
-    same shape tells what its deploy costs; its reserve is what the exact budget leaves out)."""
+def pool_without_reserve(rt: Runtime, prizes: int = 2, reserve: int = 0) -> int:
+    """A pool whose budget makes exactly its prizes, its deploy's fee and a reserve of `reserve` sats (none when 0):
+    a probe pool of the same shape tells what its deploy costs (its reserve is what the exact budget leaves out)."""
     probe = pool(rt, prizes=prizes, budget=60_000)
     with rt.session() as session:
-        reserve = session.scalar(select(Deployment.current_satoshis).where(Deployment.bounty_id == probe))
-    bounty_id = pool(rt, prizes=prizes, budget=60_000 - int(reserve or 0))
+        left = session.scalar(select(Deployment.current_satoshis).where(Deployment.bounty_id == probe))
+    bounty_id = pool(rt, prizes=prizes, budget=60_000 - int(left or 0) + reserve)
     with rt.session() as session:
         deployment = live_pool(session, bounty_id)[1]
-        assert (deployment.current_satoshis, prizes_of(rt, bounty_id)) == (0, {"live": prizes})
+        assert (deployment.current_satoshis, prizes_of(rt, bounty_id)) == (reserve, {"live": prizes})
     return bounty_id
 
 
@@ -526,4 +528,50 @@ def test_a_one_satoshi_top_up_the_watcher_adopts_is_a_top_up(rt: Runtime) -> Non
         move = session.scalar(select(PoolMove).where(PoolMove.txid == tx.txid()))
         assert move is not None and (str(move.kind), move.added_sats) == ("top_up", 1)
         assert session.scalar(select(Bounty.budget_sats).where(Bounty.id == bounty_id)) == budget + 1
+    books(rt, bounty_id)
+
+
+def test_a_reserve_of_one_satoshi_is_the_pools_and_is_withdrawn(rt: Runtime) -> None:
+    bounty_id = pool_without_reserve(rt, reserve=1)
+    with rt.session() as session:
+        reserve = reserve_utxo(rt, live_pool(session, bounty_id)[1])
+    assert reserve is not None and reserve.satoshis == 1
+    withdrawn = withdraw_bounty(rt, bounty_id)
+    tx = rt.chain.get_transaction(withdrawn.withdraw_txid)
+    assert tx is not None and (reserve.txid, reserve.vout) in {(i.source_txid, i.source_output_index)
+                                                               for i in tx.inputs}
+    assert rt.chain.spender_of(reserve.txid, reserve.vout) is not None
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def spend(utxo: Utxo, template: object) -> TransactionInput:
+    tx_input = TransactionInput(source_txid=utxo.txid, source_output_index=utxo.vout,
+                                unlocking_script_template=template)
+    tx_input.satoshis, tx_input.locking_script = utxo.satoshis, utxo.locking_script
+    return tx_input
+
+
+def test_a_claims_payee_is_its_first_real_p2pkh_output_not_one_shaped_like_it(
+        rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """An outsider's claim whose first output is an OP_RETURN of 25 bytes ending like a P2PKH script (88 ac): the
+    payee is the P2PKH output after it, which gets the payout."""
+    bounty_id = pool(rt, prizes=2)
+    with rt.session() as session:
+        deployment = live_pool(session, bounty_id)[1]
+        prize = session.scalar(select(Prize).where(Prize.deployment_id == deployment.id).order_by(Prize.id).limit(1))
+        assert prize is not None
+        contract, utxo = rt.pool(deployment), prize_utxo(rt, prize)
+    look_alike = Script(b"\x00\x6a\x16" + bytes(20) + b"\x88\xac")
+    assert len(look_alike.serialize()) == 25
+    tx = Transaction([spend(utxo, contract.claim_unlock(digits["sevens"][0]))],
+                     [TransactionOutput(look_alike, 0), TransactionOutput(P2PKH().lock(OUTSIDER.address()), 0)],
+                     version=TX_VERSION)
+    tx.outputs[1].satoshis = utxo.satoshis - int(SatoshisPerKilobyte(rt.settings.fee_rate).compute_fee(tx))
+    rt.chain.broadcast(tx.sign())
+    settle(rt)
+    with rt.session() as session:
+        row = session.scalar(select(Submission).where(Submission.txid == tx.txid()))
+        assert row is not None and row.recipient_address == OUTSIDER.address() and row.payout is not None
+        assert (row.payout.vout, row.payout.satoshis) == (1, tx.outputs[1].satoshis)
     books(rt, bounty_id)
