@@ -8,6 +8,7 @@ import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -574,4 +575,129 @@ def test_a_claims_payee_is_its_first_real_p2pkh_output_not_one_shaped_like_it(
         row = session.scalar(select(Submission).where(Submission.txid == tx.txid()))
         assert row is not None and row.recipient_address == OUTSIDER.address() and row.payout is not None
         assert (row.payout.vout, row.payout.satoshis) == (1, tx.outputs[1].satoshis)
+    books(rt, bounty_id)
+
+
+@contextmanager
+def a_watcher_step_right_after(rt: Runtime, *statement_parts: str) -> Iterator[list[bool]]:
+    """The first statement (outside the watcher's own thread) that holds every part is followed, at once, by a
+    whole watcher step that books what the chain shows: the other writer getting in between a look-up and its
+    insert. On SQLite a session that has only read holds no lock, so the step commits before the insert runs."""
+    watcher, stepped = Watcher(rt, keep=False), []
+
+    def step_after(conn: object, cursor: object, statement: str, *_: object) -> None:
+        if not stepped and threading.current_thread().name != "step" and all(p in statement for p in statement_parts):
+            stepped.append(True)
+            step = threading.Thread(target=watcher.run_once, name="step")
+            step.start()
+            step.join(timeout=60)
+
+    event.listen(rt.engine, "after_cursor_execute", step_after)
+    try:
+        yield stepped
+    finally:
+        event.remove(rt.engine, "after_cursor_execute", step_after)
+
+
+@pytest.fixture
+def sqlite_rt(tmp_path: Path) -> Iterator[Runtime]:
+    """SQLite only: the races below rely on its locking (a reading session holds no lock)."""
+    runtime = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False))
+    yield runtime
+    runtime.close()
+
+
+def test_a_claim_the_watcher_books_between_the_apis_look_up_and_its_insert_is_answered_and_paid_once(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    rt = sqlite_rt
+    bounty_id = pool(rt, prizes=3)
+    assert post(client(rt), bounty_id, digits["sevens"][1])["code"] == 202  # another claim's row, booked before
+    with a_watcher_step_right_after(rt, "FROM submissions", "submissions.input_index = ?") as stepped:
+        paid = post(client(rt), bounty_id, digits["sevens"][0])
+    assert stepped and paid["code"] == 202 and paid["payout_sats"] == PAYOUT, paid
+    with rt.session() as session:
+        rows = list(session.scalars(select(Submission).where(Submission.txid == paid["txid"])))
+        assert [(r.id, r.source) for r in rows] == [(paid["id"], SubmissionSource.API)]
+        assert session.scalar(select(func.count(Payout.id)).where(Payout.submission_id == rows[0].id)) == 1
+    settle(rt)
+    books(rt, bounty_id)
+
+
+@pytest.mark.parametrize("kind", ["top_up", "withdraw"])
+def test_an_owner_move_the_watcher_books_between_the_services_look_up_and_its_insert_is_booked_once(
+        sqlite_rt: Runtime, kind: str) -> None:
+    """The service's answer is still its own move's: the budget a top-up raised, the sats a withdrawal took."""
+    rt = sqlite_rt
+    bounty_id = pool(rt, prizes=2)
+    with rt.session() as session:
+        budget = session.scalar(select(Bounty.budget_sats).where(Bounty.id == bounty_id))
+    wallet_before = rt.wallet.balance(rt.chain)
+    with a_watcher_step_right_after(rt, "FROM pool_moves", "pool_moves.txid = ?") as stepped:
+        if kind == "top_up":
+            assert fund_bounty(rt, bounty_id, 6_000).budget_sats == budget + 6_000
+        else:
+            withdrawn = withdraw_bounty(rt, bounty_id)
+            assert withdrawn.withdrawn_sats > 0
+            assert rt.wallet.balance(rt.chain) == wallet_before + withdrawn.withdrawn_sats
+    assert stepped
+    with rt.session() as session:
+        moves = [str(m.kind) for m in session.scalars(
+            select(PoolMove).where(PoolMove.bounty_id == bounty_id).order_by(PoolMove.id))]
+    assert moves == ["deploy", kind]
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_redeploy_the_watcher_books_between_the_services_look_up_and_its_insert_starts_one_deployment(
+        sqlite_rt: Runtime, tmp_path: Path, shipped: ModelArtifact) -> None:
+    rt = sqlite_rt
+    bounty_id = pool(rt, prizes=2)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    with a_watcher_step_right_after(rt, "FROM deployments", "deployments.deploy_txid = ?") as stepped:
+        moved = redeploy(rt, bounty_id, model_id)
+    assert stepped and moved.contract_version == 2 and moved.live_prizes == 2
+    assert [(v, s) for v, s, _ in deployments_of(rt, bounty_id)] == [(1, "migrated"), (2, "active")]
+    with rt.session() as session:
+        assert [str(k) for k in session.scalars(select(PoolMove.kind).where(PoolMove.bounty_id == bounty_id)
+                                                .order_by(PoolMove.id))] == ["deploy", "redeploy"]
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_claims_row_keeps_its_status_model_and_vetted_digit_from_the_api_and_from_the_chain(
+        rt: Runtime, shipped: ModelArtifact, mnist: Mnist, digits: dict[str, np.ndarray]) -> None:
+    """The API's answer to a claim it sent: broadcast, judged by the pool's model version 1, no appeal. A vetted
+    pool's claims made on chain (the attestor signed them: a service of its own, say) as the watcher books them:
+    seen, the digit paid for is the one read, or the one appealed for."""
+    api = client(rt)
+    sent = post(api, pool(rt, prizes=2), digits["sevens"][0])
+    assert (sent["code"], sent["status"], sent["model_version"], sent["appeal"], sent["claimed_digit"]) == \
+        (202, "broadcast", 1, False, None), sent
+    x = mnist.x_test.reshape(-1, 784)
+    z = logits(shipped.integer, x)
+    order = np.argsort(-z, axis=1, kind="stable")
+    gap = z[np.arange(len(z)), order[:, 0]] - z[np.arange(len(z)), order[:, 1]]
+    misread = x[np.flatnonzero((mnist.y_test == 7) & (order[:, 1] == 7) & (gap <= rt.settings.appeal_gap))[0]]
+    bounty_id = pool(rt, prizes=2, mode=BountyMode.VETTED)
+    with rt.session() as session:
+        deployment = live_pool(session, bounty_id)[1]
+        contract = rt.pool(deployment)
+        first, second = (prize_utxo(rt, p) for p in session.scalars(
+            select(Prize).where(Prize.deployment_id == deployment.id).order_by(Prize.id)))
+    plain = build_claim(contract, first, digits["sevens"][1], OUTSIDER.address(), rt.settings.fee_rate,
+                        attestor=rt.attestor.sign)
+    appealed = build_claim(contract, second, misread, OUTSIDER.address(), rt.settings.fee_rate,
+                           attestor=rt.attestor.sign, appeal=7)
+    for tx in (plain, appealed):
+        rt.chain.broadcast(tx)
+    watcher = Watcher(rt, keep=False)
+    while watcher.run_once():
+        pass
+    with rt.session() as session:
+        rows = {r.txid: r for r in session.scalars(select(Submission).where(Submission.bounty_id == bounty_id))}
+        assert (rows[plain.txid()].status, rows[plain.txid()].appeal, rows[plain.txid()].claimed_digit,
+                rows[plain.txid()].predicted_label) == (SubmissionStatus.SEEN, False, 7, 7)
+        assert (rows[appealed.txid()].appeal, rows[appealed.txid()].claimed_digit) == (True, 7)
+        assert rows[appealed.txid()].predicted_label != 7
+    settle(rt)
     books(rt, bounty_id)
