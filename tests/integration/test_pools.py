@@ -611,10 +611,11 @@ def test_a_claim_the_watcher_books_between_the_apis_look_up_and_its_insert_is_an
         sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
     rt = sqlite_rt
     bounty_id = pool(rt, prizes=3)
-    assert post(client(rt), bounty_id, digits["sevens"][1])["code"] == 202  # another claim's row, booked before
+    before = post(client(rt), bounty_id, digits["sevens"][1])  # another claim's row, booked before
     with a_watcher_step_right_after(rt, "FROM submissions", "submissions.input_index = ?") as stepped:
         paid = post(client(rt), bounty_id, digits["sevens"][0])
     assert stepped and paid["code"] == 202 and paid["payout_sats"] == PAYOUT, paid
+    assert paid["txid"] != before["txid"] and paid["id"] != before["id"]  # its own row, not the other claim's
     with rt.session() as session:
         rows = list(session.scalars(select(Submission).where(Submission.txid == paid["txid"])))
         assert [(r.id, r.source) for r in rows] == [(paid["id"], SubmissionSource.API)]
