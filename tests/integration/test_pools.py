@@ -22,7 +22,7 @@ from contracts.transactions import Utxo
 from contracts.transactions import claim as build_claim
 from marketplace.bounties import fund_bounty, redeploy, withdraw_bounty
 from marketplace.chain import START
-from marketplace.pool_ledger import prize_utxo, reserve_utxo
+from marketplace.pool_ledger import prize_utxo, reserve_utxo, undo_drop
 from marketplace.pools import keep_forever, keep_pools, live_pool
 from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import (
@@ -701,4 +701,31 @@ def test_a_claims_row_keeps_its_status_model_and_vetted_digit_from_the_api_and_f
         assert (rows[appealed.txid()].appeal, rows[appealed.txid()].claimed_digit) == (True, 7)
         assert rows[appealed.txid()].predicted_label != 7
     settle(rt)
+    books(rt, bounty_id)
+
+
+def test_undo_drop_says_whether_a_dropped_transaction_touched_a_pool_and_undoes_it_once(
+        rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """A reorg drops a claim and a top-up: each touched the pool, a faucet payment did not. Undone here first,
+    then again by the watcher's own reading of the drops: nothing is undone twice."""
+    bounty_id = pool(rt, prizes=3)  # stocked after one claim: no refill spends the top-up's reserve
+    paid = post(client(rt), bounty_id, digits["sevens"][0])
+    topped = fund_bounty(rt, bounty_id, 5_000)
+    settle(rt)
+    with rt.session() as session:
+        prize = session.scalar(select(Prize).where(Prize.spent_txid == paid["txid"]))
+        assert prize is not None
+        contract, utxo = rt.pool(live_pool(session, bounty_id)[1]), prize_utxo(rt, prize)
+    rivals = [build_claim(contract, utxo, digits["sevens"][1], OUTSIDER.address(), rt.settings.fee_rate),
+              a_rival_of(rt, bounty_id, topped.migrate_txid)]
+    assert rt.local_chain is not None
+    stranger = rt.local_chain.faucet(OUTSIDER.address(), 1_000)
+    rt.local_chain.rollback(1, replacement=rivals)
+    with rt.session() as session:
+        assert undo_drop(session, rt, paid["txid"]) is True
+        assert undo_drop(session, rt, topped.migrate_txid) is True
+        assert undo_drop(session, rt, stranger) is False
+    settle(rt)
+    with rt.session() as session:
+        assert session.scalar(select(Bounty.budget_sats).where(Bounty.id == bounty_id)) == topped.budget_sats - 5_000
     books(rt, bounty_id)
