@@ -4,6 +4,7 @@ this machine's PostgreSQL, with the real interpreter behind the embedded dev cha
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,13 +22,15 @@ from contracts.transactions import Utxo
 from contracts.transactions import submission as build_submission
 from marketplace import migrate
 from marketplace.api import create_app
-from marketplace.bounties import active_deployment, create_bounty, fund_bounty, withdraw_bounty
+from marketplace.bounties import active_deployment, create_bounty, fund_bounty, redeploy, withdraw_bounty
 from marketplace.chain import LocalChain
 from marketplace.cli import app as cli
-from marketplace.errors import InvalidRequest
+from marketplace.errors import InvalidRequest, NotFound
 from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import (
     Bounty,
+    BountyMode,
+    BountyShape,
     Deployment,
     DeploymentStatus,
     Payout,
@@ -38,13 +41,22 @@ from marketplace.schema import (
     SubmissionStatus,
     TrainingImage,
 )
-from marketplace.submissions import send_queued
+from marketplace.submissions import (
+    _close,
+    _requeue,
+    appeals_awaiting_review,
+    decide_appeals,
+    send_queued,
+    submissions_of_address,
+)
 from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
+from model.data import Mnist
 from model.reference import classify
 from tests.support.fees import assert_fee_allowed
 from tests.support.images import paper_png
-from tests.support.reference import reading_of_test_set
+from tests.support.pool_books import pool_books_failures
+from tests.support.reference import ranking_of_test_set, reading_of_test_set
 from tests.support.settings import runtime_on, seed_sqlite, settings_for
 
 USER = PrivateKey(7001, network=Network.TESTNET)
@@ -920,3 +932,209 @@ def test_a_form_without_an_address_asks_for_one_in_words(sqlite_rt: Runtime, dig
                         files={"other": ("x.txt", b"x", "text/plain")})
     assert (no_image.status_code, no_image.json()["detail"]) == (
         422, "add an image: draw a digit, or upload a PNG or JPEG photo of one")
+
+
+# -- submissions.py and watcher.py under mutation (issue 16): held appeals, decision lines, guards, adoptions ----
+
+def decision_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The one line per decision on a submission (`submissions.log_decision`), in order."""
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("submission decision:")]
+
+
+@pytest.fixture(scope="module")
+def close_seconds(shipped: ModelArtifact, mnist: Mnist) -> np.ndarray:
+    """Sevens the classifier ranks second, within the default appeal gap: an appeal for 7 may be paid."""
+    read, ranked = reading_of_test_set(shipped.integer), ranking_of_test_set(shipped.integer)
+    return read.x[np.flatnonzero((mnist.y_test == 7) & (ranked[:, 1] == 7) & (read.margins <= 4_000))]
+
+
+@pytest.mark.parametrize("shape", [BountyShape.CHAIN, BountyShape.POOL])
+def test_held_appeals_wait_for_an_operator_who_pays_or_refuses_each_once(
+        tmp_path: Path, close_seconds: np.ndarray, shape: BountyShape, caplog: pytest.LogCaptureFixture) -> None:
+    """With appeals held for review, an appeal that passed vetting is paid only when an operator approves it
+    (`decide_appeals`): an unknown id decides nothing, an id named twice is paid once, a refusal pays nothing."""
+    caplog.set_level(logging.INFO, logger="marketplace.submissions")
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, appeals_need_review=True,
+                                   quota_per_payee_per_hour=0, quota_per_client_per_hour=0, pool_wait_seconds=20.0))
+    try:
+        bounty = create_bounty(rt, [7], PAYOUT, 200_000, mode=BountyMode.VETTED, shape=shape,
+                               prizes=3 if shape == BountyShape.POOL else None)
+        api = client(rt)
+        held: list[dict] = []
+        for image in close_seconds[:12]:
+            answer = api.post(f"/bounties/{bounty.id}/submissions",
+                              json={"pixels": image.tolist(), "address": USER.address(), "appeal": True})
+            if answer.status_code == 202:
+                held.append(answer.json())
+            if len(held) == 3:
+                break
+        ids = [h["id"] for h in held]
+        assert len(ids) == 3 and all((h["status"], h["txid"], h["vetting"]["review"]) == ("vetting", None, "awaiting")
+                                     for h in held), held
+        assert [line for line in decision_lines(caplog) if "outcome=held" in line] == [
+            f"submission decision: bounty={bounty.id} submission={i} outcome=held reason=- sats=0" for i in ids]
+        awaiting = appeals_awaiting_review(rt)
+        assert [(a.id, a.status, a.appeal, a.claimed_digit, (a.vetting or {}).get("review")) for a in awaiting] == [
+            (i, "vetting", True, 7, "awaiting") for i in ids]  # oldest first
+
+        with pytest.raises(NotFound, match=r"^no appeal awaits review as submission 99998, 99999$"):
+            decide_appeals(rt, [ids[0], 99_999, 99_998], approve=True)
+        assert [a.id for a in appeals_awaiting_review(rt)] == ids  # nothing decided, not even the good id
+
+        caplog.clear()
+        paid = decide_appeals(rt, [ids[1], ids[0], ids[1]], approve=True)
+        refused = decide_appeals(rt, [ids[2]], approve=False)
+        assert [p.id for p in paid] == [ids[1], ids[0]]  # each once, in the order named
+        for p in paid:
+            assert (p.status, p.payout_sats, p.appeal, p.claimed_digit, p.reason) == ("broadcast", PAYOUT, True, 7, None)
+            assert p.digit != 7 and (p.vetting or {}).get("review") == "approved" and p.txid_url == f"/chain/tx/{p.txid}"
+            tx = rt.chain.get_transaction(p.txid or "")
+            assert tx is not None and tx.outputs[0 if shape == BountyShape.POOL else 1].satoshis == PAYOUT
+        assert [(r.id, r.status, r.reason, r.txid, (r.vetting or {}).get("review")) for r in refused] == [
+            (ids[2], "rejected", "refused_on_review", None, "refused")]
+        assert decision_lines(caplog) == [
+            *(f"submission decision: bounty={bounty.id} submission={p.id} outcome=paid reason=- sats={PAYOUT}"
+              for p in paid),
+            f"submission decision: bounty={bounty.id} submission={ids[2]} outcome=refused reason=refused_on_review "
+            "sats=0"]
+        assert appeals_awaiting_review(rt) == []
+        with pytest.raises(NotFound):  # decided: neither paid twice nor refused after payment
+            decide_appeals(rt, [ids[0]], approve=False)
+        settle(rt)
+        with rt.session() as session:
+            rows = {r.id: r for r in session.scalars(select(Submission).where(Submission.id.in_(ids)))}
+            assert [(str(rows[i].status), rows[i].payout is not None) for i in ids] == [
+                ("confirmed", True), ("confirmed", True), ("rejected", False)]
+            assert [rows[i].payout.recipient_address for i in ids[:2]] == [USER.address()] * 2  # type: ignore[union-attr]
+        if shape == BountyShape.POOL:
+            assert pool_books_failures(rt, bounty.id) == []
+        else:
+            books_balance(rt, bounty.id)
+    finally:
+        rt.close()
+
+
+def test_a_queued_claim_the_chain_still_refuses_stays_one_pending_row_until_a_block(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A queued pool claim sent again while the chain still refuses its unconfirmed parent goes back to the queue
+    as the same row (no second receipt, its prize given back), and is paid once after a block."""
+    caplog.set_level(logging.INFO, logger="marketplace.submissions")
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 200_000, shape=BountyShape.POOL, prizes=3)
+    assert rt.local_chain is not None
+    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+    queued = post(client(rt), bounty.id, digits["sevens"][0])
+    assert (queued["code"], queued["status"], queued["reason"]) == (202, "pending", "chain_too_long"), queued
+    caplog.clear()
+    assert send_queued(rt) == 0  # no block yet: refused again
+    with rt.session() as session:
+        rows = session.scalars(select(Submission).where(Submission.bounty_id == bounty.id)).all()
+        assert [(r.id, str(r.status), str(r.reason), r.txid) for r in rows] == [
+            (queued["id"], "pending", "chain_too_long", None)]
+        assert (rows[0].predicted_label, rows[0].recipient_address) == (7, USER.address())
+    assert decision_lines(caplog) == [
+        f"submission decision: bounty={bounty.id} submission={queued['id']} outcome=queued reason=chain_too_long "
+        "sats=0"]
+    monkeypatch.undo()
+    rt.local_chain.mine(1)
+    assert send_queued(rt) == 1 and send_queued(rt) == 0
+    assert decision_lines(caplog)[1:] == [
+        f"submission decision: bounty={bounty.id} submission={queued['id']} outcome=paid reason=- sats={PAYOUT}"]
+    settle(rt)
+    with rt.session() as session:
+        row = session.get(Submission, queued["id"])
+        assert row is not None and row.status == SubmissionStatus.CONFIRMED and row.payout is not None
+        assert row.payout.satoshis == PAYOUT and row.payout.recipient_address == USER.address()
+        assert session.scalar(select(func.count(Submission.id))) == 1
+    assert pool_books_failures(rt, bounty.id) == []
+
+
+def test_the_dry_run_on_a_pool_names_the_bounty_and_reads_its_reserve(sqlite_rt: Runtime,
+                                                                     digits: dict[str, np.ndarray]) -> None:
+    """Its only live prize being claimed, a pool still takes images while its reserve can create a prize: the dry
+    run says so for this bounty, and refuses an image it would not pay with the same sentence."""
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 200_000, shape=BountyShape.POOL, prizes=1)
+    api = client(rt)
+    assert post(api, bounty.id, digits["sevens"][0])["code"] == 202  # takes the only prize (no keeper step yet)
+    dry = api.post("/classify", json={"pixels": digits["sevens"][1].tolist(), "bounty_id": bounty.id}).json()
+    assert (dry["bounty_id"], dry["label"], dry["accepted"], dry["reason"]) == (bounty.id, 7, True, None), dry
+    other = api.post("/classify", json={"pixels": digits["others"][0].tolist(), "bounty_id": bounty.id}).json()
+    assert other["bounty_id"] == bounty.id and other["accepted"] is False and "which is not" in other["reason"]
+
+
+def test_a_payees_history_defaults_to_its_newest_twenty_and_counts_none_as_zero(sqlite_rt: Runtime) -> None:
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    with rt.session() as session:
+        for n in range(21):
+            session.add(Submission(bounty_id=bounty.id, txid=f"{n:064x}", pixels=bytes(784),
+                                   recipient_address=USER.address(), recipient_pkh="00" * 20, predicted_label=7,
+                                   margin=1, model_sha256="00" * 32, source=SubmissionSource.CHAIN,
+                                   status=SubmissionStatus.SEEN))
+    page = submissions_of_address(rt, USER.address())
+    assert (page.total, page.offset, page.limit, len(page.submissions)) == (21, 0, 20, 20)
+    assert [s.txid for s in page.submissions] == [f"{n:064x}" for n in range(20, 0, -1)]  # newest first
+    nobody = submissions_of_address(rt, OTHER.address())
+    assert (nobody.total, nobody.submissions) == (0, [])
+
+
+def test_a_late_close_or_requeue_touches_only_its_own_unsent_claim(sqlite_rt: Runtime) -> None:
+    """A refusal or an outage met while paying a queued or vetted claim acts on that claim alone, and only while it
+    has no spend: a claim already sent, another claim being paid, or one already refused stay as they are."""
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    states = {"paying": (SubmissionStatus.PAYING, None), "other paying": (SubmissionStatus.PAYING, None),
+              "paying, sent": (SubmissionStatus.PAYING, "ab" * 32), "refused": (SubmissionStatus.REJECTED, None),
+              "broadcast": (SubmissionStatus.BROADCAST, "cd" * 32), "vetting": (SubmissionStatus.VETTING, None)}
+    ids = {}
+    with rt.session() as session:
+        for name, (status, txid) in states.items():
+            row = Submission(bounty_id=bounty.id, txid=txid, pixels=bytes(784), recipient_address=USER.address(),
+                             recipient_pkh="00" * 20, predicted_label=7, margin=1, model_sha256="00" * 32,
+                             source=SubmissionSource.API, status=status)
+            session.add(row)
+            session.flush()
+            ids[name] = row.id
+    for name in ("paying", "paying, sent", "refused", "broadcast"):
+        _requeue(rt, ids[name])
+    for name in ("other paying", "paying, sent", "refused", "broadcast", "vetting"):
+        _close(rt, ids[name], RejectReason.BOUNTY_EXHAUSTED)
+    with rt.session() as session:
+        now = {name: (str(row.status), row.reason and str(row.reason))
+               for name in states if (row := session.get(Submission, ids[name])) is not None}
+    assert now == {"paying": ("pending", None), "other paying": ("rejected", "bounty_exhausted"),
+                   "paying, sent": ("paying", None), "refused": ("rejected", None), "broadcast": ("broadcast", None),
+                   "vetting": ("rejected", "bounty_exhausted")}
+
+
+def test_a_redeploy_the_watcher_books_first_is_adopted_once_under_its_new_model(
+        sqlite_rt: Runtime, shipped: ModelArtifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher reads a redeploy off the chain before the service records it: it recognises the new model's
+    classifier inside the script (compiled once) and books the migration, not a withdrawal."""
+    from tests.support.models import register_variants
+
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 40_000)
+    first, second = register_variants(rt, shipped, tmp_path, 2)
+    chain, broadcast = rt.chain, rt.chain.broadcast
+    sent: list[str] = []
+
+    def broadcast_then_watch(tx: Transaction) -> object:
+        result = broadcast(tx)
+        sent.append(tx.txid())
+        Watcher(rt).run_once()  # its own session, committed before the sender goes on
+        return result
+
+    monkeypatch.setattr(chain, "broadcast", broadcast_then_watch)
+    moved = redeploy(rt, bounty.id, second)
+    monkeypatch.undo()
+    assert moved.migrate_txid == sent[0] and moved.contract_version == 2 and moved.status == "active"
+    with rt.session() as session:
+        versions = session.execute(select(Deployment.version, Deployment.status, Deployment.model_id,
+                                          Deployment.deploy_txid)
+                                   .where(Deployment.bounty_id == bounty.id).order_by(Deployment.version)).all()
+    assert [(v, str(s), m) for v, s, m, _ in versions] == [(1, "migrated", versions[0][2]), (2, "active", second)]
+    assert versions[1][3] == sent[0] and first != second
+    books_balance(rt, bounty.id)
