@@ -1138,3 +1138,79 @@ def test_a_redeploy_the_watcher_books_first_is_adopted_once_under_its_new_model(
     assert [(v, str(s), m) for v, s, m, _ in versions] == [(1, "migrated", versions[0][2]), (2, "active", second)]
     assert versions[1][3] == sent[0] and first != second
     books_balance(rt, bounty.id)
+
+
+@pytest.mark.parametrize("shape", [BountyShape.CHAIN, BountyShape.POOL])
+def test_queued_vetted_claims_and_appeals_are_sent_after_a_block_with_their_claim_and_cosigned(
+        tmp_path: Path, digits: dict[str, np.ndarray], close_seconds: np.ndarray, shape: BountyShape,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vetted claim and a vetted appeal the chain refused (a too long unconfirmed chain) wait as pending; after
+    a block each is sent co-signed by the attestor, the appeal still claiming its digit, and paid once."""
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, quota_per_payee_per_hour=0,
+                                   quota_per_client_per_hour=0, pool_wait_seconds=20.0))
+    try:
+        bounty = create_bounty(rt, [7], PAYOUT, 200_000, mode=BountyMode.VETTED, shape=shape,
+                               prizes=3 if shape == BountyShape.POOL else None)
+        api = client(rt)
+        assert rt.local_chain is not None
+        monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+        queued = [post(api, bounty.id, digits["sevens"][50])]
+        for image in close_seconds[:12]:
+            answer = api.post(f"/bounties/{bounty.id}/submissions",
+                              json={"pixels": image.tolist(), "address": USER.address(), "appeal": True})
+            if answer.status_code == 202:
+                queued.append(answer.json())
+                break
+        assert [(q["status"], q["txid"], q["appeal"]) for q in queued] == [("pending", None, False),
+                                                                          ("pending", None, True)], queued
+        monkeypatch.undo()
+        rt.local_chain.mine(1)
+        assert send_queued(rt) == 2 and send_queued(rt) == 0
+        settle(rt)
+        with rt.session() as session:
+            rows = [session.get(Submission, q["id"]) for q in queued]
+            assert [(str(r.status), r.appeal, r.claimed_digit, r.payout is not None and r.payout.satoshis)
+                    for r in rows if r is not None] == [("confirmed", False, 7, PAYOUT), ("confirmed", True, 7, PAYOUT)]
+            assert rows[1] is not None and rows[1].predicted_label != 7  # paid for the claimed 7 it ranks second
+            assert session.scalar(select(func.count(Submission.id))) == 2
+        if shape == BountyShape.POOL:
+            assert pool_books_failures(rt, bounty.id) == []
+        else:
+            books_balance(rt, bounty.id)
+    finally:
+        rt.close()
+
+
+def test_a_queued_claim_another_sender_took_or_that_was_closed_is_not_sent(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two senders (API processes after a block) may both find one queued claim: it goes out only from the one whose
+    conditional update moved it from pending; one being paid or refused meanwhile is left alone."""
+    from marketplace.submissions import _send_queued_claim
+    from tests.support.pools import prizes_of
+
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 200_000, shape=BountyShape.POOL, prizes=3)
+    assert rt.local_chain is not None
+    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+    queued = post(client(rt), bounty.id, digits["sevens"][0])
+    assert queued["status"] == "pending", queued
+    monkeypatch.undo()
+    rt.local_chain.mine(1)
+
+    def set_status(status: SubmissionStatus) -> None:
+        with rt.session() as session:
+            row = session.get(Submission, queued["id"])
+            assert row is not None
+            row.status = status
+
+    for meanwhile in (SubmissionStatus.PAYING, SubmissionStatus.REJECTED):
+        set_status(meanwhile)
+        assert _send_queued_claim(rt, queued["id"]) == 0
+        with rt.session() as session:
+            row = session.get(Submission, queued["id"])
+            assert row is not None and (row.status, row.txid) == (meanwhile, None)
+        assert prizes_of(rt, bounty.id) == {"live": 3}  # no prize taken, nothing sent
+    set_status(SubmissionStatus.PENDING)
+    assert _send_queued_claim(rt, queued["id"]) == 1
+    settle(rt)
+    assert pool_books_failures(rt, bounty.id) == []
