@@ -1145,9 +1145,10 @@ def test_queued_vetted_claims_and_appeals_are_sent_after_a_block_with_their_clai
         tmp_path: Path, digits: dict[str, np.ndarray], close_seconds: np.ndarray, shape: BountyShape,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A vetted claim and a vetted appeal the chain refused (a too long unconfirmed chain) wait as pending; after
-    a block each is sent co-signed by the attestor, the appeal still claiming its digit, and paid once."""
+    a block each is sent co-signed by the attestor, the appeal still claiming its digit, and paid once (at the fee
+    rate in force, here not the default)."""
     rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, quota_per_payee_per_hour=0,
-                                   quota_per_client_per_hour=0, pool_wait_seconds=20.0))
+                                   quota_per_client_per_hour=0, pool_wait_seconds=20.0, fee_rate=250))
     try:
         bounty = create_bounty(rt, [7], PAYOUT, 200_000, mode=BountyMode.VETTED, shape=shape,
                                prizes=3 if shape == BountyShape.POOL else None)
@@ -1214,3 +1215,72 @@ def test_a_queued_claim_another_sender_took_or_that_was_closed_is_not_sent(
     assert _send_queued_claim(rt, queued["id"]) == 1
     settle(rt)
     assert pool_books_failures(rt, bounty.id) == []
+
+
+def test_a_queued_spend_another_sender_sent_meanwhile_is_skipped_and_the_rest_still_go(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two senders after one block (two API processes): while this one sends a queued pool claim, the other sends
+    the first queued spend of a chain bounty and stops at the second, still too long for its chain. This sender
+    then skips the spend already sent (never paying it twice), sends the second, and never a refused receipt."""
+    rt, sevens = sqlite_rt, digits["sevens"]
+    chain = rt.local_chain
+    assert chain is not None
+    pool_bounty = create_bounty(rt, [7], PAYOUT, 200_000, shape=BountyShape.POOL, prizes=3)
+    chain_bounty = create_bounty(rt, [7], PAYOUT, 200_000)
+    api = client(rt)
+    monkeypatch.setattr(chain, "max_unconfirmed_ancestors", 0)
+    queued = [post(api, pool_bounty.id, sevens[0]), post(api, chain_bounty.id, sevens[1]),
+              post(api, chain_bounty.id, sevens[2])]
+    assert [q["status"] for q in queued] == ["pending"] * 3, queued
+    with rt.session() as session:  # a receipt vetting refused: it has no spend and must never get one
+        refused = Submission(bounty_id=chain_bounty.id, pixels=sevens[3].tobytes(), recipient_address=USER.address(),
+                             recipient_pkh="00" * 20, predicted_label=7, margin=1, model_sha256="00" * 32,
+                             source=SubmissionSource.API, status=SubmissionStatus.REJECTED,
+                             reason=RejectReason.KNOWN_IMAGE)
+        session.add(refused)
+        session.flush()
+        refused_id = refused.id
+    monkeypatch.undo()
+    chain.mine(1)
+    limit, broadcast = chain.max_unconfirmed_ancestors, chain.broadcast
+    other: list[int] = []
+
+    def the_other_sender_goes_first(tx: Transaction) -> object:
+        if not other:
+            other.append(-1)
+            chain.max_unconfirmed_ancestors = 0  # its chain refuses the second spend
+            try:
+                other[0] = send_queued(rt)
+            finally:
+                chain.max_unconfirmed_ancestors = limit
+        return broadcast(tx)
+
+    monkeypatch.setattr(chain, "broadcast", the_other_sender_goes_first)
+    assert send_queued(rt) == 2  # the pool claim and the second spend
+    monkeypatch.undo()
+    assert other == [1]  # the first spend
+    settle(rt)
+    with rt.session() as session:
+        rows = [session.get(Submission, q["id"]) for q in queued]
+        assert [(str(r.status), r.payout is not None) for r in rows if r is not None] == [("confirmed", True)] * 3
+        late = session.get(Submission, refused_id)
+        assert late is not None and (late.status, late.txid) == (SubmissionStatus.REJECTED, None)
+        assert session.scalar(select(func.count(Payout.id))) == 3
+    books_balance(rt, chain_bounty.id)
+    assert pool_books_failures(rt, pool_bounty.id) == []
+
+
+def test_a_refused_broadcast_is_a_lost_race_only_when_its_input_was_spent_or_is_missing(sqlite_rt: Runtime) -> None:
+    """A lost race is rebuilt (and recorded as a double spend); any other refusal is the spend's own fault. In the
+    chains' own words: the dev chain's, and ARC's status and message."""
+    from marketplace.chain.errors import TransactionRejected
+    from marketplace.submissions import _reason_of
+
+    words = {"double spend of ab:0, already spent by cd": RejectReason.DOUBLE_SPEND,
+             "missing inputs: ab:0 is not in the UTXO set or the mempool": RejectReason.DOUBLE_SPEND,
+             "DOUBLE_SPEND_ATTEMPTED: competing transaction cd": RejectReason.DOUBLE_SPEND,
+             "double spend attempted; competing transactions: cd": RejectReason.DOUBLE_SPEND,
+             "fee of 10 sats is below the minimum of 90 sats": RejectReason.BROADCAST_FAILED,
+             "input 0 fails its script: OP_VERIFY failed": RejectReason.BROADCAST_FAILED,
+             "MALFORMED: no detail given": RejectReason.BROADCAST_FAILED}
+    assert {reason: _reason_of(TransactionRejected(reason, "ab" * 32)) for reason in words} == words
