@@ -53,7 +53,7 @@ from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import classify
-from tests.support.fees import assert_fee_allowed
+from tests.support.fees import assert_fee_allowed, fee_paid
 from tests.support.images import paper_png
 from tests.support.pool_books import pool_books_failures
 from tests.support.reference import ranking_of_test_set, reading_of_test_set
@@ -1284,3 +1284,53 @@ def test_a_refused_broadcast_is_a_lost_race_only_when_its_input_was_spent_or_is_
              "input 0 fails its script: OP_VERIFY failed": RejectReason.BROADCAST_FAILED,
              "MALFORMED: no detail given": RejectReason.BROADCAST_FAILED}
     assert {reason: _reason_of(TransactionRejected(reason, "ab" * 32)) for reason in words} == words
+
+
+@pytest.mark.parametrize("move", ["top-up", "redeploy"])
+def test_a_migration_whose_sender_died_after_broadcasting_is_adopted_by_the_watcher(
+        sqlite_rt: Runtime, shipped: ModelArtifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        digits: dict[str, np.ndarray], move: str) -> None:
+    """The service broadcasts a migration and its process dies before recording it: the watcher recognises the
+    contract the owner's spend created (the live model's for a top-up, another registered model's for a redeploy)
+    and books the migration, never a withdrawal; the bounty goes on paying on the new contract."""
+    from tests.support.models import register_variants
+
+    class ProcessDied(BaseException):
+        pass
+
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 40_000)
+    _, variant = register_variants(rt, shipped, tmp_path, 2)
+    chain, broadcast = rt.chain, rt.chain.broadcast
+    sent: list[str] = []
+
+    def broadcast_then_die(tx: Transaction) -> object:
+        broadcast(tx)
+        sent.append(tx.txid())
+        raise ProcessDied
+
+    monkeypatch.setattr(chain, "broadcast", broadcast_then_die)
+    with pytest.raises(ProcessDied):
+        fund_bounty(rt, bounty.id, 10_000) if move == "top-up" else redeploy(rt, bounty.id, variant)
+    monkeypatch.undo()
+    with rt.session() as session:
+        first_model = session.scalar(select(Deployment.model_id).where(Deployment.bounty_id == bounty.id))
+        assert session.scalar(select(func.count(Deployment.id))) == 1  # nothing recorded
+    Watcher(rt).run_once()
+    with rt.session() as session:
+        versions = session.execute(select(Deployment.version, Deployment.status, Deployment.model_id,
+                                          Deployment.deploy_txid)
+                                   .where(Deployment.bounty_id == bounty.id).order_by(Deployment.version)).all()
+        b = session.get(Bounty, bounty.id)
+        assert b is not None and b.status == "active"
+    migration = rt.chain.get_transaction(sent[0])
+    assert migration is not None
+    # a top-up's fee is the wallet's; a redeploy's comes out of the contract, so out of the budget
+    assert b.budget_sats == (50_000 if move == "top-up" else 40_000 - fee_paid(rt.chain, migration))
+    assert [(v, str(s), m, t) for v, s, m, t in versions] == [
+        (1, "migrated", first_model, versions[0][3]),
+        (2, "active", first_model if move == "top-up" else variant, sent[0])]
+    books_balance(rt, bounty.id)
+    assert post(client(rt), bounty.id, digits["sevens"][0])["code"] == 202
+    settle(rt)
+    books_balance(rt, bounty.id)
