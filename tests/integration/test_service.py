@@ -1272,9 +1272,20 @@ def test_a_queued_spend_another_sender_sent_meanwhile_is_skipped_and_the_rest_st
 
 def test_a_refused_broadcast_is_a_lost_race_only_when_its_input_was_spent_or_is_missing(sqlite_rt: Runtime) -> None:
     """A lost race is rebuilt (and recorded as a double spend); any other refusal is the spend's own fault. In the
-    chains' own words: the dev chain's, and ARC's status and message."""
+    chains' own words: the dev chain's, and ARC's status and message. The other reasons a queued or vetted spend
+    is closed with: the model reading another digit, or this digit too close to call; a script refused; a bounty
+    that cannot pay."""
+    from contracts.errors import ContractError, ScriptError
     from marketplace.chain.errors import TransactionRejected
+    from marketplace.errors import BountyClosed, ImageRefused
     from marketplace.submissions import _reason_of
+
+    assert [_reason_of(exc) for exc in (ImageRefused("reads a 1", 1, 900, digits=(3, 7)),
+                                        ImageRefused("a 7, too close", 7, 2, digits=(3, 7)),
+                                        ScriptError("OP_VERIFY failed"), ContractError("too little to pay"),
+                                        BountyClosed("withdrawn"))] == [
+        RejectReason.WRONG_DIGIT, RejectReason.LOW_MARGIN, RejectReason.INVALID_SCRIPT,
+        RejectReason.BOUNTY_EXHAUSTED, RejectReason.BOUNTY_EXHAUSTED]
 
     words = {"double spend of ab:0, already spent by cd": RejectReason.DOUBLE_SPEND,
              "missing inputs: ab:0 is not in the UTXO set or the mempool": RejectReason.DOUBLE_SPEND,
@@ -1334,3 +1345,62 @@ def test_a_migration_whose_sender_died_after_broadcasting_is_adopted_by_the_watc
     assert post(client(rt), bounty.id, digits["sevens"][0])["code"] == 202
     settle(rt)
     books_balance(rt, bounty.id)
+
+
+def test_the_watcher_daemon_survives_a_failed_step_and_takes_a_backlog_back_to_back(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run_forever`: a step that fails (the chain unreachable) is retried after the interval; a step that took its
+    whole `limit` is followed at once by the next; it pauses only once caught up. Its stop event here is the
+    test's clock: it records each pause, never sleeps, and ends the loop once the direct spends are booked."""
+    import threading
+
+    from marketplace.chain.errors import ChainError
+
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    contract, _ = _live_contract(rt, bounty.id)
+
+    def spend_directly(image: np.ndarray) -> None:
+        utxo = rt.chain.utxos_for_script(contract.lock().serialize())[0]
+        rt.chain.broadcast(build_submission(contract, utxo, image, OTHER.address()))
+
+    def booked() -> int:
+        with rt.session() as session:
+            return int(session.scalar(select(func.count(Submission.id))
+                                      .where(Submission.source == SubmissionSource.CHAIN)) or 0)
+
+    class Clock(threading.Event):
+        def __init__(self, until: int) -> None:
+            super().__init__()
+            self.until, self.pauses = until, []
+
+        def wait(self, timeout: float | None = None) -> bool:
+            self.pauses.append(timeout)
+            if booked() == self.until or len(self.pauses) > 20:  # (20: a loop that never catches up ends too)
+                self.set()
+            return self.is_set()
+
+    limits: list[int] = []
+    failed: list[bool] = []
+    events_since = rt.chain.events_since
+
+    def unreachable_once(cursor: str, limit: int) -> object:
+        limits.append(limit)
+        if not failed:
+            failed.append(True)
+            raise ChainError("the chain's connection was reset")
+        return events_since(cursor, limit)
+
+    monkeypatch.setattr(rt.chain, "events_since", unreachable_once)
+    for image in digits["sevens"][:2]:
+        spend_directly(image)
+    clock = Clock(until=2)
+    Watcher(rt, keep=False).run_forever(clock, interval=0.25, limit=1)
+    assert booked() == 2 and len(limits) > 4 and set(limits) == {1}
+    assert clock.pauses == [0.25, 0.25]  # after the failure, and once caught up: none within the backlog
+
+    spend_directly(digits["sevens"][2])
+    limits.clear()
+    clock = Clock(until=3)
+    Watcher(rt, keep=False).run_forever(clock)  # the defaults: up to 200 events a step, a pause of 1 s
+    assert booked() == 3 and limits == [200] and clock.pauses == [1.0]
