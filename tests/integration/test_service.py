@@ -1404,3 +1404,36 @@ def test_the_watcher_daemon_survives_a_failed_step_and_takes_a_backlog_back_to_b
     clock = Clock(until=3)
     Watcher(rt, keep=False).run_forever(clock)  # the defaults: up to 200 events a step, a pause of 1 s
     assert booked() == 3 and limits == [200] and clock.pauses == [1.0]
+
+
+def test_every_refusal_of_a_submission_is_one_decision_line_naming_why(
+        tmp_path: Path, digits: dict[str, np.ndarray], mnist: Mnist, caplog: pytest.LogCaptureFixture) -> None:
+    """What an operator greps for: the outcome and a reason word for each kind of refusal (the contract's reading,
+    the bounty closed, a bad request, vetting's receipt with its id), and `paid` with the payout."""
+    caplog.set_level(logging.INFO, logger="marketplace.submissions")
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, quota_per_payee_per_hour=0,
+                                   quota_per_client_per_hour=0))
+    try:
+        open_ = create_bounty(rt, [7], PAYOUT, 100_000)
+        strict = create_bounty(rt, [7], PAYOUT, 100_000, min_margin=10**9)
+        closed = create_bounty(rt, [7], PAYOUT, 100_000)
+        withdraw_bounty(rt, closed.id)
+        vetted = create_bounty(rt, [7], PAYOUT, 100_000, mode=BountyMode.VETTED)
+        api = client(rt)
+        caplog.clear()
+        paid = post(api, open_.id, digits["sevens"][0])
+        answers = [paid, post(api, open_.id, digits["others"][0]), post(api, strict.id, digits["sevens"][0]),
+                   post(api, closed.id, digits["sevens"][0]), post(api, open_.id, digits["sevens"][0], "1" * 34),
+                   post(api, 999, digits["sevens"][0])]
+        known = post(api, vetted.id, mnist.x_train.reshape(-1, 784)[mnist.y_train == 7][0])  # MNIST itself
+        assert [a["code"] for a in [*answers, known]] == [202, 422, 422, 409, 422, 404, 422], answers
+        line = "submission decision: bounty={} submission={} outcome={} reason={} sats={}"
+        assert decision_lines(caplog) == [
+            line.format(open_.id, paid["id"], "paid", "-", PAYOUT), line.format(open_.id, "-", "refused", "wrong_digit", 0),
+            line.format(strict.id, "-", "refused", "low_margin", 0),
+            line.format(closed.id, "-", "refused", "bounty_closed", 0),
+            line.format(open_.id, "-", "refused", "InvalidRequest", 0), line.format(999, "-", "refused", "NotFound", 0),
+            line.format(vetted.id, known["refusal"]["submission_id"], "refused", "known_image", 0)]
+        assert isinstance(known["refusal"]["submission_id"], int)  # the receipt vetting wrote
+    finally:
+        rt.close()
