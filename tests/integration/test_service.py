@@ -1441,11 +1441,12 @@ def test_every_refusal_of_a_submission_is_one_decision_line_naming_why(
 
 def test_a_dropped_migration_returns_its_own_bounty_to_its_contract_and_leaves_the_others(
         sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
-    """Two bounties, each at version 1: a reorg drops the top-up of the second (a rival spent its old contract).
-    The second goes back to its own version 1; the first, untouched, still pays."""
+    """A reorg drops the second top-up of a bounty (a rival spent the contract it retired): the bounty goes back to
+    the version just before (2, not 1); another bounty, still at its version 1, is untouched and still pays."""
     rt = sqlite_rt
     first = create_bounty(rt, [7], PAYOUT, 100_000)
-    second = create_bounty(rt, [7], PAYOUT, 100_000)
+    second = create_bounty(rt, [7], PAYOUT, 90_000)
+    fund_bounty(rt, second.id, 10_000)
     settle(rt)
     old_contract, old_utxo = _live_contract(rt, second.id)
     fund_bounty(rt, second.id, 10_000)
@@ -1458,7 +1459,8 @@ def test_a_dropped_migration_returns_its_own_bounty_to_its_contract_and_leaves_t
         versions = session.execute(select(Deployment.bounty_id, Deployment.version, Deployment.status)
                                    .order_by(Deployment.bounty_id, Deployment.version)).all()
         assert session.get(Bounty, second.id).budget_sats == 100_000  # type: ignore[union-attr]
-    assert [(b, v, str(s)) for b, v, s in versions] == [(first.id, 1, "active"), (second.id, 1, "active")]
+    assert [(b, v, str(s)) for b, v, s in versions] == [(first.id, 1, "active"), (second.id, 1, "migrated"),
+                                                        (second.id, 2, "active")]
     api = client(rt)
     assert [post(api, b.id, digits["sevens"][n])["code"] for n, b in ((2, first), (3, second))] == [202, 202]
     settle(rt)
