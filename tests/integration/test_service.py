@@ -1466,3 +1466,27 @@ def test_a_dropped_migration_returns_its_own_bounty_to_its_contract_and_leaves_t
     settle(rt)
     books_balance(rt, first.id)
     books_balance(rt, second.id)
+
+
+def test_a_reorg_dropping_a_chain_bountys_deploy_orphans_its_spend_and_the_watcher_goes_on(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """The competing chain spends the wallet coin that funded the deploy elsewhere: there is no earlier contract
+    to return to, and the watcher must not stall on it: the spend of the dropped contract is orphaned, unpaid."""
+    rt = sqlite_rt
+    assert rt.local_chain is not None
+    rt.wallet.fund_from_faucet(rt.local_chain, 10_000_000)
+    payment = rt.wallet.build_payment(rt.chain, OTHER.address(), 1_000, rt.settings.fee_rate)  # held back
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    with rt.session() as session:
+        deploy = rt.chain.get_transaction(str(session.scalar(select(Deployment.deploy_txid))))
+    assert deploy is not None and {(i.source_txid, i.source_output_index) for i in deploy.inputs} & {
+        (i.source_txid, i.source_output_index) for i in payment.inputs}  # the same coin
+    settle(rt)
+    paid = post(client(rt), bounty.id, digits["sevens"][0])
+    assert paid["code"] == 202
+    rt.local_chain.rollback(1, replacement=[payment])
+    settle(rt)
+    with rt.session() as session:
+        row = session.get(Submission, paid["id"])
+        assert row is not None and (row.status, row.reason, row.payout) == (
+            SubmissionStatus.ORPHANED, RejectReason.REORGED_OUT, None)
