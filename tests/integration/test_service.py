@@ -1442,11 +1442,15 @@ def test_every_refusal_of_a_submission_is_one_decision_line_naming_why(
 def test_a_dropped_migration_returns_its_own_bounty_to_its_contract_and_leaves_the_others(
         sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
     """A reorg drops the second top-up of a bounty (a rival spent the contract it retired): the bounty goes back to
-    the version just before (2, not 1); another bounty, still at its version 1, is untouched and still pays."""
+    the version just before (2, not 1), its budget what that contract held plus what it had paid out (its own
+    payouts and fees, not another bounty's); another bounty, still at its version 1, is untouched and still pays."""
     rt = sqlite_rt
+    api = client(rt)
     first = create_bounty(rt, [7], PAYOUT, 100_000)
     second = create_bounty(rt, [7], PAYOUT, 90_000)
     fund_bounty(rt, second.id, 10_000)
+    settle(rt)
+    assert [post(api, b.id, digits["sevens"][n])["code"] for n, b in ((4, first), (5, second))] == [202, 202]
     settle(rt)
     old_contract, old_utxo = _live_contract(rt, second.id)
     fund_bounty(rt, second.id, 10_000)
@@ -1461,7 +1465,6 @@ def test_a_dropped_migration_returns_its_own_bounty_to_its_contract_and_leaves_t
         assert session.get(Bounty, second.id).budget_sats == 100_000  # type: ignore[union-attr]
     assert [(b, v, str(s)) for b, v, s in versions] == [(first.id, 1, "active"), (second.id, 1, "migrated"),
                                                         (second.id, 2, "active")]
-    api = client(rt)
     assert [post(api, b.id, digits["sevens"][n])["code"] for n, b in ((2, first), (3, second))] == [202, 202]
     settle(rt)
     books_balance(rt, first.id)
