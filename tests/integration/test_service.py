@@ -952,7 +952,8 @@ def close_seconds(shipped: ModelArtifact, mnist: Mnist) -> np.ndarray:
 def test_held_appeals_wait_for_an_operator_who_pays_or_refuses_each_once(
         tmp_path: Path, close_seconds: np.ndarray, shape: BountyShape, caplog: pytest.LogCaptureFixture) -> None:
     """With appeals held for review, an appeal that passed vetting is paid only when an operator approves it
-    (`decide_appeals`): an unknown id decides nothing, an id named twice is paid once, a refusal pays nothing."""
+    (`decide_appeals`): an unknown id decides nothing, an id named twice is paid once, a refusal pays nothing; each
+    receipt keeps what vetting found beside the review's mark."""
     caplog.set_level(logging.INFO, logger="marketplace.submissions")
     rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, appeals_need_review=True,
                                    quota_per_payee_per_hour=0, quota_per_client_per_hour=0, pool_wait_seconds=20.0))
@@ -961,16 +962,17 @@ def test_held_appeals_wait_for_an_operator_who_pays_or_refuses_each_once(
                                prizes=3 if shape == BountyShape.POOL else None)
         api = client(rt)
         held: list[dict] = []
-        for image in close_seconds[:12]:
+        for image in close_seconds[:16]:
             answer = api.post(f"/bounties/{bounty.id}/submissions",
                               json={"pixels": image.tolist(), "address": USER.address(), "appeal": True})
             if answer.status_code == 202:
                 held.append(answer.json())
-            if len(held) == 3:
+            if len(held) == 4:
                 break
         ids = [h["id"] for h in held]
-        assert len(ids) == 3 and all((h["status"], h["txid"], h["vetting"]["review"]) == ("vetting", None, "awaiting")
+        assert len(ids) == 4 and all((h["status"], h["txid"], h["vetting"]["review"]) == ("vetting", None, "awaiting")
                                      for h in held), held
+        assert all(h["vetting"]["judge"]["reason"] is None and h["vetting"]["novelty"]["passed"] for h in held)
         assert [line for line in decision_lines(caplog) if "outcome=held" in line] == [
             f"submission decision: bounty={bounty.id} submission={i} outcome=held reason=- sats=0" for i in ids]
         awaiting = appeals_awaiting_review(rt)
@@ -983,20 +985,23 @@ def test_held_appeals_wait_for_an_operator_who_pays_or_refuses_each_once(
 
         caplog.clear()
         paid = decide_appeals(rt, [ids[1], ids[0], ids[1]], approve=True)
-        refused = decide_appeals(rt, [ids[2]], approve=False)
+        refused = decide_appeals(rt, [ids[2], ids[3]], approve=False)
         assert [p.id for p in paid] == [ids[1], ids[0]]  # each once, in the order named
         for p in paid:
-            assert (p.status, p.payout_sats, p.appeal, p.claimed_digit, p.reason) == ("broadcast", PAYOUT, True, 7, None)
-            assert p.digit != 7 and (p.vetting or {}).get("review") == "approved" and p.txid_url == f"/chain/tx/{p.txid}"
+            assert (p.status, p.payout_sats, p.appeal, p.claimed_digit, p.reason) == (
+                "broadcast", PAYOUT, True, 7, None)
+            assert p.digit != 7 and (p.vetting or {}).get("review") == "approved"
+            assert (p.vetting or {})["judge"]["reason"] is None and (p.vetting or {})["novelty"]["passed"]
+            assert p.txid_url == f"/chain/tx/{p.txid}"
             tx = rt.chain.get_transaction(p.txid or "")
             assert tx is not None and tx.outputs[0 if shape == BountyShape.POOL else 1].satoshis == PAYOUT
-        assert [(r.id, r.status, r.reason, r.txid, (r.vetting or {}).get("review")) for r in refused] == [
-            (ids[2], "rejected", "refused_on_review", None, "refused")]
+        assert [(r.id, r.status, r.reason, r.txid, (r.vetting or {}).get("review"), "judge" in (r.vetting or {}))
+                for r in refused] == [(i, "rejected", "refused_on_review", None, "refused", True) for i in ids[2:]]
         assert decision_lines(caplog) == [
             *(f"submission decision: bounty={bounty.id} submission={p.id} outcome=paid reason=- sats={PAYOUT}"
               for p in paid),
-            f"submission decision: bounty={bounty.id} submission={ids[2]} outcome=refused reason=refused_on_review "
-            "sats=0"]
+            *(f"submission decision: bounty={bounty.id} submission={i} outcome=refused reason=refused_on_review "
+              "sats=0" for i in ids[2:])]
         assert appeals_awaiting_review(rt) == []
         with pytest.raises(NotFound):  # decided: neither paid twice nor refused after payment
             decide_appeals(rt, [ids[0]], approve=False)
@@ -1004,7 +1009,7 @@ def test_held_appeals_wait_for_an_operator_who_pays_or_refuses_each_once(
         with rt.session() as session:
             rows = {r.id: r for r in session.scalars(select(Submission).where(Submission.id.in_(ids)))}
             assert [(str(rows[i].status), rows[i].payout is not None) for i in ids] == [
-                ("confirmed", True), ("confirmed", True), ("rejected", False)]
+                ("confirmed", True), ("confirmed", True), ("rejected", False), ("rejected", False)]
             assert [rows[i].payout.recipient_address for i in ids[:2]] == [USER.address()] * 2  # type: ignore[union-attr]
         if shape == BountyShape.POOL:
             assert pool_books_failures(rt, bounty.id) == []
@@ -1429,7 +1434,8 @@ def test_every_refusal_of_a_submission_is_one_decision_line_naming_why(
         assert [a["code"] for a in [*answers, known]] == [202, 422, 422, 409, 422, 404, 422], answers
         line = "submission decision: bounty={} submission={} outcome={} reason={} sats={}"
         assert decision_lines(caplog) == [
-            line.format(open_.id, paid["id"], "paid", "-", PAYOUT), line.format(open_.id, "-", "refused", "wrong_digit", 0),
+            line.format(open_.id, paid["id"], "paid", "-", PAYOUT),
+            line.format(open_.id, "-", "refused", "wrong_digit", 0),
             line.format(strict.id, "-", "refused", "low_margin", 0),
             line.format(closed.id, "-", "refused", "bounty_closed", 0),
             line.format(open_.id, "-", "refused", "InvalidRequest", 0), line.format(999, "-", "refused", "NotFound", 0),
