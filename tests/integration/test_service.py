@@ -1499,3 +1499,57 @@ def test_a_reorg_dropping_a_chain_bountys_deploy_orphans_its_spend_and_the_watch
         row = session.get(Submission, paid["id"])
         assert row is not None and (row.status, row.reason, row.payout) == (
             SubmissionStatus.ORPHANED, RejectReason.REORGED_OUT, None)
+
+
+def test_queued_spends_refused_for_good_are_closed_with_the_reason_logged_and_the_rest_still_go(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """After a block, a queued spend whose bounty was withdrawn meanwhile is closed as exhausted and the next one is
+    still paid; spends the chain now refuses for good (here its minimum fee rate went up) are closed as failed
+    broadcasts, a pool's prize given back. One decision line each."""
+    from tests.support.pools import prizes_of
+
+    caplog.set_level(logging.INFO, logger="marketplace.submissions")
+    rt, sevens = sqlite_rt, digits["sevens"]
+    chain = rt.local_chain
+    assert chain is not None
+    line = "submission decision: bounty={} submission={} outcome={} reason={} sats={}"
+
+    def queue(*bounties: int) -> list[int]:
+        monkeypatch.setattr(chain, "max_unconfirmed_ancestors", 0)
+        sent = [post(client(rt), b, sevens[10 + n]) for n, b in enumerate(bounties)]
+        monkeypatch.undo()
+        assert [s["status"] for s in sent] == ["pending"] * len(bounties), sent
+        return [s["id"] for s in sent]
+
+    def closed(ids: list[int]) -> list[tuple[str, str | None, str | None]]:
+        with rt.session() as session:
+            rows = [session.get(Submission, i) for i in ids]
+            return [(str(r.status), r.reason and str(r.reason), r.txid and "sent") for r in rows if r is not None]
+
+    withdrawn, live = (create_bounty(rt, [7], PAYOUT, 100_000).id for _ in range(2))
+    first = queue(withdrawn, live)
+    withdraw_bounty(rt, withdrawn)
+    chain.mine(1)
+    caplog.clear()
+    assert send_queued(rt) == 1
+    assert closed(first) == [("rejected", "bounty_exhausted", None), ("broadcast", None, "sent")]
+    assert decision_lines(caplog) == [line.format(withdrawn, first[0], "refused", "bounty_exhausted", 0),
+                                      line.format(live, first[1], "paid", "-", PAYOUT)]
+
+    chained = create_bounty(rt, [7], PAYOUT, 100_000).id
+    pooled = create_bounty(rt, [7], PAYOUT, 200_000, shape=BountyShape.POOL, prizes=3).id
+    second = queue(chained, pooled)
+    chain.mine(1)
+    caplog.clear()
+    monkeypatch.setattr(chain, "min_fee_rate", 100_000)
+    assert send_queued(rt) == 0
+    monkeypatch.undo()
+    assert closed(second) == [("rejected", "broadcast_failed", None)] * 2
+    assert decision_lines(caplog) == [line.format(chained, second[0], "refused", "broadcast_failed", 0),
+                                      line.format(pooled, second[1], "refused", "broadcast_failed", 0)]
+    assert prizes_of(rt, pooled) == {"live": 3}
+    settle(rt)
+    books_balance(rt, live)
+    books_balance(rt, chained)
+    assert pool_books_failures(rt, pooled) == []
