@@ -1448,12 +1448,13 @@ def test_every_refusal_of_a_submission_is_one_decision_line_naming_why(
 def test_a_dropped_migration_returns_its_own_bounty_to_its_contract_and_leaves_the_others(
         sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
     """A reorg drops the second top-up of a bounty (a rival spent the contract it retired): the bounty goes back to
-    the version just before (2, not 1), its budget what that contract held plus what it had paid out (its own
-    payouts and fees, not another bounty's); another bounty, still at its version 1, is untouched and still pays."""
+    its own version just before (2, not 1, and not another bounty's 2), its budget what that contract held plus
+    what it had paid out (its own payouts and fees, not another bounty's); the other bounty is untouched and pays."""
     rt = sqlite_rt
     api = client(rt)
-    first = create_bounty(rt, [7], PAYOUT, 100_000)
+    first = create_bounty(rt, [7], PAYOUT, 90_000)
     second = create_bounty(rt, [7], PAYOUT, 90_000)
+    fund_bounty(rt, first.id, 10_000)  # each has a version 2, the first's written first
     fund_bounty(rt, second.id, 10_000)
     settle(rt)
     assert [post(api, b.id, digits["sevens"][n])["code"] for n, b in ((4, first), (5, second))] == [202, 202]
@@ -1469,8 +1470,8 @@ def test_a_dropped_migration_returns_its_own_bounty_to_its_contract_and_leaves_t
         versions = session.execute(select(Deployment.bounty_id, Deployment.version, Deployment.status)
                                    .order_by(Deployment.bounty_id, Deployment.version)).all()
         assert session.get(Bounty, second.id).budget_sats == 100_000  # type: ignore[union-attr]
-    assert [(b, v, str(s)) for b, v, s in versions] == [(first.id, 1, "active"), (second.id, 1, "migrated"),
-                                                        (second.id, 2, "active")]
+    assert [(b, v, str(s)) for b, v, s in versions] == [(first.id, 1, "migrated"), (first.id, 2, "active"),
+                                                        (second.id, 1, "migrated"), (second.id, 2, "active")]
     assert [post(api, b.id, digits["sevens"][n])["code"] for n, b in ((2, first), (3, second))] == [202, 202]
     settle(rt)
     books_balance(rt, first.id)
@@ -1553,3 +1554,56 @@ def test_queued_spends_refused_for_good_are_closed_with_the_reason_logged_and_th
     books_balance(rt, live)
     books_balance(rt, chained)
     assert pool_books_failures(rt, pooled) == []
+
+
+def test_a_vetted_bounty_counts_each_clients_attempts_against_its_hourly_quota(
+        tmp_path: Path, digits: dict[str, np.ndarray]) -> None:
+    """One client (one address on the API's side) sending for several payees is held to its own quota."""
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, quota_per_payee_per_hour=0,
+                                   quota_per_client_per_hour=1))
+    try:
+        bounty = create_bounty(rt, [7], PAYOUT, 100_000, mode=BountyMode.VETTED)
+        api = client(rt)
+        answers = [post(api, bounty.id, image, payee.address())
+                   for image, payee in zip(digits["sevens"][60:62], (USER, OTHER), strict=True)]
+        assert [a["code"] for a in answers] == [202, 422], answers
+        assert answers[1]["refusal"]["reason"] == "quota"
+    finally:
+        rt.close()
+
+
+def test_queued_claims_of_a_pool_redeployed_meanwhile_are_judged_again_by_the_new_model(
+        sqlite_rt: Runtime, shipped: ModelArtifact, digits: dict[str, np.ndarray], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A claim queued under one model and sent after a redeploy to a model that reads its image otherwise (here one
+    that reads everything as a 0) is refused by the new model's reading before any spend is built: closed as the
+    wrong digit, its prize left to others."""
+    from dataclasses import replace
+
+    from tests.support.pools import prizes_of
+
+    caplog.set_level(logging.INFO, logger="marketplace.submissions")
+    rt = sqlite_rt
+    b2 = shipped.integer.b2.copy()
+    b2[0] += 10**6
+    zeros = replace(shipped, integer=replace(shipped.integer, b2=b2), parent_sha256=shipped.weights_sha256)
+    bounty = create_bounty(rt, [7], PAYOUT, 200_000, shape=BountyShape.POOL, prizes=3)  # the shipped model's
+    with rt.session() as session:
+        zeros_id = rt.register_model(session, zeros.save(tmp_path / "zeros")).id
+    assert rt.local_chain is not None
+    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+    queued = post(client(rt), bounty.id, digits["sevens"][0])
+    monkeypatch.undo()
+    assert queued["status"] == "pending", queued
+    redeploy(rt, bounty.id, zeros_id)
+    rt.local_chain.mine(1)
+    prizes = prizes_of(rt, bounty.id)
+    caplog.clear()
+    assert send_queued(rt) == 0
+    with rt.session() as session:
+        row = session.get(Submission, queued["id"])
+        assert row is not None and (row.status, row.reason, row.txid) == (
+            SubmissionStatus.REJECTED, RejectReason.WRONG_DIGIT, None)
+    assert decision_lines(caplog) == [f"submission decision: bounty={bounty.id} submission={queued['id']} "
+                                      "outcome=refused reason=wrong_digit sats=0"]
+    assert prizes_of(rt, bounty.id) == prizes and prizes["live"] > 0  # none taken, none spent
