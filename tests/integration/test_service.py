@@ -4,6 +4,7 @@ this machine's PostgreSQL, with the real interpreter behind the embedded dev cha
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,13 +22,15 @@ from contracts.transactions import Utxo
 from contracts.transactions import submission as build_submission
 from marketplace import migrate
 from marketplace.api import create_app
-from marketplace.bounties import active_deployment, create_bounty, fund_bounty, withdraw_bounty
+from marketplace.bounties import active_deployment, create_bounty, fund_bounty, redeploy, withdraw_bounty
 from marketplace.chain import LocalChain
 from marketplace.cli import app as cli
-from marketplace.errors import InvalidRequest
+from marketplace.errors import InvalidRequest, NotFound
 from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import (
     Bounty,
+    BountyMode,
+    BountyShape,
     Deployment,
     DeploymentStatus,
     Payout,
@@ -38,13 +41,22 @@ from marketplace.schema import (
     SubmissionStatus,
     TrainingImage,
 )
-from marketplace.submissions import send_queued
+from marketplace.submissions import (
+    _close,
+    _requeue,
+    appeals_awaiting_review,
+    decide_appeals,
+    send_queued,
+    submissions_of_address,
+)
 from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
+from model.data import Mnist
 from model.reference import classify
-from tests.support.fees import assert_fee_allowed
+from tests.support.fees import assert_fee_allowed, fee_paid
 from tests.support.images import paper_png
-from tests.support.reference import reading_of_test_set
+from tests.support.pool_books import pool_books_failures
+from tests.support.reference import ranking_of_test_set, reading_of_test_set
 from tests.support.settings import runtime_on, seed_sqlite, settings_for
 
 USER = PrivateKey(7001, network=Network.TESTNET)
@@ -920,3 +932,678 @@ def test_a_form_without_an_address_asks_for_one_in_words(sqlite_rt: Runtime, dig
                         files={"other": ("x.txt", b"x", "text/plain")})
     assert (no_image.status_code, no_image.json()["detail"]) == (
         422, "add an image: draw a digit, or upload a PNG or JPEG photo of one")
+
+
+# -- submissions.py and watcher.py under mutation (issue 16): held appeals, decision lines, guards, adoptions ----
+
+def decision_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The one line per decision on a submission (`submissions.log_decision`), in order."""
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("submission decision:")]
+
+
+@pytest.fixture(scope="module")
+def close_seconds(shipped: ModelArtifact, mnist: Mnist) -> np.ndarray:
+    """Sevens the classifier ranks second, within the default appeal gap: an appeal for 7 may be paid."""
+    read, ranked = reading_of_test_set(shipped.integer), ranking_of_test_set(shipped.integer)
+    return read.x[np.flatnonzero((mnist.y_test == 7) & (ranked[:, 1] == 7) & (read.margins <= 4_000))]
+
+
+@pytest.mark.parametrize("shape", [BountyShape.CHAIN, BountyShape.POOL])
+def test_held_appeals_wait_for_an_operator_who_pays_or_refuses_each_once(
+        tmp_path: Path, close_seconds: np.ndarray, shape: BountyShape, caplog: pytest.LogCaptureFixture) -> None:
+    """With appeals held for review, an appeal that passed vetting is paid only when an operator approves it
+    (`decide_appeals`): an unknown id decides nothing, an id named twice is paid once, a refusal pays nothing; each
+    receipt keeps what vetting found beside the review's mark."""
+    caplog.set_level(logging.INFO, logger="marketplace.submissions")
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, appeals_need_review=True,
+                                   quota_per_payee_per_hour=0, quota_per_client_per_hour=0, pool_wait_seconds=20.0))
+    try:
+        bounty = create_bounty(rt, [7], PAYOUT, 200_000, mode=BountyMode.VETTED, shape=shape,
+                               prizes=3 if shape == BountyShape.POOL else None)
+        api = client(rt)
+        held: list[dict] = []
+        for image in close_seconds[:16]:
+            answer = api.post(f"/bounties/{bounty.id}/submissions",
+                              json={"pixels": image.tolist(), "address": USER.address(), "appeal": True})
+            if answer.status_code == 202:
+                held.append(answer.json())
+            if len(held) == 4:
+                break
+        ids = [h["id"] for h in held]
+        assert len(ids) == 4 and all((h["status"], h["txid"], h["vetting"]["review"]) == ("vetting", None, "awaiting")
+                                     for h in held), held
+        assert all(h["vetting"]["judge"]["reason"] is None and h["vetting"]["novelty"]["passed"] for h in held)
+        assert [line for line in decision_lines(caplog) if "outcome=held" in line] == [
+            f"submission decision: bounty={bounty.id} submission={i} outcome=held reason=- sats=0" for i in ids]
+        awaiting = appeals_awaiting_review(rt)
+        assert [(a.id, a.status, a.appeal, a.claimed_digit, (a.vetting or {}).get("review")) for a in awaiting] == [
+            (i, "vetting", True, 7, "awaiting") for i in ids]  # oldest first
+
+        with pytest.raises(NotFound, match=r"^no appeal awaits review as submission 99998, 99999$"):
+            decide_appeals(rt, [ids[0], 99_999, 99_998], approve=True)
+        assert [a.id for a in appeals_awaiting_review(rt)] == ids  # nothing decided, not even the good id
+
+        caplog.clear()
+        paid = decide_appeals(rt, [ids[1], ids[0], ids[1]], approve=True)
+        refused = decide_appeals(rt, [ids[2], ids[3]], approve=False)
+        assert [p.id for p in paid] == [ids[1], ids[0]]  # each once, in the order named
+        for p in paid:
+            assert (p.status, p.payout_sats, p.appeal, p.claimed_digit, p.reason) == (
+                "broadcast", PAYOUT, True, 7, None)
+            assert p.digit != 7 and (p.vetting or {}).get("review") == "approved"
+            assert (p.vetting or {})["judge"]["reason"] is None and (p.vetting or {})["novelty"]["passed"]
+            assert p.txid_url == f"/chain/tx/{p.txid}"
+            tx = rt.chain.get_transaction(p.txid or "")
+            assert tx is not None and tx.outputs[0 if shape == BountyShape.POOL else 1].satoshis == PAYOUT
+        assert [(r.id, r.status, r.reason, r.txid, (r.vetting or {}).get("review"), "judge" in (r.vetting or {}))
+                for r in refused] == [(i, "rejected", "refused_on_review", None, "refused", True) for i in ids[2:]]
+        assert decision_lines(caplog) == [
+            *(f"submission decision: bounty={bounty.id} submission={p.id} outcome=paid reason=- sats={PAYOUT}"
+              for p in paid),
+            *(f"submission decision: bounty={bounty.id} submission={i} outcome=refused reason=refused_on_review "
+              "sats=0" for i in ids[2:])]
+        assert appeals_awaiting_review(rt) == []
+        with pytest.raises(NotFound):  # decided: neither paid twice nor refused after payment
+            decide_appeals(rt, [ids[0]], approve=False)
+        settle(rt)
+        with rt.session() as session:
+            rows = {r.id: r for r in session.scalars(select(Submission).where(Submission.id.in_(ids)))}
+            assert [(str(rows[i].status), rows[i].payout is not None) for i in ids] == [
+                ("confirmed", True), ("confirmed", True), ("rejected", False), ("rejected", False)]
+            assert [rows[i].payout.recipient_address for i in ids[:2]] == [USER.address()] * 2  # type: ignore[union-attr]
+        if shape == BountyShape.POOL:
+            assert pool_books_failures(rt, bounty.id) == []
+        else:
+            books_balance(rt, bounty.id)
+    finally:
+        rt.close()
+
+
+def test_a_queued_claim_the_chain_still_refuses_stays_one_pending_row_until_a_block(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A queued pool claim sent again while the chain still refuses its unconfirmed parent goes back to the queue
+    as the same row (no second receipt, its prize given back), and is paid once after a block."""
+    caplog.set_level(logging.INFO, logger="marketplace.submissions")
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 200_000, shape=BountyShape.POOL, prizes=3)
+    assert rt.local_chain is not None
+    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+    queued = post(client(rt), bounty.id, digits["sevens"][0])
+    assert (queued["code"], queued["status"], queued["reason"]) == (202, "pending", "chain_too_long"), queued
+    caplog.clear()
+    assert send_queued(rt) == 0  # no block yet: refused again
+    with rt.session() as session:
+        rows = session.scalars(select(Submission).where(Submission.bounty_id == bounty.id)).all()
+        assert [(r.id, str(r.status), str(r.reason), r.txid) for r in rows] == [
+            (queued["id"], "pending", "chain_too_long", None)]
+        assert (rows[0].predicted_label, rows[0].recipient_address) == (7, USER.address())
+    assert decision_lines(caplog) == [
+        f"submission decision: bounty={bounty.id} submission={queued['id']} outcome=queued reason=chain_too_long "
+        "sats=0"]
+    monkeypatch.undo()
+    rt.local_chain.mine(1)
+    assert send_queued(rt) == 1 and send_queued(rt) == 0
+    assert decision_lines(caplog)[1:] == [
+        f"submission decision: bounty={bounty.id} submission={queued['id']} outcome=paid reason=- sats={PAYOUT}"]
+    settle(rt)
+    with rt.session() as session:
+        row = session.get(Submission, queued["id"])
+        assert row is not None and row.status == SubmissionStatus.CONFIRMED and row.payout is not None
+        assert row.payout.satoshis == PAYOUT and row.payout.recipient_address == USER.address()
+        assert session.scalar(select(func.count(Submission.id))) == 1
+    assert pool_books_failures(rt, bounty.id) == []
+
+
+def test_the_dry_run_on_a_pool_names_the_bounty_and_reads_its_reserve(sqlite_rt: Runtime,
+                                                                     digits: dict[str, np.ndarray]) -> None:
+    """Its only live prize being claimed, a pool still takes images while its reserve can create a prize: the dry
+    run says so for this bounty, and refuses an image it would not pay with the same sentence."""
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 200_000, shape=BountyShape.POOL, prizes=1)
+    api = client(rt)
+    assert post(api, bounty.id, digits["sevens"][0])["code"] == 202  # takes the only prize (no keeper step yet)
+    dry = api.post("/classify", json={"pixels": digits["sevens"][1].tolist(), "bounty_id": bounty.id}).json()
+    assert (dry["bounty_id"], dry["label"], dry["accepted"], dry["reason"]) == (bounty.id, 7, True, None), dry
+    other = api.post("/classify", json={"pixels": digits["others"][0].tolist(), "bounty_id": bounty.id}).json()
+    assert other["bounty_id"] == bounty.id and other["accepted"] is False and "which is not" in other["reason"]
+
+
+def test_a_payees_history_defaults_to_its_newest_twenty_and_counts_none_as_zero(sqlite_rt: Runtime) -> None:
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    with rt.session() as session:
+        for n in range(21):
+            session.add(Submission(bounty_id=bounty.id, txid=f"{n:064x}", pixels=bytes(784),
+                                   recipient_address=USER.address(), recipient_pkh="00" * 20, predicted_label=7,
+                                   margin=1, model_sha256="00" * 32, source=SubmissionSource.CHAIN,
+                                   status=SubmissionStatus.SEEN))
+    page = submissions_of_address(rt, USER.address())
+    assert (page.total, page.offset, page.limit, len(page.submissions)) == (21, 0, 20, 20)
+    assert [s.txid for s in page.submissions] == [f"{n:064x}" for n in range(20, 0, -1)]  # newest first
+    nobody = submissions_of_address(rt, OTHER.address())
+    assert (nobody.total, nobody.submissions) == (0, [])
+
+
+def test_a_late_close_or_requeue_touches_only_its_own_unsent_claim(sqlite_rt: Runtime) -> None:
+    """A refusal or an outage met while paying a queued or vetted claim acts on that claim alone, and only while it
+    has no spend: a claim already sent, another claim being paid, or one already refused stay as they are."""
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    states = {"paying": (SubmissionStatus.PAYING, None), "other paying": (SubmissionStatus.PAYING, None),
+              "paying, sent": (SubmissionStatus.PAYING, "ab" * 32), "refused": (SubmissionStatus.REJECTED, None),
+              "broadcast": (SubmissionStatus.BROADCAST, "cd" * 32), "vetting": (SubmissionStatus.VETTING, None)}
+    ids = {}
+    with rt.session() as session:
+        for name, (status, txid) in states.items():
+            row = Submission(bounty_id=bounty.id, txid=txid, pixels=bytes(784), recipient_address=USER.address(),
+                             recipient_pkh="00" * 20, predicted_label=7, margin=1, model_sha256="00" * 32,
+                             source=SubmissionSource.API, status=status)
+            session.add(row)
+            session.flush()
+            ids[name] = row.id
+    for name in ("paying", "paying, sent", "refused", "broadcast"):
+        _requeue(rt, ids[name])
+    for name in ("other paying", "paying, sent", "refused", "broadcast", "vetting"):
+        _close(rt, ids[name], RejectReason.BOUNTY_EXHAUSTED)
+    with rt.session() as session:
+        now = {name: (str(row.status), row.reason and str(row.reason))
+               for name in states if (row := session.get(Submission, ids[name])) is not None}
+    assert now == {"paying": ("pending", None), "other paying": ("rejected", "bounty_exhausted"),
+                   "paying, sent": ("paying", None), "refused": ("rejected", None), "broadcast": ("broadcast", None),
+                   "vetting": ("rejected", "bounty_exhausted")}
+
+
+def test_a_redeploy_the_watcher_books_first_is_adopted_once_under_its_new_model(
+        sqlite_rt: Runtime, shipped: ModelArtifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher reads a redeploy off the chain before the service records it: it recognises the new model's
+    classifier inside the script (compiled once) and books the migration, not a withdrawal."""
+    from tests.support.models import register_variants
+
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 40_000)
+    first, second = register_variants(rt, shipped, tmp_path, 2)
+    chain, broadcast = rt.chain, rt.chain.broadcast
+    sent: list[str] = []
+
+    def broadcast_then_watch(tx: Transaction) -> object:
+        result = broadcast(tx)
+        sent.append(tx.txid())
+        Watcher(rt).run_once()  # its own session, committed before the sender goes on
+        return result
+
+    monkeypatch.setattr(chain, "broadcast", broadcast_then_watch)
+    moved = redeploy(rt, bounty.id, second)
+    monkeypatch.undo()
+    assert moved.migrate_txid == sent[0] and moved.contract_version == 2 and moved.status == "active"
+    with rt.session() as session:
+        versions = session.execute(select(Deployment.version, Deployment.status, Deployment.model_id,
+                                          Deployment.deploy_txid)
+                                   .where(Deployment.bounty_id == bounty.id).order_by(Deployment.version)).all()
+    assert [(v, str(s), m) for v, s, m, _ in versions] == [(1, "migrated", versions[0][2]), (2, "active", second)]
+    assert versions[1][3] == sent[0] and first != second
+    books_balance(rt, bounty.id)
+
+
+@pytest.mark.parametrize("shape", [BountyShape.CHAIN, BountyShape.POOL])
+def test_queued_vetted_claims_and_appeals_are_sent_after_a_block_with_their_claim_and_cosigned(
+        tmp_path: Path, digits: dict[str, np.ndarray], close_seconds: np.ndarray, shape: BountyShape,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A vetted claim and a vetted appeal the chain refused (a too long unconfirmed chain) wait as pending; after
+    a block each is sent co-signed by the attestor, the appeal still claiming its digit, and paid once (at the fee
+    rate in force, here not the default)."""
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, quota_per_payee_per_hour=0,
+                                   quota_per_client_per_hour=0, pool_wait_seconds=20.0, fee_rate=250))
+    try:
+        bounty = create_bounty(rt, [7], PAYOUT, 200_000, mode=BountyMode.VETTED, shape=shape,
+                               prizes=3 if shape == BountyShape.POOL else None)
+        api = client(rt)
+        assert rt.local_chain is not None
+        monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+        queued = [post(api, bounty.id, digits["sevens"][50])]
+        for image in close_seconds[:12]:
+            answer = api.post(f"/bounties/{bounty.id}/submissions",
+                              json={"pixels": image.tolist(), "address": USER.address(), "appeal": True})
+            if answer.status_code == 202:
+                queued.append(answer.json())
+                break
+        assert [(q["status"], q["txid"], q["appeal"]) for q in queued] == [("pending", None, False),
+                                                                          ("pending", None, True)], queued
+        monkeypatch.undo()
+        rt.local_chain.mine(1)
+        assert send_queued(rt) == 2 and send_queued(rt) == 0
+        settle(rt)
+        with rt.session() as session:
+            rows = [session.get(Submission, q["id"]) for q in queued]
+            assert [(str(r.status), r.appeal, r.claimed_digit, r.payout is not None and r.payout.satoshis)
+                    for r in rows if r is not None] == [("confirmed", False, 7, PAYOUT), ("confirmed", True, 7, PAYOUT)]
+            assert rows[1] is not None and rows[1].predicted_label != 7  # paid for the claimed 7 it ranks second
+            assert session.scalar(select(func.count(Submission.id))) == 2
+        if shape == BountyShape.POOL:
+            assert pool_books_failures(rt, bounty.id) == []
+        else:
+            books_balance(rt, bounty.id)
+    finally:
+        rt.close()
+
+
+def test_a_queued_claim_another_sender_took_or_that_was_closed_is_not_sent(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two senders (API processes after a block) may both find one queued claim: it goes out only from the one whose
+    conditional update moved it from pending; one being paid or refused meanwhile is left alone."""
+    from marketplace.submissions import _send_queued_claim
+    from tests.support.pools import prizes_of
+
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 200_000, shape=BountyShape.POOL, prizes=3)
+    assert rt.local_chain is not None
+    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+    queued = post(client(rt), bounty.id, digits["sevens"][0])
+    assert queued["status"] == "pending", queued
+    monkeypatch.undo()
+    rt.local_chain.mine(1)
+
+    def set_status(status: SubmissionStatus) -> None:
+        with rt.session() as session:
+            row = session.get(Submission, queued["id"])
+            assert row is not None
+            row.status = status
+
+    for meanwhile in (SubmissionStatus.PAYING, SubmissionStatus.REJECTED):
+        set_status(meanwhile)
+        assert _send_queued_claim(rt, queued["id"]) == 0
+        with rt.session() as session:
+            row = session.get(Submission, queued["id"])
+            assert row is not None and (row.status, row.txid) == (meanwhile, None)
+        assert prizes_of(rt, bounty.id) == {"live": 3}  # no prize taken, nothing sent
+    set_status(SubmissionStatus.PENDING)
+    assert _send_queued_claim(rt, queued["id"]) == 1
+    settle(rt)
+    assert pool_books_failures(rt, bounty.id) == []
+
+
+def test_a_queued_spend_another_sender_sent_meanwhile_is_skipped_and_the_rest_still_go(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two senders after one block (two API processes): while this one sends a queued pool claim, the other sends
+    the first queued spend of a chain bounty and stops at the second, still too long for its chain. This sender
+    then skips the spend already sent (never paying it twice), sends the second, and never a refused receipt."""
+    rt, sevens = sqlite_rt, digits["sevens"]
+    chain = rt.local_chain
+    assert chain is not None
+    pool_bounty = create_bounty(rt, [7], PAYOUT, 200_000, shape=BountyShape.POOL, prizes=3)
+    chain_bounty = create_bounty(rt, [7], PAYOUT, 200_000)
+    api = client(rt)
+    monkeypatch.setattr(chain, "max_unconfirmed_ancestors", 0)
+    queued = [post(api, pool_bounty.id, sevens[0]), post(api, chain_bounty.id, sevens[1]),
+              post(api, chain_bounty.id, sevens[2])]
+    assert [q["status"] for q in queued] == ["pending"] * 3, queued
+    with rt.session() as session:  # a receipt vetting refused: it has no spend and must never get one
+        refused = Submission(bounty_id=chain_bounty.id, pixels=sevens[3].tobytes(), recipient_address=USER.address(),
+                             recipient_pkh="00" * 20, predicted_label=7, margin=1, model_sha256="00" * 32,
+                             source=SubmissionSource.API, status=SubmissionStatus.REJECTED,
+                             reason=RejectReason.KNOWN_IMAGE)
+        session.add(refused)
+        session.flush()
+        refused_id = refused.id
+    monkeypatch.undo()
+    chain.mine(1)
+    limit, broadcast = chain.max_unconfirmed_ancestors, chain.broadcast
+    other: list[int] = []
+
+    def the_other_sender_goes_first(tx: Transaction) -> object:
+        if not other:
+            other.append(-1)
+            chain.max_unconfirmed_ancestors = 0  # its chain refuses the second spend
+            try:
+                other[0] = send_queued(rt)
+            finally:
+                chain.max_unconfirmed_ancestors = limit
+        return broadcast(tx)
+
+    monkeypatch.setattr(chain, "broadcast", the_other_sender_goes_first)
+    assert send_queued(rt) == 2  # the pool claim and the second spend
+    monkeypatch.undo()
+    assert other == [1]  # the first spend
+    settle(rt)
+    with rt.session() as session:
+        rows = [session.get(Submission, q["id"]) for q in queued]
+        assert [(str(r.status), r.payout is not None) for r in rows if r is not None] == [("confirmed", True)] * 3
+        late = session.get(Submission, refused_id)
+        assert late is not None and (late.status, late.txid) == (SubmissionStatus.REJECTED, None)
+        assert session.scalar(select(func.count(Payout.id))) == 3
+    books_balance(rt, chain_bounty.id)
+    assert pool_books_failures(rt, pool_bounty.id) == []
+
+
+def test_a_refused_broadcast_is_a_lost_race_only_when_its_input_was_spent_or_is_missing(sqlite_rt: Runtime) -> None:
+    """A lost race is rebuilt (and recorded as a double spend); any other refusal is the spend's own fault. In the
+    chains' own words: the dev chain's, and ARC's status and message. The other reasons a queued or vetted spend
+    is closed with: the model reading another digit, or this digit too close to call; a script refused; a bounty
+    that cannot pay."""
+    from contracts.errors import ContractError, ScriptError
+    from marketplace.chain.errors import TransactionRejected
+    from marketplace.errors import BountyClosed, ImageRefused
+    from marketplace.submissions import _reason_of
+
+    assert [_reason_of(exc) for exc in (ImageRefused("reads a 1", 1, 900, digits=(3, 7)),
+                                        ImageRefused("a 7, too close", 7, 2, digits=(3, 7)),
+                                        ScriptError("OP_VERIFY failed"), ContractError("too little to pay"),
+                                        BountyClosed("withdrawn"))] == [
+        RejectReason.WRONG_DIGIT, RejectReason.LOW_MARGIN, RejectReason.INVALID_SCRIPT,
+        RejectReason.BOUNTY_EXHAUSTED, RejectReason.BOUNTY_EXHAUSTED]
+
+    words = {"double spend of ab:0, already spent by cd": RejectReason.DOUBLE_SPEND,
+             "missing inputs: ab:0 is not in the UTXO set or the mempool": RejectReason.DOUBLE_SPEND,
+             "DOUBLE_SPEND_ATTEMPTED: competing transaction cd": RejectReason.DOUBLE_SPEND,
+             "double spend attempted; competing transactions: cd": RejectReason.DOUBLE_SPEND,
+             "fee of 10 sats is below the minimum of 90 sats": RejectReason.BROADCAST_FAILED,
+             "input 0 fails its script: OP_VERIFY failed": RejectReason.BROADCAST_FAILED,
+             "MALFORMED: no detail given": RejectReason.BROADCAST_FAILED}
+    assert {reason: _reason_of(TransactionRejected(reason, "ab" * 32)) for reason in words} == words
+
+
+@pytest.mark.parametrize("move", ["top-up", "redeploy"])
+def test_a_migration_whose_sender_died_after_broadcasting_is_adopted_by_the_watcher(
+        sqlite_rt: Runtime, shipped: ModelArtifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        digits: dict[str, np.ndarray], move: str) -> None:
+    """The service broadcasts a migration and its process dies before recording it: the watcher recognises the
+    contract the owner's spend created (the live model's for a top-up, another registered model's for a redeploy)
+    and books the migration, never a withdrawal; the bounty goes on paying on the new contract."""
+    from tests.support.models import register_variants
+
+    class ProcessDied(BaseException):
+        pass
+
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 40_000)
+    _, variant = register_variants(rt, shipped, tmp_path, 2)
+    chain, broadcast = rt.chain, rt.chain.broadcast
+    sent: list[str] = []
+
+    def broadcast_then_die(tx: Transaction) -> object:
+        broadcast(tx)
+        sent.append(tx.txid())
+        raise ProcessDied
+
+    monkeypatch.setattr(chain, "broadcast", broadcast_then_die)
+    with pytest.raises(ProcessDied):
+        fund_bounty(rt, bounty.id, 10_000) if move == "top-up" else redeploy(rt, bounty.id, variant)
+    monkeypatch.undo()
+    with rt.session() as session:
+        first_model = session.scalar(select(Deployment.model_id).where(Deployment.bounty_id == bounty.id))
+        assert session.scalar(select(func.count(Deployment.id))) == 1  # nothing recorded
+    Watcher(rt).run_once()
+    with rt.session() as session:
+        versions = session.execute(select(Deployment.version, Deployment.status, Deployment.model_id,
+                                          Deployment.deploy_txid)
+                                   .where(Deployment.bounty_id == bounty.id).order_by(Deployment.version)).all()
+        b = session.get(Bounty, bounty.id)
+        assert b is not None and b.status == "active"
+    migration = rt.chain.get_transaction(sent[0])
+    assert migration is not None
+    # a top-up's fee is the wallet's; a redeploy's comes out of the contract, so out of the budget
+    assert b.budget_sats == (50_000 if move == "top-up" else 40_000 - fee_paid(rt.chain, migration))
+    assert [(v, str(s), m, t) for v, s, m, t in versions] == [
+        (1, "migrated", first_model, versions[0][3]),
+        (2, "active", first_model if move == "top-up" else variant, sent[0])]
+    books_balance(rt, bounty.id)
+    assert post(client(rt), bounty.id, digits["sevens"][0])["code"] == 202
+    settle(rt)
+    books_balance(rt, bounty.id)
+
+
+def test_the_watcher_daemon_survives_a_failed_step_and_takes_a_backlog_back_to_back(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run_forever`: a step that fails (the chain unreachable) is retried after the interval; a step that took its
+    whole `limit` is followed at once by the next; it pauses only once caught up. Its stop event here is the
+    test's clock: it records each pause, never sleeps, and ends the loop once the direct spends are booked."""
+    import threading
+
+    from marketplace.chain.errors import ChainError
+
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    contract, _ = _live_contract(rt, bounty.id)
+
+    def spend_directly(image: np.ndarray) -> None:
+        utxo = rt.chain.utxos_for_script(contract.lock().serialize())[0]
+        rt.chain.broadcast(build_submission(contract, utxo, image, OTHER.address()))
+
+    def booked() -> int:
+        with rt.session() as session:
+            return int(session.scalar(select(func.count(Submission.id))
+                                      .where(Submission.source == SubmissionSource.CHAIN)) or 0)
+
+    class Clock(threading.Event):
+        def __init__(self, until: int) -> None:
+            super().__init__()
+            self.until, self.pauses = until, []
+
+        def wait(self, timeout: float | None = None) -> bool:
+            self.pauses.append(timeout)
+            if booked() == self.until or len(self.pauses) > 20:  # (20: a loop that never catches up ends too)
+                self.set()
+            return self.is_set()
+
+    limits: list[int] = []
+    failed: list[bool] = []
+    events_since = rt.chain.events_since
+
+    def unreachable_once(cursor: str, limit: int) -> object:
+        limits.append(limit)
+        if not failed:
+            failed.append(True)
+            raise ChainError("the chain's connection was reset")
+        return events_since(cursor, limit)
+
+    monkeypatch.setattr(rt.chain, "events_since", unreachable_once)
+    for image in digits["sevens"][:2]:
+        spend_directly(image)
+    clock = Clock(until=2)
+    Watcher(rt, keep=False).run_forever(clock, interval=0.25, limit=1)
+    assert booked() == 2 and len(limits) > 4 and set(limits) == {1}
+    assert clock.pauses == [0.25, 0.25]  # after the failure, and once caught up: none within the backlog
+
+    spend_directly(digits["sevens"][2])
+    limits.clear()
+    clock = Clock(until=3)
+    Watcher(rt, keep=False).run_forever(clock)  # the defaults: up to 200 events a step, a pause of 1 s
+    assert booked() == 3 and limits == [200] and clock.pauses == [1.0]
+
+
+def test_every_refusal_of_a_submission_is_one_decision_line_naming_why(
+        tmp_path: Path, digits: dict[str, np.ndarray], mnist: Mnist, caplog: pytest.LogCaptureFixture) -> None:
+    """What an operator greps for: the outcome and a reason word for each kind of refusal (the contract's reading,
+    the bounty closed, a bad request, vetting's receipt with its id), and `paid` with the payout."""
+    caplog.set_level(logging.INFO, logger="marketplace.submissions")
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, quota_per_payee_per_hour=0,
+                                   quota_per_client_per_hour=0))
+    try:
+        open_ = create_bounty(rt, [7], PAYOUT, 100_000)
+        strict = create_bounty(rt, [7], PAYOUT, 100_000, min_margin=10**9)
+        closed = create_bounty(rt, [7], PAYOUT, 100_000)
+        withdraw_bounty(rt, closed.id)
+        vetted = create_bounty(rt, [7], PAYOUT, 100_000, mode=BountyMode.VETTED)
+        api = client(rt)
+        caplog.clear()
+        paid = post(api, open_.id, digits["sevens"][0])
+        answers = [paid, post(api, open_.id, digits["others"][0]), post(api, strict.id, digits["sevens"][0]),
+                   post(api, closed.id, digits["sevens"][0]), post(api, open_.id, digits["sevens"][0], "1" * 34),
+                   post(api, 999, digits["sevens"][0])]
+        known = post(api, vetted.id, mnist.x_train.reshape(-1, 784)[mnist.y_train == 7][0])  # MNIST itself
+        assert [a["code"] for a in [*answers, known]] == [202, 422, 422, 409, 422, 404, 422], answers
+        line = "submission decision: bounty={} submission={} outcome={} reason={} sats={}"
+        assert decision_lines(caplog) == [
+            line.format(open_.id, paid["id"], "paid", "-", PAYOUT),
+            line.format(open_.id, "-", "refused", "wrong_digit", 0),
+            line.format(strict.id, "-", "refused", "low_margin", 0),
+            line.format(closed.id, "-", "refused", "bounty_closed", 0),
+            line.format(open_.id, "-", "refused", "InvalidRequest", 0), line.format(999, "-", "refused", "NotFound", 0),
+            line.format(vetted.id, known["refusal"]["submission_id"], "refused", "known_image", 0)]
+        assert isinstance(known["refusal"]["submission_id"], int)  # the receipt vetting wrote
+    finally:
+        rt.close()
+
+
+def test_a_dropped_migration_returns_its_own_bounty_to_its_contract_and_leaves_the_others(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """A reorg drops the second top-up of a bounty (a rival spent the contract it retired): the bounty goes back to
+    its own version just before (2, not 1, and not another bounty's 2), its budget what that contract held plus
+    what it had paid out (its own payouts and fees, not another bounty's); the other bounty is untouched and pays."""
+    rt = sqlite_rt
+    api = client(rt)
+    first = create_bounty(rt, [7], PAYOUT, 90_000)
+    second = create_bounty(rt, [7], PAYOUT, 90_000)
+    fund_bounty(rt, first.id, 10_000)  # each has a version 2, the first's written first
+    fund_bounty(rt, second.id, 10_000)
+    settle(rt)
+    assert [post(api, b.id, digits["sevens"][n])["code"] for n, b in ((4, first), (5, second))] == [202, 202]
+    settle(rt)
+    old_contract, old_utxo = _live_contract(rt, second.id)
+    fund_bounty(rt, second.id, 10_000)
+    settle(rt)
+    rival = build_submission(old_contract, old_utxo, digits["sevens"][1], OTHER.address())
+    assert rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=[rival])
+    settle(rt)
+    with rt.session() as session:
+        versions = session.execute(select(Deployment.bounty_id, Deployment.version, Deployment.status)
+                                   .order_by(Deployment.bounty_id, Deployment.version)).all()
+        assert session.get(Bounty, second.id).budget_sats == 100_000  # type: ignore[union-attr]
+    assert [(b, v, str(s)) for b, v, s in versions] == [(first.id, 1, "migrated"), (first.id, 2, "active"),
+                                                        (second.id, 1, "migrated"), (second.id, 2, "active")]
+    assert [post(api, b.id, digits["sevens"][n])["code"] for n, b in ((2, first), (3, second))] == [202, 202]
+    settle(rt)
+    books_balance(rt, first.id)
+    books_balance(rt, second.id)
+
+
+def test_a_reorg_dropping_a_chain_bountys_deploy_orphans_its_spend_and_the_watcher_goes_on(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """The competing chain spends the wallet coin that funded the deploy elsewhere: there is no earlier contract
+    to return to, and the watcher must not stall on it: the spend of the dropped contract is orphaned, unpaid."""
+    rt = sqlite_rt
+    assert rt.local_chain is not None
+    rt.wallet.fund_from_faucet(rt.local_chain, 10_000_000)
+    payment = rt.wallet.build_payment(rt.chain, OTHER.address(), 1_000, rt.settings.fee_rate)  # held back
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    with rt.session() as session:
+        deploy = rt.chain.get_transaction(str(session.scalar(select(Deployment.deploy_txid))))
+    assert deploy is not None and {(i.source_txid, i.source_output_index) for i in deploy.inputs} & {
+        (i.source_txid, i.source_output_index) for i in payment.inputs}  # the same coin
+    settle(rt)
+    paid = post(client(rt), bounty.id, digits["sevens"][0])
+    assert paid["code"] == 202
+    rt.local_chain.rollback(1, replacement=[payment])
+    settle(rt)
+    with rt.session() as session:
+        row = session.get(Submission, paid["id"])
+        assert row is not None and (row.status, row.reason, row.payout) == (
+            SubmissionStatus.ORPHANED, RejectReason.REORGED_OUT, None)
+
+
+def test_queued_spends_refused_for_good_are_closed_with_the_reason_logged_and_the_rest_still_go(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """After a block, a queued spend whose bounty was withdrawn meanwhile is closed as exhausted and the next one is
+    still paid; spends the chain now refuses for good (here its minimum fee rate went up) are closed as failed
+    broadcasts, a pool's prize given back. One decision line each."""
+    from tests.support.pools import prizes_of
+
+    caplog.set_level(logging.INFO, logger="marketplace.submissions")
+    rt, sevens = sqlite_rt, digits["sevens"]
+    chain = rt.local_chain
+    assert chain is not None
+    line = "submission decision: bounty={} submission={} outcome={} reason={} sats={}"
+
+    def queue(*bounties: int) -> list[int]:
+        monkeypatch.setattr(chain, "max_unconfirmed_ancestors", 0)
+        sent = [post(client(rt), b, sevens[10 + n]) for n, b in enumerate(bounties)]
+        monkeypatch.undo()
+        assert [s["status"] for s in sent] == ["pending"] * len(bounties), sent
+        return [s["id"] for s in sent]
+
+    def closed(ids: list[int]) -> list[tuple[str, str | None, str | None]]:
+        with rt.session() as session:
+            rows = [session.get(Submission, i) for i in ids]
+            return [(str(r.status), r.reason and str(r.reason), r.txid and "sent") for r in rows if r is not None]
+
+    withdrawn, live = (create_bounty(rt, [7], PAYOUT, 100_000).id for _ in range(2))
+    first = queue(withdrawn, live)
+    withdraw_bounty(rt, withdrawn)
+    chain.mine(1)
+    caplog.clear()
+    assert send_queued(rt) == 1
+    assert closed(first) == [("rejected", "bounty_exhausted", None), ("broadcast", None, "sent")]
+    assert decision_lines(caplog) == [line.format(withdrawn, first[0], "refused", "bounty_exhausted", 0),
+                                      line.format(live, first[1], "paid", "-", PAYOUT)]
+
+    chained = create_bounty(rt, [7], PAYOUT, 100_000).id
+    pooled = create_bounty(rt, [7], PAYOUT, 200_000, shape=BountyShape.POOL, prizes=3).id
+    second = queue(chained, pooled)
+    chain.mine(1)
+    caplog.clear()
+    monkeypatch.setattr(chain, "min_fee_rate", 100_000)
+    assert send_queued(rt) == 0
+    monkeypatch.undo()
+    assert closed(second) == [("rejected", "broadcast_failed", None)] * 2
+    assert decision_lines(caplog) == [line.format(chained, second[0], "refused", "broadcast_failed", 0),
+                                      line.format(pooled, second[1], "refused", "broadcast_failed", 0)]
+    assert prizes_of(rt, pooled) == {"live": 3}
+    settle(rt)
+    books_balance(rt, live)
+    books_balance(rt, chained)
+    assert pool_books_failures(rt, pooled) == []
+
+
+def test_a_vetted_bounty_counts_each_clients_attempts_against_its_hourly_quota(
+        tmp_path: Path, digits: dict[str, np.ndarray]) -> None:
+    """One client (one address on the API's side) sending for several payees is held to its own quota."""
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, quota_per_payee_per_hour=0,
+                                   quota_per_client_per_hour=1))
+    try:
+        bounty = create_bounty(rt, [7], PAYOUT, 100_000, mode=BountyMode.VETTED)
+        api = client(rt)
+        answers = [post(api, bounty.id, image, payee.address())
+                   for image, payee in zip(digits["sevens"][60:62], (USER, OTHER), strict=True)]
+        assert [a["code"] for a in answers] == [202, 422], answers
+        assert answers[1]["refusal"]["reason"] == "quota"
+    finally:
+        rt.close()
+
+
+def test_queued_claims_of_a_pool_redeployed_meanwhile_are_judged_again_by_the_new_model(
+        sqlite_rt: Runtime, shipped: ModelArtifact, digits: dict[str, np.ndarray], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A claim queued under one model and sent after a redeploy to a model that reads its image otherwise (here one
+    that reads everything as a 0) is refused by the new model's reading before any spend is built: closed as the
+    wrong digit, its prize left to others."""
+    from dataclasses import replace
+
+    from tests.support.pools import prizes_of
+
+    caplog.set_level(logging.INFO, logger="marketplace.submissions")
+    rt = sqlite_rt
+    b2 = shipped.integer.b2.copy()
+    b2[0] += 10**6
+    zeros = replace(shipped, integer=replace(shipped.integer, b2=b2), parent_sha256=shipped.weights_sha256)
+    bounty = create_bounty(rt, [7], PAYOUT, 200_000, shape=BountyShape.POOL, prizes=3)  # the shipped model's
+    with rt.session() as session:
+        zeros_id = rt.register_model(session, zeros.save(tmp_path / "zeros")).id
+    assert rt.local_chain is not None
+    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+    queued = post(client(rt), bounty.id, digits["sevens"][0])
+    monkeypatch.undo()
+    assert queued["status"] == "pending", queued
+    redeploy(rt, bounty.id, zeros_id)
+    rt.local_chain.mine(1)
+    prizes = prizes_of(rt, bounty.id)
+    caplog.clear()
+    assert send_queued(rt) == 0
+    with rt.session() as session:
+        row = session.get(Submission, queued["id"])
+        assert row is not None and (row.status, row.reason, row.txid) == (
+            SubmissionStatus.REJECTED, RejectReason.WRONG_DIGIT, None)
+    assert decision_lines(caplog) == [f"submission decision: bounty={bounty.id} submission={queued['id']} "
+                                      "outcome=refused reason=wrong_digit sats=0"]
+    assert prizes_of(rt, bounty.id) == prizes and prizes["live"] > 0  # none taken, none spent
