@@ -16,15 +16,27 @@ from bsv import P2PKH, Network, PrivateKey, Script, Transaction, TransactionInpu
 from bsv.fee_models import SatoshisPerKilobyte
 from sqlalchemy import func, select, update
 
+from contracts.fees import fee_for
 from contracts.interpreter import TX_VERSION
 from contracts.pool import PoolContract
 from contracts.transactions import Utxo
 from contracts.transactions import claim as build_claim
-from marketplace.bounties import fund_bounty, redeploy, withdraw_bounty
+from marketplace.bounties import fund_bounty, get_bounty, redeploy, withdraw_bounty
 from marketplace.chain import START
 from marketplace.chain.errors import TransactionRejected
+from marketplace.errors import InvalidRequest
 from marketplace.pool_ledger import pool_totals, prize_utxo, reserve_utxo
-from marketplace.pools import keep_pools, live_pool, take_prize
+from marketplace.pools import (
+    MOVE_OVERHEAD_BYTES,
+    can_pay_more,
+    images_left,
+    keep_pools,
+    live_pool,
+    prize_creation_fee,
+    prizes_affordable,
+    release_prize,
+    take_prize,
+)
 from marketplace.runtime import Runtime
 from marketplace.schema import (
     Bounty,
@@ -43,7 +55,7 @@ from marketplace.submissions import send_queued
 from marketplace.watcher import CURSOR_KEY, Watcher
 from model.artifact import ModelArtifact
 from tests.support.models import register_variants
-from tests.support.pools import OUTSIDER, books, client, pool, post, prizes_of, settle
+from tests.support.pools import OUTSIDER, PAYOUT, books, client, pool, post, prizes_of, settle
 from tests.support.settings import runtime_on
 
 STRANGER = PrivateKey(7201, network=Network.TESTNET)
@@ -820,4 +832,130 @@ def test_a_claim_sent_but_never_booked_is_booked_once_by_the_watcher(
         assert len(rows) == 1 and rows[0].payout is not None and rows[0].status == SubmissionStatus.CONFIRMED
         taken = session.get(Prize, prize_id)
         assert taken is not None and taken.status == PrizeStatus.CLAIMED and taken.spent_txid == tx.txid()
+    books(rt, bounty_id)
+
+
+# -- 6. the pool's arithmetic, its view and the keeper's thresholds, to the satoshi and the prize ----------------
+
+
+def test_a_prize_costs_its_outputs_fee_and_a_reserve_buys_whole_prizes_only(rt: Runtime) -> None:
+    bounty_id = pool(rt, prizes=2)
+    contract, _ = live_prizes(rt, bounty_id, 0)
+    rate = rt.settings.fee_rate
+    output = TransactionOutput(contract.lock(), contract.prize_satoshis).serialize()
+    assert 253 <= len(output) < 65_536  # its script's length takes 3 bytes
+    # the prize output's own bytes (value, script length, script) at the rate, rounded up once more
+    assert prize_creation_fee(contract, rate) == fee_for(len(output), rate) + 1
+    unit = contract.prize_satoshis + prize_creation_fee(contract, rate)
+    move = fee_for(MOVE_OVERHEAD_BYTES, rate)  # what a refill costs beyond its prizes
+    assert [prizes_affordable(contract, move + n * unit, rate) for n in range(4)] == [0, 1, 2, 3]
+    assert [prizes_affordable(contract, move + n * unit - 1, rate) for n in range(1, 4)] == [0, 1, 2]
+    assert prizes_affordable(contract, move - 1, rate) == 0  # not even the move's fee: none, not -1
+    assert images_left(2, move + 3 * unit, contract, rate) == 5
+    assert images_left(2, move + unit - 1, contract, rate) == 2
+
+
+def test_a_budget_of_exactly_the_minimum_it_names_creates_one_prize(rt: Runtime) -> None:
+    """The refusal of a budget too small for one prize names the least budget; that budget creates one prize
+    (and nothing is left for a reserve), a satoshi less is refused the same way."""
+    with pytest.raises(InvalidRequest, match="cannot create one prize") as refused:
+        pool(rt, prizes=3, budget=3_000)
+    least = int(str(refused.value).rsplit("at least ", 1)[1].split(" sats")[0].replace(",", ""))
+    with pytest.raises(InvalidRequest, match=f"must be at least {least:,} sats"):
+        pool(rt, prizes=3, budget=least - 1)
+    created = get_bounty(rt, pool(rt, prizes=3, budget=least))
+    assert (created.live_prizes, created.reserve_sats, created.contract_version) == (1, 0, 1)
+    assert created.fees_spent_sats == least - PAYOUT - created.max_fee_sats  # the deploy took the rest as fee
+    books(rt, created.id)
+
+
+def _take(rt: Runtime, bounty_id: int, n: int) -> None:
+    """`n` claimants take a prize each and have not sent their claims yet."""
+    for _ in range(n):
+        with rt.session() as session:
+            assert take_prize(session, bounty_id) is not None
+
+
+def test_the_keeper_refills_up_to_its_target_only_once_free_prizes_fall_to_half_of_it(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no claim in the last minute the target is the settings' minimum (at most K). Prizes handed out a
+    moment ago are neither free nor stale: the keeper leaves them taken."""
+    bounty_id = pool(rt, prizes=8, budget=200_000)
+    monkeypatch.setattr(rt.settings, "pool_min_prizes", 8)
+    _take(rt, bounty_id, 4)
+    assert keep_pools(rt) == 4  # 4 free of a target of 8: half, so it tops up to 8
+    assert prizes_of(rt, bounty_id) == {"live": 8, "taken": 4}
+    assert keep_pools(rt) == 0
+    monkeypatch.setattr(rt.settings, "pool_min_prizes", 4)
+    _take(rt, bounty_id, 5)
+    assert keep_pools(rt) == 0  # 3 free of a target of 4: more than half
+    _take(rt, bounty_id, 1)
+    assert keep_pools(rt) == 2  # 2 of 4: half
+    monkeypatch.setattr(rt.settings, "pool_min_prizes", 2)
+    _take(rt, bounty_id, 3)
+    assert keep_pools(rt) == 1  # 1 of 2: one prize, its own refill
+    assert prizes_of(rt, bounty_id) == {"live": 2, "taken": 13}
+    monkeypatch.setattr(rt.settings, "pool_min_prizes", 20)  # more than K: the target is K
+    _take(rt, bounty_id, 2)
+    assert keep_pools(rt) == 8
+    books(rt, bounty_id)
+
+
+def test_a_pools_view_counts_each_images_creation_fee_and_what_the_reserve_still_buys(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=3, budget=30_000)
+    api = client(rt)
+    for image in sevens[:2]:
+        assert post(api, bounty_id, image)["code"] == 202
+    assert keep_pools(rt) == 1  # two claims in the last minute: two live
+    rate = rt.settings.fee_rate
+    with rt.session() as session:
+        bounty, deployment = live_pool(session, bounty_id)
+        contract, totals = rt.pool(deployment), pool_totals(session, bounty)
+        assert can_pay_more(rt, session, bounty, deployment)
+    view = api.get(f"/bounties/{bounty_id}").json()
+    per_image = view["max_fee_sats"] + prize_creation_fee(contract, rate)
+    assert (view["fee_sats_per_image"], view["cost_sats_per_image"]) == (per_image, PAYOUT + per_image)
+    buys = prizes_affordable(contract, totals.reserve, rate)
+    assert buys >= 1 and view["images_left"] == 2 + buys
+    assert (view["live_prizes"], view["reserve_sats"], view["owner_transactions"]) == (2, totals.reserve, 2)
+    assert totals.claim_fees > 0 and totals.owner_fees > 0
+    assert view["fees_spent_sats"] == totals.claim_fees + totals.owner_fees
+    assert view["remaining_sats"] == totals.reserve + totals.live_value
+    withdrawn = api.get(f"/bounties/{withdraw_bounty(rt, bounty_id).id}").json()
+    assert (withdrawn["images_left"], withdrawn["live_prizes"], withdrawn["reserve_sats"]) == (0, 0, 0)
+    assert withdrawn["owner_transactions"] == 3 and withdrawn["fee_sats_per_image"] == per_image
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_claim_is_refused_once_no_prize_is_on_chain_and_the_reserve_buys_none(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    """`can_pay_more` is the view's `images_left >= 1` without summing the books: a prize still on chain (even
+    one being claimed) or a reserve that creates one."""
+    bounty_id = pool(rt, prizes=2, budget=12_000)  # two prizes and a reserve that buys one more
+    api = client(rt)
+
+    def payable() -> bool:
+        with rt.session() as session:
+            bounty, deployment = live_pool(session, bounty_id)
+            return can_pay_more(rt, session, bounty, deployment)
+
+    assert payable() and get_bounty(rt, bounty_id).images_left == 3
+    assert post(api, bounty_id, sevens[0])["code"] == 202 and post(api, bounty_id, sevens[1])["code"] == 202
+    assert payable() and get_bounty(rt, bounty_id).images_left == 1  # no prize, a reserve worth one
+    assert keep_pools(rt) == 1
+    _take(rt, bounty_id, 1)
+    assert payable() and get_bounty(rt, bounty_id).images_left == 1  # taken, not spent: still the pool's
+    with rt.session() as session:
+        prize_id = session.scalar(select(Prize.id).where(Prize.bounty_id == bounty_id,
+                                                         Prize.status == PrizeStatus.TAKEN))
+    assert prize_id is not None
+    release_prize(rt, prize_id)
+    assert prizes_of(rt, bounty_id) == {"claimed": 2, "live": 1}
+    assert post(api, bounty_id, sevens[2])["code"] == 202
+    assert not payable() and get_bounty(rt, bounty_id).images_left == 0
+    refused = post(api, bounty_id, sevens[3])
+    assert refused["code"] == 409, refused
+    settle(rt)
     books(rt, bounty_id)
