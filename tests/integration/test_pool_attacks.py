@@ -24,7 +24,7 @@ from contracts.transactions import claim as build_claim
 from marketplace.bounties import fund_bounty, get_bounty, redeploy, withdraw_bounty
 from marketplace.chain import START
 from marketplace.chain.errors import TransactionRejected
-from marketplace.errors import InvalidRequest
+from marketplace.errors import BountyClosed, InvalidRequest
 from marketplace.pool_ledger import pool_totals, prize_utxo, reserve_utxo
 from marketplace.pools import (
     MOVE_OVERHEAD_BYTES,
@@ -54,6 +54,7 @@ from marketplace.schema import (
 from marketplace.submissions import send_queued
 from marketplace.watcher import CURSOR_KEY, Watcher
 from model.artifact import ModelArtifact
+from tests.support.fees import fee_paid
 from tests.support.models import register_variants
 from tests.support.pools import OUTSIDER, PAYOUT, books, client, pool, post, prizes_of, settle
 from tests.support.settings import runtime_on
@@ -959,3 +960,68 @@ def test_a_claim_is_refused_once_no_prize_is_on_chain_and_the_reserve_buys_none(
     assert refused["code"] == 409, refused
     settle(rt)
     books(rt, bounty_id)
+
+
+def test_a_redeploy_short_of_funds_creates_the_prizes_they_buy_and_keeps_the_rest_in_reserve(
+        rt: Runtime, tmp_path: Path, shipped: ModelArtifact, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old prizes hold no creation fee: moved to a new model they buy fewer prizes than before. The redeploy
+    creates as many as the prizes and the reserve together buy, up to the target."""
+    probe = live_prizes(rt, pool(rt, prizes=4, budget=40_000), 0)[0]
+    unit = probe.prize_satoshis + prize_creation_fee(probe, rt.settings.fee_rate)
+    bounty_id = pool(rt, prizes=4, budget=4 * unit + 6_000)  # four prizes and a reserve short of two more
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    monkeypatch.setattr(rt.settings, "pool_min_prizes", 4)
+    with rt.session() as session:
+        bounty, _ = live_pool(session, bounty_id)
+        before = pool_totals(session, bounty)
+    assert before.live_prizes == 4 and 0 < before.reserve < 2 * unit
+    moved = redeploy(rt, bounty_id, model_id)
+    contract = live_prizes(rt, bounty_id, 0)[0]
+    buys = prizes_affordable(contract, before.live_value + before.reserve, rt.settings.fee_rate)
+    assert 1 <= buys < 4 and prizes_affordable(contract, before.live_value, rt.settings.fee_rate) < buys
+    assert (moved.contract_version, moved.live_prizes) == (2, buys)
+    tx = rt.chain.get_transaction(moved.migrate_txid)
+    assert tx is not None
+    assert moved.reserve_sats == before.live_value + before.reserve - buys * contract.prize_satoshis - \
+        fee_paid(rt.chain, tx)
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_withdrawal_that_lost_a_prize_to_a_direct_claim_returns_every_other_prize_and_the_reserve(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=3)
+    contract, (prize,) = live_prizes(rt, bounty_id, 1)
+    with rt.session() as session:
+        reserve = live_pool(session, bounty_id)[1].current_satoshis
+    rt.chain.broadcast(build_claim(contract, prize, sevens[0], OUTSIDER.address(), rt.settings.fee_rate))
+    wallet_before = rt.wallet.balance(rt.chain)
+    withdrawn = withdraw_bounty(rt, bounty_id)
+    assert prizes_of(rt, bounty_id) == {"taken": 1, "reclaimed": 2}  # the one the claim won is nobody's to hand out
+    tx = rt.chain.get_transaction(withdrawn.withdraw_txid)
+    assert tx is not None
+    assert withdrawn.withdrawn_sats == 2 * contract.prize_satoshis + reserve - fee_paid(rt.chain, tx)
+    assert rt.wallet.balance(rt.chain) == wallet_before + withdrawn.withdrawn_sats
+    settle(rt)
+    assert prizes_of(rt, bounty_id) == {"claimed": 1, "reclaimed": 2}
+    books(rt, bounty_id)
+
+
+def test_an_owner_move_takes_prizes_alone_or_a_reserve_alone_and_refuses_a_pool_holding_neither(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        pool(rt, prizes=2, budget=3_000)
+    least = int(str(refused.value).rsplit("at least ", 1)[1].split(" sats")[0].replace(",", ""))
+    prizes_only = pool(rt, prizes=2, budget=least)  # one prize, no reserve
+    assert withdraw_bounty(rt, prizes_only).withdrawn_sats > 0
+    reserve_only = pool(rt, prizes=1, budget=least + 5_000)
+    assert post(client(rt), reserve_only, sevens[0])["code"] == 202
+    assert prizes_of(rt, reserve_only) == {"claimed": 1}
+    assert withdraw_bounty(rt, reserve_only).withdrawn_sats > 4_000
+    empty = pool(rt, prizes=2, budget=least)
+    assert post(client(rt), empty, sevens[1])["code"] == 202
+    with pytest.raises(BountyClosed, match="holds nothing to move: no live prize and no reserve"):
+        withdraw_bounty(rt, empty)
+    settle(rt)
+    for bounty_id in (prizes_only, reserve_only, empty):
+        books(rt, bounty_id)
