@@ -15,15 +15,26 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from marketplace import views
-from marketplace.bounties import create_bounty, export_bounty, fund_bounty, withdraw_bounty
+from marketplace.bounties import (
+    FAUCET_HEADROOM,
+    create_bounty,
+    export_bounty,
+    fund_bounty,
+    newest_model,
+    prepare_vetting,
+    withdraw_bounty,
+)
 from marketplace.cli import app as cli
+from marketplace.errors import InvalidRequest
 from marketplace.explorer import is_txid_field, linked, tx_url
 from marketplace.runtime import Runtime, open_runtime
-from marketplace.schema import Payout
+from marketplace.schema import BountyMode, Payout
 from marketplace.views import BountyExport, BountyPublic, SubmissionRecord
 from model.artifact import ModelArtifact
 from model.reference import classify
 from tests.integration.test_service import PAYOUT, USER, books_balance, client, post, settle
+from tests.support.fees import fee_paid
+from tests.support.models import register_variants
 from tests.support.reference import reading_of_test_set
 from tests.support.settings import seed_sqlite, settings_for
 
@@ -203,3 +214,67 @@ def test_every_view_that_shows_a_txid_has_a_link_field_beside_it() -> None:
     missing = [f"{model.__name__}.{name}" for model in shown for name in model.model_fields
                if is_txid_field(name) and f"{name}_url" not in model.model_fields]
     assert len(shown) > 10 and missing == []
+
+
+# -- the operator's actions to the satoshi (mutation survivors of marketplace/bounties.py) ------------------------
+
+
+def test_the_dev_wallet_asks_the_faucet_only_below_the_amount_plus_half_its_headroom(rt: Runtime) -> None:
+    """On the dev chain an action that needs `amount` sats tops the wallet up by amount + FAUCET_HEADROOM when it
+    holds less than amount + half of that; otherwise the wallet pays from what it holds."""
+    assert rt.wallet.balance(rt.chain) == 0
+
+    def created(budget: int) -> tuple[int, int]:
+        before = rt.wallet.balance(rt.chain)
+        view = create_bounty(rt, [7], PAYOUT, budget)
+        deploy = rt.chain.get_transaction(view.contract_txid or "")
+        assert deploy is not None
+        return before, rt.wallet.balance(rt.chain) - before + budget + fee_paid(rt.chain, deploy)
+
+    assert created(100_000) == (0, 100_000 + FAUCET_HEADROOM)  # an empty wallet: topped up
+    balance = rt.wallet.balance(rt.chain)
+    assert created(balance - FAUCET_HEADROOM // 2) == (balance, 0)  # exactly the amount plus half: enough
+    balance = rt.wallet.balance(rt.chain)
+    assert balance < 100_000 + FAUCET_HEADROOM // 2 and created(100_000) == (balance, 100_000 + FAUCET_HEADROOM)
+    balance = rt.wallet.balance(rt.chain)
+    budget = balance - FAUCET_HEADROOM * 2 // 5  # more than a third of the headroom left, less than half
+    assert created(budget) == (balance, budget + FAUCET_HEADROOM)
+
+
+def test_a_top_up_of_one_satoshi_is_taken_and_of_none_is_refused(rt: Runtime) -> None:
+    bounty = create_bounty(rt, [7], PAYOUT, 50_000)
+    with pytest.raises(InvalidRequest, match="at least 1 satoshi"):
+        fund_bounty(rt, bounty.id, 0)
+    funded = fund_bounty(rt, bounty.id, 1)
+    assert (funded.budget_sats, funded.remaining_sats, funded.contract_version) == (50_001, 50_001, 2)
+    books_balance(rt, bounty.id)
+
+
+def test_a_new_bounty_is_judged_by_the_newest_registered_model(rt: Runtime, tmp_path: Path,
+                                                               shipped: ModelArtifact) -> None:
+    create_bounty(rt, [7], PAYOUT, 50_000)  # registers the shipped model: version 1
+    register_variants(rt, shipped, tmp_path, 2)
+    with rt.session() as session:
+        assert newest_model(session).version == 3  # type: ignore[union-attr]
+    assert create_bounty(rt, [7], PAYOUT, 50_000).model_version == 3
+
+
+def test_vetting_is_loaded_ahead_only_when_there_is_a_vetted_bounty(tmp_path: Path) -> None:
+    """At the API's start (`prepare_vetting`): a service with no vetted bounty loads no novelty index and no
+    judge; one with a vetted bounty loads both, so its first submission does not wait for them."""
+    settings = settings_for(tmp_path / "home", novelty_index_mnist_test=False)
+    first = open_runtime(settings)
+    try:
+        create_bounty(first, [7], PAYOUT, 50_000)
+        prepare_vetting(first)
+        assert first.vetting._index is None and first.vetting._judge is None
+        create_bounty(first, [7], PAYOUT, 50_000, mode=BountyMode.VETTED)
+    finally:
+        first.close()
+    restarted = open_runtime(settings)
+    try:
+        assert restarted.vetting._index is None and restarted.vetting._judge is None
+        prepare_vetting(restarted)
+        assert restarted.vetting._index is not None and restarted.vetting._judge is not None
+    finally:
+        restarted.close()
