@@ -1025,3 +1025,29 @@ def test_an_owner_move_takes_prizes_alone_or_a_reserve_alone_and_refuses_a_pool_
     settle(rt)
     for bounty_id in (prizes_only, reserve_only, empty):
         books(rt, bounty_id)
+
+
+def test_giving_a_prize_back_frees_that_prize_only_and_never_one_its_claim_already_won(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=3)
+    _take(rt, bounty_id, 2)
+    with rt.session() as session:
+        first, second = session.scalars(select(Prize).where(Prize.bounty_id == bounty_id,
+                                                            Prize.status == PrizeStatus.TAKEN).order_by(Prize.id))
+        contract, won = rt.pool(live_pool(session, bounty_id)[1]), prize_utxo(rt, second)
+        first_id, second_id = first.id, second.id
+
+    def prize(prize_id: int) -> tuple[str, bool]:
+        with rt.session() as session:
+            row = session.get(Prize, prize_id)
+            assert row is not None
+            return str(row.status), row.taken_at is None
+
+    release_prize(rt, first_id)
+    assert (prize(first_id), prize(second_id)) == (("live", True), ("taken", False))
+    # the second claimant's claim reached the chain and was booked before it gave its prize back: still won
+    rt.chain.broadcast(build_claim(contract, won, sevens[0], OUTSIDER.address(), rt.settings.fee_rate))
+    settle(rt)
+    release_prize(rt, second_id)
+    assert prize(second_id)[0] == "claimed"
+    books(rt, bounty_id)
