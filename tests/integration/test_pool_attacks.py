@@ -5,6 +5,7 @@ to the satoshi (tests/support/pool_books.py), nothing paid or booked twice, and 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from marketplace.pools import (
     MOVE_OVERHEAD_BYTES,
     can_pay_more,
     images_left,
+    keep_forever,
     keep_pools,
     live_pool,
     prize_creation_fee,
@@ -1051,3 +1053,54 @@ def test_giving_a_prize_back_frees_that_prize_only_and_never_one_its_claim_alrea
     release_prize(rt, second_id)
     assert prize(second_id)[0] == "claimed"
     books(rt, bounty_id)
+
+
+def test_the_keepers_loop_refills_again_each_time_claims_empty_the_pool_and_stops_when_told(rt: Runtime) -> None:
+    bounty_id = pool(rt, prizes=4, budget=60_000)
+    stop = threading.Event()
+    keeper = threading.Thread(target=keep_forever, args=(rt, stop))
+
+    def refilled() -> bool:  # within a few seconds (the loop looks every KEEP_INTERVAL = 0.2 s)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if prizes_of(rt, bounty_id).get("live") == 2:
+                return True
+            time.sleep(0.05)
+        return False
+
+    _take(rt, bounty_id, 3)  # one free of a target of two
+    keeper.start()
+    try:
+        assert refilled()
+        _take(rt, bounty_id, 1)
+        assert refilled()  # a second look, not only the first
+    finally:
+        stop.set()
+        keeper.join(timeout=10)
+    assert not keeper.is_alive()
+    assert prizes_of(rt, bounty_id) == {"live": 2, "taken": 4}
+    books(rt, bounty_id)
+
+
+def test_every_owner_transaction_of_a_pool_pays_the_fee_rate_in_force(
+        request: pytest.FixtureRequest, tmp_path: Path, sevens: np.ndarray, shipped: ModelArtifact) -> None:
+    """At a rate other than the wallet's default: the deploy, a refill, a top-up, a redeploy and the withdrawal
+    each pay what their size costs at that rate (tests/support/pool_books.py checks each to the satoshi)."""
+    rt = runtime_on("sqlite", request, tmp_path, fee_rate=250, novelty_index_mnist_test=False,
+                    quota_per_payee_per_hour=0, quota_per_client_per_hour=0)
+    try:
+        bounty_id = pool(rt, prizes=3, budget=80_000)
+        for image in sevens[:2]:
+            assert post(client(rt), bounty_id, image)["code"] == 202
+        assert keep_pools(rt) == 1
+        fund_bounty(rt, bounty_id, 10_000)
+        (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+        redeploy(rt, bounty_id, model_id)
+        withdraw_bounty(rt, bounty_id)
+        with rt.session() as session:
+            kinds = [str(k) for k in session.scalars(select(PoolMove.kind).where(PoolMove.bounty_id == bounty_id)
+                                                     .order_by(PoolMove.id))]
+        assert kinds == ["deploy", "refill", "top_up", "redeploy", "withdraw"]
+        books(rt, bounty_id)
+    finally:
+        rt.close()
