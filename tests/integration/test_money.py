@@ -20,15 +20,17 @@ from marketplace.bounties import (
     create_bounty,
     export_bounty,
     fund_bounty,
+    get_bounty,
     newest_model,
     prepare_vetting,
+    redeploy,
     withdraw_bounty,
 )
 from marketplace.cli import app as cli
-from marketplace.errors import InvalidRequest
+from marketplace.errors import InvalidRequest, NotFound
 from marketplace.explorer import is_txid_field, linked, tx_url
 from marketplace.runtime import Runtime, open_runtime
-from marketplace.schema import BountyMode, Payout
+from marketplace.schema import BountyMode, BountyShape, Payout
 from marketplace.views import BountyExport, BountyPublic, SubmissionRecord
 from model.artifact import ModelArtifact
 from model.reference import classify
@@ -278,3 +280,23 @@ def test_vetting_is_loaded_ahead_only_when_there_is_a_vetted_bounty(tmp_path: Pa
         assert restarted.vetting._index is not None and restarted.vetting._judge is not None
     finally:
         restarted.close()
+
+
+def test_a_redeploy_to_a_model_that_does_not_exist_is_refused_and_moves_nothing(
+        rt: Runtime, tmp_path: Path, shipped: ModelArtifact, digits: dict[str, np.ndarray]) -> None:
+    chain = create_bounty(rt, [7], PAYOUT, 50_000)
+    pool = create_bounty(rt, [7], PAYOUT, 50_000, shape=BountyShape.POOL, prizes=2)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    for bounty in (chain, pool):
+        with pytest.raises(NotFound, match=f"there is no model {model_id + 1}"):
+            redeploy(rt, bounty.id, model_id + 1)
+        assert get_bounty(rt, bounty.id) == bounty  # nothing moved
+    with pytest.raises(NotFound, match=f"there is no bounty {pool.id + 1}"):
+        redeploy(rt, pool.id + 1, model_id)
+    moved = redeploy(rt, chain.id, model_id)
+    assert (moved.contract_version, moved.model_version, moved.budget_sats) == (2, 2, moved.remaining_sats)
+    migration = rt.chain.get_transaction(moved.migrate_txid)
+    assert migration is not None and migration.outputs[0].satoshis == moved.remaining_sats
+    assert post(client(rt), chain.id, digits["sevens"][0])["code"] == 202  # the new contract pays
+    settle(rt)
+    books_balance(rt, chain.id)
