@@ -1104,3 +1104,14 @@ def test_every_owner_transaction_of_a_pool_pays_the_fee_rate_in_force(
         books(rt, bounty_id)
     finally:
         rt.close()
+
+
+def test_withdrawing_one_pool_leaves_another_pools_prizes_and_reserve_alone(rt: Runtime) -> None:
+    first, second = pool(rt, prizes=2), pool(rt, prizes=2)
+    before = counts(rt, second)
+    assert withdraw_bounty(rt, first).status == "withdrawn"
+    assert counts(rt, second) == before and prizes_of(rt, second) == {"live": 2}
+    assert prizes_of(rt, first) == {"reclaimed": 2}
+    settle(rt)
+    books(rt, first)
+    books(rt, second)
