@@ -1115,3 +1115,46 @@ def test_withdrawing_one_pool_leaves_another_pools_prizes_and_reserve_alone(rt: 
     settle(rt)
     books(rt, first)
     books(rt, second)
+
+
+def test_a_redeploy_of_a_prize_with_no_reserve_moves_it_into_the_new_reserve(
+        rt: Runtime, tmp_path: Path, shipped: ModelArtifact) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        pool(rt, prizes=2, budget=3_000)
+    least = int(str(refused.value).rsplit("at least ", 1)[1].split(" sats")[0].replace(",", ""))
+    bounty_id = pool(rt, prizes=2, budget=least)  # one prize, no reserve
+    _, (prize,) = live_prizes(rt, bounty_id, 1)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    moved = redeploy(rt, bounty_id, model_id)  # a prize's value buys no new prize (its creation fee is spent)
+    tx = rt.chain.get_transaction(moved.migrate_txid)
+    assert tx is not None
+    assert (moved.contract_version, moved.live_prizes) == (2, 0)
+    assert moved.reserve_sats == prize.satoshis - fee_paid(rt.chain, tx)
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_withdrawal_that_loses_two_races_in_a_row_leaves_both_won_prizes_out(
+        rt: Runtime, sevens: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One outsider's claim is on chain before the withdrawal is built; another's reaches the chain just before
+    the rebuilt withdrawal does. The third attempt leaves out both prizes, not only the last one lost."""
+    bounty_id = pool(rt, prizes=4)
+    contract, (first, second) = live_prizes(rt, bounty_id, 2)
+    rt.chain.broadcast(build_claim(contract, first, sevens[0], OUTSIDER.address(), rt.settings.fee_rate))
+    rival = build_claim(contract, second, sevens[1], STRANGER.address(), rt.settings.fee_rate)
+    sent, attempts = rt.chain.broadcast, []
+
+    def rival_first_on_the_second_attempt(tx: Transaction | bytes) -> object:
+        attempts.append(tx)
+        if len(attempts) == 2:
+            sent(rival)
+        return sent(tx)
+
+    monkeypatch.setattr(rt.chain, "broadcast", rival_first_on_the_second_attempt)
+    withdrawn = withdraw_bounty(rt, bounty_id)
+    monkeypatch.undo()
+    assert len(attempts) == 3 and withdrawn.status == "withdrawn"
+    assert prizes_of(rt, bounty_id) == {"taken": 2, "reclaimed": 2}
+    settle(rt)
+    assert prizes_of(rt, bounty_id) == {"claimed": 2, "reclaimed": 2}
+    books(rt, bounty_id)
