@@ -21,15 +21,16 @@ from marketplace.bounties import (
     export_bounty,
     fund_bounty,
     get_bounty,
+    list_bounties,
     newest_model,
     prepare_vetting,
     redeploy,
     withdraw_bounty,
 )
 from marketplace.cli import app as cli
-from marketplace.errors import InvalidRequest, NotFound
+from marketplace.errors import ConfigError, InvalidRequest, NotFound
 from marketplace.explorer import is_txid_field, linked, tx_url
-from marketplace.runtime import Runtime, open_runtime
+from marketplace.runtime import OPERATOR_KEY_FILE, Runtime, open_runtime
 from marketplace.schema import BountyMode, BountyShape, Payout
 from marketplace.views import BountyExport, BountyPublic, SubmissionRecord
 from model.artifact import ModelArtifact
@@ -300,3 +301,47 @@ def test_a_redeploy_to_a_model_that_does_not_exist_is_refused_and_moves_nothing(
     assert post(client(rt), chain.id, digits["sevens"][0])["code"] == 202  # the new contract pays
     settle(rt)
     books_balance(rt, chain.id)
+
+
+def test_a_bounty_is_refused_terms_it_could_not_keep_and_created_at_the_least_it_can(rt: Runtime) -> None:
+    probe = create_bounty(rt, [7], PAYOUT, 50_000)  # the same terms price every chain bounty alike
+    needed = probe.max_fee_sats
+    refusals = {
+        "an open bounty takes no appeals": dict(appeal_gap=3),
+        "--prizes is for pool bounties": dict(prizes=2),
+        "a pool keeps at least one prize live, not -1": dict(shape=BountyShape.POOL, prizes=-1),
+        f"a maximum fee of {needed - 1:,} sats is below the {needed:,} sats": dict(max_fee=needed - 1),
+        f"the budget must be at least {PAYOUT + needed:,} sats": dict(budget=PAYOUT + needed - 1),
+    }
+    for words, terms in refusals.items():
+        with pytest.raises(InvalidRequest, match=words):
+            create_bounty(rt, [7], PAYOUT, **{"budget": 50_000, **terms})  # type: ignore[arg-type]
+    assert [b.id for b in list_bounties(rt)] == [probe.id]  # a refusal writes nothing
+    least = create_bounty(rt, [7, 7], PAYOUT, PAYOUT + needed, max_fee=needed)
+    assert (least.digits, least.max_fee_sats, least.images_left, least.remaining_sats) == \
+        ([7], needed, 1, PAYOUT + needed)
+    # a pool's prizes: the settings' number unless given (0 is not a number of prizes)
+    assert create_bounty(rt, [7], PAYOUT, 50_000, shape=BountyShape.POOL).prizes == rt.settings.pool_prizes
+    assert create_bounty(rt, [7], PAYOUT, 50_000, shape=BountyShape.POOL, prizes=0).prizes == rt.settings.pool_prizes
+
+
+def test_a_vetted_bounty_takes_the_settings_appeal_gap_unless_given_and_refuses_the_operators_key(
+        tmp_path: Path) -> None:
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, appeal_gap=1_234))
+    try:
+        default = create_bounty(rt, [7], PAYOUT, 50_000, mode=BountyMode.VETTED)
+        assert (default.appeal_gap, default.attestor_pubkey) == (1_234, rt.attestor.public_key.hex())
+        assert default.judge_sha256 == rt.vetting.judge.policy_sha256
+        none = create_bounty(rt, [7], PAYOUT, 50_000, mode=BountyMode.VETTED, appeal_gap=0)
+        assert none.appeal_gap == 0
+        assert rt.attestor.public_key != rt.wallet.public_key
+    finally:
+        rt.close()
+    own_key = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False,
+                                        attestor_key_file=tmp_path / "home" / OPERATOR_KEY_FILE))
+    try:
+        with pytest.raises(ConfigError, match="the attestor key is the operator's key"):
+            create_bounty(own_key, [7], PAYOUT, 50_000, mode=BountyMode.VETTED)
+        assert create_bounty(own_key, [7], PAYOUT, 50_000).mode == "open"  # an open bounty needs no attestor
+    finally:
+        own_key.close()
