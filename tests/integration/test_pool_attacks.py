@@ -1158,3 +1158,17 @@ def test_a_withdrawal_that_loses_two_races_in_a_row_leaves_both_won_prizes_out(
     settle(rt)
     assert prizes_of(rt, bounty_id) == {"claimed": 2, "reclaimed": 2}
     books(rt, bounty_id)
+
+
+def test_a_busy_pool_does_not_raise_a_quiet_pools_target(rt: Runtime, sevens: np.ndarray) -> None:
+    busy, quiet = pool(rt, prizes=4), pool(rt, prizes=4)
+    api = client(rt)
+    for image in sevens[:3]:
+        assert post(api, busy, image)["code"] == 202
+    _take(rt, quiet, 3)  # handed out, not sent: no claim of the quiet pool in the last minute
+    assert keep_pools(rt) == 2 + 1  # the busy pool to its 3 claims, the quiet one to the minimum of 2
+    assert prizes_of(rt, busy) == {"claimed": 3, "live": 3}
+    assert prizes_of(rt, quiet) == {"live": 2, "taken": 3}
+    settle(rt)
+    books(rt, busy)
+    books(rt, quiet)
