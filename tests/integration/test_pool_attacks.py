@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,7 @@ from model.artifact import ModelArtifact
 from tests.support.fees import fee_paid
 from tests.support.models import register_variants
 from tests.support.pools import OUTSIDER, PAYOUT, books, client, pool, post, prizes_of, settle
+from tests.support.reference import reading_of_test_set
 from tests.support.settings import runtime_on
 
 STRANGER = PrivateKey(7201, network=Network.TESTNET)
@@ -1160,15 +1162,26 @@ def test_a_withdrawal_that_loses_two_races_in_a_row_leaves_both_won_prizes_out(
     books(rt, bounty_id)
 
 
-def test_a_busy_pool_does_not_raise_a_quiet_pools_target(rt: Runtime, sevens: np.ndarray) -> None:
-    busy, quiet = pool(rt, prizes=4), pool(rt, prizes=4)
+def test_only_this_pools_claims_sent_in_the_last_minute_raise_its_target(
+        rt: Runtime, sevens: np.ndarray, shipped: ModelArtifact) -> None:
+    """The target counts the claims of the last minute that were sent: not another pool's, not older ones, not
+    refused submissions (no transaction)."""
+    busy, quiet = pool(rt, prizes=4), pool(rt, prizes=6)
     api = client(rt)
     for image in sevens[:3]:
         assert post(api, busy, image)["code"] == 202
-    _take(rt, quiet, 3)  # handed out, not sent: no claim of the quiet pool in the last minute
+    for image in sevens[3:6]:
+        assert post(api, quiet, image)["code"] == 202
+    with rt.session() as session:  # the quiet pool's claims were sent two minutes ago
+        session.execute(update(Submission).where(Submission.bounty_id == quiet)
+                        .values(created_at=datetime.now(UTC) - timedelta(minutes=2)))
+    read = reading_of_test_set(shipped.integer)
+    for image in read.x[read.labels != 7][:3]:
+        assert post(api, quiet, image)["code"] == 422  # refused now: no claim sent
+    _take(rt, quiet, 2)  # one free prize left
     assert keep_pools(rt) == 2 + 1  # the busy pool to its 3 claims, the quiet one to the minimum of 2
     assert prizes_of(rt, busy) == {"claimed": 3, "live": 3}
-    assert prizes_of(rt, quiet) == {"live": 2, "taken": 3}
+    assert prizes_of(rt, quiet) == {"claimed": 3, "live": 2, "taken": 2}
     settle(rt)
     books(rt, busy)
     books(rt, quiet)
