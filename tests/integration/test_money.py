@@ -31,7 +31,7 @@ from marketplace.cli import app as cli
 from marketplace.errors import ConfigError, InvalidRequest, NotFound
 from marketplace.explorer import is_txid_field, linked, tx_url
 from marketplace.runtime import OPERATOR_KEY_FILE, Runtime, open_runtime
-from marketplace.schema import BountyMode, BountyShape, Payout
+from marketplace.schema import BountyMode, BountyShape, ModelVersion, Payout
 from marketplace.views import BountyExport, BountyPublic, SubmissionRecord
 from model.artifact import ModelArtifact
 from model.reference import classify
@@ -345,3 +345,37 @@ def test_a_vetted_bounty_takes_the_settings_appeal_gap_unless_given_and_refuses_
         assert create_bounty(own_key, [7], PAYOUT, 50_000).mode == "open"  # an open bounty needs no attestor
     finally:
         own_key.close()
+
+
+def test_a_chain_bountys_view_shows_its_terms_its_books_and_its_newest_contract_once_closed(
+        rt: Runtime, tmp_path: Path, shipped: ModelArtifact, digits: dict[str, np.ndarray]) -> None:
+    bounty = create_bounty(rt, [7, 1], PAYOUT, 60_000, min_margin=5)
+    cost = PAYOUT + bounty.max_fee_sats
+    assert post(client(rt), bounty.id, digits["sevens"][0])["code"] == 202
+    settle(rt)
+    with rt.session() as session:
+        payout = session.scalar(select(Payout).where(Payout.bounty_id == bounty.id))
+        assert payout is not None
+        claim_txid, fee = payout.txid, payout.fee_sats
+    paid = get_bounty(rt, bounty.id)
+    remaining = 60_000 - PAYOUT - fee
+    assert paid.model_dump(exclude={"vetting_policy"}) == {
+        **bounty.model_dump(exclude={"vetting_policy"}), "remaining_sats": remaining,
+        "images_left": remaining // cost, "accepted_count": 1, "paid_sats": PAYOUT, "fees_spent_sats": fee,
+        "current_outpoint": f"{claim_txid}:0"}
+    assert (paid.digits, paid.min_margin, paid.budget_sats, paid.status, paid.mode, paid.shape, paid.prizes) == \
+        ([1, 7], 5, 60_000, "active", "open", "chain", None)
+    assert (paid.fee_sats_per_image, paid.cost_sats_per_image, paid.contract_version, paid.model_version) == \
+        (bounty.max_fee_sats, cost, 1, 1)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    moved = redeploy(rt, bounty.id, model_id)
+    closed = withdraw_bounty(rt, bounty.id)
+    with rt.session() as session:
+        newest = session.scalar(select(ModelVersion).where(ModelVersion.id == model_id))
+        assert newest is not None
+        weights = newest.weights_sha256
+    assert (closed.status, closed.images_left, closed.remaining_sats, closed.accepted_count) == ("withdrawn", 0, 0, 1)
+    assert (closed.contract_version, closed.model_version, closed.weights_sha256, closed.contract_txid) == \
+        (2, 2, weights, moved.migrate_txid)  # the newest contract, no longer active
+    assert closed.withdrawn_sats == moved.remaining_sats - fee_paid(rt.chain, rt.chain.get_transaction(
+        closed.withdraw_txid))  # type: ignore[arg-type]
