@@ -22,6 +22,7 @@ from marketplace.bounties import (
     fund_bounty,
     get_bounty,
     list_bounties,
+    list_submissions,
     newest_model,
     prepare_vetting,
     redeploy,
@@ -31,7 +32,7 @@ from marketplace.cli import app as cli
 from marketplace.errors import ConfigError, InvalidRequest, NotFound
 from marketplace.explorer import is_txid_field, linked, tx_url
 from marketplace.runtime import OPERATOR_KEY_FILE, Runtime, open_runtime
-from marketplace.schema import BountyMode, BountyShape, ModelVersion, Payout
+from marketplace.schema import BountyMode, BountyShape, Deployment, ModelVersion, Payout, Submission
 from marketplace.views import BountyExport, BountyPublic, SubmissionRecord
 from model.artifact import ModelArtifact
 from model.reference import classify
@@ -379,3 +380,43 @@ def test_a_chain_bountys_view_shows_its_terms_its_books_and_its_newest_contract_
         (2, 2, weights, moved.migrate_txid)  # the newest contract, no longer active
     assert closed.withdrawn_sats == moved.remaining_sats - fee_paid(rt.chain, rt.chain.get_transaction(
         closed.withdraw_txid))  # type: ignore[arg-type]
+
+
+def test_the_audit_export_holds_every_contract_and_every_submission_as_booked(
+        rt: Runtime, tmp_path: Path, shipped: ModelArtifact, digits: dict[str, np.ndarray]) -> None:
+    bounty = create_bounty(rt, [7], PAYOUT, 60_000)
+    create_bounty(rt, [7], PAYOUT, 60_000)  # another bounty's rows stay out
+    api = client(rt)
+    sent = [post(api, bounty.id, image) for image in digits["sevens"][:2]]
+    assert [s["code"] for s in sent] == [202, 202]
+    assert post(api, bounty.id, digits["others"][0])["code"] == 422  # refused: not a submission of the bounty
+    settle(rt)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    redeploy(rt, bounty.id, model_id)
+    exported = export_bounty(rt, bounty.id)
+    with rt.session() as session:
+        contracts = [(d.version, str(d.status), d.model.weights_sha256, d.deploy_txid, d.locking_script_sha256)
+                     for d in session.scalars(select(Deployment).where(Deployment.bounty_id == bounty.id)
+                                              .order_by(Deployment.version))]
+        rows = list(session.scalars(select(Submission).where(Submission.bounty_id == bounty.id)
+                                    .order_by(Submission.id)))
+        booked = [(r.id, str(r.status), str(r.reason) if r.reason else None, r.predicted_label, r.margin,
+                   r.txid, r.block_height, r.created_at.isoformat(), r.pixels.hex()) for r in rows]
+    assert [c[:2] for c in contracts] == [(1, "migrated"), (2, "active")]
+    assert [(d.version, d.status, d.model_sha256, d.deploy_txid, d.locking_script_sha256)
+            for d in exported.deployments] == contracts
+    assert [(s.id, s.status, s.reason, s.digit, s.margin, s.txid, s.block_height, s.created_at, s.pixels_hex)
+            for s in exported.submissions] == booked
+    assert [s.txid for s in exported.submissions] == [s["txid"] for s in sent]
+    for paid, image in zip(exported.submissions, digits["sevens"], strict=False):
+        assert (paid.status, paid.payout_sats, paid.confirmations, paid.model_version, paid.digit) == \
+            ("confirmed", PAYOUT, 1, 1, 7)
+        assert (paid.recipient_address, paid.source, paid.reason, paid.reason_text) == \
+            (USER.address(), "api", None, None)
+        assert paid.pixels_hex == image.astype(np.uint8).tobytes().hex()
+    assert exported.bounty == get_bounty(rt, bounty.id).model_copy(update={"vetting_policy": None})
+    listed = list_submissions(rt, bounty.id)
+    assert [s.model_dump() for s in listed] == [s.model_dump(exclude={"pixels_hex"}) for s in exported.submissions]
+    for missing in (export_bounty, list_submissions, get_bounty):
+        with pytest.raises(NotFound, match="there is no bounty 99"):
+            missing(rt, 99)
