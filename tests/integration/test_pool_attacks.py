@@ -939,6 +939,7 @@ def test_a_claim_is_refused_once_no_prize_is_on_chain_and_the_reserve_buys_none(
     """`can_pay_more` is the view's `images_left >= 1` without summing the books: a prize still on chain (even
     one being claimed) or a reserve that creates one."""
     bounty_id = pool(rt, prizes=2, budget=12_000)  # two prizes and a reserve that buys one more
+    pool(rt, prizes=2)  # another pool's prizes pay nothing of this one
     api = client(rt)
 
     def payable() -> bool:
@@ -1163,9 +1164,9 @@ def test_a_withdrawal_that_loses_two_races_in_a_row_leaves_both_won_prizes_out(
 
 
 def test_only_this_pools_claims_sent_in_the_last_minute_raise_its_target(
-        rt: Runtime, sevens: np.ndarray, shipped: ModelArtifact) -> None:
+        rt: Runtime, sevens: np.ndarray, shipped: ModelArtifact, monkeypatch: pytest.MonkeyPatch) -> None:
     """The target counts the claims of the last minute that were sent: not another pool's, not older ones, not
-    refused submissions (no transaction)."""
+    claims still queued (no transaction yet), not refused submissions."""
     busy, quiet = pool(rt, prizes=4), pool(rt, prizes=6)
     api = client(rt)
     for image in sevens[:3]:
@@ -1178,6 +1179,12 @@ def test_only_this_pools_claims_sent_in_the_last_minute_raise_its_target(
     read = reading_of_test_set(shipped.integer)
     for image in read.x[read.labels != 7][:3]:
         assert post(api, quiet, image)["code"] == 422  # refused now: no claim sent
+    assert rt.local_chain is not None
+    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+    for image in sevens[6:9]:
+        queued = post(api, quiet, image)  # its prize comes from an unmined deploy: queued, not sent
+        assert queued["code"] == 202 and queued["txid"] is None, queued
+    monkeypatch.undo()
     _take(rt, quiet, 2)  # one free prize left
     assert keep_pools(rt) == 2 + 1  # the busy pool to its 3 claims, the quiet one to the minimum of 2
     assert prizes_of(rt, busy) == {"claimed": 3, "live": 3}
