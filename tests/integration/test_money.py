@@ -324,6 +324,7 @@ def test_a_bounty_is_refused_terms_it_could_not_keep_and_created_at_the_least_it
     # a pool's prizes: the settings' number unless given (0 is not a number of prizes)
     assert create_bounty(rt, [7], PAYOUT, 50_000, shape=BountyShape.POOL).prizes == rt.settings.pool_prizes
     assert create_bounty(rt, [7], PAYOUT, 50_000, shape=BountyShape.POOL, prizes=0).prizes == rt.settings.pool_prizes
+    assert create_bounty(rt, [7], PAYOUT, 50_000, shape=BountyShape.POOL, prizes=1).live_prizes == 1  # the least
 
 
 def test_a_vetted_bounty_takes_the_settings_appeal_gap_unless_given_and_refuses_the_operators_key(
