@@ -959,6 +959,7 @@ def test_a_claim_is_refused_once_no_prize_is_on_chain_and_the_reserve_buys_none(
     assert prize_id is not None
     release_prize(rt, prize_id)
     assert prizes_of(rt, bounty_id) == {"claimed": 2, "live": 1}
+    assert keep_pools(rt) == 0  # a prize is due (1 free of 2) but the reserve buys none
     assert post(api, bounty_id, sevens[2])["code"] == 202
     assert not payable() and get_bounty(rt, bounty_id).images_left == 0
     refused = post(api, bounty_id, sevens[3])
