@@ -851,6 +851,7 @@ def test_a_prize_costs_its_outputs_fee_and_a_reserve_buys_whole_prizes_only(rt: 
     assert 253 <= len(output) < 65_536  # its script's length takes 3 bytes
     # the prize output's own bytes (value, script length, script) at the rate, rounded up once more
     assert prize_creation_fee(contract, rate) == fee_for(len(output), rate) + 1
+    assert prize_creation_fee(contract, 1_000) == len(output) + 1  # at 1 sat a byte, each byte counted
     unit = contract.prize_satoshis + prize_creation_fee(contract, rate)
     move = fee_for(MOVE_OVERHEAD_BYTES, rate)  # what a refill costs beyond its prizes
     assert [prizes_affordable(contract, move + n * unit, rate) for n in range(4)] == [0, 1, 2, 3]
