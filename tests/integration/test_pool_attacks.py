@@ -1194,3 +1194,39 @@ def test_only_this_pools_claims_sent_in_the_last_minute_raise_its_target(
     settle(rt)
     books(rt, busy)
     books(rt, quiet)
+
+
+def test_a_taken_prize_of_a_refill_a_reorg_dropped_stays_dropped_once_its_take_is_stale(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    """A claimant took a prize of a refill and stopped; a reorg then dropped the refill. When the take goes stale
+    the keeper frees the taken prizes still on chain, never one whose output no longer exists."""
+    bounty_id = pool(rt, prizes=4, budget=300_000)
+    api = client(rt)
+    for image in sevens[:3]:
+        assert post(api, bounty_id, image)["code"] == 202
+    settle(rt)  # refilled, and the refill mined
+    with rt.session() as session:
+        refill = session.scalar(select(PoolMove).where(PoolMove.bounty_id == bounty_id, PoolMove.kind == "refill"))
+        assert refill is not None and refill.reserve_before is not None
+        refill_txid, reserve_before = refill.txid, refill.reserve_before
+        contract = rt.pool(live_pool(session, bounty_id)[1])
+    _take(rt, bounty_id, prizes_of(rt, bounty_id)["live"])  # every free prize, the refill's among them
+    txid, vout, _ = reserve_before.split(":")
+    source = rt.chain.get_transaction(txid)
+    assert source is not None and rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=[rt.wallet.build_pool_move(
+        rt.chain, bounty_id, pool=contract, count=1, reserve=Utxo.of(source, int(vout)),
+        fee_rate=rt.settings.fee_rate)])
+    watcher = Watcher(rt, keep=False)
+    while watcher.run_once():
+        pass
+    with rt.session() as session:  # the takes are older than the timeout
+        session.execute(update(Prize).where(Prize.bounty_id == bounty_id, Prize.taken_at.is_not(None))
+                        .values(taken_at=datetime.now(UTC) - timedelta(hours=1)))
+        refill_prizes = select(Prize.status).where(Prize.txid == refill_txid)
+        assert set(session.scalars(refill_prizes)) == {PrizeStatus.DROPPED}
+    keep_pools(rt)
+    with rt.session() as session:
+        assert set(session.scalars(refill_prizes)) == {PrizeStatus.DROPPED}
+    settle(rt)
+    books(rt, bounty_id)
