@@ -1230,3 +1230,23 @@ def test_a_taken_prize_of_a_refill_a_reorg_dropped_stays_dropped_once_its_take_i
         assert set(session.scalars(refill_prizes)) == {PrizeStatus.DROPPED}
     settle(rt)
     books(rt, bounty_id)
+
+
+def test_a_stale_take_whose_claim_reached_the_chain_is_not_freed(rt: Runtime, sevens: np.ndarray) -> None:
+    """The claimant broadcast its claim and stopped before booking it: however old the take, the keeper leaves
+    the prize taken (its output is spent) until the watcher books the claim."""
+    bounty_id = pool(rt, prizes=3)
+    with rt.session() as session:
+        deployment = live_pool(session, bounty_id)[1]
+        prize = take_prize(session, bounty_id)
+        assert prize is not None
+        contract, utxo, prize_id = rt.pool(deployment), prize_utxo(rt, prize), prize.id
+    rt.chain.broadcast(build_claim(contract, utxo, sevens[0], OUTSIDER.address(), rt.settings.fee_rate))
+    with rt.session() as session:
+        session.execute(update(Prize).where(Prize.id == prize_id)
+                        .values(taken_at=datetime.now(UTC) - timedelta(hours=1)))
+    keep_pools(rt)
+    assert prizes_of(rt, bounty_id) == {"live": 2, "taken": 1}
+    settle(rt)
+    assert prizes_of(rt, bounty_id) == {"live": 2, "claimed": 1}
+    books(rt, bounty_id)
