@@ -15,15 +15,30 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from marketplace import views
-from marketplace.bounties import create_bounty, export_bounty, fund_bounty, withdraw_bounty
+from marketplace.bounties import (
+    FAUCET_HEADROOM,
+    create_bounty,
+    export_bounty,
+    fund_bounty,
+    get_bounty,
+    list_bounties,
+    list_submissions,
+    newest_model,
+    prepare_vetting,
+    redeploy,
+    withdraw_bounty,
+)
 from marketplace.cli import app as cli
+from marketplace.errors import ConfigError, InvalidRequest, NotFound
 from marketplace.explorer import is_txid_field, linked, tx_url
-from marketplace.runtime import Runtime, open_runtime
-from marketplace.schema import Payout
+from marketplace.runtime import OPERATOR_KEY_FILE, Runtime, open_runtime
+from marketplace.schema import BountyMode, BountyShape, Deployment, ModelVersion, Payout, Submission
 from marketplace.views import BountyExport, BountyPublic, SubmissionRecord
 from model.artifact import ModelArtifact
 from model.reference import classify
 from tests.integration.test_service import PAYOUT, USER, books_balance, client, post, settle
+from tests.support.fees import fee_paid
+from tests.support.models import register_variants
 from tests.support.reference import reading_of_test_set
 from tests.support.settings import seed_sqlite, settings_for
 
@@ -203,3 +218,206 @@ def test_every_view_that_shows_a_txid_has_a_link_field_beside_it() -> None:
     missing = [f"{model.__name__}.{name}" for model in shown for name in model.model_fields
                if is_txid_field(name) and f"{name}_url" not in model.model_fields]
     assert len(shown) > 10 and missing == []
+
+
+# -- the operator's actions to the satoshi (mutation survivors of marketplace/bounties.py) ------------------------
+
+
+def test_the_dev_wallet_asks_the_faucet_only_below_the_amount_plus_half_its_headroom(rt: Runtime) -> None:
+    """On the dev chain an action that needs `amount` sats tops the wallet up by amount + FAUCET_HEADROOM when it
+    holds less than amount + half of that; otherwise the wallet pays from what it holds."""
+    assert rt.wallet.balance(rt.chain) == 0
+
+    def created(budget: int) -> tuple[int, int]:
+        before = rt.wallet.balance(rt.chain)
+        view = create_bounty(rt, [7], PAYOUT, budget)
+        deploy = rt.chain.get_transaction(view.contract_txid or "")
+        assert deploy is not None
+        return before, rt.wallet.balance(rt.chain) - before + budget + fee_paid(rt.chain, deploy)
+
+    assert created(100_000) == (0, 100_000 + FAUCET_HEADROOM)  # an empty wallet: topped up
+    balance = rt.wallet.balance(rt.chain)
+    assert created(balance - FAUCET_HEADROOM // 2) == (balance, 0)  # exactly the amount plus half: enough
+    balance = rt.wallet.balance(rt.chain)
+    assert balance < 100_000 + FAUCET_HEADROOM // 2 and created(100_000) == (balance, 100_000 + FAUCET_HEADROOM)
+    balance = rt.wallet.balance(rt.chain)
+    budget = balance - FAUCET_HEADROOM * 2 // 5  # more than a third of the headroom left, less than half
+    assert created(budget) == (balance, budget + FAUCET_HEADROOM)
+
+
+def test_a_top_up_of_one_satoshi_is_taken_and_of_none_is_refused(rt: Runtime) -> None:
+    bounty = create_bounty(rt, [7], PAYOUT, 50_000)
+    with pytest.raises(InvalidRequest, match="at least 1 satoshi"):
+        fund_bounty(rt, bounty.id, 0)
+    funded = fund_bounty(rt, bounty.id, 1)
+    assert (funded.budget_sats, funded.remaining_sats, funded.contract_version) == (50_001, 50_001, 2)
+    books_balance(rt, bounty.id)
+
+
+def test_a_new_bounty_is_judged_by_the_newest_registered_model(rt: Runtime, tmp_path: Path,
+                                                               shipped: ModelArtifact) -> None:
+    create_bounty(rt, [7], PAYOUT, 50_000)  # registers the shipped model: version 1
+    register_variants(rt, shipped, tmp_path, 2)
+    with rt.session() as session:
+        assert newest_model(session).version == 3  # type: ignore[union-attr]
+    assert create_bounty(rt, [7], PAYOUT, 50_000).model_version == 3
+
+
+def test_vetting_is_loaded_ahead_only_when_there_is_a_vetted_bounty(tmp_path: Path) -> None:
+    """At the API's start (`prepare_vetting`): a service with no vetted bounty loads no novelty index and no
+    judge; one with a vetted bounty loads both, so its first submission does not wait for them."""
+    settings = settings_for(tmp_path / "home", novelty_index_mnist_test=False)
+    first = open_runtime(settings)
+    try:
+        create_bounty(first, [7], PAYOUT, 50_000)
+        prepare_vetting(first)
+        assert first.vetting._index is None and first.vetting._judge is None
+        create_bounty(first, [7], PAYOUT, 50_000, mode=BountyMode.VETTED)
+    finally:
+        first.close()
+    restarted = open_runtime(settings)
+    try:
+        assert restarted.vetting._index is None and restarted.vetting._judge is None
+        prepare_vetting(restarted)
+        assert restarted.vetting._index is not None and restarted.vetting._judge is not None
+    finally:
+        restarted.close()
+
+
+def test_a_redeploy_to_a_model_that_does_not_exist_is_refused_and_moves_nothing(
+        rt: Runtime, tmp_path: Path, shipped: ModelArtifact, digits: dict[str, np.ndarray]) -> None:
+    chain = create_bounty(rt, [7], PAYOUT, 50_000)
+    pool = create_bounty(rt, [7], PAYOUT, 50_000, shape=BountyShape.POOL, prizes=2)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    for bounty in (chain, pool):
+        with pytest.raises(NotFound, match=f"there is no model {model_id + 1}"):
+            redeploy(rt, bounty.id, model_id + 1)
+        assert get_bounty(rt, bounty.id) == bounty  # nothing moved
+    with pytest.raises(NotFound, match=f"there is no bounty {pool.id + 1}"):
+        redeploy(rt, pool.id + 1, model_id)
+    moved = redeploy(rt, chain.id, model_id)
+    assert (moved.contract_version, moved.model_version, moved.budget_sats) == (2, 2, moved.remaining_sats)
+    migration = rt.chain.get_transaction(moved.migrate_txid)
+    assert migration is not None and migration.outputs[0].satoshis == moved.remaining_sats
+    assert post(client(rt), chain.id, digits["sevens"][0])["code"] == 202  # the new contract pays
+    settle(rt)
+    books_balance(rt, chain.id)
+
+
+def test_a_bounty_is_refused_terms_it_could_not_keep_and_created_at_the_least_it_can(rt: Runtime) -> None:
+    probe = create_bounty(rt, [7], PAYOUT, 50_000)  # the same terms price every chain bounty alike
+    needed = probe.max_fee_sats
+    refusals = {
+        "an open bounty takes no appeals": dict(appeal_gap=3),
+        "--prizes is for pool bounties": dict(prizes=2),
+        "a pool keeps at least one prize live, not -1": dict(shape=BountyShape.POOL, prizes=-1),
+        f"a maximum fee of {needed - 1:,} sats is below the {needed:,} sats": dict(max_fee=needed - 1),
+        f"the budget must be at least {PAYOUT + needed:,} sats": dict(budget=PAYOUT + needed - 1),
+    }
+    for words, terms in refusals.items():
+        with pytest.raises(InvalidRequest, match=words):
+            create_bounty(rt, [7], PAYOUT, **{"budget": 50_000, **terms})  # type: ignore[arg-type]
+    assert [b.id for b in list_bounties(rt)] == [probe.id]  # a refusal writes nothing
+    least = create_bounty(rt, [7, 7], PAYOUT, PAYOUT + needed, max_fee=needed)
+    assert (least.digits, least.max_fee_sats, least.images_left, least.remaining_sats) == \
+        ([7], needed, 1, PAYOUT + needed)
+    # a pool's prizes: the settings' number unless given (0 is not a number of prizes)
+    assert create_bounty(rt, [7], PAYOUT, 50_000, shape=BountyShape.POOL).prizes == rt.settings.pool_prizes
+    assert create_bounty(rt, [7], PAYOUT, 50_000, shape=BountyShape.POOL, prizes=0).prizes == rt.settings.pool_prizes
+    assert create_bounty(rt, [7], PAYOUT, 50_000, shape=BountyShape.POOL, prizes=1).live_prizes == 1  # the least
+
+
+def test_a_vetted_bounty_takes_the_settings_appeal_gap_unless_given_and_refuses_the_operators_key(
+        tmp_path: Path) -> None:
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, appeal_gap=1_234))
+    try:
+        default = create_bounty(rt, [7], PAYOUT, 50_000, mode=BountyMode.VETTED)
+        assert (default.appeal_gap, default.attestor_pubkey) == (1_234, rt.attestor.public_key.hex())
+        assert default.judge_sha256 == rt.vetting.judge.policy_sha256
+        none = create_bounty(rt, [7], PAYOUT, 50_000, mode=BountyMode.VETTED, appeal_gap=0)
+        assert none.appeal_gap == 0
+        assert rt.attestor.public_key != rt.wallet.public_key
+    finally:
+        rt.close()
+    own_key = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False,
+                                        attestor_key_file=tmp_path / "home" / OPERATOR_KEY_FILE))
+    try:
+        with pytest.raises(ConfigError, match="the attestor key is the operator's key"):
+            create_bounty(own_key, [7], PAYOUT, 50_000, mode=BountyMode.VETTED)
+        assert create_bounty(own_key, [7], PAYOUT, 50_000).mode == "open"  # an open bounty needs no attestor
+    finally:
+        own_key.close()
+
+
+def test_a_chain_bountys_view_shows_its_terms_its_books_and_its_newest_contract_once_closed(
+        rt: Runtime, tmp_path: Path, shipped: ModelArtifact, digits: dict[str, np.ndarray]) -> None:
+    bounty = create_bounty(rt, [7, 1], PAYOUT, 60_000, min_margin=5)
+    cost = PAYOUT + bounty.max_fee_sats
+    assert post(client(rt), bounty.id, digits["sevens"][0])["code"] == 202
+    settle(rt)
+    with rt.session() as session:
+        payout = session.scalar(select(Payout).where(Payout.bounty_id == bounty.id))
+        assert payout is not None
+        claim_txid, fee = payout.txid, payout.fee_sats
+    paid = get_bounty(rt, bounty.id)
+    remaining = 60_000 - PAYOUT - fee
+    assert paid.model_dump(exclude={"vetting_policy"}) == {
+        **bounty.model_dump(exclude={"vetting_policy"}), "remaining_sats": remaining,
+        "images_left": remaining // cost, "accepted_count": 1, "paid_sats": PAYOUT, "fees_spent_sats": fee,
+        "current_outpoint": f"{claim_txid}:0"}
+    assert (paid.digits, paid.min_margin, paid.budget_sats, paid.status, paid.mode, paid.shape, paid.prizes) == \
+        ([1, 7], 5, 60_000, "active", "open", "chain", None)
+    assert (paid.fee_sats_per_image, paid.cost_sats_per_image, paid.contract_version, paid.model_version) == \
+        (bounty.max_fee_sats, cost, 1, 1)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    moved = redeploy(rt, bounty.id, model_id)
+    closed = withdraw_bounty(rt, bounty.id)
+    with rt.session() as session:
+        newest = session.scalar(select(ModelVersion).where(ModelVersion.id == model_id))
+        assert newest is not None
+        weights = newest.weights_sha256
+    assert (closed.status, closed.images_left, closed.remaining_sats, closed.accepted_count) == ("withdrawn", 0, 0, 1)
+    assert (closed.contract_version, closed.model_version, closed.weights_sha256, closed.contract_txid) == \
+        (2, 2, weights, moved.migrate_txid)  # the newest contract, no longer active
+    assert closed.withdrawn_sats == moved.remaining_sats - fee_paid(rt.chain, rt.chain.get_transaction(
+        closed.withdraw_txid))  # type: ignore[arg-type]
+
+
+def test_the_audit_export_holds_every_contract_and_every_submission_as_booked(
+        rt: Runtime, tmp_path: Path, shipped: ModelArtifact, digits: dict[str, np.ndarray]) -> None:
+    bounty = create_bounty(rt, [7], PAYOUT, 60_000)
+    create_bounty(rt, [7], PAYOUT, 60_000)  # another bounty's rows stay out
+    api = client(rt)
+    sent = [post(api, bounty.id, image) for image in digits["sevens"][:2]]
+    assert [s["code"] for s in sent] == [202, 202]
+    assert post(api, bounty.id, digits["others"][0])["code"] == 422  # refused: not a submission of the bounty
+    settle(rt)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    redeploy(rt, bounty.id, model_id)
+    exported = export_bounty(rt, bounty.id)
+    with rt.session() as session:
+        contracts = [(d.version, str(d.status), d.model.weights_sha256, d.deploy_txid, d.locking_script_sha256)
+                     for d in session.scalars(select(Deployment).where(Deployment.bounty_id == bounty.id)
+                                              .order_by(Deployment.version))]
+        rows = list(session.scalars(select(Submission).where(Submission.bounty_id == bounty.id)
+                                    .order_by(Submission.id)))
+        booked = [(r.id, str(r.status), str(r.reason) if r.reason else None, r.predicted_label, r.margin,
+                   r.txid, r.block_height, r.created_at.isoformat(), r.pixels.hex()) for r in rows]
+    assert [c[:2] for c in contracts] == [(1, "migrated"), (2, "active")]
+    assert [(d.version, d.status, d.model_sha256, d.deploy_txid, d.locking_script_sha256)
+            for d in exported.deployments] == contracts
+    assert [(s.id, s.status, s.reason, s.digit, s.margin, s.txid, s.block_height, s.created_at, s.pixels_hex)
+            for s in exported.submissions] == booked
+    assert [s.txid for s in exported.submissions] == [s["txid"] for s in sent]
+    for paid, image in zip(exported.submissions, digits["sevens"], strict=False):
+        assert (paid.status, paid.payout_sats, paid.confirmations, paid.model_version, paid.digit) == \
+            ("confirmed", PAYOUT, 1, 1, 7)
+        assert (paid.recipient_address, paid.source, paid.reason, paid.reason_text) == \
+            (USER.address(), "api", None, None)
+        assert paid.pixels_hex == image.astype(np.uint8).tobytes().hex()
+    assert exported.bounty == get_bounty(rt, bounty.id).model_copy(update={"vetting_policy": None})
+    listed = list_submissions(rt, bounty.id)
+    assert [s.model_dump() for s in listed] == [s.model_dump(exclude={"pixels_hex"}) for s in exported.submissions]
+    for missing in (export_bounty, list_submissions, get_bounty):
+        with pytest.raises(NotFound, match="there is no bounty 99"):
+            missing(rt, 99)

@@ -5,9 +5,11 @@ to the satoshi (tests/support/pool_books.py), nothing paid or booked twice, and 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +18,28 @@ from bsv import P2PKH, Network, PrivateKey, Script, Transaction, TransactionInpu
 from bsv.fee_models import SatoshisPerKilobyte
 from sqlalchemy import func, select, update
 
+from contracts.fees import fee_for
 from contracts.interpreter import TX_VERSION
 from contracts.pool import PoolContract
 from contracts.transactions import Utxo
 from contracts.transactions import claim as build_claim
-from marketplace.bounties import fund_bounty, redeploy, withdraw_bounty
+from marketplace.bounties import fund_bounty, get_bounty, redeploy, withdraw_bounty
 from marketplace.chain import START
 from marketplace.chain.errors import TransactionRejected
+from marketplace.errors import BountyClosed, InvalidRequest
 from marketplace.pool_ledger import pool_totals, prize_utxo, reserve_utxo
-from marketplace.pools import keep_pools, live_pool, take_prize
+from marketplace.pools import (
+    MOVE_OVERHEAD_BYTES,
+    can_pay_more,
+    images_left,
+    keep_forever,
+    keep_pools,
+    live_pool,
+    prize_creation_fee,
+    prizes_affordable,
+    release_prize,
+    take_prize,
+)
 from marketplace.runtime import Runtime
 from marketplace.schema import (
     Bounty,
@@ -42,8 +57,10 @@ from marketplace.schema import (
 from marketplace.submissions import send_queued
 from marketplace.watcher import CURSOR_KEY, Watcher
 from model.artifact import ModelArtifact
+from tests.support.fees import fee_paid
 from tests.support.models import register_variants
-from tests.support.pools import OUTSIDER, books, client, pool, post, prizes_of, settle
+from tests.support.pools import OUTSIDER, PAYOUT, books, client, pool, post, prizes_of, settle
+from tests.support.reference import reading_of_test_set
 from tests.support.settings import runtime_on
 
 STRANGER = PrivateKey(7201, network=Network.TESTNET)
@@ -820,4 +837,416 @@ def test_a_claim_sent_but_never_booked_is_booked_once_by_the_watcher(
         assert len(rows) == 1 and rows[0].payout is not None and rows[0].status == SubmissionStatus.CONFIRMED
         taken = session.get(Prize, prize_id)
         assert taken is not None and taken.status == PrizeStatus.CLAIMED and taken.spent_txid == tx.txid()
+    books(rt, bounty_id)
+
+
+# -- 6. the pool's arithmetic, its view and the keeper's thresholds, to the satoshi and the prize ----------------
+
+
+def test_a_prize_costs_its_outputs_fee_and_a_reserve_buys_whole_prizes_only(rt: Runtime) -> None:
+    bounty_id = pool(rt, prizes=2)
+    contract, _ = live_prizes(rt, bounty_id, 0)
+    rate = rt.settings.fee_rate
+    output = TransactionOutput(contract.lock(), contract.prize_satoshis).serialize()
+    assert 253 <= len(output) < 65_536  # its script's length takes 3 bytes
+    # the prize output's own bytes (value, script length, script) at the rate, rounded up once more
+    assert prize_creation_fee(contract, rate) == fee_for(len(output), rate) + 1
+    assert prize_creation_fee(contract, 1_000) == len(output) + 1  # at 1 sat a byte, each byte counted
+    unit = contract.prize_satoshis + prize_creation_fee(contract, rate)
+    move = fee_for(MOVE_OVERHEAD_BYTES, rate)  # what a refill costs beyond its prizes
+    assert [prizes_affordable(contract, move + n * unit, rate) for n in range(4)] == [0, 1, 2, 3]
+    assert [prizes_affordable(contract, move + n * unit - 1, rate) for n in range(1, 4)] == [0, 1, 2]
+    assert prizes_affordable(contract, move - 1, rate) == 0  # not even the move's fee: none, not -1
+    assert images_left(2, move + 3 * unit, contract, rate) == 5
+    assert images_left(2, move + unit - 1, contract, rate) == 2
+
+
+def test_a_budget_of_exactly_the_minimum_it_names_creates_one_prize(rt: Runtime) -> None:
+    """The refusal of a budget too small for one prize names the least budget; that budget creates one prize
+    (and nothing is left for a reserve), a satoshi less is refused the same way."""
+    with pytest.raises(InvalidRequest, match="cannot create one prize") as refused:
+        pool(rt, prizes=3, budget=3_000)
+    least = int(str(refused.value).rsplit("at least ", 1)[1].split(" sats")[0].replace(",", ""))
+    with pytest.raises(InvalidRequest, match=f"must be at least {least:,} sats"):
+        pool(rt, prizes=3, budget=least - 1)
+    created = get_bounty(rt, pool(rt, prizes=3, budget=least))
+    assert (created.live_prizes, created.reserve_sats, created.contract_version) == (1, 0, 1)
+    assert created.fees_spent_sats == least - PAYOUT - created.max_fee_sats  # the deploy took the rest as fee
+    books(rt, created.id)
+
+
+def _take(rt: Runtime, bounty_id: int, n: int) -> None:
+    """`n` claimants take a prize each and have not sent their claims yet."""
+    for _ in range(n):
+        with rt.session() as session:
+            assert take_prize(session, bounty_id) is not None
+
+
+def test_the_keeper_refills_up_to_its_target_only_once_free_prizes_fall_to_half_of_it(
+        rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no claim in the last minute the target is the settings' minimum (at most K). Prizes handed out a
+    moment ago are neither free nor stale: the keeper leaves them taken."""
+    bounty_id = pool(rt, prizes=8, budget=200_000)
+    monkeypatch.setattr(rt.settings, "pool_min_prizes", 8)
+    _take(rt, bounty_id, 4)
+    assert keep_pools(rt) == 4  # 4 free of a target of 8: half, so it tops up to 8
+    assert prizes_of(rt, bounty_id) == {"live": 8, "taken": 4}
+    assert keep_pools(rt) == 0
+    monkeypatch.setattr(rt.settings, "pool_min_prizes", 4)
+    _take(rt, bounty_id, 5)
+    assert keep_pools(rt) == 0  # 3 free of a target of 4: more than half
+    _take(rt, bounty_id, 1)
+    assert keep_pools(rt) == 2  # 2 of 4: half
+    monkeypatch.setattr(rt.settings, "pool_min_prizes", 2)
+    _take(rt, bounty_id, 3)
+    assert keep_pools(rt) == 1  # 1 of 2: one prize, its own refill
+    assert prizes_of(rt, bounty_id) == {"live": 2, "taken": 13}
+    monkeypatch.setattr(rt.settings, "pool_min_prizes", 20)  # more than K: the target is K
+    _take(rt, bounty_id, 2)
+    assert keep_pools(rt) == 8
+    books(rt, bounty_id)
+
+
+def test_a_pools_view_counts_each_images_creation_fee_and_what_the_reserve_still_buys(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=3, budget=30_000)
+    api = client(rt)
+    for image in sevens[:2]:
+        assert post(api, bounty_id, image)["code"] == 202
+    assert keep_pools(rt) == 1  # two claims in the last minute: two live
+    rate = rt.settings.fee_rate
+    with rt.session() as session:
+        bounty, deployment = live_pool(session, bounty_id)
+        contract, totals = rt.pool(deployment), pool_totals(session, bounty)
+        assert can_pay_more(rt, session, bounty, deployment)
+    view = api.get(f"/bounties/{bounty_id}").json()
+    per_image = view["max_fee_sats"] + prize_creation_fee(contract, rate)
+    assert (view["fee_sats_per_image"], view["cost_sats_per_image"]) == (per_image, PAYOUT + per_image)
+    buys = prizes_affordable(contract, totals.reserve, rate)
+    assert buys >= 1 and view["images_left"] == 2 + buys
+    assert (view["live_prizes"], view["reserve_sats"], view["owner_transactions"]) == (2, totals.reserve, 2)
+    assert totals.claim_fees > 0 and totals.owner_fees > 0
+    assert view["fees_spent_sats"] == totals.claim_fees + totals.owner_fees
+    assert view["remaining_sats"] == totals.reserve + totals.live_value
+    withdrawn = api.get(f"/bounties/{withdraw_bounty(rt, bounty_id).id}").json()
+    assert (withdrawn["images_left"], withdrawn["live_prizes"], withdrawn["reserve_sats"]) == (0, 0, 0)
+    assert withdrawn["owner_transactions"] == 3 and withdrawn["fee_sats_per_image"] == per_image
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_claim_is_refused_once_no_prize_is_on_chain_and_the_reserve_buys_none(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    """`can_pay_more` is the view's `images_left >= 1` without summing the books: a prize still on chain (even
+    one being claimed) or a reserve that creates one."""
+    bounty_id = pool(rt, prizes=2, budget=12_000)  # two prizes and a reserve that buys one more
+    pool(rt, prizes=2)  # another pool's prizes pay nothing of this one
+    api = client(rt)
+
+    def payable() -> bool:
+        with rt.session() as session:
+            bounty, deployment = live_pool(session, bounty_id)
+            return can_pay_more(rt, session, bounty, deployment)
+
+    assert payable() and get_bounty(rt, bounty_id).images_left == 3
+    assert post(api, bounty_id, sevens[0])["code"] == 202 and post(api, bounty_id, sevens[1])["code"] == 202
+    assert payable() and get_bounty(rt, bounty_id).images_left == 1  # no prize, a reserve worth one
+    assert keep_pools(rt) == 1
+    _take(rt, bounty_id, 1)
+    assert payable() and get_bounty(rt, bounty_id).images_left == 1  # taken, not spent: still the pool's
+    with rt.session() as session:
+        prize_id = session.scalar(select(Prize.id).where(Prize.bounty_id == bounty_id,
+                                                         Prize.status == PrizeStatus.TAKEN))
+    assert prize_id is not None
+    release_prize(rt, prize_id)
+    assert prizes_of(rt, bounty_id) == {"claimed": 2, "live": 1}
+    assert keep_pools(rt) == 0  # a prize is due (1 free of 2) but the reserve buys none
+    assert post(api, bounty_id, sevens[2])["code"] == 202
+    assert not payable() and get_bounty(rt, bounty_id).images_left == 0
+    refused = post(api, bounty_id, sevens[3])
+    assert refused["code"] == 409, refused
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_redeploy_short_of_funds_creates_the_prizes_they_buy_and_keeps_the_rest_in_reserve(
+        rt: Runtime, tmp_path: Path, shipped: ModelArtifact, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Old prizes hold no creation fee: moved to a new model they buy fewer prizes than before. The redeploy
+    creates as many as the prizes and the reserve together buy, up to the target."""
+    probe = live_prizes(rt, pool(rt, prizes=4, budget=40_000), 0)[0]
+    unit = probe.prize_satoshis + prize_creation_fee(probe, rt.settings.fee_rate)
+    bounty_id = pool(rt, prizes=4, budget=4 * unit + 6_000)  # four prizes and a reserve short of two more
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    monkeypatch.setattr(rt.settings, "pool_min_prizes", 4)
+    with rt.session() as session:
+        bounty, _ = live_pool(session, bounty_id)
+        before = pool_totals(session, bounty)
+    assert before.live_prizes == 4 and 0 < before.reserve < 2 * unit
+    moved = redeploy(rt, bounty_id, model_id)
+    contract = live_prizes(rt, bounty_id, 0)[0]
+    buys = prizes_affordable(contract, before.live_value + before.reserve, rt.settings.fee_rate)
+    assert 1 <= buys < 4 and prizes_affordable(contract, before.live_value, rt.settings.fee_rate) < buys
+    assert (moved.contract_version, moved.live_prizes) == (2, buys)
+    tx = rt.chain.get_transaction(moved.migrate_txid)
+    assert tx is not None
+    assert moved.reserve_sats == before.live_value + before.reserve - buys * contract.prize_satoshis - \
+        fee_paid(rt.chain, tx)
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_withdrawal_that_lost_a_prize_to_a_direct_claim_returns_every_other_prize_and_the_reserve(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=3)
+    contract, (prize,) = live_prizes(rt, bounty_id, 1)
+    with rt.session() as session:
+        reserve = live_pool(session, bounty_id)[1].current_satoshis
+    rt.chain.broadcast(build_claim(contract, prize, sevens[0], OUTSIDER.address(), rt.settings.fee_rate))
+    wallet_before = rt.wallet.balance(rt.chain)
+    withdrawn = withdraw_bounty(rt, bounty_id)
+    assert prizes_of(rt, bounty_id) == {"taken": 1, "reclaimed": 2}  # the one the claim won is nobody's to hand out
+    tx = rt.chain.get_transaction(withdrawn.withdraw_txid)
+    assert tx is not None
+    assert withdrawn.withdrawn_sats == 2 * contract.prize_satoshis + reserve - fee_paid(rt.chain, tx)
+    assert rt.wallet.balance(rt.chain) == wallet_before + withdrawn.withdrawn_sats
+    settle(rt)
+    assert prizes_of(rt, bounty_id) == {"claimed": 1, "reclaimed": 2}
+    books(rt, bounty_id)
+
+
+def test_an_owner_move_takes_prizes_alone_or_a_reserve_alone_and_refuses_a_pool_holding_neither(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        pool(rt, prizes=2, budget=3_000)
+    least = int(str(refused.value).rsplit("at least ", 1)[1].split(" sats")[0].replace(",", ""))
+    prizes_only = pool(rt, prizes=2, budget=least)  # one prize, no reserve
+    assert withdraw_bounty(rt, prizes_only).withdrawn_sats > 0
+    reserve_only = pool(rt, prizes=1, budget=least + 5_000)
+    assert post(client(rt), reserve_only, sevens[0])["code"] == 202
+    assert prizes_of(rt, reserve_only) == {"claimed": 1}
+    assert withdraw_bounty(rt, reserve_only).withdrawn_sats > 4_000
+    empty = pool(rt, prizes=2, budget=least)
+    assert post(client(rt), empty, sevens[1])["code"] == 202
+    with pytest.raises(BountyClosed, match="holds nothing to move: no live prize and no reserve"):
+        withdraw_bounty(rt, empty)
+    settle(rt)
+    for bounty_id in (prizes_only, reserve_only, empty):
+        books(rt, bounty_id)
+
+
+def test_giving_a_prize_back_frees_that_prize_only_and_never_one_its_claim_already_won(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    bounty_id = pool(rt, prizes=3)
+    _take(rt, bounty_id, 2)
+    with rt.session() as session:
+        first, second = session.scalars(select(Prize).where(Prize.bounty_id == bounty_id,
+                                                            Prize.status == PrizeStatus.TAKEN).order_by(Prize.id))
+        contract, won = rt.pool(live_pool(session, bounty_id)[1]), prize_utxo(rt, second)
+        first_id, second_id = first.id, second.id
+
+    def prize(prize_id: int) -> tuple[str, bool]:
+        with rt.session() as session:
+            row = session.get(Prize, prize_id)
+            assert row is not None
+            return str(row.status), row.taken_at is None
+
+    release_prize(rt, first_id)
+    assert (prize(first_id), prize(second_id)) == (("live", True), ("taken", False))
+    # the second claimant's claim reached the chain and was booked before it gave its prize back: still won
+    rt.chain.broadcast(build_claim(contract, won, sevens[0], OUTSIDER.address(), rt.settings.fee_rate))
+    settle(rt)
+    release_prize(rt, second_id)
+    assert prize(second_id)[0] == "claimed"
+    books(rt, bounty_id)
+
+
+def test_the_keepers_loop_refills_again_each_time_claims_empty_the_pool_and_stops_when_told(rt: Runtime) -> None:
+    bounty_id = pool(rt, prizes=4, budget=60_000)
+    stop = threading.Event()
+    keeper = threading.Thread(target=keep_forever, args=(rt, stop))
+
+    def refilled() -> bool:  # within a few seconds (the loop looks every KEEP_INTERVAL = 0.2 s)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if prizes_of(rt, bounty_id).get("live") == 2:
+                return True
+            time.sleep(0.05)
+        return False
+
+    _take(rt, bounty_id, 3)  # one free of a target of two
+    keeper.start()
+    try:
+        assert refilled()
+        _take(rt, bounty_id, 1)
+        assert refilled()  # a second look, not only the first
+    finally:
+        stop.set()
+        keeper.join(timeout=10)
+    assert not keeper.is_alive()
+    assert prizes_of(rt, bounty_id) == {"live": 2, "taken": 4}
+    books(rt, bounty_id)
+
+
+def test_every_owner_transaction_of_a_pool_pays_the_fee_rate_in_force(
+        request: pytest.FixtureRequest, tmp_path: Path, sevens: np.ndarray, shipped: ModelArtifact) -> None:
+    """At a rate other than the wallet's default: the deploy, a refill, a top-up, a redeploy and the withdrawal
+    each pay what their size costs at that rate (tests/support/pool_books.py checks each to the satoshi)."""
+    rt = runtime_on("sqlite", request, tmp_path, fee_rate=250, novelty_index_mnist_test=False,
+                    quota_per_payee_per_hour=0, quota_per_client_per_hour=0)
+    try:
+        bounty_id = pool(rt, prizes=3, budget=80_000)
+        for image in sevens[:2]:
+            assert post(client(rt), bounty_id, image)["code"] == 202
+        assert keep_pools(rt) == 1
+        fund_bounty(rt, bounty_id, 10_000)
+        (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+        redeploy(rt, bounty_id, model_id)
+        withdraw_bounty(rt, bounty_id)
+        with rt.session() as session:
+            kinds = [str(k) for k in session.scalars(select(PoolMove.kind).where(PoolMove.bounty_id == bounty_id)
+                                                     .order_by(PoolMove.id))]
+        assert kinds == ["deploy", "refill", "top_up", "redeploy", "withdraw"]
+        books(rt, bounty_id)
+    finally:
+        rt.close()
+
+
+def test_withdrawing_one_pool_leaves_another_pools_prizes_and_reserve_alone(rt: Runtime) -> None:
+    first, second = pool(rt, prizes=2), pool(rt, prizes=2)
+    before = counts(rt, second)
+    assert withdraw_bounty(rt, first).status == "withdrawn"
+    assert counts(rt, second) == before and prizes_of(rt, second) == {"live": 2}
+    assert prizes_of(rt, first) == {"reclaimed": 2}
+    settle(rt)
+    books(rt, first)
+    books(rt, second)
+
+
+def test_a_redeploy_of_a_prize_with_no_reserve_moves_it_into_the_new_reserve(
+        rt: Runtime, tmp_path: Path, shipped: ModelArtifact) -> None:
+    with pytest.raises(InvalidRequest) as refused:
+        pool(rt, prizes=2, budget=3_000)
+    least = int(str(refused.value).rsplit("at least ", 1)[1].split(" sats")[0].replace(",", ""))
+    bounty_id = pool(rt, prizes=2, budget=least)  # one prize, no reserve
+    _, (prize,) = live_prizes(rt, bounty_id, 1)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    moved = redeploy(rt, bounty_id, model_id)  # a prize's value buys no new prize (its creation fee is spent)
+    tx = rt.chain.get_transaction(moved.migrate_txid)
+    assert tx is not None
+    assert (moved.contract_version, moved.live_prizes) == (2, 0)
+    assert moved.reserve_sats == prize.satoshis - fee_paid(rt.chain, tx)
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_withdrawal_that_loses_two_races_in_a_row_leaves_both_won_prizes_out(
+        rt: Runtime, sevens: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One outsider's claim is on chain before the withdrawal is built; another's reaches the chain just before
+    the rebuilt withdrawal does. The third attempt leaves out both prizes, not only the last one lost."""
+    bounty_id = pool(rt, prizes=4)
+    contract, (first, second) = live_prizes(rt, bounty_id, 2)
+    rt.chain.broadcast(build_claim(contract, first, sevens[0], OUTSIDER.address(), rt.settings.fee_rate))
+    rival = build_claim(contract, second, sevens[1], STRANGER.address(), rt.settings.fee_rate)
+    sent, attempts = rt.chain.broadcast, []
+
+    def rival_first_on_the_second_attempt(tx: Transaction | bytes) -> object:
+        attempts.append(tx)
+        if len(attempts) == 2:
+            sent(rival)
+        return sent(tx)
+
+    monkeypatch.setattr(rt.chain, "broadcast", rival_first_on_the_second_attempt)
+    withdrawn = withdraw_bounty(rt, bounty_id)
+    monkeypatch.undo()
+    assert len(attempts) == 3 and withdrawn.status == "withdrawn"
+    assert prizes_of(rt, bounty_id) == {"taken": 2, "reclaimed": 2}
+    settle(rt)
+    assert prizes_of(rt, bounty_id) == {"claimed": 2, "reclaimed": 2}
+    books(rt, bounty_id)
+
+
+def test_only_this_pools_claims_sent_in_the_last_minute_raise_its_target(
+        rt: Runtime, sevens: np.ndarray, shipped: ModelArtifact, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The target counts the claims of the last minute that were sent: not another pool's, not older ones, not
+    claims still queued (no transaction yet), not refused submissions."""
+    busy, quiet = pool(rt, prizes=4), pool(rt, prizes=6)
+    api = client(rt)
+    for image in sevens[:3]:
+        assert post(api, busy, image)["code"] == 202
+    for image in sevens[3:6]:
+        assert post(api, quiet, image)["code"] == 202
+    with rt.session() as session:  # the quiet pool's claims were sent two minutes ago
+        session.execute(update(Submission).where(Submission.bounty_id == quiet)
+                        .values(created_at=datetime.now(UTC) - timedelta(minutes=2)))
+    read = reading_of_test_set(shipped.integer)
+    for image in read.x[read.labels != 7][:3]:
+        assert post(api, quiet, image)["code"] == 422  # refused now: no claim sent
+    assert rt.local_chain is not None
+    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+    for image in sevens[6:9]:
+        queued = post(api, quiet, image)  # its prize comes from an unmined deploy: queued, not sent
+        assert queued["code"] == 202 and queued["txid"] is None, queued
+    monkeypatch.undo()
+    _take(rt, quiet, 2)  # one free prize left
+    assert keep_pools(rt) == 2 + 1  # the busy pool to its 3 claims, the quiet one to the minimum of 2
+    assert prizes_of(rt, busy) == {"claimed": 3, "live": 3}
+    assert prizes_of(rt, quiet) == {"claimed": 3, "live": 2, "taken": 2}
+    settle(rt)
+    books(rt, busy)
+    books(rt, quiet)
+
+
+def test_a_taken_prize_of_a_refill_a_reorg_dropped_stays_dropped_once_its_take_is_stale(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    """A claimant took a prize of a refill and stopped; a reorg then dropped the refill. When the take goes stale
+    the keeper frees the taken prizes still on chain, never one whose output no longer exists."""
+    bounty_id = pool(rt, prizes=4, budget=300_000)
+    api = client(rt)
+    for image in sevens[:3]:
+        assert post(api, bounty_id, image)["code"] == 202
+    settle(rt)  # refilled, and the refill mined
+    with rt.session() as session:
+        refill = session.scalar(select(PoolMove).where(PoolMove.bounty_id == bounty_id, PoolMove.kind == "refill"))
+        assert refill is not None and refill.reserve_before is not None
+        refill_txid, reserve_before = refill.txid, refill.reserve_before
+        contract = rt.pool(live_pool(session, bounty_id)[1])
+    _take(rt, bounty_id, prizes_of(rt, bounty_id)["live"])  # every free prize, the refill's among them
+    txid, vout, _ = reserve_before.split(":")
+    source = rt.chain.get_transaction(txid)
+    assert source is not None and rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=[rt.wallet.build_pool_move(
+        rt.chain, bounty_id, pool=contract, count=1, reserve=Utxo.of(source, int(vout)),
+        fee_rate=rt.settings.fee_rate)])
+    watcher = Watcher(rt, keep=False)
+    while watcher.run_once():
+        pass
+    with rt.session() as session:  # the takes are older than the timeout
+        session.execute(update(Prize).where(Prize.bounty_id == bounty_id, Prize.taken_at.is_not(None))
+                        .values(taken_at=datetime.now(UTC) - timedelta(hours=1)))
+        refill_prizes = select(Prize.status).where(Prize.txid == refill_txid)
+        assert set(session.scalars(refill_prizes)) == {PrizeStatus.DROPPED}
+    keep_pools(rt)
+    with rt.session() as session:
+        assert set(session.scalars(refill_prizes)) == {PrizeStatus.DROPPED}
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_stale_take_whose_claim_reached_the_chain_is_not_freed(rt: Runtime, sevens: np.ndarray) -> None:
+    """The claimant broadcast its claim and stopped before booking it: however old the take, the keeper leaves
+    the prize taken (its output is spent) until the watcher books the claim."""
+    bounty_id = pool(rt, prizes=3)
+    with rt.session() as session:
+        deployment = live_pool(session, bounty_id)[1]
+        prize = take_prize(session, bounty_id)
+        assert prize is not None
+        contract, utxo, prize_id = rt.pool(deployment), prize_utxo(rt, prize), prize.id
+    rt.chain.broadcast(build_claim(contract, utxo, sevens[0], OUTSIDER.address(), rt.settings.fee_rate))
+    with rt.session() as session:
+        session.execute(update(Prize).where(Prize.id == prize_id)
+                        .values(taken_at=datetime.now(UTC) - timedelta(hours=1)))
+    keep_pools(rt)
+    assert prizes_of(rt, bounty_id) == {"live": 2, "taken": 1}
+    settle(rt)
+    assert prizes_of(rt, bounty_id) == {"live": 2, "claimed": 1}
     books(rt, bounty_id)
