@@ -59,7 +59,7 @@ from marketplace.watcher import CURSOR_KEY, Watcher
 from model.artifact import ModelArtifact
 from tests.support.fees import fee_paid
 from tests.support.models import register_variants
-from tests.support.pools import OUTSIDER, PAYOUT, books, client, pool, post, prizes_of, settle
+from tests.support.pools import OUTSIDER, PAYOUT, books, client, pool, post, prizes_of, rescan, settle
 from tests.support.reference import reading_of_test_set
 from tests.support.settings import runtime_on
 
@@ -266,6 +266,17 @@ def test_a_redeploy_racing_concurrent_claims_ends_with_exact_books(
 # -- reorgs --------------------------------------------------------------------------------------------------
 
 
+def drop_for_another_move(rt: Runtime, bounty_id: int, contract: PoolContract, reserve_before: str) -> None:
+    """A reorg replaces the last block with one where the reserve a move spent (`reserve_before`,
+    "txid:vout:sats") went to another owner move instead: the move, and whatever spent its outputs, is dropped."""
+    txid, vout, _ = reserve_before.split(":")
+    source = rt.chain.get_transaction(txid)
+    assert source is not None and rt.local_chain is not None
+    other = rt.wallet.build_pool_move(rt.chain, bounty_id, pool=contract, count=1,
+                                      reserve=Utxo.of(source, int(vout)), fee_rate=rt.settings.fee_rate)
+    rt.local_chain.rollback(1, replacement=[other])
+
+
 def test_a_reorg_dropping_a_refill_and_a_claim_of_its_prize(rt: Runtime, sevens: np.ndarray) -> None:
     bounty_id = pool(rt, prizes=4, budget=300_000)
     api = client(rt)
@@ -281,12 +292,7 @@ def test_a_reorg_dropping_a_refill_and_a_claim_of_its_prize(rt: Runtime, sevens:
     assert [p["code"] for p in paid] == [202] * 3
     on_refill = [p for p in paid if rt.chain.get_transaction(p["txid"]).inputs[0].source_txid == refill_txid]  # type: ignore[union-attr]
     assert on_refill
-    txid, vout, _ = reserve_before.split(":")
-    source = rt.chain.get_transaction(txid)
-    assert source is not None and rt.local_chain is not None
-    other = rt.wallet.build_pool_move(rt.chain, bounty_id, pool=contract, count=1,
-                                      reserve=Utxo.of(source, int(vout)), fee_rate=rt.settings.fee_rate)
-    rt.local_chain.rollback(1, replacement=[other])
+    drop_for_another_move(rt, bounty_id, contract, reserve_before)
     settle(rt)
     with rt.session() as session:
         for p in on_refill:
@@ -327,12 +333,7 @@ def test_a_reorg_dropping_a_top_up_takes_it_out_of_the_budget(rt: Runtime, seven
         assert top_up is not None and top_up.reserve_before is not None
         top_up_txid, reserve_before = top_up.txid, top_up.reserve_before
         contract = rt.pool(live_pool(session, bounty_id)[1])
-    txid, vout, _ = reserve_before.split(":")
-    source = rt.chain.get_transaction(txid)
-    assert source is not None and rt.local_chain is not None
-    other = rt.wallet.build_pool_move(rt.chain, bounty_id, pool=contract, count=1,
-                                      reserve=Utxo.of(source, int(vout)), fee_rate=rt.settings.fee_rate)
-    rt.local_chain.rollback(1, replacement=[other])
+    drop_for_another_move(rt, bounty_id, contract, reserve_before)
     settle(rt)
     with rt.session() as session:
         assert session.scalar(select(PoolMove.dropped).where(PoolMove.txid == top_up_txid)) is True
@@ -371,12 +372,7 @@ def test_replaying_every_event_books_nothing_twice(rt: Runtime, sevens: np.ndarr
     assert rival_prize.txid  # (a prize was live throughout)
     books(rt, bounty_id)
     before = counts(rt, bounty_id)
-    with rt.session() as session:
-        session.execute(update(WatcherState).where(WatcherState.key == CURSOR_KEY).values(value=START))
-    watcher = Watcher(rt, keep=False)
-    for _ in range(1000):
-        if not watcher.run_once():
-            break
+    rescan(rt)
     assert counts(rt, bounty_id) == before
     books(rt, bounty_id)
 
@@ -728,12 +724,7 @@ def test_replaying_a_history_of_dropped_moves_books_nothing_twice(
         contract = rt.pool(live_pool(session, bounty_id)[1])
     for image in sevens[3:6]:
         assert post(api, bounty_id, image)["code"] == 202
-    txid, vout, _ = reserve_before.split(":")
-    source = rt.chain.get_transaction(txid)
-    assert source is not None and rt.local_chain is not None
-    rt.local_chain.rollback(1, replacement=[rt.wallet.build_pool_move(
-        rt.chain, bounty_id, pool=contract, count=1, reserve=Utxo.of(source, int(vout)),
-        fee_rate=rt.settings.fee_rate)])
+    drop_for_another_move(rt, bounty_id, contract, reserve_before)
     settle(rt)
     books(rt, bounty_id)
     old_contract, (prize,) = live_prizes(rt, bounty_id, 1)
@@ -745,12 +736,7 @@ def test_replaying_a_history_of_dropped_moves_books_nothing_twice(
     settle(rt)
     books(rt, bounty_id)
     before = counts(rt, bounty_id)
-    with rt.session() as session:
-        session.execute(update(WatcherState).where(WatcherState.key == CURSOR_KEY).values(value=START))
-    watcher = Watcher(rt, keep=False)
-    for _ in range(1000):
-        if not watcher.run_once():
-            break
+    rescan(rt)
     assert counts(rt, bounty_id) == before
     books(rt, bounty_id)
 
@@ -816,16 +802,21 @@ def test_the_keeper_refills_just_before_an_owner_transaction_is_sent(
     books(rt, bounty_id)
 
 
+def take_one(rt: Runtime, bounty_id: int) -> tuple[PoolContract, Utxo, int]:
+    """A claimant takes a prize (committed) and has not sent its claim yet: the pool, the prize's output, its id."""
+    with rt.session() as session:
+        deployment = live_pool(session, bounty_id)[1]
+        prize = take_prize(session, bounty_id)
+        assert prize is not None
+        return rt.pool(deployment), prize_utxo(rt, prize), prize.id
+
+
 def test_a_claim_sent_but_never_booked_is_booked_once_by_the_watcher(
         rt: Runtime, sevens: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     """The API took a prize and broadcast its claim, then its process stopped before the commit: the watcher
     books the claim once (as seen on chain), the prize is claimed, and the keeper never frees it."""
     bounty_id = pool(rt, prizes=3)
-    with rt.session() as session:
-        deployment = live_pool(session, bounty_id)[1]
-        prize = take_prize(session, bounty_id)
-        assert prize is not None
-        contract, utxo, prize_id = rt.pool(deployment), prize_utxo(rt, prize), prize.id
+    contract, utxo, prize_id = take_one(rt, bounty_id)
     tx = build_claim(contract, utxo, sevens[0], OUTSIDER.address(), rt.settings.fee_rate)
     rt.chain.broadcast(tx)
     monkeypatch.setattr(rt.settings, "pool_take_timeout", 0.01)
@@ -1211,12 +1202,7 @@ def test_a_taken_prize_of_a_refill_a_reorg_dropped_stays_dropped_once_its_take_i
         refill_txid, reserve_before = refill.txid, refill.reserve_before
         contract = rt.pool(live_pool(session, bounty_id)[1])
     _take(rt, bounty_id, prizes_of(rt, bounty_id)["live"])  # every free prize, the refill's among them
-    txid, vout, _ = reserve_before.split(":")
-    source = rt.chain.get_transaction(txid)
-    assert source is not None and rt.local_chain is not None
-    rt.local_chain.rollback(1, replacement=[rt.wallet.build_pool_move(
-        rt.chain, bounty_id, pool=contract, count=1, reserve=Utxo.of(source, int(vout)),
-        fee_rate=rt.settings.fee_rate)])
+    drop_for_another_move(rt, bounty_id, contract, reserve_before)
     watcher = Watcher(rt, keep=False)
     while watcher.run_once():
         pass
@@ -1236,11 +1222,7 @@ def test_a_stale_take_whose_claim_reached_the_chain_is_not_freed(rt: Runtime, se
     """The claimant broadcast its claim and stopped before booking it: however old the take, the keeper leaves
     the prize taken (its output is spent) until the watcher books the claim."""
     bounty_id = pool(rt, prizes=3)
-    with rt.session() as session:
-        deployment = live_pool(session, bounty_id)[1]
-        prize = take_prize(session, bounty_id)
-        assert prize is not None
-        contract, utxo, prize_id = rt.pool(deployment), prize_utxo(rt, prize), prize.id
+    contract, utxo, prize_id = take_one(rt, bounty_id)
     rt.chain.broadcast(build_claim(contract, utxo, sevens[0], OUTSIDER.address(), rt.settings.fee_rate))
     with rt.session() as session:
         session.execute(update(Prize).where(Prize.id == prize_id)

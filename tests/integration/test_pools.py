@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 from bsv import P2PKH, Script, Transaction, TransactionInput, TransactionOutput
 from bsv.fee_models import SatoshisPerKilobyte
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, select
 
 from contracts.interpreter import TX_VERSION
+from contracts.pool import PoolContract
 from contracts.transactions import Utxo
 from contracts.transactions import claim as build_claim
 from marketplace.bounties import fund_bounty, redeploy, withdraw_bounty
-from marketplace.chain import START
 from marketplace.pool_ledger import prize_utxo, reserve_utxo, undo_drop
 from marketplace.pools import keep_forever, keep_pools, live_pool
 from marketplace.runtime import Runtime, open_runtime
@@ -37,14 +37,13 @@ from marketplace.schema import (
     Submission,
     SubmissionSource,
     SubmissionStatus,
-    WatcherState,
 )
-from marketplace.watcher import CURSOR_KEY, Watcher
+from marketplace.watcher import Watcher
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import logits
 from tests.support.models import register_variants
-from tests.support.pools import OUTSIDER, PAYOUT, USER, books, client, pool, post, prizes_of, settle
+from tests.support.pools import OUTSIDER, PAYOUT, USER, books, client, pool, post, prizes_of, rescan, settle
 from tests.support.reference import reading_of_test_set
 from tests.support.settings import runtime_on, seed_sqlite, settings_for
 
@@ -389,16 +388,6 @@ def test_a_vetted_pool_pays_an_appeal_for_the_close_second_through_its_appeal_pa
 # pool with no reserve, the watcher reading a whole history again, owner transactions the watcher adopts.
 
 
-def rescan(rt: Runtime) -> None:
-    """A watcher that reads the chain's whole history again (a restarted one whose cursor was lost)."""
-    with rt.session() as session:
-        session.execute(update(WatcherState).where(WatcherState.key == CURSOR_KEY).values(value=START))
-    watcher = Watcher(rt, keep=False)
-    for _ in range(1000):
-        if not watcher.run_once():
-            break
-
-
 def pool_without_reserve(rt: Runtime, prizes: int = 2, reserve: int = 0) -> int:
     """A pool whose budget makes exactly its prizes, its deploy's fee and a reserve of `reserve` sats (none when 0):
     a probe pool of the same shape tells what its deploy costs (its reserve is what the exact budget leaves out)."""
@@ -495,14 +484,19 @@ def test_a_reorg_dropping_top_ups_of_a_redeployed_pool_and_of_another_restores_e
     books(rt, other)
 
 
-def test_a_reorg_dropping_a_redeploy_leaves_the_deployment_it_started_dropped_and_empty(
-        rt: Runtime, sevens: np.ndarray, tmp_path: Path, shipped: ModelArtifact) -> None:
-    bounty_id = pool(rt, prizes=2)
+def first_prize(rt: Runtime, bounty_id: int) -> tuple[PoolContract, Utxo]:
+    """The pool's contract and its first prize's output, as an outsider claiming it directly needs them."""
     with rt.session() as session:
         deployment = live_pool(session, bounty_id)[1]
         prize = session.scalar(select(Prize).where(Prize.deployment_id == deployment.id).order_by(Prize.id).limit(1))
         assert prize is not None
-        contract, utxo = rt.pool(deployment), prize_utxo(rt, prize)
+        return rt.pool(deployment), prize_utxo(rt, prize)
+
+
+def test_a_reorg_dropping_a_redeploy_leaves_the_deployment_it_started_dropped_and_empty(
+        rt: Runtime, sevens: np.ndarray, tmp_path: Path, shipped: ModelArtifact) -> None:
+    bounty_id = pool(rt, prizes=2)
+    contract, utxo = first_prize(rt, bounty_id)
     (model_id,) = register_variants(rt, shipped, tmp_path, 1)
     redeploy(rt, bounty_id, model_id)
     settle(rt)
@@ -558,11 +552,7 @@ def test_a_claims_payee_is_its_first_real_p2pkh_output_not_one_shaped_like_it(
     """An outsider's claim whose first output is an OP_RETURN of 25 bytes ending like a P2PKH script (88 ac): the
     payee is the P2PKH output after it, which gets the payout."""
     bounty_id = pool(rt, prizes=2)
-    with rt.session() as session:
-        deployment = live_pool(session, bounty_id)[1]
-        prize = session.scalar(select(Prize).where(Prize.deployment_id == deployment.id).order_by(Prize.id).limit(1))
-        assert prize is not None
-        contract, utxo = rt.pool(deployment), prize_utxo(rt, prize)
+    contract, utxo = first_prize(rt, bounty_id)
     look_alike = Script(b"\x00\x6a\x16" + bytes(20) + b"\x88\xac")
     assert len(look_alike.serialize()) == 25
     tx = Transaction([spend(utxo, contract.claim_unlock(digits["sevens"][0]))],

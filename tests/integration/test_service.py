@@ -216,20 +216,38 @@ def test_a_watcher_restarted_mid_stream_misses_nothing_and_counts_nothing_twice(
     books_balance(rt, bounty.id)
 
 
-def test_a_migration_the_watcher_books_first_is_booked_once(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The service broadcasts a top-up migration and the watcher books it from the chain before the service
-    records it itself (the window between the two): one new deployment, and the books still balance."""
-    bounty = create_bounty(rt, [7], PAYOUT, 40_000)
-    chain, broadcast = rt.chain, rt.chain.broadcast
-    sent: list[str] = []
+def books_of_either_shape(rt: Runtime, bounty_id: int) -> None:
+    """The books to the satoshi: a pool's (tests/support/pool_books.py) or a chain bounty's (`books_balance`)."""
+    with rt.session() as session:
+        bounty = session.get(Bounty, bounty_id)
+        assert bounty is not None
+        shape = bounty.shape
+    if shape == BountyShape.POOL:
+        assert pool_books_failures(rt, bounty_id) == []
+    else:
+        books_balance(rt, bounty_id)
+
+
+def watch_after_each_broadcast(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Until `monkeypatch.undo()`, a watcher step follows each broadcast, in its own session committed before the
+    sender goes on (the window between a broadcast and its booking); returns the txids broadcast, in order."""
+    broadcast, sent = rt.chain.broadcast, list[str]()
 
     def broadcast_then_watch(tx: Transaction) -> object:
         result = broadcast(tx)
         sent.append(tx.txid())
-        Watcher(rt).run_once()  # its own session, committed before the sender goes on
+        Watcher(rt).run_once()
         return result
 
-    monkeypatch.setattr(chain, "broadcast", broadcast_then_watch)
+    monkeypatch.setattr(rt.chain, "broadcast", broadcast_then_watch)
+    return sent
+
+
+def test_a_migration_the_watcher_books_first_is_booked_once(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service broadcasts a top-up migration and the watcher books it from the chain before the service
+    records it itself (the window between the two): one new deployment, and the books still balance."""
+    bounty = create_bounty(rt, [7], PAYOUT, 40_000)
+    sent = watch_after_each_broadcast(rt, monkeypatch)
     funded = fund_bounty(rt, bounty.id, 10_000)
     assert funded.migrate_txid == sent[0] and funded.remaining_sats == 50_000
     with rt.session() as session:
@@ -1011,10 +1029,7 @@ def test_held_appeals_wait_for_an_operator_who_pays_or_refuses_each_once(
             assert [(str(rows[i].status), rows[i].payout is not None) for i in ids] == [
                 ("confirmed", True), ("confirmed", True), ("rejected", False), ("rejected", False)]
             assert [rows[i].payout.recipient_address for i in ids[:2]] == [USER.address()] * 2  # type: ignore[union-attr]
-        if shape == BountyShape.POOL:
-            assert pool_books_failures(rt, bounty.id) == []
-        else:
-            books_balance(rt, bounty.id)
+        books_of_either_shape(rt, bounty.id)
     finally:
         rt.close()
 
@@ -1123,16 +1138,7 @@ def test_a_redeploy_the_watcher_books_first_is_adopted_once_under_its_new_model(
     rt = sqlite_rt
     bounty = create_bounty(rt, [7], PAYOUT, 40_000)
     first, second = register_variants(rt, shipped, tmp_path, 2)
-    chain, broadcast = rt.chain, rt.chain.broadcast
-    sent: list[str] = []
-
-    def broadcast_then_watch(tx: Transaction) -> object:
-        result = broadcast(tx)
-        sent.append(tx.txid())
-        Watcher(rt).run_once()  # its own session, committed before the sender goes on
-        return result
-
-    monkeypatch.setattr(chain, "broadcast", broadcast_then_watch)
+    sent = watch_after_each_broadcast(rt, monkeypatch)
     moved = redeploy(rt, bounty.id, second)
     monkeypatch.undo()
     assert moved.migrate_txid == sent[0] and moved.contract_version == 2 and moved.status == "active"
@@ -1179,10 +1185,7 @@ def test_queued_vetted_claims_and_appeals_are_sent_after_a_block_with_their_clai
                     for r in rows if r is not None] == [("confirmed", False, 7, PAYOUT), ("confirmed", True, 7, PAYOUT)]
             assert rows[1] is not None and rows[1].predicted_label != 7  # paid for the claimed 7 it ranks second
             assert session.scalar(select(func.count(Submission.id))) == 2
-        if shape == BountyShape.POOL:
-            assert pool_books_failures(rt, bounty.id) == []
-        else:
-            books_balance(rt, bounty.id)
+        books_of_either_shape(rt, bounty.id)
     finally:
         rt.close()
 

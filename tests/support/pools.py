@@ -6,14 +6,24 @@ from __future__ import annotations
 import numpy as np
 from bsv import Network, PrivateKey
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from contracts.fees import fee_for
 from marketplace.api import create_app
 from marketplace.bounties import create_bounty
+from marketplace.chain import START
 from marketplace.runtime import Runtime
-from marketplace.schema import Bounty, BountyMode, BountyShape, Prize, Submission, SubmissionSource, SubmissionStatus
-from marketplace.watcher import Watcher
+from marketplace.schema import (
+    Bounty,
+    BountyMode,
+    BountyShape,
+    Prize,
+    Submission,
+    SubmissionSource,
+    SubmissionStatus,
+    WatcherState,
+)
+from marketplace.watcher import CURSOR_KEY, Watcher
 from tests.support.pool_books import pool_books_failures
 
 USER = PrivateKey(7101, network=Network.TESTNET)
@@ -68,3 +78,13 @@ def prizes_of(rt: Runtime, bounty_id: int) -> dict[str, int]:
         rows = session.execute(select(Prize.status, func.count(Prize.id)).where(Prize.bounty_id == bounty_id)
                                .group_by(Prize.status))
         return {str(status): int(count) for status, count in rows}
+
+
+def rescan(rt: Runtime) -> None:
+    """A watcher that reads the chain's whole history again (a restarted one whose cursor was lost)."""
+    with rt.session() as session:
+        session.execute(update(WatcherState).where(WatcherState.key == CURSOR_KEY).values(value=START))
+    watcher = Watcher(rt, keep=False)
+    for _ in range(1000):
+        if not watcher.run_once():
+            break
