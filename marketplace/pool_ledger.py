@@ -377,7 +377,6 @@ class PoolTotals:
     reserve: int  # the reserve output of the active deployment
     live_prizes: int  # prizes on chain (free or being claimed)
     live_value: int
-    claimed: int  # prizes claimed so far
     payouts: int
     claim_fees: int
     owner_fees: int  # the fees of the pool's owner transactions (creating prizes, mostly)
@@ -393,8 +392,6 @@ def pool_totals(session: Session, bounty: Bounty) -> PoolTotals:
     live_prizes, live_value = session.execute(
         select(func.count(Prize.id), func.coalesce(func.sum(Prize.satoshis), 0))
         .where(Prize.bounty_id == bounty.id, Prize.status.in_(UNSPENT))).one()
-    claimed = session.scalar(select(func.count(Prize.id)).where(Prize.bounty_id == bounty.id,
-                                                                Prize.status == PrizeStatus.CLAIMED)) or 0
     payouts, claim_fees = session.execute(
         select(func.coalesce(func.sum(Payout.satoshis), 0), func.coalesce(func.sum(Payout.fee_sats), 0))
         .where(Payout.bounty_id == bounty.id)).one()
@@ -407,6 +404,6 @@ def pool_totals(session: Session, bounty: Bounty) -> PoolTotals:
     never_left = session.scalar(select(func.coalesce(func.sum(PoolMove.added_sats), 0)).where(
         PoolMove.bounty_id == bounty.id, PoolMove.kind == PoolMoveKind.DEPLOY, PoolMove.dropped.is_(True))) or 0
     return PoolTotals(reserve=active.current_satoshis if active is not None else 0, live_prizes=int(live_prizes),
-                      live_value=int(live_value), claimed=int(claimed), payouts=int(payouts),
+                      live_value=int(live_value), payouts=int(payouts),
                       claim_fees=int(claim_fees), owner_fees=int(owner_fees),
                       withdrawn=-int(withdrawn) + int(never_left))

@@ -421,6 +421,8 @@ def deployments_of(rt: Runtime, bounty_id: int) -> list[tuple[int, str, int]]:
 
 
 def test_a_reorg_dropping_the_deploy_leaves_its_deployment_withdrawn_and_empty(rt: Runtime) -> None:
+    other = pool(rt, prizes=2)  # mined a block earlier: the reorg leaves it alone
+    settle(rt)
     assert rt.local_chain is not None
     rt.wallet.fund_from_faucet(rt.local_chain, 10_000_000)
     payment = rt.wallet.build_payment(rt.chain, OUTSIDER.address(), 1_000, rt.settings.fee_rate)  # held back
@@ -432,6 +434,7 @@ def test_a_reorg_dropping_the_deploy_leaves_its_deployment_withdrawn_and_empty(r
     with rt.session() as session:
         assert session.scalar(select(Bounty.status).where(Bounty.id == bounty_id)) == BountyStatus.WITHDRAWN
     books(rt, bounty_id)
+    books(rt, other)  # the dropped deploy's budget counts as withdrawn for its own pool only
 
 
 def test_a_reorg_dropping_a_top_up_of_a_pool_with_no_reserve_leaves_it_none_even_read_again(rt: Runtime) -> None:
