@@ -722,3 +722,17 @@ def test_undo_drop_says_whether_a_dropped_transaction_touched_a_pool_and_undoes_
     with rt.session() as session:
         assert session.scalar(select(Bounty.budget_sats).where(Bounty.id == bounty_id)) == topped.budget_sats - 5_000
     books(rt, bounty_id)
+
+
+def test_each_prize_carries_its_share_of_its_moves_fee_and_the_shares_add_up_to_it(rt: Runtime) -> None:
+    """The fee of the transaction that created prizes is split among them to the satoshi (the first ones a
+    satoshi larger): what an image cost to offer is read from its prize."""
+    bounty_id = pool(rt, prizes=3)
+    with rt.session() as session:
+        for move in session.scalars(select(PoolMove).where(PoolMove.bounty_id == bounty_id)):
+            shares = session.scalars(select(Prize.creation_fee_sats).where(Prize.txid == move.txid)
+                                     .order_by(Prize.vout)).all()
+            if not shares:
+                continue
+            assert sum(shares) == move.fee_sats and max(shares) - min(shares) <= 1
+            assert list(shares) == sorted(shares, reverse=True)
