@@ -191,6 +191,7 @@ def test_top_up_withdraw_and_the_books(rt: Runtime, digits: dict[str, np.ndarray
     assert withdrawn.status == "withdrawn" and live_value.get("live", 0) >= 1
     assert rt.wallet.balance(rt.chain) == wallet_before + withdrawn.withdrawn_sats
     assert prizes_of(rt, bounty_id).get("live", 0) == 0
+    assert deployments_of(rt, bounty_id) == [(1, "withdrawn", 0)]  # no contract of the bounty stays active
     assert post(api, bounty_id, digits["sevens"][1])["code"] == 409
     settle(rt)
     books(rt, bounty_id)
