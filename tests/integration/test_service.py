@@ -589,6 +589,12 @@ def test_a_margin_above_zero_is_enforced_through_the_api(rt: Runtime, shipped: M
     assert post(api, bounty.id, high)["code"] == 202
     settle(rt)
     books_balance(rt, bounty.id)
+    # exactly at the margin is paid: the contract compares with OP_GREATERTHANOREQUAL, and so must the service
+    at = int(np.flatnonzero(margins > 0)[-1])
+    exact = create_bounty(rt, [7], PAYOUT, 100_000, min_margin=int(margins[at]))
+    assert post(api, exact.id, digits["sevens"][at])["code"] == 202
+    settle(rt)
+    books_balance(rt, exact.id)
 
 
 def test_a_submission_is_confirmed_only_with_the_configured_confirmations(tmp_path: Path,
