@@ -1232,3 +1232,26 @@ def test_a_stale_take_whose_claim_reached_the_chain_is_not_freed(rt: Runtime, se
     settle(rt)
     assert prizes_of(rt, bounty_id) == {"live": 2, "claimed": 1}
     books(rt, bounty_id)
+
+
+def test_a_take_that_starts_while_another_is_uncommitted_gets_another_prize(rt: Runtime) -> None:
+    """Two claimants take at once: the second reads the prize the first took but has not committed. Each must
+    get its own prize (SQLite: the first's conditional update holds the write lock and the second's finds the
+    row taken; PostgreSQL: the second skips the locked row)."""
+    bounty_id = pool(rt, prizes=3)
+    second: list[int | None] = []
+
+    def take_in_own_session() -> None:
+        with rt.session() as session:
+            prize = take_prize(session, bounty_id)
+            second.append(prize.id if prize is not None else None)
+
+    with rt.session() as session:
+        first = take_prize(session, bounty_id)
+        assert first is not None
+        rival = threading.Thread(target=take_in_own_session)
+        rival.start()
+        rival.join(timeout=0.5)  # the rival reads now, while the first take is not committed
+        first_id = first.id
+    rival.join(timeout=30)
+    assert not rival.is_alive() and second and second[0] is not None and second[0] != first_id
