@@ -215,8 +215,7 @@ class NetworkChain(Chain):
         return self._unspent(WOC_ADDRESS_UNSPENT.format(address=address), script)
 
     def utxos_for_script(self, script: bytes) -> list[Utxo]:
-        script_hash = hashlib.sha256(script).digest()[::-1].hex()  # WhatsOnChain's (Electrum-style) script hash
-        return self._unspent(WOC_SCRIPT_UNSPENT.format(script_hash=script_hash), Script(script))
+        return self._unspent(_script_unspent_path(hashlib.sha256(script).digest()), Script(script))
 
     def _unspent(self, path: str, script: Script) -> list[Utxo]:
         response = self._read(path)
@@ -296,7 +295,6 @@ class NetworkChain(Chain):
                 return
             _journal_poll(conn, seen, removed, new, spenders, found)
 
-
     def _spenders(self, outputs: list[tuple[str, int, str | None]]) -> dict[tuple[str, int], Spender]:
         """Who spent which of `outputs`: for outputs sharing a script, only those missing from that script's
         unspent outputs are asked about (the answer for the rest is already "nobody")."""
@@ -308,11 +306,15 @@ class NetworkChain(Chain):
             if script_sha256 is None or len(group) == 1:
                 asked += group
                 continue
-            woc_hash = bytes.fromhex(script_sha256)[::-1].hex()  # WhatsOnChain's (Electrum-style) script hash
-            unspent = {(u.txid, u.vout) for u in self._unspent(WOC_SCRIPT_UNSPENT.format(script_hash=woc_hash),
+            unspent = {(u.txid, u.vout) for u in self._unspent(_script_unspent_path(bytes.fromhex(script_sha256)),
                                                                 Script())}
             asked += [outpoint for outpoint in group if outpoint not in unspent]
         return {outpoint: s for outpoint in asked if (s := self.spender_of(*outpoint)) is not None}
+
+
+def _script_unspent_path(script_sha256: bytes) -> str:
+    """The unspent outputs of a script, by WhatsOnChain's (Electrum-style) script hash: its SHA-256 reversed."""
+    return WOC_SCRIPT_UNSPENT.format(script_hash=script_sha256[::-1].hex())
 
 
 def woc_root(woc_url: str | None, network: str) -> str:
