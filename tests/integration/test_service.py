@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from bsv import P2PKH, Network, PrivateKey, Transaction
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from typer.testing import CliRunner
 
 from contracts.bounty import BountyContract
@@ -25,7 +27,7 @@ from marketplace.api import create_app
 from marketplace.bounties import active_deployment, create_bounty, fund_bounty, redeploy, withdraw_bounty
 from marketplace.chain import LocalChain
 from marketplace.cli import app as cli
-from marketplace.errors import InvalidRequest, NotFound
+from marketplace.errors import ImageRefused, InvalidRequest, NotFound
 from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import (
     Bounty,
@@ -46,6 +48,7 @@ from marketplace.submissions import (
     _requeue,
     appeals_awaiting_review,
     decide_appeals,
+    get_submission,
     send_queued,
     submissions_of_address,
 )
@@ -455,7 +458,6 @@ def test_operator_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_confirmed_images_are_kept_once_and_reviewed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                      digits: dict[str, np.ndarray]) -> None:
     from marketplace.settings import get_settings
-    from marketplace.submissions import get_submission
     from workers.persistence import persist_accepted, persist_confirmed
 
     monkeypatch.setenv("BOUNTY_HOME", str(tmp_path / "home"))
@@ -609,6 +611,29 @@ def test_a_submission_is_confirmed_only_with_the_configured_confirmations(tmp_pa
         seen.append(api.get(f"/submissions/{sent['id']}").json()["status"])
     assert seen == ["seen", "seen", "confirmed"], seen
     rt.close()
+
+
+def test_each_confirmed_submission_is_handed_to_the_workers_once_by_its_id(tmp_path: Path,
+                                                                         digits: dict[str, np.ndarray]) -> None:
+    """The watcher hands a submission to the workers (`on_confirmed`: keep the image, retrain) when it reaches the
+    configured confirmations, once, by its id: the blocks that follow hand nothing again."""
+    rt = open_runtime(settings_for(tmp_path / "home", min_confirmations=2))
+    try:
+        bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+        api = client(rt)
+        ids = [post(api, bounty.id, image)["id"] for image in digits["sevens"][:2]]
+        handed: list[int] = []
+        watcher = Watcher(rt, on_confirmed=handed.append)
+        handed_after_each_block = []
+        for _ in range(5):
+            while watcher.run_once():
+                pass
+            handed_after_each_block.append(list(handed))
+            assert rt.local_chain is not None
+            rt.local_chain.mine(1)
+        assert handed_after_each_block == [[], [], ids, ids, ids]
+    finally:
+        rt.close()
 
 
 def _live_contract(rt: Runtime, bounty_id: int) -> tuple[BountyContract, Utxo]:
@@ -1038,6 +1063,90 @@ def test_held_appeals_wait_for_an_operator_who_pays_or_refuses_each_once(
         books_of_either_shape(rt, bounty.id)
     finally:
         rt.close()
+
+
+def test_two_operators_approving_one_held_appeal_at_once_pay_it_once(tmp_path: Path,
+                                                                     close_seconds: np.ndarray) -> None:
+    """Two approvals of one held appeal that both passed `decide_appeals`' checks (two operators, two processes):
+    the first, having found the appeal awaiting and in `vetting`, is held at the database until the second has
+    paid; its move to `paying` then matches nothing, so it refuses instead of paying the same image again."""
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, appeals_need_review=True,
+                                   quota_per_payee_per_hour=0, quota_per_client_per_hour=0))
+    try:
+        bounty = create_bounty(rt, [7], PAYOUT, 200_000, mode=BountyMode.VETTED)
+        api = client(rt)
+        held = next(answer.json() for answer in (
+            api.post(f"/bounties/{bounty.id}/submissions",
+                     json={"pixels": image.tolist(), "address": USER.address(), "appeal": True})
+            for image in close_seconds[:16]) if answer.status_code == 202)
+        first_at_update, second_paid = threading.Event(), threading.Event()
+
+        def hold_the_first_approval(conn: object, cursor: object, statement: str, *_: object) -> None:
+            if (threading.current_thread() is first and statement.startswith("UPDATE submissions SET vetting=")
+                    and not first_at_update.is_set()):  # its review mark, before the move to `paying`
+                first_at_update.set()
+                second_paid.wait(60)
+
+        outcome: list[BaseException | list] = []
+        first = threading.Thread(target=lambda: outcome.append(_outcome_of(decide_appeals, rt, [held["id"]], True)))
+        event.listen(rt.engine, "before_cursor_execute", hold_the_first_approval)
+        first.start()
+        assert first_at_update.wait(60)  # the first approval checked the row and is about to mark it
+        paid = decide_appeals(rt, [held["id"]], approve=True)
+        second_paid.set()
+        first.join(60)
+        event.remove(rt.engine, "before_cursor_execute", hold_the_first_approval)
+        assert not first.is_alive()
+        assert isinstance(outcome[0], InvalidRequest) and "already being paid or was decided" in str(outcome[0])
+        assert [(p.id, p.status, p.payout_sats) for p in paid] == [(held["id"], "broadcast", PAYOUT)]
+        settle(rt)
+        with rt.session() as session:
+            payouts = session.scalars(select(Payout).where(Payout.bounty_id == bounty.id)).all()
+            assert [(p.submission_id, p.satoshis) for p in payouts] == [(held["id"], PAYOUT)]
+        books_balance(rt, bounty.id)
+    finally:
+        rt.close()
+
+
+def test_a_held_appeal_approved_after_a_redeploy_to_a_model_that_refuses_it_ends_rejected_unpaid(
+        tmp_path: Path, shipped: ModelArtifact, close_seconds: np.ndarray) -> None:
+    """A held appeal is judged again by the model live when an operator approves it: after a redeploy to a model
+    that ranks the 7 last, the approval pays nothing and the receipt ends `rejected` with that model's reason,
+    not left in `paying`; the books hold only the redeploy."""
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, appeals_need_review=True,
+                                   quota_per_payee_per_hour=0, quota_per_client_per_hour=0))
+    try:
+        bounty = create_bounty(rt, [7], PAYOUT, 200_000, mode=BountyMode.VETTED)
+        api = client(rt)
+        held = next(answer.json() for answer in (
+            api.post(f"/bounties/{bounty.id}/submissions",
+                     json={"pixels": image.tolist(), "address": USER.address(), "appeal": True})
+            for image in close_seconds[:16]) if answer.status_code == 202)
+        b2 = shipped.integer.b2.copy()
+        b2[7] -= 10**6  # far below every other logit: no image ranks a 7 second any more
+        no_sevens = replace(shipped, integer=replace(shipped.integer, b2=b2), parent_sha256=shipped.weights_sha256)
+        with rt.session() as session:
+            model_id = rt.register_model(session, no_sevens.save(tmp_path / "no-sevens")).id
+        redeploy(rt, bounty.id, model_id)
+        with pytest.raises(ImageRefused, match="an appeal needs the classifier to rank the 7 second"):
+            decide_appeals(rt, [held["id"]], approve=True)
+        receipt = get_submission(rt, held["id"])
+        assert (receipt.status, receipt.reason, receipt.txid, receipt.payout_sats) == (
+            "rejected", "wrong_digit", None, None)
+        assert appeals_awaiting_review(rt) == []
+        settle(rt)
+        with rt.session() as session:
+            assert session.scalar(select(func.count()).select_from(Payout)) == 0
+        books_balance(rt, bounty.id)
+    finally:
+        rt.close()
+
+
+def _outcome_of(call: Callable[..., list], *args: object) -> BaseException | list:
+    try:
+        return call(*args)
+    except BaseException as exc:  # handed to the test's thread, which asserts on it
+        return exc
 
 
 def test_a_queued_claim_the_chain_still_refuses_stays_one_pending_row_until_a_block(
