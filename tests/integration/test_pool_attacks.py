@@ -59,7 +59,7 @@ from marketplace.watcher import CURSOR_KEY, Watcher
 from model.artifact import ModelArtifact
 from tests.support.fees import fee_paid
 from tests.support.models import register_variants
-from tests.support.pools import OUTSIDER, PAYOUT, books, client, pool, post, prizes_of, rescan, settle
+from tests.support.pools import OUTSIDER, PAYOUT, USER, books, client, pool, post, prizes_of, rescan, settle
 from tests.support.reference import reading_of_test_set
 from tests.support.settings import runtime_on
 
@@ -1255,3 +1255,151 @@ def test_a_take_that_starts_while_another_is_uncommitted_gets_another_prize(rt: 
         first_id = first.id
     rival.join(timeout=30)
     assert not rival.is_alive() and second and second[0] is not None and second[0] != first_id
+
+
+def test_a_claim_whose_process_died_between_its_row_and_its_payout_is_paid_by_the_watcher(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    """The API committed its claim's row (on SQLite the savepoint's release commits it at once) and stopped
+    before its payout and the prize's update: the watcher books exactly that claim's payout, to the satoshi of
+    the transaction, though another claim of the pool has its payout already."""
+    bounty_id = pool(rt, prizes=4)
+    api = client(rt)
+    first, second = post(api, bounty_id, sevens[0]), post(api, bounty_id, sevens[1])
+    assert first["code"] == second["code"] == 202
+    with rt.session() as session:  # what the crash left: the row, no payout, the prize still taken
+        row = session.get(Submission, second["id"])
+        assert row is not None and row.status == SubmissionStatus.BROADCAST and row.payout is not None
+        session.delete(row.payout)
+        session.execute(update(Prize).where(Prize.spent_txid == second["txid"])
+                        .values(status=PrizeStatus.TAKEN, spent_txid=None, taken_at=datetime.now(UTC)))
+    with rt.session() as session:
+        assert session.scalar(select(func.count(Payout.id)).where(Payout.bounty_id == bounty_id)) == 1
+    claim_tx = rt.chain.get_transaction(second["txid"])
+    assert claim_tx is not None and len(claim_tx.inputs) == 1
+    payee = next(vout for vout, out in enumerate(claim_tx.outputs)
+                 if out.locking_script.serialize() == P2PKH().lock(USER.address()).serialize())
+    settle(rt)
+    with rt.session() as session:
+        payouts = {p.submission_id: p for p in session.scalars(select(Payout).where(Payout.bounty_id == bounty_id))}
+        assert set(payouts) == {first["id"], second["id"]}
+        booked = payouts[second["id"]]
+        assert (booked.txid, booked.vout, booked.recipient_address) == (second["txid"], payee, USER.address())
+        assert booked.satoshis == sum(o.satoshis for o in claim_tx.outputs) == claim_tx.outputs[payee].satoshis
+        assert booked.fee_sats == fee_paid(rt.chain, claim_tx)
+        prize = session.scalar(select(Prize).where(Prize.txid == claim_tx.inputs[0].source_txid,
+                                                   Prize.vout == claim_tx.inputs[0].source_output_index))
+        assert prize is not None and prize.status == PrizeStatus.CLAIMED and prize.spent_txid == second["txid"]
+        assert booked.satoshis + booked.fee_sats == prize.satoshis
+        row = session.get(Submission, second["id"])
+        assert row is not None and row.status == SubmissionStatus.CONFIRMED and row.source == SubmissionSource.API
+    books(rt, bounty_id)
+
+
+def test_an_unbooked_owner_move_that_spends_the_whole_reserve_into_prizes_is_adopted_as_a_top_up(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    """The owner's transaction (sent, its process stopped before booking it) adds wallet money to the reserve
+    and turns it all into prizes: no reserve output is left. Adopted from the chain it is a top-up, not a
+    withdrawal: the bounty stays open with its new prizes, the budget grows by what the wallet added."""
+    bounty_id = pool(rt, prizes=2, budget=12_000)  # two prizes and a reserve that buys one more
+    settle(rt)
+    with rt.session() as session:
+        bounty, deployment = live_pool(session, bounty_id)
+        contract, reserve, budget = rt.pool(deployment), reserve_utxo(rt, deployment), bounty.budget_sats
+        before = pool_totals(session, bounty)
+    assert reserve is not None
+    rate = rt.settings.fee_rate
+    count = prizes_affordable(contract, reserve.satoshis, rate) + 1  # more than the reserve buys: the wallet adds
+
+    def move(add: int) -> Transaction:
+        return rt.wallet.build_pool_move(rt.chain, bounty_id, pool=contract, count=count, reserve=reserve, add=add,
+                                         fee_rate=rate)
+
+    reserve_script = P2PKH().lock(rt.wallet.reserve_address(bounty_id)).serialize()
+    plenty = count * (contract.prize_satoshis + prize_creation_fee(contract, rate)) + 5_000
+    (left,) = [o.satoshis for o in move(plenty).outputs if o.locking_script.serialize() == reserve_script]
+    add = plenty - left  # exactly what the prizes and the fee need: no reserve is left to make an output of
+    tx = move(add)
+    assert all(o.locking_script.serialize() != reserve_script for o in tx.outputs)
+    prize_vouts = [v for v, o in enumerate(tx.outputs) if o.locking_script.serialize() == contract.lock().serialize()]
+    assert len(prize_vouts) == count
+    rt.chain.broadcast(tx)  # ... and the process stopped here
+    watcher = Watcher(rt, keep=False)
+    while watcher.run_once():
+        pass
+    fee = fee_paid(rt.chain, tx)
+    with rt.session() as session:
+        (moved,) = session.scalars(select(PoolMove).where(PoolMove.txid == tx.txid()))
+        assert (str(moved.kind), moved.added_sats, moved.fee_sats) == ("top_up", add, fee)
+        bounty, deployment = live_pool(session, bounty_id)  # still open: not a withdrawal
+        assert str(bounty.status) == "active" and bounty.budget_sats == budget + add
+        assert (deployment.current_txid, deployment.current_satoshis) == (tx.txid(), 0)
+        created = list(session.scalars(select(Prize).where(Prize.txid == tx.txid()).order_by(Prize.vout)))
+        assert [(p.vout, p.satoshis, str(p.status), p.deployment_id) for p in created] == \
+            [(v, contract.prize_satoshis, "live", deployment.id) for v in prize_vouts]
+        assert sum(p.creation_fee_sats for p in created) == fee
+        after = pool_totals(session, bounty)
+        assert (after.reserve, after.live_prizes, after.withdrawn) == (0, before.live_prizes + count, 0)
+        assert after.live_value == before.live_value + count * contract.prize_satoshis
+    books(rt, bounty_id)
+    assert post(client(rt), bounty_id, sevens[0])["code"] == 202  # its prizes pay
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_prize_a_reorg_gives_back_after_a_redeploy_is_never_handed_out_under_the_old_model(
+        rt: Runtime, sevens: np.ndarray, tmp_path: Path, shipped: ModelArtifact) -> None:
+    """An outsider's claim of prize P (with a coin of its own) is booked; the owner redeploys (P, claimed, is not
+    moved); a reorg drops the claim by spending the outsider's coin elsewhere, so P is live again under the
+    retired deployment. New submissions get the new model's prizes only, never P."""
+    bounty_id = pool(rt, prizes=3)
+    own = coin(rt, OUTSIDER, 20_000)
+    settle(rt)
+    contract, utxos = live_prizes(rt, bounty_id, 3)
+    prize = utxos[0]
+    claim_tx = Transaction([spend(prize, contract.claim_unlock(sevens[0])), spend(own, P2PKH().unlock(OUTSIDER))],
+                           [TransactionOutput(P2PKH().lock(OUTSIDER.address()), 0)], version=TX_VERSION)
+    claim_tx.outputs[0].satoshis = prize.satoshis + own.satoshis - fee(claim_tx, rt.settings.fee_rate) - 5
+    rt.chain.broadcast(claim_tx.sign())
+    settle(rt)
+    with rt.session() as session:
+        p = session.scalar(select(Prize).where(Prize.txid == prize.txid, Prize.vout == prize.vout))
+        assert p is not None and p.status == PrizeStatus.CLAIMED
+        old_id, prize_id = p.deployment_id, p.id
+        assert prize_id == min(session.scalars(select(Prize.id).where(Prize.bounty_id == bounty_id)))
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    assert redeploy(rt, bounty_id, model_id).contract_version == 2
+    elsewhere = Transaction([spend(own, P2PKH().unlock(OUTSIDER))],
+                            [TransactionOutput(P2PKH().lock(STRANGER.address()), 0)], version=TX_VERSION)
+    elsewhere.outputs[0].satoshis = own.satoshis - fee(elsewhere, rt.settings.fee_rate)
+    assert rt.local_chain is not None
+    rt.local_chain.rollback(1, replacement=[elsewhere.sign()])
+    settle(rt)
+    with rt.session() as session:
+        _, active = live_pool(session, bounty_id)
+        new_id = active.id
+        assert active.version == 2 and new_id != old_id
+        p = session.get(Prize, prize_id)
+        assert p is not None and p.status == PrizeStatus.LIVE and p.deployment_id == old_id
+        theirs = session.scalar(select(Submission).where(Submission.txid == claim_tx.txid()))
+        assert theirs is not None and theirs.status == SubmissionStatus.ORPHANED and theirs.payout is None
+        new_free = session.scalar(select(func.count(Prize.id)).where(Prize.deployment_id == new_id,
+                                                                     Prize.status == PrizeStatus.LIVE))
+    assert new_free is not None and new_free >= 1
+    api = client(rt)
+    for image in sevens[1:1 + new_free]:
+        paid = post(api, bounty_id, image)
+        assert paid["code"] == 202, paid
+        tx = rt.chain.get_transaction(paid["txid"])
+        assert tx is not None
+        with rt.session() as session:
+            row = session.get(Submission, paid["id"])
+            assert row is not None and row.deployment_id == new_id
+            spent = session.scalar(select(Prize).where(Prize.txid == tx.inputs[0].source_txid,
+                                                       Prize.vout == tx.inputs[0].source_output_index))
+            assert spent is not None and spent.deployment_id == new_id and spent.id != prize_id
+    with rt.session() as session:
+        p = session.get(Prize, prize_id)
+        assert p is not None and p.status == PrizeStatus.LIVE and p.taken_at is None
+    assert rt.chain.spender_of(prize.txid, prize.vout) is None
+    settle(rt)
+    books(rt, bounty_id)
