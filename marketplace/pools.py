@@ -139,10 +139,11 @@ def _owner_move(rt: Runtime, bounty_id: int, kind: PoolMoveKind, model: ModelVer
     for _attempt in range(MOVE_RETRIES):
         with rt.session() as session:
             bounty, deployment = live_pool(session, bounty_id)
-            prizes = list(session.scalars(select(Prize).where(Prize.deployment_id == deployment.id,
-                                                              Prize.status.in_(UNSPENT), Prize.id.not_in(won))))
-            old = rt.pool(deployment)
-            spent = [(old, prize_utxo(rt, prize)) for prize in prizes]
+            # a retired deployment's prizes too: a reorg that drops a claim after a redeploy gives its prize back
+            # there, where nothing hands it out, so the owner's next move takes it (by its own contract's path)
+            prizes = list(session.scalars(select(Prize).where(Prize.bounty_id == bounty_id, Prize.status.in_(UNSPENT),
+                                                              Prize.id.not_in(won)).order_by(Prize.id)))
+            spent = [(rt.pool(prize.deployment), prize_utxo(rt, prize)) for prize in prizes]
             reserve = reserve_utxo(rt, deployment)
             if not spent and reserve is None:
                 raise BountyClosed(f"bounty {bounty_id} holds nothing to move: no live prize and no reserve")

@@ -1350,7 +1350,8 @@ def test_a_prize_a_reorg_gives_back_after_a_redeploy_is_never_handed_out_under_t
         rt: Runtime, sevens: np.ndarray, tmp_path: Path, shipped: ModelArtifact) -> None:
     """An outsider's claim of prize P (with a coin of its own) is booked; the owner redeploys (P, claimed, is not
     moved); a reorg drops the claim by spending the outsider's coin elsewhere, so P is live again under the
-    retired deployment. New submissions get the new model's prizes only, never P."""
+    retired deployment. New submissions get the new model's prizes only, never P; the owner's withdrawal takes P
+    home with the rest."""
     bounty_id = pool(rt, prizes=3)
     own = coin(rt, OUTSIDER, 20_000)
     settle(rt)
@@ -1401,5 +1402,16 @@ def test_a_prize_a_reorg_gives_back_after_a_redeploy_is_never_handed_out_under_t
         p = session.get(Prize, prize_id)
         assert p is not None and p.status == PrizeStatus.LIVE and p.taken_at is None
     assert rt.chain.spender_of(prize.txid, prize.vout) is None
+    settle(rt)
+    books(rt, bounty_id)
+    closed = withdraw_bounty(rt, bounty_id)  # P goes home with the rest: no satoshi is left behind
+    withdrawal = rt.chain.get_transaction(closed.withdraw_txid or "")
+    assert withdrawal is not None and rt.chain.spender_of(prize.txid, prize.vout) is not None
+    with rt.session() as session:
+        p = session.get(Prize, prize_id)
+        assert p is not None and p.status == PrizeStatus.RECLAIMED and p.spent_txid == withdrawal.txid()
+        assert sorted({str(s) for s in session.scalars(select(Prize.status).where(Prize.bounty_id == bounty_id))}) \
+            == ["claimed", "reclaimed"]  # none left live or taken
+    assert (closed.status, closed.remaining_sats, closed.images_left) == ("withdrawn", 0, 0)
     settle(rt)
     books(rt, bounty_id)
