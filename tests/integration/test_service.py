@@ -59,6 +59,7 @@ from model.reference import classify
 from tests.support.fees import assert_fee_allowed, fee_paid
 from tests.support.images import paper_png
 from tests.support.pool_books import pool_books_failures
+from tests.support.pools import rescan
 from tests.support.reference import ranking_of_test_set, reading_of_test_set
 from tests.support.settings import runtime_on, seed_sqlite, settings_for
 
@@ -616,7 +617,8 @@ def test_a_submission_is_confirmed_only_with_the_configured_confirmations(tmp_pa
 def test_each_confirmed_submission_is_handed_to_the_workers_once_by_its_id(tmp_path: Path,
                                                                          digits: dict[str, np.ndarray]) -> None:
     """The watcher hands a submission to the workers (`on_confirmed`: keep the image, retrain) when it reaches the
-    configured confirmations, once, by its id: the blocks that follow hand nothing again."""
+    configured confirmations, once, by its id: neither the blocks that follow nor a watcher that reads the whole
+    history again hand it over twice."""
     rt = open_runtime(settings_for(tmp_path / "home", min_confirmations=2))
     try:
         bounty = create_bounty(rt, [7], PAYOUT, 100_000)
@@ -632,6 +634,10 @@ def test_each_confirmed_submission_is_handed_to_the_workers_once_by_its_id(tmp_p
             assert rt.local_chain is not None
             rt.local_chain.mine(1)
         assert handed_after_each_block == [[], [], ids, ids, ids]
+        handed_again: list[int] = []
+        rescan(rt, on_confirmed=handed_again.append)  # a watcher that lost its cursor reads every event again
+        assert handed_again == []
+        assert [get_submission(rt, i).status for i in ids] == ["confirmed", "confirmed"]
     finally:
         rt.close()
 

@@ -3,6 +3,8 @@ through the HTTP API, the watcher settling a block, and the books checked to the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from bsv import Network, PrivateKey
 from fastapi.testclient import TestClient
@@ -80,11 +82,11 @@ def prizes_of(rt: Runtime, bounty_id: int) -> dict[str, int]:
         return {str(status): int(count) for status, count in rows}
 
 
-def rescan(rt: Runtime) -> None:
+def rescan(rt: Runtime, on_confirmed: Callable[[int], None] | None = None) -> None:
     """A watcher that reads the chain's whole history again (a restarted one whose cursor was lost)."""
     with rt.session() as session:
         session.execute(update(WatcherState).where(WatcherState.key == CURSOR_KEY).values(value=START))
-    watcher = Watcher(rt, keep=False)
+    watcher = Watcher(rt, on_confirmed=on_confirmed, keep=False)
     for _ in range(1000):
         if not watcher.run_once():
             break
