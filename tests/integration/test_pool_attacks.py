@@ -40,7 +40,7 @@ from marketplace.pools import (
     release_prize,
     take_prize,
 )
-from marketplace.runtime import Runtime
+from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import (
     Bounty,
     BountyMode,
@@ -61,7 +61,7 @@ from tests.support.fees import fee_paid
 from tests.support.models import register_variants
 from tests.support.pools import OUTSIDER, PAYOUT, USER, books, client, pool, post, prizes_of, rescan, settle
 from tests.support.reference import reading_of_test_set
-from tests.support.settings import runtime_on
+from tests.support.settings import runtime_on, settings_for
 
 STRANGER = PrivateKey(7201, network=Network.TESTNET)
 
@@ -1413,5 +1413,27 @@ def test_a_prize_a_reorg_gives_back_after_a_redeploy_is_never_handed_out_under_t
         assert sorted({str(s) for s in session.scalars(select(Prize.status).where(Prize.bounty_id == bounty_id))}) \
             == ["claimed", "reclaimed"]  # none left live or taken
     assert (closed.status, closed.remaining_sats, closed.images_left) == ("withdrawn", 0, 0)
+    settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_claim_that_cannot_be_built_at_the_rate_in_force_frees_its_prize_at_once(
+        rt: Runtime, sevens: np.ndarray, tmp_path: Path) -> None:
+    """A prize holds its payout and the fee its claim needs at the rate it was made at. Once the rate in force is
+    far above that (another process of the service, reconfigured), the claim cannot be built: the contributor gets
+    a sentence, and the prize taken for it is free again at once, not held until the keeper frees stale takes."""
+    bounty_id = pool(rt, prizes=2)
+    settle(rt)
+    assert prizes_of(rt, bounty_id) == {"live": 2}
+    dear = open_runtime(settings_for(tmp_path / "home", rt.settings.database_url, fee_rate=rt.settings.fee_rate * 100,
+                                     pool_wait_seconds=0.5, quota_per_payee_per_hour=0, quota_per_client_per_hour=0,
+                                     novelty_index_mnist_test=False))
+    try:
+        refused = post(client(dear), bounty_id, sevens[0])
+    finally:
+        dear.close()
+    assert refused["code"] == 409 and "cannot pay" in refused["detail"], refused
+    assert prizes_of(rt, bounty_id) == {"live": 2}
+    assert post(client(rt), bounty_id, sevens[0])["code"] == 202  # at the rate it was made for, it pays
     settle(rt)
     books(rt, bounty_id)
