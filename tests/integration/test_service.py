@@ -617,27 +617,33 @@ def test_a_submission_is_confirmed_only_with_the_configured_confirmations(tmp_pa
 def test_each_confirmed_submission_is_handed_to_the_workers_once_by_its_id(tmp_path: Path,
                                                                          digits: dict[str, np.ndarray]) -> None:
     """The watcher hands a submission to the workers (`on_confirmed`: keep the image, retrain) when it reaches the
-    configured confirmations, once, by its id: neither the blocks that follow nor a watcher that reads the whole
-    history again hand it over twice."""
+    configured confirmations, once, by its id, even when its confirming block shares a step with a later event;
+    neither the blocks that follow nor a watcher that reads the whole history again hand it over twice. A step
+    calls `on_block` (send the queued claims) only when it read a block."""
     rt = open_runtime(settings_for(tmp_path / "home", min_confirmations=2))
     try:
         bounty = create_bounty(rt, [7], PAYOUT, 100_000)
         api = client(rt)
         ids = [post(api, bounty.id, image)["id"] for image in digits["sevens"][:2]]
         handed: list[int] = []
-        watcher = Watcher(rt, on_confirmed=handed.append)
-        handed_after_each_block = []
-        for _ in range(5):
+        blocks_read: list[None] = []
+        watcher = Watcher(rt, on_confirmed=handed.append, on_block=lambda: blocks_read.append(None))
+        handed_after_each_step, blocks_after_each_step = [], []
+        for block in range(5):
+            if block == 2:  # after the block that confirms the first two, before the watcher reads it
+                ids.append(post(api, bounty.id, digits["sevens"][2])["id"])
             while watcher.run_once():
                 pass
-            handed_after_each_block.append(list(handed))
+            handed_after_each_step.append(list(handed))
+            blocks_after_each_step.append(len(blocks_read))
             assert rt.local_chain is not None
             rt.local_chain.mine(1)
-        assert handed_after_each_block == [[], [], ids, ids, ids]
+        assert handed_after_each_step == [[], [], ids[:2], ids[:2], ids]
+        assert blocks_after_each_step == [0, 1, 2, 3, 4]
         handed_again: list[int] = []
         rescan(rt, on_confirmed=handed_again.append)  # a watcher that lost its cursor reads every event again
         assert handed_again == []
-        assert [get_submission(rt, i).status for i in ids] == ["confirmed", "confirmed"]
+        assert [get_submission(rt, i).status for i in ids] == ["confirmed"] * 3
     finally:
         rt.close()
 
