@@ -54,7 +54,7 @@ from marketplace.schema import (
     SubmissionStatus,
     WatcherState,
 )
-from marketplace.submissions import send_queued
+from marketplace.submissions import get_submission, send_queued
 from marketplace.watcher import CURSOR_KEY, Watcher
 from model.artifact import ModelArtifact
 from tests.support.fees import fee_paid
@@ -1278,6 +1278,10 @@ def test_a_claim_whose_process_died_between_its_row_and_its_payout_is_paid_by_th
     assert claim_tx is not None and len(claim_tx.inputs) == 1
     payee = next(vout for vout, out in enumerate(claim_tx.outputs)
                  if out.locking_script.serialize() == P2PKH().lock(USER.address()).serialize())
+    watcher = Watcher(rt, keep=False)
+    while watcher.run_once():
+        pass
+    assert get_submission(rt, second["id"]).status == "seen"  # the chain has it: no longer only broadcast
     settle(rt)
     with rt.session() as session:
         payouts = {p.submission_id: p for p in session.scalars(select(Payout).where(Payout.bounty_id == bounty_id))}
