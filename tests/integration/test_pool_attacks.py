@@ -23,7 +23,7 @@ from contracts.interpreter import TX_VERSION
 from contracts.pool import PoolContract
 from contracts.transactions import Utxo
 from contracts.transactions import claim as build_claim
-from marketplace.bounties import fund_bounty, get_bounty, redeploy, withdraw_bounty
+from marketplace.bounties import create_bounty, fund_bounty, get_bounty, redeploy, withdraw_bounty
 from marketplace.chain import START
 from marketplace.chain.errors import TransactionRejected
 from marketplace.errors import BountyClosed, InvalidRequest
@@ -44,6 +44,7 @@ from marketplace.runtime import Runtime, open_runtime
 from marketplace.schema import (
     Bounty,
     BountyMode,
+    BountyShape,
     ModelVersion,
     Payout,
     PoolMove,
@@ -54,13 +55,14 @@ from marketplace.schema import (
     SubmissionStatus,
     WatcherState,
 )
-from marketplace.submissions import get_submission, send_queued
+from marketplace.submissions import decide_appeals, get_submission, send_queued
 from marketplace.watcher import CURSOR_KEY, Watcher
 from model.artifact import ModelArtifact
+from model.data import Mnist
 from tests.support.fees import fee_paid
 from tests.support.models import register_variants
 from tests.support.pools import OUTSIDER, PAYOUT, USER, books, client, pool, post, prizes_of, rescan, settle
-from tests.support.reference import reading_of_test_set
+from tests.support.reference import ranking_of_test_set, reading_of_test_set
 from tests.support.settings import runtime_on, settings_for
 
 STRANGER = PrivateKey(7201, network=Network.TESTNET)
@@ -1441,3 +1443,34 @@ def test_a_claim_that_cannot_be_built_at_the_rate_in_force_frees_its_prize_at_on
     assert post(client(rt), bounty_id, sevens[0])["code"] == 202  # at the rate it was made for, it pays
     settle(rt)
     books(rt, bounty_id)
+
+
+def test_a_held_appeal_to_a_two_digit_vetted_pool_approved_after_a_redeploy_is_paid_once_for_its_digit(
+        tmp_path: Path, shipped: ModelArtifact, mnist: Mnist) -> None:
+    """A held appeal is judged again, as the appeal it is and for the digit it names, by the model a redeploy put
+    in place: one that still ranks the 7 second pays it once, from a prize of the new deployment."""
+    read, ranked = reading_of_test_set(shipped.integer), ranking_of_test_set(shipped.integer)
+    appeals = read.x[np.flatnonzero((mnist.y_test == 7) & (ranked[:, 1] == 7) & ~np.isin(read.labels, [2, 7])
+                                    & (read.margins <= 3_900))]  # the variant below moves a logit by 1 at most
+    rt = open_runtime(settings_for(tmp_path / "home", appeals_need_review=True, novelty_index_mnist_test=False,
+                                   quota_per_payee_per_hour=0, quota_per_client_per_hour=0, pool_wait_seconds=5.0))
+    try:
+        bounty_id = create_bounty(rt, [2, 7], PAYOUT, 200_000, mode=BountyMode.VETTED, shape=BountyShape.POOL,
+                                  prizes=2).id
+        api = client(rt)
+        held = next(answer.json() for answer in (
+            api.post(f"/bounties/{bounty_id}/submissions",
+                     json={"pixels": image.tolist(), "address": USER.address(), "appeal": True, "digit": 7})
+            for image in appeals[:16]) if answer.status_code == 202)
+        (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+        assert redeploy(rt, bounty_id, model_id).contract_version == 2
+        (paid,) = decide_appeals(rt, [held["id"]], approve=True)
+        assert (paid.id, paid.status, paid.payout_sats, paid.appeal, paid.claimed_digit) == (
+            held["id"], "broadcast", PAYOUT, True, 7)
+        with rt.session() as session:
+            row = session.get(Submission, held["id"])
+            assert row is not None and row.deployment is not None and row.deployment.version == 2
+        settle(rt)
+        books(rt, bounty_id)
+    finally:
+        rt.close()
