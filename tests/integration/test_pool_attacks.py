@@ -55,7 +55,7 @@ from marketplace.schema import (
     SubmissionStatus,
     WatcherState,
 )
-from marketplace.submissions import decide_appeals, get_submission, send_queued
+from marketplace.submissions import RACE_RETRIES, decide_appeals, get_submission, send_queued
 from marketplace.watcher import CURSOR_KEY, Watcher
 from model.artifact import ModelArtifact
 from model.data import Mnist
@@ -1474,3 +1474,30 @@ def test_a_held_appeal_to_a_two_digit_vetted_pool_approved_after_a_redeploy_is_p
         books(rt, bounty_id)
     finally:
         rt.close()
+
+
+def test_a_claim_losing_race_after_race_gives_up_after_the_retries_it_is_allowed(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    """An outsider has spent ten of the pool's twelve prizes in one transaction the watcher has not read yet. A
+    claim through the service takes them in turn and loses each race: after `RACE_RETRIES` lost races it gives up
+    (a 409 naming the last double spend) instead of trying on, or sooner. The prizes it lost stay out of the
+    hand-outs until the watcher books the outsider's claims, and the pool then pays again."""
+    bounty_id = pool(rt, prizes=12)
+    settle(rt)
+    assert prizes_of(rt, bounty_id) == {"live": 12}
+    contract, spent = live_prizes(rt, bounty_id, 10)
+    direct = Transaction([spend(prize, contract.claim_unlock(image)) for prize, image in zip(spent, sevens[20:30],
+                                                                                          strict=True)],
+                         [TransactionOutput(P2PKH().lock(OUTSIDER.address()), 0)], version=TX_VERSION)
+    direct.outputs[0].satoshis = sum(p.satoshis for p in spent) - fee(direct, rt.settings.fee_rate)
+    rt.chain.broadcast(direct.sign())
+    api = client(rt)
+    refused = post(api, bounty_id, sevens[0])
+    assert refused["code"] == 409 and "rejected: double spend of" in refused["detail"], refused
+    assert prizes_of(rt, bounty_id) == {"taken": RACE_RETRIES, "live": 12 - RACE_RETRIES}
+    settle(rt)  # the outsider's claims booked (and the keeper refills)
+    after = prizes_of(rt, bounty_id)
+    assert after["claimed"] == 10 and "taken" not in after, after
+    assert [post(api, bounty_id, image)["code"] for image in sevens[1:3]] == [202, 202]
+    settle(rt)
+    books(rt, bounty_id)
