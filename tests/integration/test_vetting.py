@@ -9,6 +9,7 @@ MNIST's test images stand in for new handwriting here: the novelty index is buil
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from bsv import P2PKH, Network, PrivateKey, Transaction
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from contracts.interpreter import validate_input
 from contracts.transactions import address_pkh
@@ -440,3 +441,48 @@ def test_dust_paid_to_a_vetted_contract_neither_stalls_nor_exhausts_it(rt: Runti
                                                                                   (foreign, grief)}
     withdrawn = withdraw_bounty(rt, bounty_id)
     assert live - 100 < withdrawn.withdrawn_sats < live
+
+
+@pytest.mark.postgres
+def test_a_vetted_spend_the_watcher_books_between_the_senders_look_and_its_write_keeps_one_row(
+        request: pytest.FixtureRequest, tmp_path: Path, honest: dict[int, np.ndarray]) -> None:
+    """The sender of a vetted spend looks for a row the watcher booked, finds none, and is about to write the txid
+    into its own row when the watcher commits a row for that spend: the sender's write then breaks the unique
+    spend, and it looks again, handing the vetting's fields to the watcher's row and dropping its own. One row per
+    spend, with its vetting; none left `paying`. (PostgreSQL: on SQLite the sender holds the one write lock.)"""
+    from marketplace.watcher import Watcher
+
+    rt = runtime_on("postgresql", request, tmp_path, novelty_index_mnist_test=False, quota_per_payee_per_hour=0,
+                    quota_per_client_per_hour=0)
+    try:
+        bounty_id = vetted(rt, [7])
+        at_write, booked = threading.Event(), threading.Event()
+
+        def hold_the_senders_write(conn: object, cursor: object, statement: str, *_: object) -> None:
+            # the sender's request runs on the test client's threads, the watcher on this one
+            writes_txid = statement.startswith("UPDATE submissions SET") and "txid=" in statement.split("WHERE")[0]
+            if writes_txid and threading.current_thread() is not threading.main_thread() and not at_write.is_set():
+                at_write.set()
+                booked.wait(60)
+
+        sent: list[dict] = []
+        sender = threading.Thread(target=lambda: sent.append(post(client(rt), bounty_id, honest[7][20])))
+        event.listen(rt.engine, "before_cursor_execute", hold_the_senders_write)
+        try:
+            sender.start()
+            assert at_write.wait(60)
+            Watcher(rt).run_once()  # books the spend from the chain, in its own committed transaction
+            booked.set()
+            sender.join(60)
+        finally:
+            event.remove(rt.engine, "before_cursor_execute", hold_the_senders_write)
+        assert not sender.is_alive() and sent[0]["code"] == 202, sent
+        with rt.session() as session:
+            rows = session.scalars(select(Submission).where(Submission.bounty_id == bounty_id)).all()
+            assert [(r.id, r.txid, str(r.status), r.claimed_digit, (r.vetting or {}).get("judge", {}).get("reason"))
+                    for r in rows] == [(sent[0]["id"], sent[0]["txid"], "seen", 7, None)]
+        settle(rt)
+        assert paid_count(rt, bounty_id) == 1
+        books_balance(rt, bounty_id)
+    finally:
+        rt.close()
