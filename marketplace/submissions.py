@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from bsv.utils import decode_address
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from contracts.errors import ContractError, ScriptError
@@ -141,6 +141,7 @@ class _Offer:
     judged_by: int  # the model whose verdict this is
     row_id: int | None = None  # a vetted bounty's receipt, written by vetting
     pool: bool = False  # the bounty is a prize pool (its claims take a prize each, without a lock)
+    sent_txid: str | None = None  # the claim that went out, once the chain took it (it must never go out again)
 
 
 def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appeal: bool = False,
@@ -386,6 +387,7 @@ def _pay_prize(rt: Runtime, bounty_id: int, offer: _Offer, taken: _Taken | None 
                        attestor=rt.attestor.sign if vetted else None, appeal=offer.claimed if offer.appeal else None)
             validate_once(tx, 0)  # never broadcast what the interpreter refuses
             rt.chain.broadcast(tx)
+            offer.sent_txid = tx.txid()
         except MempoolChainTooLong:  # queued: sent after the next block, on whichever prize is free then
             # (caught before TransactionRejected, its base class, which would refuse the claim instead)
             release_prize(rt, prize_id)
@@ -515,32 +517,39 @@ def send_queued(rt: Runtime) -> int:
         if waiting.bounty.shape == BountyShape.POOL:
             sent += _send_queued_claim(rt, waiting.id)
             continue
-        with _bounty_locks[waiting.bounty_id], rt.session() as session:
-            row = session.get(Submission, waiting.id)
-            if row is None or row.txid is not None:
-                continue
-            try:
-                bounty, deployment = live(session, row.bounty_id)
-                contract = rt.contract(deployment)
-                vetted = bounty.mode == BountyMode.VETTED
-                tx = submission(contract, current_utxo(rt, deployment), np.frombuffer(row.pixels, np.uint8),
-                                row.recipient_address, rt.settings.fee_rate,
-                                attestor=rt.attestor.sign if vetted else None,
-                                appeal=row.claimed_digit if row.appeal else None)
-                validate_once(tx, 0)
-                rt.chain.broadcast(tx)
-            except MempoolChainTooLong:
-                return sent  # still too long: wait for the next block
-            except (BountyClosed, ContractError, TransactionRejected, ScriptError) as exc:
-                row.status, row.reason = SubmissionStatus.REJECTED, _reason_of(exc)
-                log_decision(row.bounty_id, row.id, "refused", str(row.reason), 0)
-                continue
-            row.txid, row.deployment_id, row.reason = tx.txid(), deployment.id, None
-            row.status = SubmissionStatus.BROADCAST
-            session.flush()
-            record_spend(session, rt, deployment, tx, 0, SubmissionSource.API, SubmissionStatus.BROADCAST)
-            log_decision(row.bounty_id, row.id, "paid", None, bounty.payout_sats)
-            sent += 1
+        sent_txid = None
+        try:
+            with _bounty_locks[waiting.bounty_id], rt.session() as session:
+                row = session.get(Submission, waiting.id)
+                if row is None or row.txid is not None:
+                    continue
+                try:
+                    bounty, deployment = live(session, row.bounty_id)
+                    contract = rt.contract(deployment)
+                    vetted = bounty.mode == BountyMode.VETTED
+                    tx = submission(contract, current_utxo(rt, deployment), np.frombuffer(row.pixels, np.uint8),
+                                    row.recipient_address, rt.settings.fee_rate,
+                                    attestor=rt.attestor.sign if vetted else None,
+                                    appeal=row.claimed_digit if row.appeal else None)
+                    validate_once(tx, 0)
+                    rt.chain.broadcast(tx)
+                    sent_txid = tx.txid()
+                except MempoolChainTooLong:
+                    return sent  # still too long: wait for the next block
+                except (BountyClosed, ContractError, TransactionRejected, ScriptError) as exc:
+                    row.status, row.reason = SubmissionStatus.REJECTED, _reason_of(exc)
+                    log_decision(row.bounty_id, row.id, "refused", str(row.reason), 0)
+                    continue
+                row.txid, row.deployment_id, row.reason = tx.txid(), deployment.id, None
+                row.status = SubmissionStatus.BROADCAST
+                session.flush()
+                record_spend(session, rt, deployment, tx, 0, SubmissionSource.API, SubmissionStatus.BROADCAST)
+                log_decision(row.bounty_id, row.id, "paid", None, bounty.payout_sats)
+                sent += 1
+        except Exception:
+            if sent_txid is not None:  # it went out, then its booking failed: never send it again
+                _mark_sent(rt, waiting.id, sent_txid)
+            raise
     return sent
 
 
@@ -559,15 +568,16 @@ def _send_queued_claim(rt: Runtime, row_id: int) -> int:
         bounty_id = row.bounty_id
     try:
         paid = _pay_prize(rt, bounty_id, offer)
-    except DatabaseError:  # not the claim's fault
-        _requeue(rt, row_id)
-        raise
-    except (BountyError, ContractError, TransactionRejected, ScriptError) as exc:
-        _close(rt, row_id, _reason_of(exc))
-        log_decision(bounty_id, row_id, "refused", str(_reason_of(exc)), 0)
-        return 0
-    except Exception:
-        _requeue(rt, row_id)
+    except Exception as exc:
+        if offer.sent_txid is not None:  # it went out, then its booking failed: never send it again
+            _mark_sent(rt, row_id, offer.sent_txid)
+        elif isinstance(exc, (BountyError, ContractError, TransactionRejected, ScriptError)) \
+                and not isinstance(exc, DatabaseError):  # the claim's fault (a database error is not)
+            _close(rt, row_id, _reason_of(exc))
+            log_decision(bounty_id, row_id, "refused", str(_reason_of(exc)), 0)
+            return 0
+        else:
+            _requeue(rt, row_id)
         raise
     log_decision(bounty_id, paid.id, _outcome(paid), paid.reason, paid.payout_sats or 0)
     return int(paid.status != SubmissionStatus.PENDING)
@@ -583,6 +593,20 @@ def _requeue(rt: Runtime, row_id: int) -> None:
                             .values(status=SubmissionStatus.PENDING))
     except DatabaseError:
         log.warning("queued claim %d stays paying: the database did not answer to queue it again", row_id)
+
+
+def _mark_sent(rt: Runtime, row_id: int, txid: str) -> None:
+    """A queued claim the chain took but the database did not book: its row takes the spend's txid (or hands its
+    fields to the row the watcher booked for it), so it is never sent again and the watcher books its payout
+    onto it. If the database still fails, the row stays `paying` (never sent again) and the watcher books the
+    spend as a row of its own."""
+    try:
+        with rt.session() as session:
+            row = session.get(Submission, row_id)
+            if row is not None and row.txid is None:
+                _attach(session, row, txid)
+    except SQLAlchemyError:
+        log.error("queued submission %d went out as %s but is not booked: the watcher books the spend", row_id, txid)
 
 
 def _reason_of(exc: Exception) -> RejectReason:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from bsv import P2PKH, Script, Transaction, TransactionInput, TransactionOutput
 from sqlalchemy import event, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from marketplace.bounties import create_bounty
 from marketplace.ledger import record_migration
@@ -28,6 +28,7 @@ from marketplace.schema import (
     SubmissionStatus,
     TrainingImage,
 )
+from marketplace.submissions import send_queued
 from marketplace.watcher import Watcher
 from tests.integration.test_service import PAYOUT, USER, books_balance, client, post, settle
 from tests.support.settings import settings_for
@@ -116,3 +117,41 @@ def test_a_migration_booking_refused_for_another_reason_than_the_other_writers_r
         with pytest.raises(IntegrityError):
             record_migration(session, stale, stale.model, moved("62"), 90_000)
         assert stale.bounty.budget_sats == budget  # the savepoint took its changes back
+
+
+def test_a_queued_submission_whose_booking_fails_after_its_broadcast_is_never_sent_again(
+        rt: Runtime, sevens: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database fails ("database is locked", a fault at its boundary) right after a queued submission of a
+    chain-shape bounty went out, before it is booked. Sent again after the next block, it would pay the image
+    twice: its row takes the spend's txid instead, and the watcher books its payout from the chain, once."""
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    api = client(rt)
+    assert rt.local_chain is not None
+    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+    queued = post(api, bounty.id, sevens[0])  # the deploy is unconfirmed: the submission waits for a block
+    assert (queued["code"], queued["status"], queued["txid"]) == (202, "pending", None), queued
+    monkeypatch.undo()
+    rt.local_chain.mine(1)
+    failed: list[str] = []
+
+    def lock_the_booking(conn: object, cursor: object, statement: str, *_: object) -> None:
+        if statement.startswith("UPDATE submissions SET") and "txid=" in statement.split("WHERE")[0] and not failed:
+            failed.append(statement)
+            raise OperationalError(statement, None, Exception("database is locked"))
+
+    event.listen(rt.engine, "before_cursor_execute", lock_the_booking)
+    try:
+        with pytest.raises(OperationalError):
+            send_queued(rt)
+    finally:
+        event.remove(rt.engine, "before_cursor_execute", lock_the_booking)
+    assert failed
+    for _ in range(2):  # blocks come, the queue is sent again: nothing goes out twice
+        rt.local_chain.mine(1)
+        assert send_queued(rt) == 0
+    settle(rt)
+    with rt.session() as session:
+        rows = session.scalars(select(Submission).where(Submission.bounty_id == bounty.id)).all()
+        assert [(r.id, str(r.status), r.payout.satoshis if r.payout else None) for r in rows] == [
+            (queued["id"], "confirmed", PAYOUT)]
+    books_balance(rt, bounty.id)

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from bsv import P2PKH, Network, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
 from bsv.fee_models import SatoshisPerKilobyte
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
+from sqlalchemy.exc import OperationalError
 
 from contracts.fees import fee_for
 from contracts.interpreter import TX_VERSION
@@ -1500,4 +1501,42 @@ def test_a_claim_losing_race_after_race_gives_up_after_the_retries_it_is_allowed
     assert after["claimed"] == 10 and "taken" not in after, after
     assert [post(api, bounty_id, image)["code"] for image in sevens[1:3]] == [202, 202]
     settle(rt)
+    books(rt, bounty_id)
+
+
+def test_a_queued_claim_whose_booking_fails_after_its_broadcast_is_never_sent_again(
+        rt: Runtime, sevens: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database fails (a fault at its boundary: "database is locked") right after a queued claim went out,
+    before it is booked. The claim must not be queued again, or the next block pays the image twice: its row takes
+    the claim's txid, and the watcher books its payout from the chain, once."""
+    bounty_id = pool(rt, prizes=3)
+    api = client(rt)
+    assert rt.local_chain is not None
+    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+    queued = post(api, bounty_id, sevens[0])
+    assert queued["code"] == 202 and queued["status"] == "pending", queued
+    monkeypatch.undo()
+    rt.local_chain.mine(1)
+    failed: list[str] = []
+
+    def lock_the_booking(conn: object, cursor: object, statement: str, *_: object) -> None:
+        if "FROM prizes LEFT OUTER JOIN deployments" in statement and not failed:  # the booking's first read
+            failed.append(statement)
+            raise OperationalError(statement, None, Exception("database is locked"))
+
+    event.listen(rt.engine, "before_cursor_execute", lock_the_booking)
+    try:
+        with pytest.raises(OperationalError):
+            send_queued(rt)
+    finally:
+        event.remove(rt.engine, "before_cursor_execute", lock_the_booking)
+    assert failed
+    for _ in range(2):  # blocks come, the queue is sent again: nothing goes out twice
+        rt.local_chain.mine(1)
+        assert send_queued(rt) == 0
+    settle(rt)
+    with rt.session() as session:
+        rows = session.scalars(select(Submission).where(Submission.bounty_id == bounty_id)).all()
+        assert [(r.id, str(r.status), r.payout is not None) for r in rows] == [(queued["id"], "confirmed", True)]
+        assert rows[0].payout is not None and rows[0].payout.satoshis == PAYOUT
     books(rt, bounty_id)
