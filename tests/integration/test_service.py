@@ -36,6 +36,7 @@ from marketplace.schema import (
     Deployment,
     DeploymentStatus,
     Payout,
+    Prize,
     RejectReason,
     ReviewStatus,
     Submission,
@@ -58,6 +59,7 @@ from model.data import Mnist
 from model.reference import classify
 from tests.support.fees import assert_fee_allowed, fee_paid
 from tests.support.images import paper_png
+from tests.support.models import register_variants
 from tests.support.pool_books import pool_books_failures
 from tests.support.pools import rescan
 from tests.support.reference import ranking_of_test_set, reading_of_test_set
@@ -1737,3 +1739,125 @@ def test_queued_claims_of_a_pool_redeployed_meanwhile_are_judged_again_by_the_ne
     assert decision_lines(caplog) == [f"submission decision: bounty={bounty.id} submission={queued['id']} "
                                       "outcome=refused reason=wrong_digit sats=0"]
     assert prizes_of(rt, bounty.id) == prizes and prizes["live"] > 0  # none taken, none spent
+
+
+# -- submissions.py under mutation: the gate's sentences, the appeal hint, the deployment's model judging --------
+
+def refusal_answer(detail: str, predicted: int, margin: int, appealable: bool = False) -> dict:
+    """The whole 422 a contributor gets when the contract would refuse an image (`post`'s shape)."""
+    return {"code": 422, "detail": detail, "refusal": {"predicted": predicted, "margin": margin,
+                                                       "appealable": appealable, "reason": None,
+                                                       "submission_id": None}}
+
+
+def test_a_two_digit_bounty_refuses_with_a_sentence_naming_both_digits(
+        sqlite_rt: Runtime, shipped: ModelArtifact, digits: dict[str, np.ndarray]) -> None:
+    """What a contributor reads when an image is refused: the reading, and the bounty's digits as "1 or 7", for an
+    image of another digit and for a 7 below the bounty's margin."""
+    read = reading_of_test_set(shipped.integer)
+    _, seven_margins = classify(shipped.integer, digits["sevens"])
+    floor = int(np.median(seven_margins))
+    bounty = create_bounty(sqlite_rt, [1, 7], PAYOUT, 100_000, min_margin=floor)
+    other = int(np.flatnonzero(~np.isin(read.labels, [1, 7]))[0])
+    close = int(np.flatnonzero(seven_margins < floor)[0])
+    api = client(sqlite_rt)
+    label, margin = int(read.labels[other]), int(read.margins[other])
+    assert post(api, bounty.id, read.x[other]) == refusal_answer(
+        f"the classifier reads a {label} (margin {margin}), which is not this bounty's 1 or 7", label, margin)
+    margin = int(seven_margins[close])
+    assert post(api, bounty.id, digits["sevens"][close]) == refusal_answer(
+        f"the classifier reads a 7 (margin {margin}), which is too close to call for this bounty's 1 or 7", 7, margin)
+
+
+def test_only_a_vetted_bountys_close_second_within_its_gap_is_offered_an_appeal(
+        tmp_path: Path, shipped: ModelArtifact) -> None:
+    """The appeal hint (and `appealable`) is given when a vetted bounty refuses an image whose runner-up is the
+    bounty's digit within its appeal gap; not by an open bounty (which takes no appeals), nor for a runner-up of
+    another digit, nor for one further behind than the gap."""
+    gap = 4_000
+    read, ranked = reading_of_test_set(shipped.integer), ranking_of_test_set(shipped.integer)
+    not_seven, second_seven = read.labels != 7, ranked[:, 1] == 7
+    close_second = int(np.flatnonzero(not_seven & second_seven & (read.margins <= gap))[0])
+    other_second = int(np.flatnonzero(not_seven & ~second_seven & (read.margins <= gap))[0])
+    far_second = int(np.flatnonzero(not_seven & second_seven & (read.margins > gap))[0])
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False))
+    try:
+        vetted = create_bounty(rt, [7], PAYOUT, 100_000, mode=BountyMode.VETTED, appeal_gap=gap)
+        open_ = create_bounty(rt, [7], PAYOUT, 100_000)
+        api = client(rt)
+
+        def expected(i: int, hint: bool) -> dict:
+            label, margin = int(read.labels[i]), int(read.margins[i])
+            return refusal_answer(f"the classifier reads a {label} (margin {margin}), which is not this bounty's 7"
+                                  + ("; you may appeal, claiming a 7" if hint else ""), label, margin, hint)
+
+        assert post(api, vetted.id, read.x[close_second]) == expected(close_second, hint=True)
+        assert post(api, open_.id, read.x[close_second]) == expected(close_second, hint=False)
+        assert post(api, vetted.id, read.x[other_second]) == expected(other_second, hint=False)
+        assert post(api, vetted.id, read.x[far_second]) == expected(far_second, hint=False)
+    finally:
+        rt.close()
+
+
+def test_a_bounty_is_judged_by_its_deployments_model_not_the_default(
+        sqlite_rt: Runtime, shipped: ModelArtifact, digits: dict[str, np.ndarray], tmp_path: Path) -> None:
+    """A bounty created once a model other than the shipped one is the newest is judged by that model, in the dry
+    run and on submission: a 7 the shipped model pays is refused with the new model's reading, while a bounty
+    still on the shipped model pays it."""
+    rt = sqlite_rt
+    on_shipped = create_bounty(rt, [7], PAYOUT, 100_000)
+    b2 = shipped.integer.b2.copy()
+    b2[7] -= 10**6  # reads no 7 at all
+    no_sevens = replace(shipped, integer=replace(shipped.integer, b2=b2), parent_sha256=shipped.weights_sha256)
+    with rt.session() as session:
+        rt.register_model(session, no_sevens.save(tmp_path / "no-sevens"))
+    on_variant = create_bounty(rt, [7], PAYOUT, 100_000)  # the newest model's
+    seven = digits["sevens"][0]
+    label, margin = (int(v[0]) for v in classify(no_sevens.integer, seven))
+    sentence = f"the classifier reads a {label} (margin {margin}), which is not this bounty's 7"
+    api = client(rt)
+    dry = api.post("/classify", json={"pixels": seven.tolist(), "bounty_id": on_variant.id}).json()
+    assert dry == {"label": label, "margin": margin, "weights_sha256": no_sevens.weights_sha256,
+                   "bounty_id": on_variant.id, "accepted": False, "reason": sentence}
+    assert post(api, on_variant.id, seven) == refusal_answer(sentence, label, margin)
+    paid = post(api, on_shipped.id, seven)
+    assert (paid["code"], paid["digit"], paid["model_version"]) == (202, 7, 1), paid
+    settle(rt)
+    books_balance(rt, on_variant.id)
+    books_balance(rt, on_shipped.id)
+
+
+@pytest.mark.parametrize("shape", [BountyShape.CHAIN, BountyShape.POOL])
+def test_a_held_appeal_to_a_two_digit_bounty_approved_after_a_redeploy_is_paid_once_for_its_claim(
+        tmp_path: Path, shipped: ModelArtifact, close_seconds: np.ndarray, shape: BountyShape) -> None:
+    """A held appeal claiming the 7 of a 1-or-7 bounty, approved after a redeploy to a model that still ranks the 7
+    a close second, is judged again with its claim and paid once for the 7 under the new model: its receipt names
+    the deployment (a pool's: the prize's) that paid it."""
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, appeals_need_review=True,
+                                   quota_per_payee_per_hour=0, quota_per_client_per_hour=0, pool_wait_seconds=20.0))
+    try:
+        bounty = create_bounty(rt, [1, 7], PAYOUT, 200_000, mode=BountyMode.VETTED, shape=shape,
+                               prizes=3 if shape == BountyShape.POOL else None)
+        api = client(rt)
+        held = next(answer.json() for answer in (
+            api.post(f"/bounties/{bounty.id}/submissions",
+                     json={"pixels": image.tolist(), "address": USER.address(), "appeal": True, "digit": 7})
+            for image in close_seconds[:16]) if answer.status_code == 202)
+        (variant,) = register_variants(rt, shipped, tmp_path, 1)
+        redeploy(rt, bounty.id, variant)
+        (paid,) = decide_appeals(rt, [held["id"]], approve=True)
+        assert (paid.id, paid.status, paid.payout_sats, paid.appeal, paid.claimed_digit, paid.model_version) == (
+            held["id"], "broadcast", PAYOUT, True, 7, 2)
+        settle(rt)
+        with rt.session() as session:
+            row = session.get(Submission, held["id"])
+            assert row is not None and row.deployment is not None and row.payout is not None
+            assert (row.status, row.deployment.model_id, row.payout.satoshis) == (
+                SubmissionStatus.CONFIRMED, variant, PAYOUT)
+            if shape == BountyShape.POOL:
+                prize = session.scalar(select(Prize).where(Prize.spent_txid == row.txid))
+                assert prize is not None and row.deployment_id == prize.deployment_id
+            assert session.scalar(select(func.count(Payout.id))) == 1
+        books_of_either_shape(rt, bounty.id)
+    finally:
+        rt.close()
