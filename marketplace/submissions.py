@@ -596,17 +596,18 @@ def _requeue(rt: Runtime, row_id: int) -> None:
 
 
 def _mark_sent(rt: Runtime, row_id: int, txid: str) -> None:
-    """A queued claim the chain took but the database did not book: its row takes the spend's txid (or hands its
-    fields to the row the watcher booked for it), so it is never sent again and the watcher books its payout
-    onto it. If the database still fails, the row stays `paying` (never sent again) and the watcher books the
-    spend as a row of its own."""
+    """A queued submission the chain took but the database did not book: its row takes the spend's txid (or hands
+    its fields to the row the watcher booked for it), so it is never sent again and the watcher books its payout
+    onto it. If the database fails again here, the watcher still books the spend, as a row of its own; a pool's
+    row stays `paying` (never sent again), a chain bounty's stays `pending` and would go out again (logged)."""
     try:
         with rt.session() as session:
             row = session.get(Submission, row_id)
             if row is not None and row.txid is None:
                 _attach(session, row, txid)
     except SQLAlchemyError:
-        log.error("queued submission %d went out as %s but is not booked: the watcher books the spend", row_id, txid)
+        log.error("queued submission %d went out as %s and is not marked sent: check it is not sent twice", row_id,
+                  txid)
 
 
 def _reason_of(exc: Exception) -> RejectReason:
