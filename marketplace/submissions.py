@@ -31,7 +31,8 @@ from contracts.interpreter import validate_once
 from contracts.pool import PoolContract
 from contracts.transactions import Utxo, claim, submission
 from marketplace.bounties import current_utxo, live, submission_view
-from marketplace.chain.errors import MempoolChainTooLong, TransactionRejected
+from marketplace.chain.base import TxState
+from marketplace.chain.errors import ChainUnavailable, MempoolChainTooLong, TransactionRejected
 from marketplace.errors import (
     BountyClosed,
     DatabaseError,
@@ -141,7 +142,7 @@ class _Offer:
     judged_by: int  # the model whose verdict this is
     row_id: int | None = None  # a vetted bounty's receipt, written by vetting
     pool: bool = False  # the bounty is a prize pool (its claims take a prize each, without a lock)
-    sent_txid: str | None = None  # the claim that went out, once the chain took it (it must never go out again)
+    tried_txid: str | None = None  # the claim last handed to the chain (it may have gone out even if that failed)
 
 
 def submit(rt: Runtime, bounty_id: int, pixels: np.ndarray, address: str, appeal: bool = False,
@@ -386,8 +387,8 @@ def _pay_prize(rt: Runtime, bounty_id: int, offer: _Offer, taken: _Taken | None 
             tx = claim(pool, utxo, offer.image, offer.address, rt.settings.fee_rate,
                        attestor=rt.attestor.sign if vetted else None, appeal=offer.claimed if offer.appeal else None)
             validate_once(tx, 0)  # never broadcast what the interpreter refuses
+            offer.tried_txid = tx.txid()
             rt.chain.broadcast(tx)
-            offer.sent_txid = tx.txid()
         except MempoolChainTooLong:  # queued: sent after the next block, on whichever prize is free then
             # (caught before TransactionRejected, its base class, which would refuse the claim instead)
             release_prize(rt, prize_id)
@@ -517,50 +518,64 @@ def send_queued(rt: Runtime) -> int:
         if waiting.bounty.shape == BountyShape.POOL:
             sent += _send_queued_claim(rt, waiting.id)
             continue
-        sent_txid = None
-        try:
-            with _bounty_locks[waiting.bounty_id], rt.session() as session:
-                row = session.get(Submission, waiting.id)
-                if row is None or row.txid is not None:
-                    continue
-                try:
-                    bounty, deployment = live(session, row.bounty_id)
-                    contract = rt.contract(deployment)
-                    vetted = bounty.mode == BountyMode.VETTED
-                    tx = submission(contract, current_utxo(rt, deployment), np.frombuffer(row.pixels, np.uint8),
-                                    row.recipient_address, rt.settings.fee_rate,
-                                    attestor=rt.attestor.sign if vetted else None,
-                                    appeal=row.claimed_digit if row.appeal else None)
-                    validate_once(tx, 0)
-                    rt.chain.broadcast(tx)
-                    sent_txid = tx.txid()
-                except MempoolChainTooLong:
-                    return sent  # still too long: wait for the next block
-                except (BountyClosed, ContractError, TransactionRejected, ScriptError) as exc:
-                    row.status, row.reason = SubmissionStatus.REJECTED, _reason_of(exc)
-                    log_decision(row.bounty_id, row.id, "refused", str(row.reason), 0)
-                    continue
-                row.txid, row.deployment_id, row.reason = tx.txid(), deployment.id, None
-                row.status = SubmissionStatus.BROADCAST
-                session.flush()
-                record_spend(session, rt, deployment, tx, 0, SubmissionSource.API, SubmissionStatus.BROADCAST)
-                log_decision(row.bounty_id, row.id, "paid", None, bounty.payout_sats)
-                sent += 1
-        except Exception:
-            if sent_txid is not None:  # it went out, then its booking failed: never send it again
-                _mark_sent(rt, waiting.id, sent_txid)
-            raise
+        went = _send_queued_submission(rt, waiting.id)
+        if went is None:
+            return sent  # still too long: wait for the next block
+        sent += went
     return sent
+
+
+def _take_queued(session: Session, row_id: int) -> Submission | None:
+    """A queued row, now `paying`: one conditional update, so of two senders only one sends it, and whatever
+    breaks after its broadcast (the database, the process) it is never sent again. None if it was not queued."""
+    taken = session.execute(update(Submission).where(
+        Submission.id == row_id, Submission.txid.is_(None), Submission.status == SubmissionStatus.PENDING)
+        .values(status=SubmissionStatus.PAYING))
+    row = session.get(Submission, row_id)
+    return row if getattr(taken, "rowcount", 0) == 1 else None
+
+
+def _send_queued_submission(rt: Runtime, row_id: int) -> int | None:
+    """Send one queued submission of a chain bounty; 1 if it went out, None if the chain still wants a block."""
+    with rt.session() as session:
+        row = _take_queued(session, row_id)
+        if row is None:
+            return 0
+        bounty_id = row.bounty_id
+    tried = None
+    try:
+        with _bounty_locks[bounty_id], rt.session() as session:
+            row = session.get(Submission, row_id)
+            assert row is not None
+            bounty, deployment = live(session, bounty_id)
+            contract = rt.contract(deployment)
+            vetted = bounty.mode == BountyMode.VETTED
+            tx = submission(contract, current_utxo(rt, deployment), np.frombuffer(row.pixels, np.uint8),
+                            row.recipient_address, rt.settings.fee_rate, attestor=rt.attestor.sign if vetted else None,
+                            appeal=row.claimed_digit if row.appeal else None)
+            validate_once(tx, 0)
+            tried = tx.txid()
+            rt.chain.broadcast(tx)
+            row.txid, row.deployment_id, row.reason = tx.txid(), deployment.id, None
+            row.status = SubmissionStatus.BROADCAST
+            session.flush()
+            record_spend(session, rt, deployment, tx, 0, SubmissionSource.API, SubmissionStatus.BROADCAST)
+            log_decision(row.bounty_id, row.id, "paid", None, bounty.payout_sats)
+            return 1
+    except MempoolChainTooLong:
+        _requeue(rt, row_id)
+        return None
+    except Exception as exc:
+        if _settle_failed_send(rt, row_id, bounty_id, tried, exc):
+            return 0
+        raise
 
 
 def _send_queued_claim(rt: Runtime, row_id: int) -> int:
     """Send one queued claim of a pool bounty on a free prize; 1 if it went out."""
     with rt.session() as session:
-        taken = session.execute(update(Submission).where(  # one conditional update: a second sender skips it
-            Submission.id == row_id, Submission.txid.is_(None), Submission.status == SubmissionStatus.PENDING)
-            .values(status=SubmissionStatus.PAYING))
-        row = session.get(Submission, row_id)
-        if getattr(taken, "rowcount", 0) != 1 or row is None:
+        row = _take_queued(session, row_id)
+        if row is None:
             return 0
         offer = _Offer(np.frombuffer(row.pixels, dtype=np.uint8).copy(), row.recipient_address,
                        bytes.fromhex(row.recipient_pkh), row.appeal, row.predicted_label, row.margin,
@@ -569,45 +584,65 @@ def _send_queued_claim(rt: Runtime, row_id: int) -> int:
     try:
         paid = _pay_prize(rt, bounty_id, offer)
     except Exception as exc:
-        if offer.sent_txid is not None:  # it went out, then its booking failed: never send it again
-            _mark_sent(rt, row_id, offer.sent_txid)
-        elif isinstance(exc, (BountyError, ContractError, TransactionRejected, ScriptError)) \
-                and not isinstance(exc, DatabaseError):  # the claim's fault (a database error is not)
-            _close(rt, row_id, _reason_of(exc))
-            log_decision(bounty_id, row_id, "refused", str(_reason_of(exc)), 0)
+        if _settle_failed_send(rt, row_id, bounty_id, offer.tried_txid, exc):
             return 0
-        else:
-            _requeue(rt, row_id)
         raise
     log_decision(bounty_id, paid.id, _outcome(paid), paid.reason, paid.payout_sats or 0)
     return int(paid.status != SubmissionStatus.PENDING)
 
 
+def _settle_failed_send(rt: Runtime, row_id: int, bounty_id: int, tried: str | None, exc: Exception) -> bool:
+    """Settle a queued submission (now `paying`) whose send failed with `exc`; True when it was refused (closed with
+    its reason), False when `exc` is to be raised. If its transaction (`tried`) may have gone out, it must never go
+    out again: the row takes the txid when the chain has it, and stays `paying` when the chain cannot say.
+    Otherwise an outage or a bug (not the submission's fault) queues it again for the next block."""
+    went_out = _went_out(rt, tried)
+    if went_out is None:
+        log.error("queued submission %d stays paying: the chain cannot say whether %s went out", row_id, tried)
+    elif went_out and tried is not None:
+        _mark_sent(rt, row_id, tried)
+    elif isinstance(exc, BountyError) and not isinstance(exc, (DatabaseError, ChainUnavailable)):
+        _close(rt, row_id, _reason_of(exc))
+        log_decision(bounty_id, row_id, "refused", str(_reason_of(exc)), 0)
+        return True
+    else:
+        _requeue(rt, row_id)
+    return False
+
+
+def _went_out(rt: Runtime, txid: str | None) -> bool | None:
+    """Whether the chain has transaction `txid` (False for none); None when it cannot say."""
+    if txid is None:
+        return False
+    try:
+        return rt.chain.status(txid).state != TxState.UNKNOWN
+    except Exception:  # an outage: unknown
+        return None
+
+
 def _requeue(rt: Runtime, row_id: int) -> None:
-    """A queued claim that broke for no fault of its own (a database or chain outage, a bug) waits for the next
-    block again instead of staying `paying`; if the database is still down it stays so, and is logged."""
+    """A queued submission that broke for no fault of its own (a database or chain outage, a bug) waits for the
+    next block again instead of staying `paying`; if the database is still down it stays so, and is logged."""
     try:
         with rt.session() as session:
             session.execute(update(Submission).where(Submission.id == row_id, Submission.txid.is_(None),
                                                      Submission.status == SubmissionStatus.PAYING)
                             .values(status=SubmissionStatus.PENDING))
-    except DatabaseError:
-        log.warning("queued claim %d stays paying: the database did not answer to queue it again", row_id)
+    except SQLAlchemyError:
+        log.warning("queued submission %d stays paying: the database did not answer to queue it again", row_id)
 
 
 def _mark_sent(rt: Runtime, row_id: int, txid: str) -> None:
     """A queued submission the chain took but the database did not book: its row takes the spend's txid (or hands
-    its fields to the row the watcher booked for it), so it is never sent again and the watcher books its payout
-    onto it. If the database fails again here, the watcher still books the spend, as a row of its own; a pool's
-    row stays `paying` (never sent again), a chain bounty's stays `pending` and would go out again (logged)."""
+    its fields to the row the watcher booked for it), and the watcher books its payout onto it. If the database
+    fails again here, the row stays `paying` (never sent again) and the watcher books the spend as its own row."""
     try:
         with rt.session() as session:
             row = session.get(Submission, row_id)
             if row is not None and row.txid is None:
                 _attach(session, row, txid)
     except SQLAlchemyError:
-        log.error("queued submission %d went out as %s and is not marked sent: check it is not sent twice", row_id,
-                  txid)
+        log.error("queued submission %d went out as %s and stays paying: the watcher books the spend", row_id, txid)
 
 
 def _reason_of(exc: Exception) -> RejectReason:

@@ -155,3 +155,44 @@ def test_a_queued_submission_whose_booking_fails_after_its_broadcast_is_never_se
         assert [(r.id, str(r.status), r.payout.satoshis if r.payout else None) for r in rows] == [
             (queued["id"], "confirmed", PAYOUT)]
     books_balance(rt, bounty.id)
+
+
+def test_a_queued_submission_sent_while_the_database_goes_down_is_not_sent_again_when_it_is_back(
+        rt: Runtime, sevens: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database goes down right after a queued submission of a chain-shape bounty went out and stays down a
+    moment longer than one statement (a server restart, a lock held past the busy timeout): its booking fails, and
+    so does marking its row sent. The row was taken (`paying`) before the broadcast, so when the database is back
+    no block sends the image again: one payout, booked by the watcher from the chain."""
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    api = client(rt)
+    assert rt.local_chain is not None
+    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
+    queued = post(api, bounty.id, sevens[0])  # the deploy is unconfirmed: the submission waits for a block
+    assert (queued["code"], queued["status"], queued["txid"]) == (202, "pending", None), queued
+    monkeypatch.undo()
+    rt.local_chain.mine(1)
+    down: list[str] = []
+
+    def outage(conn: object, cursor: object, statement: str, *_: object) -> None:
+        # the database goes away once the spend is out (its booking's first write), and stays away until lifted
+        if down or (statement.startswith("UPDATE submissions SET") and "txid=" in statement.split("WHERE")[0]):
+            down.append(statement)
+            raise OperationalError(statement, None, Exception("server closed the connection unexpectedly"))
+
+    event.listen(rt.engine, "before_cursor_execute", outage)
+    try:
+        with pytest.raises(OperationalError):
+            send_queued(rt)
+    finally:
+        event.remove(rt.engine, "before_cursor_execute", outage)  # the database is back
+    assert len(down) >= 2  # the booking and the marking both met the outage
+    for _ in range(2):  # the watcher books what the chain holds, blocks come, the queue is sent after each
+        settle(rt)
+        send_queued(rt)
+    settle(rt)
+    with rt.session() as session:
+        paid = session.scalars(select(Payout).where(Payout.bounty_id == bounty.id)).all()
+        assert [p.satoshis for p in paid] == [PAYOUT], "the queued image was paid more than once"
+        left = session.get(Submission, queued["id"])
+        assert left is not None and left.status == SubmissionStatus.PAYING and left.txid is None  # for an operator
+    books_balance(rt, bounty.id)
