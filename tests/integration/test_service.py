@@ -24,7 +24,7 @@ from contracts.transactions import Utxo
 from contracts.transactions import submission as build_submission
 from marketplace import migrate
 from marketplace.api import create_app
-from marketplace.bounties import active_deployment, create_bounty, fund_bounty, redeploy, withdraw_bounty
+from marketplace.bounties import active_deployment, create_bounty, fund_bounty, get_bounty, redeploy, withdraw_bounty
 from marketplace.chain import LocalChain
 from marketplace.cli import app as cli
 from marketplace.errors import ImageRefused, InvalidRequest, NotFound
@@ -1861,3 +1861,22 @@ def test_a_held_appeal_to_a_two_digit_bounty_approved_after_a_redeploy_is_paid_o
         books_of_either_shape(rt, bounty.id)
     finally:
         rt.close()
+
+
+def test_the_owner_spending_the_change_of_a_bounty_deploy_leaves_the_bounty_alone(sqlite_rt: Runtime,
+                                                                                 sevens: np.ndarray) -> None:
+    """A deploy pays the bounty's contract (output 0) and the wallet's change (output 1). The wallet spending that
+    change later shares a txid with the contract's outpoint, not the outpoint: the watcher must not take it for a
+    spend of the contract (a withdrawal), and the bounty keeps paying."""
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    deploy = rt.chain.get_transaction(bounty.contract_txid)
+    assert deploy is not None and len(deploy.outputs) == 2
+    payment = rt.wallet.build_payment(rt.chain, USER.address(), 1_000)
+    assert [(i.source_txid, i.source_output_index) for i in payment.inputs] == [(bounty.contract_txid, 1)]
+    rt.chain.broadcast(payment)
+    settle(rt)
+    assert get_bounty(rt, bounty.id).status == "active"
+    assert post(client(rt), bounty.id, sevens[0])["code"] == 202
+    settle(rt)
+    books_balance(rt, bounty.id)
