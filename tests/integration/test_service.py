@@ -1880,3 +1880,28 @@ def test_the_owner_spending_the_change_of_a_bounty_deploy_leaves_the_bounty_alon
     assert post(client(rt), bounty.id, sevens[0])["code"] == 202
     settle(rt)
     books_balance(rt, bounty.id)
+
+
+def test_direct_spends_after_a_top_up_are_booked_under_the_live_contract(sqlite_rt: Runtime,
+                                                                         sevens: np.ndarray) -> None:
+    """A top-up migrates a bounty into an identical contract (same script) under a new version. Two submissions
+    made straight on chain, the second spending the first's output (which no booking knows yet), are both
+    booked under the live version, which then sits at the second's output."""
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    assert fund_bounty(rt, bounty.id, 50_000).contract_version == 2
+    settle(rt)
+    contract, utxo = _live_contract(rt, bounty.id)
+    first = build_submission(contract, utxo, sevens[0], OTHER.address())
+    second = build_submission(contract, Utxo.of(first, 0), sevens[1], OTHER.address())
+    for tx in (first, second):
+        rt.chain.broadcast(tx)
+    settle(rt)
+    with rt.session() as session:
+        rows = session.scalars(select(Submission).where(Submission.bounty_id == bounty.id)
+                               .order_by(Submission.id)).all()
+        assert [(r.txid, r.deployment.version if r.deployment else None) for r in rows] == [
+            (first.txid(), 2), (second.txid(), 2)]
+        live = active_deployment(session, session.get(Bounty, bounty.id))  # type: ignore[arg-type]
+        assert live is not None and (live.version, live.current_txid, live.current_vout) == (2, second.txid(), 0)
+    books_balance(rt, bounty.id)
