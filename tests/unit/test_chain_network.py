@@ -300,11 +300,15 @@ def test_the_watcher_follows_a_bounty_on_the_network_whoever_spends_it(
         stand_in: NetworkStandIn, local: LocalChain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         sevens: np.ndarray) -> None:
     """The service on the network backend: spends of its contract broadcast by someone else (not through
-    our API) are found through the watched contract outputs, step after step along the contract's chain."""
+    our API) are found through the watched contract outputs, step after step along the contract's chain; an
+    idle step asks once (who spent the contract's output; a script's unspent list pays only for outputs sharing it)."""
     rt = service_on_the_network(stand_in, local, tmp_path, monkeypatch)
     bounty = create_bounty(rt, [7], 500, 100_000)
     watcher = Watcher(rt)
     watcher.run_once()
+    stand_in.requests.clear()
+    watcher.run_once()
+    assert (woc_requests(stand_in, "script"), woc_requests(stand_in, "spent")) == (0, 1)  # its one output
     with rt.session() as session:
         deployment = session.scalars(select(Deployment)).one()
         contract = rt.contract(deployment)
