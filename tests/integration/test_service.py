@@ -298,17 +298,21 @@ def test_a_reorg_orphans_what_it_drops(rt: Runtime, digits: dict[str, np.ndarray
 
 
 def test_a_rollback_without_a_rival_only_unconfirms(sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """A block removed with no rival: its submissions are back to `seen`, with no block and no confirmation (the
+    receipt says so), and confirmed again by the next block."""
     rt = sqlite_rt
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)
-    ours = post(client(rt), bounty.id, digits["sevens"][0])
+    api = client(rt)
+    ours = post(api, bounty.id, digits["sevens"][0])
     settle(rt)
+    assert api.get(f"/submissions/{ours['id']}").json()["confirmations"] == 1
     assert rt.local_chain is not None
     rt.local_chain.rollback(1)
     Watcher(rt).run_once()
-    with rt.session() as session:
-        row = session.get(Submission, ours["id"])
-        assert row is not None and row.status == SubmissionStatus.SEEN and row.block_height is None
+    receipt = api.get(f"/submissions/{ours['id']}").json()
+    assert (receipt["status"], receipt["block_height"], receipt["confirmations"]) == ("seen", None, 0)
     settle(rt)
+    assert api.get(f"/submissions/{ours['id']}").json()["status"] == "confirmed"
     books_balance(rt, bounty.id)
 
 
