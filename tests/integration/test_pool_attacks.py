@@ -1540,3 +1540,20 @@ def test_a_queued_claim_whose_booking_fails_after_its_broadcast_is_never_sent_ag
         assert [(r.id, str(r.status), r.payout is not None) for r in rows] == [(queued["id"], "confirmed", True)]
         assert rows[0].payout is not None and rows[0].payout.satoshis == PAYOUT
     books(rt, bounty_id)
+
+
+def test_the_services_own_claims_are_seen_once_the_watcher_reads_them(rt: Runtime, sevens: np.ndarray) -> None:
+    """Claims the service booked as it sent them are only marked `seen` by the watcher (one statement a step), not
+    booked again: their receipts say `seen` before any block, and their payouts stay one each."""
+    bounty_id = pool(rt, prizes=3)
+    settle(rt)
+    api = client(rt)
+    sent = [post(api, bounty_id, image) for image in sevens[:2]]
+    assert [s["status"] for s in sent] == ["broadcast", "broadcast"], sent
+    watcher = Watcher(rt, keep=False)
+    while watcher.run_once():
+        pass
+    assert [get_submission(rt, s["id"]).status for s in sent] == ["seen", "seen"]
+    settle(rt)
+    assert [get_submission(rt, s["id"]).status for s in sent] == ["confirmed", "confirmed"]
+    books(rt, bounty_id)
