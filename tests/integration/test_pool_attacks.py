@@ -1557,3 +1557,30 @@ def test_the_services_own_claims_are_seen_once_the_watcher_reads_them(rt: Runtim
     settle(rt)
     assert [get_submission(rt, s["id"]).status for s in sent] == ["confirmed", "confirmed"]
     books(rt, bounty_id)
+
+
+def test_a_strangers_payment_that_spends_an_output_at_the_reserves_index_is_not_an_owner_move(
+        rt: Runtime, sevens: np.ndarray) -> None:
+    """Someone's own payment spends an output of theirs whose index is the pool reserve's (another transaction's
+    output): the watcher must match the reserve by its whole outpoint, not take the payment for the owner's move
+    (it would be inferred a withdrawal and close the pool)."""
+    bounty_id = pool(rt, prizes=3)
+    settle(rt)
+    with rt.session() as session:
+        reserve_at = live_pool(session, bounty_id)[1].current_vout
+    own = coin(rt, OUTSIDER, 20_000)
+    fan = Transaction([spend(own, P2PKH().unlock(OUTSIDER))],
+                      [TransactionOutput(P2PKH().lock(OUTSIDER.address()), 1_000) for _ in range(reserve_at + 1)],
+                      version=TX_VERSION)
+    fan.outputs[0].satoshis = own.satoshis - reserve_at * 1_000 - fee(fan, rt.settings.fee_rate)
+    rt.chain.broadcast(fan.sign())
+    payment = Transaction([spend(Utxo.of(fan, reserve_at), P2PKH().unlock(OUTSIDER))],
+                          [TransactionOutput(P2PKH().lock(STRANGER.address()), 0)], version=TX_VERSION)
+    payment.outputs[0].satoshis = 1_000 - fee(payment, rt.settings.fee_rate)
+    rt.chain.broadcast(payment.sign())
+    before = counts(rt, bounty_id)
+    settle(rt)
+    assert counts(rt, bounty_id) == before  # no move booked, the pool open with its reserve
+    assert post(client(rt), bounty_id, sevens[0])["code"] == 202
+    settle(rt)
+    books(rt, bounty_id)
