@@ -31,7 +31,9 @@ from marketplace.schema import (
 from marketplace.submissions import send_queued
 from marketplace.watcher import Watcher
 from tests.integration.test_service import PAYOUT, USER, books_balance, client, post, settle
+from tests.support.holding import queue_until_a_block
 from tests.support.settings import settings_for
+from tests.support.statement_faults import database_fails
 from workers.persistence import persist_accepted
 
 
@@ -119,34 +121,23 @@ def test_a_migration_booking_refused_for_another_reason_than_the_other_writers_r
         assert stale.bounty.budget_sats == budget  # the savepoint took its changes back
 
 
+def sets_the_txid(statement: str) -> bool:
+    """The booking's first write of a sent submission: its row takes the spend's txid."""
+    return statement.startswith("UPDATE submissions SET") and "txid=" in statement.split("WHERE")[0]
+
+
 def test_a_queued_submission_whose_booking_fails_after_its_broadcast_is_never_sent_again(
         rt: Runtime, sevens: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     """The database fails ("database is locked", a fault at its boundary) right after a queued submission of a
     chain-shape bounty went out, before it is booked. Sent again after the next block, it would pay the image
     twice: its row takes the spend's txid instead, and the watcher books its payout from the chain, once."""
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)
-    api = client(rt)
-    assert rt.local_chain is not None
-    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
-    queued = post(api, bounty.id, sevens[0])  # the deploy is unconfirmed: the submission waits for a block
-    assert (queued["code"], queued["status"], queued["txid"]) == (202, "pending", None), queued
-    monkeypatch.undo()
-    rt.local_chain.mine(1)
-    failed: list[str] = []
-
-    def lock_the_booking(conn: object, cursor: object, statement: str, *_: object) -> None:
-        if statement.startswith("UPDATE submissions SET") and "txid=" in statement.split("WHERE")[0] and not failed:
-            failed.append(statement)
-            raise OperationalError(statement, None, Exception("database is locked"))
-
-    event.listen(rt.engine, "before_cursor_execute", lock_the_booking)
-    try:
-        with pytest.raises(OperationalError):
-            send_queued(rt)
-    finally:
-        event.remove(rt.engine, "before_cursor_execute", lock_the_booking)
+    queued = queue_until_a_block(rt, client(rt), bounty.id, sevens[0])
+    with database_fails(rt.engine, at=sets_the_txid) as failed, pytest.raises(OperationalError):
+        send_queued(rt)
     assert failed
     for _ in range(2):  # blocks come, the queue is sent again: nothing goes out twice
+        assert rt.local_chain is not None
         rt.local_chain.mine(1)
         assert send_queued(rt) == 0
     settle(rt)
@@ -164,27 +155,12 @@ def test_a_queued_submission_sent_while_the_database_goes_down_is_not_sent_again
     so does marking its row sent. The row was taken (`paying`) before the broadcast, so when the database is back
     no block sends the image again: one payout, booked by the watcher from the chain."""
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)
-    api = client(rt)
-    assert rt.local_chain is not None
-    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
-    queued = post(api, bounty.id, sevens[0])  # the deploy is unconfirmed: the submission waits for a block
-    assert (queued["code"], queued["status"], queued["txid"]) == (202, "pending", None), queued
-    monkeypatch.undo()
-    rt.local_chain.mine(1)
-    down: list[str] = []
-
-    def outage(conn: object, cursor: object, statement: str, *_: object) -> None:
-        # the database goes away once the spend is out (its booking's first write), and stays away until lifted
-        if down or (statement.startswith("UPDATE submissions SET") and "txid=" in statement.split("WHERE")[0]):
-            down.append(statement)
-            raise OperationalError(statement, None, Exception("server closed the connection unexpectedly"))
-
-    event.listen(rt.engine, "before_cursor_execute", outage)
-    try:
-        with pytest.raises(OperationalError):
-            send_queued(rt)
-    finally:
-        event.remove(rt.engine, "before_cursor_execute", outage)  # the database is back
+    queued = queue_until_a_block(rt, client(rt), bounty.id, sevens[0])
+    # the database goes away once the spend is out (its booking's first write), and stays away until the block ends
+    with (database_fails(rt.engine, at=sets_the_txid, lasting=True,
+                         error="server closed the connection unexpectedly") as down,
+          pytest.raises(OperationalError)):
+        send_queued(rt)
     assert len(down) >= 2  # the booking and the marking both met the outage
     for _ in range(2):  # the watcher books what the chain holds, blocks come, the queue is sent after each
         settle(rt)

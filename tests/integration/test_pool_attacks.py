@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from bsv import P2PKH, Network, PrivateKey, Script, Transaction, TransactionInput, TransactionOutput
 from bsv.fee_models import SatoshisPerKilobyte
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
 from contracts.fees import fee_for
@@ -61,10 +61,12 @@ from marketplace.watcher import CURSOR_KEY, Watcher
 from model.artifact import ModelArtifact
 from model.data import Mnist
 from tests.support.fees import fee_paid
+from tests.support.holding import hold_an_appeal, queue_until_a_block
 from tests.support.models import register_variants
 from tests.support.pools import OUTSIDER, PAYOUT, USER, books, client, pool, post, prizes_of, rescan, settle
 from tests.support.reference import ranking_of_test_set, reading_of_test_set
 from tests.support.settings import runtime_on, settings_for
+from tests.support.statement_faults import database_fails
 
 STRANGER = PrivateKey(7201, network=Network.TESTNET)
 
@@ -671,13 +673,7 @@ def test_a_queued_claim_that_meets_a_chain_outage_waits_for_the_next_block_again
     """The chain's connection breaks while a queued claim is sent (a fault at the chain boundary): the claim is
     queued again, not left `paying`, and goes out once the chain answers."""
     bounty_id = pool(rt, prizes=3)
-    api = client(rt)
-    assert rt.local_chain is not None
-    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
-    queued = post(api, bounty_id, sevens[0])
-    assert queued["code"] == 202 and queued["status"] == "pending", queued
-    monkeypatch.undo()
-    rt.local_chain.mine(1)
+    queued = queue_until_a_block(rt, client(rt), bounty_id, sevens[0])
 
     def unreachable(tx: object) -> None:
         raise ConnectionError("the chain's connection was reset")
@@ -1459,10 +1455,7 @@ def test_a_held_appeal_to_a_two_digit_vetted_pool_approved_after_a_redeploy_is_p
         bounty_id = create_bounty(rt, [2, 7], PAYOUT, 200_000, mode=BountyMode.VETTED, shape=BountyShape.POOL,
                                   prizes=2).id
         api = client(rt)
-        held = next(answer.json() for answer in (
-            api.post(f"/bounties/{bounty_id}/submissions",
-                     json={"pixels": image.tolist(), "address": USER.address(), "appeal": True, "digit": 7})
-            for image in appeals[:16]) if answer.status_code == 202)
+        held = hold_an_appeal(api, bounty_id, appeals[:16], digit=7)
         (model_id,) = register_variants(rt, shipped, tmp_path, 1)
         assert redeploy(rt, bounty_id, model_id).contract_version == 2
         (paid,) = decide_appeals(rt, [held["id"]], approve=True)
@@ -1510,28 +1503,13 @@ def test_a_queued_claim_whose_booking_fails_after_its_broadcast_is_never_sent_ag
     before it is booked. The claim must not be queued again, or the next block pays the image twice: its row takes
     the claim's txid, and the watcher books its payout from the chain, once."""
     bounty_id = pool(rt, prizes=3)
-    api = client(rt)
-    assert rt.local_chain is not None
-    monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
-    queued = post(api, bounty_id, sevens[0])
-    assert queued["code"] == 202 and queued["status"] == "pending", queued
-    monkeypatch.undo()
-    rt.local_chain.mine(1)
-    failed: list[str] = []
-
-    def lock_the_booking(conn: object, cursor: object, statement: str, *_: object) -> None:
-        if "FROM prizes LEFT OUTER JOIN deployments" in statement and not failed:  # the booking's first read
-            failed.append(statement)
-            raise OperationalError(statement, None, Exception("database is locked"))
-
-    event.listen(rt.engine, "before_cursor_execute", lock_the_booking)
-    try:
-        with pytest.raises(OperationalError):
-            send_queued(rt)
-    finally:
-        event.remove(rt.engine, "before_cursor_execute", lock_the_booking)
+    queued = queue_until_a_block(rt, client(rt), bounty_id, sevens[0])
+    with (database_fails(rt.engine, at=lambda statement: "FROM prizes LEFT OUTER JOIN deployments" in statement)
+          as failed, pytest.raises(OperationalError)):  # the booking's first read fails
+        send_queued(rt)
     assert failed
     for _ in range(2):  # blocks come, the queue is sent again: nothing goes out twice
+        assert rt.local_chain is not None
         rt.local_chain.mine(1)
         assert send_queued(rt) == 0
     settle(rt)

@@ -58,6 +58,7 @@ from model.artifact import ModelArtifact
 from model.data import Mnist
 from model.reference import classify
 from tests.support.fees import assert_fee_allowed, fee_paid
+from tests.support.holding import hold_an_appeal
 from tests.support.images import paper_png
 from tests.support.models import register_variants
 from tests.support.pool_books import pool_books_failures
@@ -1093,10 +1094,7 @@ def test_two_operators_approving_one_held_appeal_at_once_pay_it_once(tmp_path: P
     try:
         bounty = create_bounty(rt, [7], PAYOUT, 200_000, mode=BountyMode.VETTED)
         api = client(rt)
-        held = next(answer.json() for answer in (
-            api.post(f"/bounties/{bounty.id}/submissions",
-                     json={"pixels": image.tolist(), "address": USER.address(), "appeal": True})
-            for image in close_seconds[:16]) if answer.status_code == 202)
+        held = hold_an_appeal(api, bounty.id, close_seconds[:16])
         first_at_update, second_paid = threading.Event(), threading.Event()
 
         def hold_the_first_approval(conn: object, cursor: object, statement: str, *_: object) -> None:
@@ -1136,10 +1134,7 @@ def test_a_held_appeal_approved_after_a_redeploy_to_a_model_that_refuses_it_ends
     try:
         bounty = create_bounty(rt, [7], PAYOUT, 200_000, mode=BountyMode.VETTED)
         api = client(rt)
-        held = next(answer.json() for answer in (
-            api.post(f"/bounties/{bounty.id}/submissions",
-                     json={"pixels": image.tolist(), "address": USER.address(), "appeal": True})
-            for image in close_seconds[:16]) if answer.status_code == 202)
+        held = hold_an_appeal(api, bounty.id, close_seconds[:16])
         b2 = shipped.integer.b2.copy()
         b2[7] -= 10**6  # far below every other logit: no image ranks a 7 second any more
         no_sevens = replace(shipped, integer=replace(shipped.integer, b2=b2), parent_sha256=shipped.weights_sha256)
@@ -1843,10 +1838,7 @@ def test_a_held_appeal_to_a_two_digit_bounty_approved_after_a_redeploy_is_paid_o
         bounty = create_bounty(rt, [1, 7], PAYOUT, 200_000, mode=BountyMode.VETTED, shape=shape,
                                prizes=3 if shape == BountyShape.POOL else None)
         api = client(rt)
-        held = next(answer.json() for answer in (
-            api.post(f"/bounties/{bounty.id}/submissions",
-                     json={"pixels": image.tolist(), "address": USER.address(), "appeal": True, "digit": 7})
-            for image in close_seconds[:16]) if answer.status_code == 202)
+        held = hold_an_appeal(api, bounty.id, close_seconds[:16], digit=7)
         (variant,) = register_variants(rt, shipped, tmp_path, 1)
         redeploy(rt, bounty.id, variant)
         (paid,) = decide_appeals(rt, [held["id"]], approve=True)
