@@ -108,8 +108,9 @@ def settle(rt: Runtime, blocks: int = 1) -> Watcher:
     return watcher
 
 
-def books_balance(rt: Runtime, bounty_id: int) -> None:
-    """Funding - payouts - fees == what the live contract holds, to the satoshi, in the database and on chain."""
+def books_balance(rt: Runtime, bounty_id: int, foreign: frozenset[str] = frozenset()) -> None:
+    """Funding - payouts - fees == what the live contract holds, to the satoshi, in the database and on chain
+    (where outputs strangers paid to its script, the transactions `foreign`, are no part of it)."""
     with rt.session() as session:
         bounty = session.get(Bounty, bounty_id)
         assert bounty is not None
@@ -119,7 +120,8 @@ def books_balance(rt: Runtime, bounty_id: int) -> None:
         deployment = active_deployment(session, bounty)
         assert deployment is not None
         assert bounty.budget_sats - paid - fees == deployment.current_satoshis
-        on_chain = rt.chain.utxos_for_script(rt.contract(deployment).lock().serialize())
+        on_chain = [u for u in rt.chain.utxos_for_script(rt.contract(deployment).lock().serialize())
+                    if u.txid not in foreign]
         assert [u.satoshis for u in on_chain] == [deployment.current_satoshis]
         assert (on_chain[0].txid, on_chain[0].vout) == (deployment.current_txid, deployment.current_vout)
         spends = session.execute(select(Payout.txid, Payout.fee_sats).where(Payout.bounty_id == bounty_id)).all()
@@ -296,6 +298,46 @@ def test_a_reorg_orphans_what_it_drops(rt: Runtime, digits: dict[str, np.ndarray
         assert winner is not None and winner.status == SubmissionStatus.CONFIRMED
     books_balance(rt, bounty.id)
     assert post(api, bounty.id, digits["sevens"][2])["code"] == 202  # the bounty goes on from the new tip
+
+
+
+def test_a_submission_right_after_a_reorg_spends_the_contract_the_rival_left_not_dust_at_its_script(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """A reorg replaces the block of our paid spend with a rival's spend of the same contract output, and a
+    submission arrives before the watcher has read it: the booked outpoint is gone from the chain, so the
+    service takes the largest unspent output of the contract's script, the rival's successor, and not the
+    1-sat output a griefer paid to that script. It is paid once and the books balance."""
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    with rt.session() as session:
+        deployment = active_deployment(session, session.get(Bounty, bounty.id))  # type: ignore[arg-type]
+        assert deployment is not None
+        contract = rt.contract(deployment)
+    dust = _pay_to_script(rt, contract.lock().serialize(), 1)
+    api = client(rt)
+    settle(rt)
+    ours = post(api, bounty.id, digits["sevens"][0])
+    settle(rt)
+    chain = rt.local_chain
+    assert chain is not None
+    mined = chain.get_transaction(ours["txid"])
+    assert mined is not None
+    source = chain.get_transaction(mined.inputs[0].source_txid)
+    assert source is not None
+    rival = build_submission(contract, Utxo.of(source, mined.inputs[0].source_output_index), digits["sevens"][1],
+                             OTHER.address())
+    chain.rollback(1, replacement=[rival])
+    after = post(api, bounty.id, digits["sevens"][2])  # the watcher has not read the reorg yet
+    assert after["code"] == 202 and after["payout_sats"] == PAYOUT, after
+    spend = chain.get_transaction(after["txid"])
+    assert spend is not None and (spend.inputs[0].source_txid, spend.inputs[0].source_output_index) == (
+        rival.txid(), 0)
+    settle(rt)
+    assert api.get(f"/submissions/{ours['id']}").json()["status"] == "orphaned"
+    assert api.get(f"/submissions/{after['id']}").json()["status"] == "confirmed"
+    assert [(u.txid, u.satoshis) for u in chain.utxos_for_script(contract.lock().serialize())
+            if u.txid == dust] == [(dust, 1)]  # the griefer's output untouched
+    books_balance(rt, bounty.id, foreign=frozenset({dust}))
 
 
 def test_a_rollback_without_a_rival_only_unconfirms(sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
@@ -516,12 +558,13 @@ def _pay_to_script(rt: Runtime, script: bytes, amount: int) -> str:
     return tx.txid()
 
 
-@pytest.mark.parametrize("grief", [1, 10_000])
+@pytest.mark.parametrize("grief", [1, 10_000, 200_000])  # 200,000: more than the contract holds
 def test_foreign_outputs_paid_to_the_script_neither_stall_nor_exhaust_the_bounty(
         rt: Runtime, digits: dict[str, np.ndarray], grief: int) -> None:
     """Measured on main: 1 sat paid to the bounty's script made every later submission fail with 409 and
     `withdraw` fail; 10,000 sats made the service spend that output and mark the bounty exhausted while the
-    real contract still held its balance. The live contract is the booked outpoint, followed along its spends."""
+    real contract still held its balance. The live contract is the booked outpoint, followed along its spends,
+    however much more than the contract a foreign output holds."""
     bounty = create_bounty(rt, [7], PAYOUT, 60_000)
     with rt.session() as session:
         deployment = active_deployment(session, session.get(Bounty, bounty.id))  # type: ignore[arg-type]
@@ -551,6 +594,27 @@ def test_foreign_outputs_paid_to_the_script_neither_stall_nor_exhaust_the_bounty
     assert on_chain == {(deployment.current_txid, 0): deployment.current_satoshis, (foreign, 0): grief}
     withdrawn = withdraw_bounty(rt, bounty.id)  # the owner's path takes the contract, not the foreign output
     assert deployment.current_satoshis - 10_000 < withdrawn.withdrawn_sats < deployment.current_satoshis
+
+
+
+def test_every_owner_transaction_of_a_chain_bounty_pays_the_fee_rate_in_force(
+        tmp_path: Path, digits: dict[str, np.ndarray], shipped: ModelArtifact) -> None:
+    """At a rate other than the wallet's default (250 sat/kB; the default is 100): the deploy, a top-up, a
+    redeploy and the withdrawal each pay what their size costs at that rate, to the satoshi."""
+    rt = open_runtime(settings_for(tmp_path / "home", fee_rate=250, novelty_index_mnist_test=False))
+    try:
+        bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+        assert post(client(rt), bounty.id, digits["sevens"][0])["code"] == 202
+        fund_bounty(rt, bounty.id, 10_000)
+        (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+        redeploy(rt, bounty.id, model_id)
+        settle(rt)
+        books_balance(rt, bounty.id)  # the deploy, both migrations and the payout, each at 250 sat/kB
+        withdrawal = rt.chain.get_transaction(withdraw_bounty(rt, bounty.id).withdraw_txid)
+        assert withdrawal is not None
+        assert_fee_allowed(rt.chain, withdrawal, 250)
+    finally:
+        rt.close()
 
 
 def test_a_budget_that_cannot_pay_one_image_is_refused_and_nothing_is_written(
