@@ -21,7 +21,7 @@ from contracts.interpreter import TX_VERSION
 from contracts.pool import PoolContract
 from contracts.transactions import Utxo
 from contracts.transactions import claim as build_claim
-from marketplace.bounties import fund_bounty, redeploy, withdraw_bounty
+from marketplace.bounties import export_bounty, fund_bounty, redeploy, withdraw_bounty
 from marketplace.pool_ledger import prize_utxo, reserve_utxo, undo_drop
 from marketplace.pools import keep_forever, keep_pools, live_pool
 from marketplace.runtime import Runtime, open_runtime
@@ -183,6 +183,11 @@ def test_top_up_withdraw_and_the_books(rt: Runtime, digits: dict[str, np.ndarray
     topped = fund_bounty(rt, bounty_id, 25_000)
     assert topped.budget_sats == 85_000 and topped.reserve_sats is not None
     assert topped.reserve_sats > (before["reserve_sats"] or 0) + 24_000
+    shown = api.get(f"/bounties/{bounty_id}").json()
+    assert {b["id"]: b for b in api.get("/bounties").json()}[bounty_id] == shown  # the list shows the pool's figures
+    exported = export_bounty(rt, bounty_id).bounty
+    assert (exported.live_prizes, exported.reserve_sats, exported.remaining_sats) == (
+        shown["live_prizes"], shown["reserve_sats"], shown["remaining_sats"])
     books(rt, bounty_id)
     settle(rt)
     live_value = prizes_of(rt, bounty_id)
