@@ -24,7 +24,15 @@ from contracts.transactions import Utxo
 from contracts.transactions import submission as build_submission
 from marketplace import migrate
 from marketplace.api import create_app
-from marketplace.bounties import active_deployment, create_bounty, fund_bounty, get_bounty, redeploy, withdraw_bounty
+from marketplace.bounties import (
+    active_deployment,
+    create_bounty,
+    current_utxo,
+    fund_bounty,
+    get_bounty,
+    redeploy,
+    withdraw_bounty,
+)
 from marketplace.chain import LocalChain
 from marketplace.cli import app as cli
 from marketplace.errors import ImageRefused, InvalidRequest, NotFound
@@ -35,6 +43,7 @@ from marketplace.schema import (
     BountyShape,
     Deployment,
     DeploymentStatus,
+    ModelVersion,
     Payout,
     Prize,
     RejectReason,
@@ -338,6 +347,37 @@ def test_a_submission_right_after_a_reorg_spends_the_contract_the_rival_left_not
     assert [(u.txid, u.satoshis) for u in chain.utxos_for_script(contract.lock().serialize())
             if u.txid == dust] == [(dust, 1)]  # the griefer's output untouched
     books_balance(rt, bounty.id, foreign=frozenset({dust}))
+
+
+
+def test_a_submission_during_a_redeploy_no_one_has_booked_yet_is_refused_then_judged_by_the_new_model(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray], shipped: ModelArtifact, tmp_path: Path) -> None:
+    """Another process (a retraining worker) has broadcast a redeploy that this service has not booked yet: the
+    contract's output now leads to a contract of another script. A submission in that moment is refused with a
+    409 and nothing is sent (the service does not build a spend of the new contract as if it were the old one);
+    once the watcher books the redeploy, the next image is paid under the new model."""
+    rt = sqlite_rt
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    (model_id,) = register_variants(rt, shipped, tmp_path, 1)
+    with rt.session() as session:
+        deployment = active_deployment(session, session.get(Bounty, bounty.id))  # type: ignore[arg-type]
+        model = session.get(ModelVersion, model_id)
+        assert deployment is not None and model is not None
+        successor = rt.new_contract(model, deployment.bounty)
+        contract, utxo = rt.contract(deployment), current_utxo(rt, deployment)
+    redeployed = rt.wallet.build_migrate(rt.chain, contract, utxo, successor, 5_000, rt.settings.fee_rate)
+    rt.chain.broadcast(redeployed)  # the other process's redeploy with a top-up (two outputs), unbooked here
+    api, chain = client(rt), rt.local_chain
+    assert chain is not None
+    waiting = chain.stats().mempool_size
+    refused = post(api, bounty.id, digits["sevens"][0])
+    assert refused["code"] == 409 and "spent without a successor" in refused["detail"], refused
+    assert chain.stats().mempool_size == waiting  # nothing sent
+    settle(rt)
+    paid = post(api, bounty.id, digits["sevens"][1])
+    assert (paid["code"], paid["model_version"]) == (202, 2), paid
+    settle(rt)
+    books_balance(rt, bounty.id)
 
 
 def test_a_rollback_without_a_rival_only_unconfirms(sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
