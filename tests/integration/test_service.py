@@ -657,6 +657,30 @@ def test_every_owner_transaction_of_a_chain_bounty_pays_the_fee_rate_in_force(
         rt.close()
 
 
+
+def test_a_bounty_judges_with_the_model_it_was_created_with_else_with_the_newest_registered(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray], shipped: ModelArtifact, tmp_path: Path) -> None:
+    """`bounty create --model PATH` judges with that artifact (registered on first use, once); without it, a
+    bounty judges with the newest registered model, and the very first one with the settings' model. The terms
+    left out are the defaults: no margin."""
+    rt = sqlite_rt
+    first = create_bounty(rt, [7], PAYOUT, 100_000)
+    assert (first.model_version, first.weights_sha256, first.min_margin) == (1, shipped.weights_sha256, 0)
+    b2 = shipped.integer.b2.copy()
+    b2[0] += 1
+    path = replace(shipped, integer=replace(shipped.integer, b2=b2), parent_sha256=shipped.weights_sha256).save(
+        tmp_path / "variant")
+    chosen = create_bounty(rt, [7], PAYOUT, 100_000, model_path=path)
+    again = create_bounty(rt, [7], PAYOUT, 100_000, model_path=path)
+    newest = create_bounty(rt, [7], PAYOUT, 100_000)
+    assert [b.model_version for b in (chosen, again, newest)] == [2, 2, 2]
+    assert chosen.weights_sha256 == rt.artifact(path).weights_sha256 != shipped.weights_sha256
+    paid = post(client(rt), chosen.id, digits["sevens"][0])
+    assert (paid["code"], paid["model_version"]) == (202, 2), paid
+    settle(rt)
+    books_balance(rt, chosen.id)
+
+
 def test_a_budget_that_cannot_pay_one_image_is_refused_and_nothing_is_written(
         rt: Runtime, digits: dict[str, np.ndarray]) -> None:
     """Measured on main: `create --budget 1000` made an active bounty that could never pay (each image costs
