@@ -681,6 +681,27 @@ def test_a_bounty_judges_with_the_model_it_was_created_with_else_with_the_newest
     books_balance(rt, chosen.id)
 
 
+
+def test_a_withdrawn_bounty_shows_its_own_last_contract_and_nothing_left(
+        sqlite_rt: Runtime, shipped: ModelArtifact, tmp_path: Path) -> None:
+    """After a redeploy and a withdrawal no contract of the bounty is active: its view shows its own last one
+    (version 2, under the new model), nothing remaining and no image left, though another bounty holds more
+    deployments and a higher version."""
+    rt = sqlite_rt
+    other = create_bounty(rt, [3], PAYOUT, 100_000)
+    bounty = create_bounty(rt, [7], PAYOUT, 100_000)
+    first, second = register_variants(rt, shipped, tmp_path, 2)
+    redeploy(rt, other.id, first)
+    assert redeploy(rt, other.id, second).contract_version == 3
+    moved = redeploy(rt, bounty.id, first)
+    withdraw_bounty(rt, bounty.id)
+    shown = get_bounty(rt, bounty.id)
+    assert (shown.status, shown.contract_version, shown.model_version, shown.contract_txid) == (
+        "withdrawn", 2, 2, moved.migrate_txid)
+    assert (shown.remaining_sats, shown.images_left) == (0, 0)
+    assert get_bounty(rt, other.id).images_left > 0
+
+
 def test_a_budget_that_cannot_pay_one_image_is_refused_and_nothing_is_written(
         rt: Runtime, digits: dict[str, np.ndarray]) -> None:
     """Measured on main: `create --budget 1000` made an active bounty that could never pay (each image costs
