@@ -1780,6 +1780,8 @@ def test_a_reorg_dropping_a_chain_bountys_deploy_orphans_its_spend_and_the_watch
         row = session.get(Submission, paid["id"])
         assert row is not None and (row.status, row.reason, row.payout) == (
             SubmissionStatus.ORPHANED, RejectReason.REORGED_OUT, None)
+    later = post(client(rt), bounty.id, digits["sevens"][1])  # no contract is left on chain: a refusal, not a 500
+    assert later["code"] == 409 and "no unspent contract output" in later["detail"], later
 
 
 def test_queued_spends_refused_for_good_are_closed_with_the_reason_logged_and_the_rest_still_go(
