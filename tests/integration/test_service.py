@@ -666,6 +666,7 @@ def test_a_bounty_judges_with_the_model_it_was_created_with_else_with_the_newest
     rt = sqlite_rt
     first = create_bounty(rt, [7], PAYOUT, 100_000)
     assert (first.model_version, first.weights_sha256, first.min_margin) == (1, shipped.weights_sha256, 0)
+    assert (first.accepted_count, first.paid_sats, first.fees_spent_sats) == (0, 0, 0)  # nothing paid yet
     b2 = shipped.integer.b2.copy()
     b2[0] += 1
     path = replace(shipped, integer=replace(shipped.integer, b2=b2), parent_sha256=shipped.weights_sha256).save(
