@@ -5,6 +5,7 @@ the books checked to the satoshi against the chain after each, on SQLite and on 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +22,7 @@ from contracts.interpreter import TX_VERSION
 from contracts.pool import PoolContract
 from contracts.transactions import Utxo
 from contracts.transactions import claim as build_claim
-from marketplace.bounties import export_bounty, fund_bounty, redeploy, withdraw_bounty
+from marketplace.bounties import create_bounty, export_bounty, fund_bounty, redeploy, withdraw_bounty
 from marketplace.pool_ledger import prize_utxo, reserve_utxo, undo_drop
 from marketplace.pools import keep_forever, keep_pools, live_pool
 from marketplace.runtime import Runtime, open_runtime
@@ -202,7 +203,13 @@ def test_top_up_withdraw_and_the_books(rt: Runtime, digits: dict[str, np.ndarray
     books(rt, bounty_id)
 
 
-def test_the_keeper_refills_from_the_reserve_in_batches(rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+def test_the_keeper_refills_from_the_reserve_in_batches(rt: Runtime, digits: dict[str, np.ndarray],
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """It stocks only active pools: a chain bounty and a withdrawn pool beside this one are not looked at (no
+    warning of a pool it could not stock)."""
+    caplog.set_level(logging.WARNING, logger="marketplace.pools")
+    create_bounty(rt, [7], PAYOUT, 100_000)
+    withdraw_bounty(rt, pool(rt, prizes=2))
     bounty_id = pool(rt, prizes=6, budget=300_000)
     api = client(rt)
     for image in digits["sevens"][:5]:
@@ -214,6 +221,7 @@ def test_the_keeper_refills_from_the_reserve_in_batches(rt: Runtime, digits: dic
     assert moves == ["deploy", "refill"]
     assert prizes_of(rt, bounty_id)["live"] == 5
     assert keep_pools(rt) == 0  # stocked: nothing to do
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     books(rt, bounty_id)
 
 
