@@ -851,9 +851,10 @@ def test_a_prize_costs_its_outputs_fee_and_a_reserve_buys_whole_prizes_only(rt: 
     assert images_left(2, move + unit - 1, contract, rate) == 2
 
 
-def test_a_budget_of_exactly_the_minimum_it_names_creates_one_prize(rt: Runtime) -> None:
+def test_a_budget_of_exactly_the_minimum_it_names_creates_one_prize(rt: Runtime, sevens: np.ndarray) -> None:
     """The refusal of a budget too small for one prize names the least budget; that budget creates one prize
-    (and nothing is left for a reserve), a satoshi less is refused the same way."""
+    (and nothing is left for a reserve), a satoshi less is refused the same way. Once that prize is claimed the
+    pool refuses the next image before judging it: a 409 saying it is exhausted."""
     with pytest.raises(InvalidRequest, match="cannot create one prize") as refused:
         pool(rt, prizes=3, budget=3_000)
     least = int(str(refused.value).rsplit("at least ", 1)[1].split(" sats")[0].replace(",", ""))
@@ -862,6 +863,10 @@ def test_a_budget_of_exactly_the_minimum_it_names_creates_one_prize(rt: Runtime)
     created = get_bounty(rt, pool(rt, prizes=3, budget=least))
     assert (created.live_prizes, created.reserve_sats, created.contract_version) == (1, 0, 1)
     assert created.fees_spent_sats == least - PAYOUT - created.max_fee_sats  # the deploy took the rest as fee
+    api = client(rt)
+    assert post(api, created.id, sevens[0])["code"] == 202
+    refused = post(api, created.id, sevens[1])
+    assert refused["code"] == 409 and "has no live prize" in refused["detail"], refused
     books(rt, created.id)
 
 
