@@ -237,6 +237,27 @@ def test_hourly_quotas_per_payee(request: pytest.FixtureRequest, tmp_path: Path,
     rt.close()
 
 
+
+def test_every_attempt_from_one_client_counts_against_its_hourly_quota_whoever_is_paid(
+        tmp_path: Path, honest: dict[int, np.ndarray]) -> None:
+    """One client sending honest images for three payees in an hour, with a quota of two per client: the third is
+    refused for the quota (the payees' own quotas are off), and nothing is paid for it."""
+    rt = open_runtime(settings_for(tmp_path / "home", novelty_index_mnist_test=False, quota_per_payee_per_hour=0,
+                                   quota_per_client_per_hour=2))
+    try:
+        bounty_id = vetted(rt, [7])
+        api = client(rt)
+        payees = [USER, THIEF, PrivateKey(7103, network=Network.TESTNET)]
+        answers = [post(api, bounty_id, image, payee.address()) for image, payee in zip(honest[7][20:23], payees,
+                                                                                         strict=True)]
+        assert [a["code"] for a in answers[:2]] == [202, 202] and refusal(answers[2]) == "quota", answers
+        settle(rt)
+        assert paid_count(rt, bounty_id) == 2
+        books_balance(rt, bounty_id)
+    finally:
+        rt.close()
+
+
 def test_open_bounties_take_no_appeals(rt: Runtime, honest: dict[int, np.ndarray]) -> None:
     bounty = create_bounty(rt, [7], PAYOUT, 100_000)
     assert bounty.mode == "open" and bounty.attestor_pubkey is None
