@@ -8,7 +8,7 @@ STAMP = $(VENV)/.installed
 CHROMIUM = /usr/bin/chromium
 SUDO = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run demo test test-all test-random mutants lint bench clean
+.PHONY: run demo test test-all test-random mutants mutants-alone lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ test-random: lint $(CHROMIUM)
 # long (see the README's Mutation testing), never part of `make test`. `MUTANTS="marketplace.ledger*"` limits a run.
 mutants: $(STAMP)
 	nice -n 10 $(BIN)/mutmut run --max-children 2 $(MUTANTS)
+	$(BIN)/python tests/support/mutation_report.py
+
+# the mutants `make mutants` left unrun (or MUTANTS="pattern ..."), each in a fresh pytest: see the README
+mutants-alone: $(STAMP)
+	nice -n 10 $(BIN)/python tests/support/mutants_alone.py $(MUTANTS)
 	$(BIN)/python tests/support/mutation_report.py
 
 bench: $(STAMP)

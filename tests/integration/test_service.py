@@ -69,7 +69,7 @@ from model.reference import classify
 from tests.support.fees import assert_fee_allowed, fee_paid
 from tests.support.holding import hold_an_appeal
 from tests.support.images import paper_png
-from tests.support.models import register_variants
+from tests.support.models import register_variants, variant_artifact
 from tests.support.pool_books import pool_books_failures
 from tests.support.pools import rescan
 from tests.support.reference import ranking_of_test_set, reading_of_test_set
@@ -667,10 +667,7 @@ def test_a_bounty_judges_with_the_model_it_was_created_with_else_with_the_newest
     first = create_bounty(rt, [7], PAYOUT, 100_000)
     assert (first.model_version, first.weights_sha256, first.min_margin) == (1, shipped.weights_sha256, 0)
     assert (first.accepted_count, first.paid_sats, first.fees_spent_sats) == (0, 0, 0)  # nothing paid yet
-    b2 = shipped.integer.b2.copy()
-    b2[0] += 1
-    path = replace(shipped, integer=replace(shipped.integer, b2=b2), parent_sha256=shipped.weights_sha256).save(
-        tmp_path / "variant")
+    path = variant_artifact(shipped, tmp_path, 1)
     chosen = create_bounty(rt, [7], PAYOUT, 100_000, model_path=path)
     again = create_bounty(rt, [7], PAYOUT, 100_000, model_path=path)
     newest = create_bounty(rt, [7], PAYOUT, 100_000)
@@ -1324,6 +1321,7 @@ def test_a_queued_claim_the_chain_still_refuses_stays_one_pending_row_until_a_bl
     monkeypatch.setattr(rt.local_chain, "max_unconfirmed_ancestors", 0)
     queued = post(client(rt), bounty.id, digits["sevens"][0])
     assert (queued["code"], queued["status"], queued["reason"]) == (202, "pending", "chain_too_long"), queued
+    assert (queued["claimed_digit"], queued["appeal"]) == (None, False)  # an open pool pays the label: no claim
     caplog.clear()
     assert send_queued(rt) == 0  # no block yet: refused again
     with rt.session() as session:
@@ -1411,8 +1409,6 @@ def test_a_redeploy_the_watcher_books_first_is_adopted_once_under_its_new_model(
         sqlite_rt: Runtime, shipped: ModelArtifact, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The watcher reads a redeploy off the chain before the service records it: it recognises the new model's
     classifier inside the script (compiled once) and books the migration, not a withdrawal."""
-    from tests.support.models import register_variants
-
     rt = sqlite_rt
     bounty = create_bounty(rt, [7], PAYOUT, 40_000)
     first, second = register_variants(rt, shipped, tmp_path, 2)
@@ -1590,8 +1586,6 @@ def test_a_migration_whose_sender_died_after_broadcasting_is_adopted_by_the_watc
     """The service broadcasts a migration and its process dies before recording it: the watcher recognises the
     contract the owner's spend created (the live model's for a top-up, another registered model's for a redeploy)
     and books the migration, never a withdrawal; the bounty goes on paying on the new contract."""
-    from tests.support.models import register_variants
-
     class ProcessDied(BaseException):
         pass
 
@@ -1946,6 +1940,11 @@ def test_only_a_vetted_bountys_close_second_within_its_gap_is_offered_an_appeal(
         assert post(api, open_.id, read.x[close_second]) == expected(close_second, hint=False)
         assert post(api, vetted.id, read.x[other_second]) == expected(other_second, hint=False)
         assert post(api, vetted.id, read.x[far_second]) == expected(far_second, hint=False)
+        # exactly at the gap an appeal is taken, so it is offered; one short of the margin it is not
+        at_gap = int(read.margins[close_second])
+        for gap, hint in ((at_gap, True), (at_gap - 1, False)):
+            edge = create_bounty(rt, [7], PAYOUT, 100_000, mode=BountyMode.VETTED, appeal_gap=gap)
+            assert post(api, edge.id, read.x[close_second]) == expected(close_second, hint=hint)
     finally:
         rt.close()
 
