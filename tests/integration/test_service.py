@@ -1918,7 +1918,8 @@ def test_only_a_vetted_bountys_close_second_within_its_gap_is_offered_an_appeal(
         tmp_path: Path, shipped: ModelArtifact) -> None:
     """The appeal hint (and `appealable`) is given when a vetted bounty refuses an image whose runner-up is the
     bounty's digit within its appeal gap; not by an open bounty (which takes no appeals), nor for a runner-up of
-    another digit, nor for one further behind than the gap."""
+    another digit, nor for one further behind than the gap. The appeal itself passes the classifier's gate
+    exactly when the hint is given: the 7 second, at most the gap behind (at the gap exactly, too)."""
     gap = 4_000
     read, ranked = reading_of_test_set(shipped.integer), ranking_of_test_set(shipped.integer)
     not_seven, second_seven = read.labels != 7, ranked[:, 1] == 7
@@ -1936,15 +1937,34 @@ def test_only_a_vetted_bountys_close_second_within_its_gap_is_offered_an_appeal(
             return refusal_answer(f"the classifier reads a {label} (margin {margin}), which is not this bounty's 7"
                                   + ("; you may appeal, claiming a 7" if hint else ""), label, margin, hint)
 
+        def appeal(api: TestClient, bounty_id: int, pixels: np.ndarray) -> dict:
+            response = api.post(f"/bounties/{bounty_id}/submissions",
+                                json={"pixels": pixels.tolist(), "address": USER.address(), "appeal": True})
+            return {**response.json(), "code": response.status_code}
+
+        def not_second(i: int, gap: int) -> dict:
+            label, margin, second = int(read.labels[i]), int(read.margins[i]), int(ranked[i, 1])
+            return refusal_answer(f"an appeal needs the classifier to rank the 7 second, within {gap} of its first "
+                                  f"choice; it reads a {label} first and a {second} second, {margin} apart",
+                                  label, margin)
+
         assert post(api, vetted.id, read.x[close_second]) == expected(close_second, hint=True)
         assert post(api, open_.id, read.x[close_second]) == expected(close_second, hint=False)
         assert post(api, vetted.id, read.x[other_second]) == expected(other_second, hint=False)
         assert post(api, vetted.id, read.x[far_second]) == expected(far_second, hint=False)
         # exactly at the gap an appeal is taken, so it is offered; one short of the margin it is not
         at_gap = int(read.margins[close_second])
-        for gap, hint in ((at_gap, True), (at_gap - 1, False)):
-            edge = create_bounty(rt, [7], PAYOUT, 100_000, mode=BountyMode.VETTED, appeal_gap=gap)
+        for edge_gap, hint in ((at_gap, True), (at_gap - 1, False)):
+            edge = create_bounty(rt, [7], PAYOUT, 100_000, mode=BountyMode.VETTED, appeal_gap=edge_gap)
             assert post(api, edge.id, read.x[close_second]) == expected(close_second, hint=hint)
+            appealed = appeal(api, edge.id, read.x[close_second])
+            if hint:  # past the classifier's gate: paid, or refused by the vetting after it (with its reason)
+                assert appealed["code"] == 202 or appealed["refusal"]["reason"] is not None, appealed
+            else:
+                assert appealed == not_second(close_second, edge_gap)
+        # an appeal needs the 7 second and within the gap: either alone is refused
+        assert appeal(api, vetted.id, read.x[other_second]) == not_second(other_second, gap)
+        assert appeal(api, vetted.id, read.x[far_second]) == not_second(far_second, gap)
     finally:
         rt.close()
 

@@ -8,8 +8,8 @@ that call its function (`mutants/mutmut-stats.json`), fastest first, stopping at
 
 Run from the project's root after `make mutants` has written `mutants/` (`make mutants-alone`):
     python tests/support/mutants_alone.py [--again] [PATTERN ...]
-PATTERN is a mutant name or an fnmatch pattern ("marketplace.submissions.x__gate__mutmut_*"); the default is
-every mutant not checked yet. `--again` reruns the ones already checked too.
+PATTERN is a mutant name or an fnmatch pattern ("marketplace.submissions.x__gate__mutmut_*"), run in the order
+given; the default is every mutant not checked yet. `--again` reruns the ones already checked too.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [(meta, name) for meta in sorted(ROOT.rglob("*.py.meta"))
             for name, code in json.loads(meta.read_text())["exit_code_by_key"].items()
             if (args.again or code is None) and any(fnmatch(name, p) for p in args.patterns)]
+    todo.sort(key=lambda job: next(i for i, p in enumerate(args.patterns) if fnmatch(job[1], p)))  # as asked
     print(f"{len(todo)} mutants to run, {args.workers} at a time", flush=True)
     lock = threading.Lock()
 
