@@ -1914,6 +1914,20 @@ def test_a_two_digit_bounty_refuses_with_a_sentence_naming_both_digits(
         f"the classifier reads a 7 (margin {margin}), which is too close to call for this bounty's 1 or 7", 7, margin)
 
 
+def test_an_appeal_to_a_two_digit_bounty_must_name_one_of_its_digits(
+        sqlite_rt: Runtime, digits: dict[str, np.ndarray]) -> None:
+    """A vetted bounty for 1 or 7 cannot guess which digit an appeal claims: without one, or with another digit,
+    the appeal is refused before any judging, with a sentence saying what to send."""
+    bounty = create_bounty(sqlite_rt, [1, 7], PAYOUT, 100_000, mode=BountyMode.VETTED)
+    api = client(sqlite_rt)
+    for claim, detail in (({}, f"bounty {bounty.id} pays for 1 or 7: an appeal must say which digit it claims"),
+                          ({"digit": 3}, f"bounty {bounty.id} pays for 1 or 7, not for 3")):
+        response = api.post(f"/bounties/{bounty.id}/submissions", json={
+            "pixels": digits["sevens"][0].tolist(), "address": USER.address(), "appeal": True, **claim})
+        assert (response.status_code, response.json()["detail"]) == (422, detail)
+    assert get_bounty(sqlite_rt, bounty.id).accepted_count == 0
+
+
 def test_only_a_vetted_bountys_close_second_within_its_gap_is_offered_an_appeal(
         tmp_path: Path, shipped: ModelArtifact) -> None:
     """The appeal hint (and `appealable`) is given when a vetted bounty refuses an image whose runner-up is the
