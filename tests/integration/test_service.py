@@ -145,8 +145,11 @@ def books_balance(rt: Runtime, bounty_id: int, foreign: frozenset[str] = frozens
         assert_fee_allowed(rt.chain, tx, rt.settings.fee_rate)
 
 
-def post(api: TestClient, bounty_id: int, pixels: np.ndarray, address: str = USER.address()) -> dict:
-    response = api.post(f"/bounties/{bounty_id}/submissions", json={"pixels": pixels.tolist(), "address": address})
+def post(api: TestClient, bounty_id: int, pixels: np.ndarray, address: str = USER.address(), **fields: object
+         ) -> dict:
+    """A submission through the HTTP API (`fields`: `appeal`, `digit`), its JSON answer with its status `code`."""
+    response = api.post(f"/bounties/{bounty_id}/submissions",
+                        json={"pixels": pixels.tolist(), "address": address, **fields})
     return {**response.json(), "code": response.status_code}
 
 
@@ -677,7 +680,6 @@ def test_a_bounty_judges_with_the_model_it_was_created_with_else_with_the_newest
     assert (paid["code"], paid["model_version"]) == (202, 2), paid
     settle(rt)
     books_balance(rt, chosen.id)
-
 
 
 def test_a_withdrawn_bounty_shows_its_own_last_contract_and_nothing_left(
@@ -1922,9 +1924,8 @@ def test_an_appeal_to_a_two_digit_bounty_must_name_one_of_its_digits(
     api = client(sqlite_rt)
     for claim, detail in (({}, f"bounty {bounty.id} pays for 1 or 7: an appeal must say which digit it claims"),
                           ({"digit": 3}, f"bounty {bounty.id} pays for 1 or 7, not for 3")):
-        response = api.post(f"/bounties/{bounty.id}/submissions", json={
-            "pixels": digits["sevens"][0].tolist(), "address": USER.address(), "appeal": True, **claim})
-        assert (response.status_code, response.json()["detail"]) == (422, detail)
+        refused = post(api, bounty.id, digits["sevens"][0], appeal=True, **claim)
+        assert (refused["code"], refused["detail"]) == (422, detail)
     assert get_bounty(sqlite_rt, bounty.id).accepted_count == 0
 
 
@@ -1951,11 +1952,6 @@ def test_only_a_vetted_bountys_close_second_within_its_gap_is_offered_an_appeal(
             return refusal_answer(f"the classifier reads a {label} (margin {margin}), which is not this bounty's 7"
                                   + ("; you may appeal, claiming a 7" if hint else ""), label, margin, hint)
 
-        def appeal(api: TestClient, bounty_id: int, pixels: np.ndarray) -> dict:
-            response = api.post(f"/bounties/{bounty_id}/submissions",
-                                json={"pixels": pixels.tolist(), "address": USER.address(), "appeal": True})
-            return {**response.json(), "code": response.status_code}
-
         def not_second(i: int, gap: int) -> dict:
             label, margin, second = int(read.labels[i]), int(read.margins[i]), int(ranked[i, 1])
             return refusal_answer(f"an appeal needs the classifier to rank the 7 second, within {gap} of its first "
@@ -1971,14 +1967,14 @@ def test_only_a_vetted_bountys_close_second_within_its_gap_is_offered_an_appeal(
         for edge_gap, hint in ((at_gap, True), (at_gap - 1, False)):
             edge = create_bounty(rt, [7], PAYOUT, 100_000, mode=BountyMode.VETTED, appeal_gap=edge_gap)
             assert post(api, edge.id, read.x[close_second]) == expected(close_second, hint=hint)
-            appealed = appeal(api, edge.id, read.x[close_second])
+            appealed = post(api, edge.id, read.x[close_second], appeal=True)
             if hint:  # past the classifier's gate: paid, or refused by the vetting after it (with its reason)
                 assert appealed["code"] == 202 or appealed["refusal"]["reason"] is not None, appealed
             else:
                 assert appealed == not_second(close_second, edge_gap)
         # an appeal needs the 7 second and within the gap: either alone is refused
-        assert appeal(api, vetted.id, read.x[other_second]) == not_second(other_second, gap)
-        assert appeal(api, vetted.id, read.x[far_second]) == not_second(far_second, gap)
+        assert post(api, vetted.id, read.x[other_second], appeal=True) == not_second(other_second, gap)
+        assert post(api, vetted.id, read.x[far_second], appeal=True) == not_second(far_second, gap)
     finally:
         rt.close()
 

@@ -237,7 +237,6 @@ def test_hourly_quotas_per_payee(request: pytest.FixtureRequest, tmp_path: Path,
     rt.close()
 
 
-
 def test_every_attempt_from_one_client_counts_against_its_hourly_quota_whoever_is_paid(
         tmp_path: Path, honest: dict[int, np.ndarray]) -> None:
     """One client sending honest images for three payees in an hour, with a quota of two per client: the third is
